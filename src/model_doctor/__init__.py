@@ -1,0 +1,8 @@
+"""torch-model-doctor: diagnose and treat CNN classifiers (Feng et al., AAAI 2022, "Model Doctor")."""
+
+__version__ = "0.1.0"
+
+from .diagnosis import Diagnosis, Examination, diagnose, examine  # noqa: E402
+from .layers import resolve_layers  # noqa: E402
+
+__all__ = ["__version__", "Diagnosis", "Examination", "diagnose", "examine", "resolve_layers"]

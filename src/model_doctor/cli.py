@@ -1,0 +1,105 @@
+"""``model-doctor``: parse -> config -> library call. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .config import Config, apply_overrides, load_config
+from .zoo import model_names
+
+_MODEL_HELP = "architecture: {%s}, torchvision:NAME or file:path.py:factory (default: from model.json beside --weights, else smallcnn)"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--config", help="YAML config file; command-line flags override it")
+    g.add_argument("--model", dest="model.name", help=_MODEL_HELP % ", ".join(model_names()))
+    g.add_argument("--weights", dest="model.weights", help="trained weights: .safetensors or a state-dict .pt (loaded with weights_only=True)")
+    g.add_argument("--in-channels", dest="model.in_channels", type=int, help="input channels of the model (default 1)")
+    g.add_argument("--num-classes", dest="model.num_classes", type=int, help="number of classes (default: from the data)")
+    g.add_argument("--data", dest="data.name", help="dataset: digits (embedded), mnist, fashion-mnist, imagefolder:PATH (default digits)")
+    g.add_argument("--data-root", dest="data.root", help="folder holding torchvision datasets (e.g. ../shared/data)")
+    g.add_argument("--image-size", dest="data.image_size", type=int, help="resize images to this size (default per dataset)")
+    g.add_argument("--download", dest="data.download", action="store_const", const=True, help="let torchvision download the dataset")
+    g.add_argument("--out", dest="out", help="output folder (created; the resolved config.yaml is written there)")
+
+
+def _diag_opts(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("diagnosis (paper Eq. 4)")
+    g.add_argument("--layers", dest="diagnose.layers", nargs="+",
+                   help="layers to diagnose: dotted names, or auto / auto:K = last K conv layers in execution order (default auto)")
+    g.add_argument("--samples-per-class", dest="diagnose.samples_per_class", type=int, help="T: confident samples per class (default 100)")
+    g.add_argument("--min-confidence", dest="diagnose.min_confidence", type=float, help="tau: softmax confidence a sample must exceed (default 0.9)")
+    g.add_argument("--noise", dest="diagnose.noise", type=float, help="delta: noise half-width in feature-map units (default 0.1; the paper gives none)")
+    g.add_argument("--noise-draws", dest="diagnose.noise_draws", type=int, help="J: noise draws per sample, 0 = no noise (default 10)")
+    g.add_argument("--reduce", dest="diagnose.reduce", choices=["abs", "relu"], help="abs = paper Eq. 3 (default), relu = official code")
+    g.add_argument("--theta", dest="diagnose.theta", type=float, help="threshold on min-max normalised correlation for relevant channels (default 0.2)")
+    g.add_argument("--batch-size", dest="diagnose.batch_size", type=int, help="samples per batch (default 64)")
+    g.add_argument("--seed", dest="diagnose.seed", type=int, help="noise seed (default 0)")
+    g.add_argument("--allow-empty-classes", dest="diagnose.allow_empty_classes", action="store_const", const=True,
+                   help="do not fail when a class has no eligible sample")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="model-doctor", description="Diagnose and treat CNN classifiers (Model Doctor, AAAI 2022).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train the original classifier (SGD 0.01, momentum 0.9, wd 5e-4, cosine)")
+    _common(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", dest="train.epochs", type=int, help="epochs (default 15)")
+    g.add_argument("--lr", dest="train.lr", type=float, help="learning rate (default 0.01)")
+    g.add_argument("--batch-size", dest="train.batch_size", type=int, help="batch size (default 64)")
+    g.add_argument("--seed", dest="train.seed", type=int, help="seed for initialisation, split and data order (default 0)")
+    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="share of the training split held out for validation (default 0.1)")
+    g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue from OUT/checkpoint.pt")
+
+    p = sub.add_parser("diagnose", help="class x channel correlation per layer from confident training samples")
+    _common(p)
+    _diag_opts(p)
+
+    p = sub.add_parser("examine", help="per-sample deviation from the class profile, derivative maps, AUROC")
+    _common(p)
+    g = p.add_argument_group("examination")
+    g.add_argument("--diagnosis", dest="examine.diagnosis", help="folder written by `model-doctor diagnose`")
+    g.add_argument("--split", dest="examine.split", choices=["train", "test"], help="split to examine (default test)")
+    g.add_argument("--limit", dest="examine.limit", type=int, help="examine only the first N samples")
+    g.add_argument("--top-k", dest="examine.top_k", type=int, help="most deviating channels to report (default 5)")
+    g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="samples per batch (default 64)")
+
+    p = sub.add_parser("demo", help="train, diagnose and examine a small CNN on the embedded digits (no network)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    return parser
+
+
+def _to_config(args: argparse.Namespace) -> Config:
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if "." in k or k == "out"}
+    cfg = load_config(getattr(args, "config", None))
+    layers = values.get("diagnose.layers")
+    if isinstance(layers, list) and len(layers) == 1:
+        values["diagnose.layers"] = layers[0]
+    return apply_overrides(cfg, values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import pipeline
+
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(args.out, epochs=args.epochs)
+            return 0
+        cfg = _to_config(args)
+        {"train": pipeline.run_train, "diagnose": pipeline.run_diagnose, "examine": pipeline.run_examine}[args.command](cfg)
+        return 0
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        if os.environ.get("MODEL_DOCTOR_DEBUG") == "1":
+            raise
+        print(f"model-doctor {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,131 @@
+"""Config dataclasses: YAML defaults, CLI overrides, the resolved config saved next to outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .diagnosis.artifact import DEFAULT_THETA
+from .diagnosis.engine import DEFAULT_NOISE
+from .io import atomic_write_text
+
+__all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "Config",
+           "load_config", "save_config"]
+
+
+@dataclass
+class ModelConfig:
+    name: str | None = None          # registry name, torchvision:NAME or file:path.py:factory
+    weights: str | None = None       # .safetensors or state-dict .pt (loaded with weights_only=True)
+    in_channels: int | None = None
+    num_classes: int | None = None
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"             # digits | mnist | fashion-mnist | imagefolder:PATH
+    root: str | None = None
+    image_size: int | None = None
+    download: bool = False
+
+
+@dataclass
+class DiagnoseConfig:
+    layers: Any = "auto"
+    samples_per_class: int = 100
+    min_confidence: float = 0.9
+    noise: float = DEFAULT_NOISE
+    noise_draws: int = 10
+    batch_size: int = 64
+    seed: int = 0
+    reduce: str = "abs"
+    theta: float = DEFAULT_THETA
+    allow_empty_classes: bool = False
+
+
+@dataclass
+class ExamineConfig:
+    diagnosis: str | None = None     # folder of a saved Diagnosis
+    split: str = "test"
+    limit: int | None = None         # examine only the first N samples
+    top_k: int = 5
+    batch_size: int = 64
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 15
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    seed: int = 0
+    val_fraction: float = 0.1
+    resume: bool = False
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
+    examine: ExamineConfig = field(default_factory=ExamineConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in names:
+            raise ValueError(f"unknown config key {where}{key!r}; valid keys: {', '.join(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {where}{key!r} must be a mapping, got {value!r}")
+            _merge(current, value, f"{where}{key}.")
+        else:
+            setattr(obj, key, value)
+
+
+def load_config(path: str | Path | None, base: Config | None = None) -> Config:
+    """Defaults, updated from a YAML file (``yaml.safe_load``); unknown keys are an error."""
+    cfg = base or Config()
+    if path is None:
+        return cfg
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {str(p)!r} does not exist; check --config")
+    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(p)!r} must hold a mapping at the top level")
+    _merge(cfg, data, "")
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Set ``{"section.key": value}`` pairs whose value is not ``None`` (CLI flags)."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.rpartition(".")
+        target = getattr(cfg, section) if section else cfg
+        setattr(target, key, value)
+    return cfg
+
+
+def save_config(cfg: Config, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write the resolved config as ``config.yaml`` in ``out_dir`` (atomically)."""
+    data = cfg.to_dict()
+    if extra:
+        data["resolved"] = extra
+    path = Path(out_dir) / "config.yaml"
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -1,0 +1,126 @@
+"""Resolve the layers a user names into ``(qualified_name, module)`` pairs.
+
+A layer may be given as a module, a dotted name (``"layer4.1.conv2"``), a list of those, a
+predicate ``(name, module) -> bool``, or ``"auto"`` / ``"auto:k"`` = the last ``k`` ``Conv2d``
+layers in *forward execution order*. Execution order is found with a traced forward pass because
+registration order can differ from the order the layers run in (e.g. torchvision's GoogLeNet).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Union
+
+import torch
+from torch import nn
+
+from .hooks import RemovableHandleList
+
+LayerSpec = Union[str, nn.Module, Callable[[str, nn.Module], bool], Sequence[Union[str, nn.Module]]]
+
+__all__ = ["LayerSpec", "resolve_layers", "conv_layers_in_order", "DEFAULT_AUTO_K"]
+
+DEFAULT_AUTO_K = 1
+
+
+def conv_layers_in_order(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """Return the ``Conv2d`` layers of ``model`` in the order a forward pass calls them.
+
+    Each module is listed once, at its first call. Runs one forward pass under ``no_grad`` with
+    the model in eval mode (restored afterwards), so BatchNorm statistics are untouched.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    order: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+
+    def hook(module: nn.Module, _inp: object, _out: object) -> None:
+        if id(module) not in seen:
+            seen.add(id(module))
+            order.append((names[module], module))
+
+    was_training = model.training
+    handles = RemovableHandleList()
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                handles.append(module.register_forward_hook(hook))
+        model.eval()
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        handles.remove()
+        model.train(was_training)
+    return order
+
+
+def _by_name(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if name in modules and name != "":
+        return modules[name]
+    valid = [n for n in modules if n]
+    close = difflib.get_close_matches(name, valid, n=5, cutoff=0.4)
+    hint = f"closest valid names: {', '.join(close)}" if close else f"valid names include: {', '.join(valid[-5:])}"
+    raise ValueError(f"unknown layer {name!r} in {type(model).__name__}; {hint}")
+
+
+def _name_of(model: nn.Module, module: nn.Module) -> str:
+    for name, candidate in model.named_modules():
+        if candidate is module and name:
+            return name
+    raise ValueError(
+        f"module {type(module).__name__} is not a sub-module of {type(model).__name__}; "
+        "pass a module of this model or its dotted name"
+    )
+
+
+def resolve_layers(
+    model: nn.Module, spec: LayerSpec, example_input: torch.Tensor | None = None
+) -> list[tuple[str, nn.Module]]:
+    """Resolve ``spec`` to a list of ``(name, module)`` pairs, in the order given.
+
+    Args:
+        model: the network.
+        spec: a module, a dotted name, a list of either, a predicate ``(name, module) -> bool``,
+            ``"auto"`` (last conv layer) or ``"auto:k"`` (last ``k`` conv layers).
+        example_input: one input batch; required for ``"auto"`` (execution order is traced).
+
+    Returns:
+        ``[(qualified_name, module), ...]`` without duplicates.
+
+    Raises:
+        ValueError: unknown name (with the closest valid names), empty result, bad ``auto:k``.
+        TypeError: a spec of an unsupported type.
+    """
+    if isinstance(spec, str) and spec.startswith("auto"):
+        k_text = spec[5:] if spec.startswith("auto:") else ("" if spec == "auto" else None)
+        if k_text is None or (k_text and not k_text.isdigit()) or k_text == "0":
+            raise ValueError(f"bad layer spec {spec!r}; use 'auto' or 'auto:K' with K a positive integer")
+        k = int(k_text) if k_text else DEFAULT_AUTO_K
+        if example_input is None:
+            raise ValueError("layers='auto' needs an example input to trace execution order; pass example_input")
+        convs = conv_layers_in_order(model, example_input)
+        if not convs:
+            raise ValueError(f"layers={spec!r}: {type(model).__name__} runs no nn.Conv2d; name the layers explicitly")
+        return convs[-k:]
+    if isinstance(spec, str):
+        return [(spec, _by_name(model, spec))]
+    if isinstance(spec, nn.Module):
+        return [(_name_of(model, spec), spec)]
+    if callable(spec):
+        found = [(n, m) for n, m in model.named_modules() if n and spec(n, m)]
+        if not found:
+            raise ValueError("the layer predicate matched no module; check it against model.named_modules()")
+        return found
+    if isinstance(spec, Sequence):
+        out: list[tuple[str, nn.Module]] = []
+        for item in spec:
+            if not isinstance(item, (str, nn.Module)) or (isinstance(item, str) and item.startswith("auto")):
+                raise TypeError(f"layer list items must be names or modules, got {item!r}")
+            for pair in resolve_layers(model, item, example_input):
+                if pair[0] not in {n for n, _ in out}:
+                    out.append(pair)
+        if not out:
+            raise ValueError("empty layer list; name at least one layer or use 'auto'")
+        return out
+    raise TypeError(f"unsupported layer spec {spec!r}; use a name, a module, a list, a predicate or 'auto'")

@@ -1,0 +1,223 @@
+"""Supervised fine-tuning loop shared by ``train`` (CE only) and ``treat`` (CE + constraints).
+
+Why one loop: the treated run and its CE-only control must have the *identical* schedule, data
+order and seed, so both go through this function and differ only in ``terms``.
+
+Protocol (paper, "Treating Stage": same optimiser as the original training): SGD, momentum 0.9,
+weight decay 5e-4, cosine schedule. Validation is carved from the training split with a fixed
+seed; the best epoch is chosen on validation only. The test split never enters this module.
+
+Checkpoints are written atomically every epoch; data order and random state are functions of
+``(seed, epoch)``, so a killed run resumed from its last checkpoint reproduces the uninterrupted
+run exactly (on CPU, deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from .data.base import loader_for
+from .io import atomic_save_safetensors, atomic_write_bytes
+from .progress import progress
+
+__all__ = ["FitConfig", "FitResult", "fit", "evaluate", "split_train_val", "LossTerms", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class LossTerms(Protocol):
+    """Extra loss terms computed from the same forward pass as the CE loss."""
+
+    def attach(self, model: nn.Module) -> contextlib.AbstractContextManager: ...
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple, step: int) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 10
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    seed: int = 0
+    val_fraction: float = 0.1
+    freeze_bn: bool = False
+    max_nonfinite: int = 10
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs}; use at least 1")
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr}; use a positive learning rate (paper: 0.01)")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction={self.val_fraction}; use a fraction in (0, 1), e.g. 0.1")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}; use a positive integer")
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_acc: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped_steps: int = 0
+
+
+def split_train_val(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
+    """Fixed-seed random split of the *training* data into (train, validation) subsets."""
+    n = len(dataset)  # type: ignore[arg-type]
+    n_val = max(1, int(round(n * val_fraction)))
+    if n_val >= n:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training samples out of {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(10_007 + seed)).tolist()
+    return Subset(dataset, sorted(perm[n_val:])), Subset(dataset, sorted(perm[:n_val]))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, batch_size: int = 256) -> dict[str, Any]:
+    """Accuracy, mean CE and per-class accuracy in eval mode (training flag restored)."""
+    p = next(model.parameters())
+    was = model.training
+    model.eval()
+    correct = torch.zeros(num_classes, dtype=torch.float64)
+    total = torch.zeros(num_classes, dtype=torch.float64)
+    loss_sum = 0.0
+    try:
+        for batch in loader_for(dataset, batch_size):
+            x, y = batch[0].to(p.device, p.dtype), torch.as_tensor(batch[1]).to(p.device)
+            logits = model(x)
+            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            hit = (logits.argmax(1) == y).double().cpu()
+            total.index_add_(0, y.cpu(), torch.ones_like(hit))
+            correct.index_add_(0, y.cpu(), hit)
+    finally:
+        model.train(was)
+    n = float(total.sum())
+    per_class = (correct / total.clamp(min=1)).tolist()
+    return {"acc": float(correct.sum()) / max(n, 1.0), "loss": loss_sum / max(n, 1.0), "per_class": per_class,
+            "n": int(n)}
+
+
+def _set_bn_eval(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _state_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, num_classes: int, *,
+        terms: LossTerms | None = None, out_dir: str | Path | None = None, resume: bool = False,
+        tag: str = "train", log: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+    """Train ``model`` in place with CE (+ ``terms``); leave it holding the best-validation weights.
+
+    Files in ``out_dir`` (when given): ``checkpoint.pt`` (every epoch, atomic), ``best.safetensors``
+    and ``metrics.jsonl`` (one line per epoch).
+
+    Raises:
+        NonFiniteLossError: more than ``cfg.max_nonfinite`` steps with a NaN/inf loss.
+    """
+    cfg.validate()
+    p = next(model.parameters())
+    device, dtype = p.device, p.dtype
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train_set) / cfg.batch_size))  # type: ignore[arg-type]
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / "checkpoint.pt" if out else None
+    start_epoch, best_acc, best_epoch, skipped = 0, -1.0, -1, 0
+    history: list[dict[str, Any]] = []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ck.get("tag") != tag:
+            raise ValueError(f"{ckpt_path} is a {ck.get('tag')!r} checkpoint, not {tag!r}; use another --out")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start_epoch, best_acc, best_epoch = ck["epoch"] + 1, ck["best_acc"], ck["best_epoch"]
+        skipped, history, best_state = ck["skipped"], json.loads(ck["history"]), ck["best_state"]
+    was_training = model.training
+    attach = terms.attach(model) if terms is not None else contextlib.nullcontext()
+    try:
+        with attach:
+            for epoch in range(start_epoch, cfg.epochs):
+                torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout/noise RNG: a function of (seed, epoch)
+                gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+                loader = loader_for(train_set, cfg.batch_size, shuffle=True, generator=gen,
+                                    num_workers=cfg.num_workers)
+                model.train()
+                if cfg.freeze_bn:
+                    _set_bn_eval(model)
+                sums: dict[str, float] = {}
+                n_steps = 0
+                for i, batch in enumerate(progress(loader, desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}")):
+                    step = epoch * steps_per_epoch + i
+                    x, y = batch[0].to(device, dtype), torch.as_tensor(batch[1]).to(device)
+                    logits = model(x)
+                    ce = F.cross_entropy(logits, y)
+                    parts = {"ce": ce}
+                    if terms is not None:
+                        parts.update(terms(logits, y, tuple(batch), step))
+                    loss = sum(parts.values())
+                    opt.zero_grad(set_to_none=True)
+                    if not torch.isfinite(loss):
+                        skipped += 1
+                        if skipped > cfg.max_nonfinite:
+                            raise NonFiniteLossError(
+                                f"{skipped} steps had a non-finite loss (last: { {k: float(v) for k, v in parts.items()} }); "
+                                "lower the learning rate or the constraint weights"
+                            )
+                        sched.step()
+                        continue
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    n_steps += 1
+                    for k, v in parts.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach())
+                val = evaluate(model, val_set, num_classes, batch_size=max(256, cfg.batch_size))
+                row = {"tag": tag, "epoch": epoch + 1, **{f"loss_{k}": v / max(n_steps, 1) for k, v in sums.items()},
+                       "val_acc": val["acc"], "val_loss": val["loss"], "lr": opt.param_groups[0]["lr"],
+                       "skipped_steps": skipped}
+                history.append(row)
+                if val["acc"] > best_acc:
+                    best_acc, best_epoch = val["acc"], epoch + 1
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if out:
+                        atomic_save_safetensors(out / "best.safetensors", best_state)
+                if out:
+                    # rewritten whole from the history so a resumed run never duplicates lines
+                    atomic_write_bytes(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
+                    atomic_write_bytes(ckpt_path, _state_bytes({
+                        "tag": tag, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "best_acc": best_acc, "best_epoch": best_epoch,
+                        "skipped": skipped, "history": json.dumps(history), "best_state": best_state,
+                        "config": json.dumps(asdict(cfg)),
+                    }))
+                if log:
+                    log(row)
+    finally:
+        model.train(was_training)
+    model.load_state_dict(best_state)
+    return FitResult(best_epoch=best_epoch, best_val_acc=best_acc, history=history, skipped_steps=skipped)

@@ -1,0 +1,117 @@
+"""Model registry: ``NAME`` | ``torchvision:NAME`` | ``file:path.py:factory`` -> ``nn.Module``.
+
+Extension is a decorated factory (timm's ``@register_model`` pattern); the CLI's ``--model``
+choices come from :func:`model_names`. A duplicate name raises.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+__all__ = ["register_model", "build_model", "model_names", "SmallCNN"]
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``factory(in_channels, num_classes, image_size) -> nn.Module`` under ``name``."""
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered; pick another name")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def model_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks (conv-BN-ReLU, max-pool after the first two), global average pool, linear.
+
+    Small enough to train on CPU in about a minute on 32x32 digits; ``features.8`` is its last
+    conv layer (the default layer to diagnose).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+@register_model("smallcnn")
+def smallcnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32) -> nn.Module:
+    return SmallCNN(in_channels, num_classes, width=32)
+
+
+@register_model("tinycnn")
+def tinycnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32) -> nn.Module:
+    return SmallCNN(in_channels, num_classes, width=8)
+
+
+def _torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    import torchvision
+
+    try:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    except ValueError:
+        raise ValueError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from None
+    if in_channels != 3:
+        raise ValueError(f"torchvision:{name} takes 3 input channels, not {in_channels}; convert images to RGB")
+    return model
+
+
+def _from_file(spec: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    path_text, _, factory_name = spec.rpartition(":")
+    if not path_text or not factory_name:
+        raise ValueError(f"bad model spec 'file:{spec}'; use file:path/to/model.py:factory_function")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ValueError(f"model file {path_text!r} does not exist; use file:path/to/model.py:factory_function")
+    mod_spec = importlib.util.spec_from_file_location(f"model_doctor_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+    mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"{path_text!r} has no callable {factory_name!r}; name a function that returns an nn.Module")
+    params = inspect.signature(factory).parameters
+    kwargs = {k: v for k, v in {"in_channels": in_channels, "num_classes": num_classes,
+                                 "image_size": image_size}.items() if k in params}
+    model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{factory_name}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def build_model(spec: str, in_channels: int = 1, num_classes: int = 10, image_size: int = 32) -> nn.Module:
+    """Build a freshly initialised model from a name or spec.
+
+    Raises:
+        ValueError: unknown name (listing the registered ones) or a bad ``file:`` spec.
+    """
+    if spec.startswith("file:"):
+        return _from_file(spec[5:], in_channels, num_classes, image_size)
+    if spec.startswith("torchvision:"):
+        return _torchvision(spec.split(":", 1)[1], in_channels, num_classes)
+    if spec not in _REGISTRY:
+        raise ValueError(
+            f"unknown model {spec!r}; use one of {', '.join(model_names())}, torchvision:NAME or file:path.py:factory"
+        )
+    return _REGISTRY[spec](in_channels=in_channels, num_classes=num_classes, image_size=image_size)
