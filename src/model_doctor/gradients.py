@@ -27,7 +27,7 @@ __all__ = ["Reduce", "GradientResult", "noisy_logits", "reduce_gradients", "feat
 @dataclass
 class GradientResult:
     channel: torch.Tensor  # [B, K]   (1/J) Σ_j Σ_hw r(∂y_n/∂(m_k+σ_j))
-    spatial: torch.Tensor  # [B, *HW] (1/J) Σ_j Σ_k  r(∂y_n/∂(m_k+σ_j))
+    spatial: torch.Tensor | None  # [B, *HW] (1/J) Σ_j Σ_k r(∂y_n/∂(m_k+σ_j)); None when not asked for
     logits: torch.Tensor   # [B, N]   logits of the clean feature map when J=0, else mean over draws
 
 
@@ -54,27 +54,34 @@ def noisy_logits(
     else:
         if noise is None:
             noise = batch_noise(seed, layer_index, sample_keys, draws, tuple(m.shape[1:]), delta, m.dtype, m.device)
-        z = m.repeat_interleave(draws, dim=0) + noise
+        # noise [B*J, ...] viewed as [B, J, ...]: add m in place (one pass, no repeated copy of m)
+        b = m.shape[0]
+        if noise.requires_grad or m.requires_grad:
+            z = (noise.view(b, draws, *m.shape[1:]) + m[:, None]).view(b * draws, *m.shape[1:])
+        else:
+            z = noise.view(b, draws, *m.shape[1:]).add_(m[:, None]).view(b * draws, *m.shape[1:])
     if not z.requires_grad:
         z = z.detach().requires_grad_(True)
     return z, split.tail(z, extras, repeats)
 
 
-def reduce_gradients(grad: torch.Tensor, batch: int, draws: int, reduce: Reduce) -> tuple[torch.Tensor, torch.Tensor]:
+def reduce_gradients(grad: torch.Tensor, batch: int, draws: int, reduce: Reduce,
+                     spatial: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``[B*J, K, *HW]`` gradients -> per-channel ``[B, K]`` and spatial ``[B, *HW]`` (mean over J)."""
-    r = _reduce_fn(reduce)(grad)
+    r = grad.abs_() if reduce == "abs" else _reduce_fn(reduce)(grad)  # grad is ours to overwrite
     repeats = max(draws, 1)
     spatial_dims = tuple(range(2, r.dim()))
     channel = r.sum(spatial_dims) if spatial_dims else r
-    spatial = r.sum(1)
     channel = channel.view(batch, repeats, *channel.shape[1:]).mean(1)
-    spatial = spatial.view(batch, repeats, *spatial.shape[1:]).mean(1)
-    return channel, spatial
+    if not spatial:
+        return channel, None
+    smap = r.sum(1)
+    return channel, smap.view(batch, repeats, *smap.shape[1:]).mean(1)
 
 
 def feature_gradients(
     split: LayerSplit, x: torch.Tensor, targets: torch.Tensor, *, draws: int, delta: float, seed: int,
-    layer_index: int, sample_keys: torch.Tensor | list[int], reduce: Reduce = "abs",
+    layer_index: int, sample_keys: torch.Tensor | list[int], reduce: Reduce = "abs", spatial: bool = True,
 ) -> GradientResult:
     """Eq. 4 for one batch, without a graph to the parameters (diagnosis and examination)."""
     with torch.no_grad():
@@ -86,6 +93,6 @@ def feature_gradients(
         idx = targets.to(logits.device).repeat_interleave(repeats)[:, None]
         y = logits.gather(1, idx).sum()
         (grad,) = torch.autograd.grad(y, z)
-    channel, spatial = reduce_gradients(grad.detach(), x.shape[0], draws, reduce)
+    channel, smap = reduce_gradients(grad.detach(), x.shape[0], draws, reduce, spatial)
     mean_logits = logits.detach().view(x.shape[0], repeats, -1).mean(1)
-    return GradientResult(channel=channel, spatial=spatial, logits=mean_logits)
+    return GradientResult(channel=channel, spatial=smap, logits=mean_logits)

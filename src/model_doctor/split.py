@@ -39,6 +39,21 @@ class _LeafTracer(fx.Tracer):
         return qualname == self.leaf or super().is_leaf_module(m, qualname)
 
 
+_INPLACE_OPERATORS = {"iadd", "isub", "imul", "itruediv", "ifloordiv", "imod", "ipow", "iand", "ior", "ixor"}
+
+
+def _is_inplace(node: fx.Node, root: nn.Module) -> bool:
+    """Whether ``node`` may modify its input in place (then the tail's input must be a copy)."""
+    if node.op == "call_module":
+        return bool(getattr(root.get_submodule(str(node.target)), "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        return bool(node.kwargs.get("inplace", False)) or name.endswith("_") or name in _INPLACE_OPERATORS
+    return False
+
+
 def _descendants(start: fx.Node) -> set[fx.Node]:
     seen = {start}
     stack = [start]
@@ -120,6 +135,7 @@ class LayerSplit:
             elif node in tail_nodes and node is not target:
                 tenv[node] = tail.node_copy(node, lambda n: tenv[n])
         tail.output(tenv[output.args[0]] if isinstance(output.args[0], fx.Node) else output.args[0])
+        self._clone_input = any(_is_inplace(u, self.model) for u in tenv[target].users)
         self._prefix_gm = fx.GraphModule(self.model, prefix)
         self._prefix_gm.graph.eliminate_dead_code()
         self._prefix_gm.recompile()
@@ -166,7 +182,8 @@ class LayerSplit:
         extras = tuple(rep(e) for e in extras)
         if self.mode == "fx":
             assert self._tail_gm is not None
-            return self._tail_gm(z.clone(), *extras)  # clone: an in-place op may follow the layer
+            # clone only when the first op after the layer works in place (e.g. ReLU(inplace=True))
+            return self._tail_gm(z.clone() if self._clone_input else z, *extras)
         (x,) = extras
         module = dict(self.model.named_modules())[self.layer]
         with FeatureCapture([(self.layer, module)]) as cap:

@@ -20,7 +20,7 @@ from ..progress import progress
 from ..split import LayerSplit
 from .artifact import DEFAULT_THETA, Diagnosis
 
-__all__ = ["diagnose", "select_samples", "CorrelationState", "predict", "DEFAULT_NOISE"]
+__all__ = ["diagnose", "aggregate_correlations", "select_samples", "CorrelationState", "predict", "DEFAULT_NOISE"]
 
 #: Default noise half-width δ, in feature-map units. The paper leaves δ open; conv outputs of
 #: trained nets with BatchNorm are O(1), so 0.1 is a small perturbation (see docs/diagnosis.md).
@@ -98,6 +98,38 @@ def select_samples(labels: torch.Tensor, probs: torch.Tensor, num_classes: int, 
         if len(picked) < samples_per_class:
             short[c] = samples_per_class - len(picked)
     return chosen, short
+
+
+def aggregate_correlations(
+    model: nn.Module, dataset: Dataset, sample_indices: dict[int, list[int]],
+    layers: Sequence[tuple[str, nn.Module]], num_classes: int, *, noise: float, noise_draws: int,
+    batch_size: int, seed: int, reduce: Reduce, num_workers: int = 0,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Eq. 4 aggregated per class over given samples: ``{layer: [num_classes, K]}`` and split modes.
+
+    The gradient phase of :func:`diagnose`, callable on its own with hand-picked samples. The
+    model must already be in eval mode with frozen parameters (see ``preserved_state``).
+    """
+    device, dtype = _model_device_dtype(model)
+    flat = [i for c in range(num_classes) for i in sample_indices.get(c, [])]
+    subset = IndexedSubset(dataset, flat)
+    correlations: dict[str, torch.Tensor] = {}
+    modes: dict[str, str] = {}
+    for layer_index, (name, _module) in enumerate(layers):
+        split = LayerSplit(model, name)
+        modes[name] = split.mode
+        state: CorrelationState | None = None
+        for x, y, idx in progress(loader_for(subset, batch_size, num_workers=num_workers), desc=f"diagnose {name}"):
+            res = feature_gradients(split, x.to(device, dtype), y.to(device), draws=noise_draws, delta=noise,
+                                    seed=seed, layer_index=layer_index, sample_keys=idx, reduce=reduce,
+                                    spatial=False)
+            if state is None:
+                state = CorrelationState(num_classes, res.channel.shape[1])
+            state.update(res.channel, y)
+        if state is None:
+            raise ValueError("no samples to aggregate; every class is empty")
+        correlations[name] = state.compute()
+    return correlations, modes
 
 
 def diagnose(
@@ -180,22 +212,9 @@ def diagnose(
                 + ", ".join(f"{names[c]!r}: {samples_per_class - s}" for c, s in short.items()),
                 stacklevel=2,
             )
-        flat = [i for c in range(num_classes) for i in chosen[c]]
-        subset = IndexedSubset(ds, flat)
-        correlations: dict[str, torch.Tensor] = {}
-        modes: dict[str, str] = {}
-        for layer_index, (name, _module) in enumerate(named):
-            split = LayerSplit(model, name)
-            modes[name] = split.mode
-            state: CorrelationState | None = None
-            for x, y, idx in progress(loader_for(subset, batch_size, num_workers=num_workers), desc=f"diagnose {name}"):
-                res = feature_gradients(split, x.to(device, dtype), y.to(device), draws=noise_draws, delta=noise,
-                                        seed=seed, layer_index=layer_index, sample_keys=idx, reduce=reduce)
-                if state is None:
-                    state = CorrelationState(num_classes, res.channel.shape[1])
-                state.update(res.channel, y)
-            assert state is not None
-            correlations[name] = state.compute()
+        correlations, modes = aggregate_correlations(
+            model, ds, chosen, named, num_classes, noise=noise, noise_draws=noise_draws, batch_size=batch_size,
+            seed=seed, reduce=reduce, num_workers=num_workers)
 
     settings: dict[str, Any] = {
         "samples_per_class": samples_per_class, "min_confidence": min_confidence, "noise": noise,

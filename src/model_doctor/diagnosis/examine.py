@@ -134,7 +134,7 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
                 score, diff = deviation_scores(res.channel.cpu(), profile)
                 layer_dev[name].append(score)
                 tops[name].append(torch.topk(diff, min(top_k, diff.shape[1]), dim=1).indices)
-                if derivative_maps and res.spatial.dim() == 3:
+                if derivative_maps and res.spatial is not None and res.spatial.dim() == 3:
                     up = F.interpolate(res.spatial[:, None].double(), size=x.shape[-2:], mode="bilinear", align_corners=False)
                     maps[name].append(up[:, 0].cpu())
     ld = {n: torch.cat(v) for n, v in layer_dev.items()}
