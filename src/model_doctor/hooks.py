@@ -44,8 +44,9 @@ class FeatureCapture(contextlib.AbstractContextManager):
     return ``fn(output)`` instead, which is how noise is injected at one layer only.
     """
 
-    def __init__(self, layers: Sequence[tuple[str, nn.Module]]):
+    def __init__(self, layers: Sequence[tuple[str, nn.Module]], clone_output: bool = False):
         self.layers = list(layers)
+        self.clone_output = clone_output  # keep the captured map safe from a following in-place op
         self.outputs: dict[str, torch.Tensor] = {}
         self.replace: dict[str, object] = {}
         self._handles = RemovableHandleList()
@@ -60,7 +61,7 @@ class FeatureCapture(contextlib.AbstractContextManager):
             if fn is not None:
                 output = fn(output)  # type: ignore[operator]
             self.outputs[name] = output
-            return output
+            return output.clone() if self.clone_output else output
 
         return hook
 

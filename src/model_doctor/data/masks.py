@@ -1,0 +1,78 @@
+"""Foreground masks for the space-wise constraint: expansion, scaling, and a dataset wrapper.
+
+A mask is a ``[H, W]`` tensor at the image's own resolution, non-zero = foreground (object).
+The paper expands the foreground by N pixels (default 30) before taking the background, so that
+object boundaries are never penalised; negative N erodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+__all__ = ["expand_foreground", "scaled_expansion", "MaskedDataset", "PAPER_EXPANSION", "PAPER_IMAGE_SIZE"]
+
+PAPER_EXPANSION = 30
+#: Image side the paper's 30 px refers to (mini-ImageNet/STL-10 at 224 px after resizing).
+PAPER_IMAGE_SIZE = 224
+
+
+def scaled_expansion(pixels: int, image_size: int, reference_size: int = PAPER_IMAGE_SIZE) -> int:
+    """Scale an expansion in pixels from ``reference_size`` images to ``image_size`` ones.
+
+    ``round(pixels * image_size / reference_size)``: the paper's 30 px at 224 px is 4 px at 28 px.
+    """
+    return int(round(pixels * image_size / reference_size))
+
+
+def expand_foreground(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Dilate (``pixels > 0``) or erode (``< 0``) a ``[H, W]`` foreground mask by a square
+    (Chebyshev) neighbourhood of radius ``|pixels|``; returns a bool mask of the same size."""
+    fg = (mask != 0).float()[None, None]
+    if pixels == 0:
+        return fg[0, 0].bool()
+    k = 2 * abs(pixels) + 1
+    if pixels > 0:
+        out = F.max_pool2d(fg, k, stride=1, padding=abs(pixels))
+    else:  # erosion = complement of the dilated complement; outside the image counts as background
+        bg = F.pad(1.0 - fg, (abs(pixels),) * 4, value=1.0)
+        out = 1.0 - F.max_pool2d(bg, k, stride=1)
+    return out[0, 0].bool()
+
+
+class MaskedDataset(Dataset):
+    """``(image, label, foreground [1, H, W] float, has_mask bool)`` from a dataset and masks by index.
+
+    Masks are expanded once, on first use, and cached. Images without a mask get an all-zero
+    foreground and ``has_mask=False``: the space-wise loss ignores them (no default mask).
+
+    Raises:
+        ValueError: a mask whose size differs from its image's, or an index out of range.
+    """
+
+    def __init__(self, dataset: Dataset, masks: Mapping[int, torch.Tensor], expand: int = 0):
+        self.dataset, self.masks, self.expand = dataset, dict(masks), int(expand)
+        n = len(dataset)  # type: ignore[arg-type]
+        bad = [i for i in self.masks if not 0 <= int(i) < n]
+        if bad:
+            raise ValueError(f"mask for index {bad[0]} but the dataset has {n} images; pair masks with existing images")
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        item = self.dataset[i]
+        x, y = item[0], item[1]
+        if i not in self.masks:
+            return x, y, torch.zeros(1, *x.shape[-2:]), False
+        if i not in self._cache:
+            mask = torch.as_tensor(self.masks[i])
+            if tuple(mask.shape[-2:]) != tuple(x.shape[-2:]):
+                raise ValueError(f"mask for image {i} is {tuple(mask.shape[-2:])} but the image is "
+                                 f"{tuple(x.shape[-2:])}; masks must match their image's size")
+            self._cache[i] = expand_foreground(mask.reshape(mask.shape[-2:]), self.expand).float()[None]
+        return x, y, self._cache[i], True
