@@ -70,6 +70,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", dest="examine.top_k", type=int, help="most deviating channels to report (default 5)")
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="samples per batch (default 64)")
 
+    p = sub.add_parser("treat", help="fine-tune with the channel-/space-wise constraints next to a CE-only control")
+    _common(p)
+    _diag_opts(p)
+    g = p.add_argument_group("treatment (paper Eq. 5-7)")
+    g.add_argument("--diagnosis", dest="treat.diagnosis", help="saved diagnosis of the original (default: diagnose it first into OUT/diagnosis)")
+    g.add_argument("--treat-layers", dest="treat.layers", nargs="+", help="layers to constrain (default: the diagnosed ones)")
+    g.add_argument("--alpha", dest="treat.alpha", type=float, help="channel-wise weight, Eq. 5 (default 1.0)")
+    g.add_argument("--beta", dest="treat.beta", type=float, help="space-wise weight, Eq. 6; needs masks (default 0)")
+    g.add_argument("--rrr", dest="treat.rrr", type=float, help="RRR input-gradient baseline weight instead of alpha/beta (default 0)")
+    g.add_argument("--v", dest="treat.v", type=float, help="Eq. 5 threshold on min-max normalised correlation (default: theta = 0.2)")
+    g.add_argument("--treat-noise-draws", dest="treat.noise_draws", type=int, help="J in the constraints (default 10; 0 = no noise)")
+    g.add_argument("--treat-noise", dest="treat.noise", type=float, help="delta in the constraints (default: the diagnosis's)")
+    g.add_argument("--variant", dest="treat.variant", choices=["paper", "official"], help="channel term: paper Eq. 5 (default) or official code")
+    g.add_argument("--treat-reduce", dest="treat.reduce", choices=["abs", "relu"], help="abs (paper, default) or relu (official code)")
+    g.add_argument("--every", dest="treat.every", type=int, help="lazy regularisation: apply every k steps with weight x k (default 1)")
+    g.add_argument("--warmup-steps", dest="treat.warmup_steps", type=int, help="linear warm-up of the constraint weights (default 0)")
+    g.add_argument("--freeze-bn", dest="treat.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while treating")
+    g.add_argument("--no-control", dest="treat.control", action="store_const", const=False, help="skip the CE-only control arm")
+    g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds (default 0)")
+    g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs (default 10)")
+    g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default 0.01, as the paper)")
+    g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="fine-tuning batch size (default 64)")
+    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split (default 0.1)")
+    g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
+
     p = sub.add_parser("demo", help="train, diagnose and examine a small CNN on the embedded digits (no network)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
@@ -79,9 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _to_config(args: argparse.Namespace) -> Config:
     values: dict[str, Any] = {k: v for k, v in vars(args).items() if "." in k or k == "out"}
     cfg = load_config(getattr(args, "config", None))
-    layers = values.get("diagnose.layers")
-    if isinstance(layers, list) and len(layers) == 1:
-        values["diagnose.layers"] = layers[0]
+    for key in ("diagnose.layers", "treat.layers"):
+        layers = values.get(key)
+        if isinstance(layers, list) and len(layers) == 1:
+            values[key] = layers[0]
     return apply_overrides(cfg, values)
 
 
@@ -96,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.out, epochs=args.epochs)
             return 0
         cfg = _to_config(args)
-        {"train": pipeline.run_train, "diagnose": pipeline.run_diagnose, "examine": pipeline.run_examine}[args.command](cfg)
+        jobs = {"train": pipeline.run_train, "diagnose": pipeline.run_diagnose, "examine": pipeline.run_examine,
+                "treat": pipeline.run_treat}
+        jobs[args.command](cfg)
         return 0
     except (ValueError, TypeError, FileNotFoundError) as exc:
         if os.environ.get("MODEL_DOCTOR_DEBUG") == "1":

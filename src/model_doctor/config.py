@@ -13,7 +13,7 @@ from .diagnosis.artifact import DEFAULT_THETA
 from .diagnosis.engine import DEFAULT_NOISE
 from .io import atomic_write_text
 
-__all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "Config",
+__all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "Config",
            "load_config", "save_config"]
 
 
@@ -65,7 +65,31 @@ class TrainConfig:
     batch_size: int = 64
     seed: int = 0
     val_fraction: float = 0.1
+    split_seed: int = 0              # fixed seed of the train/validation split (shared by train and treat)
     resume: bool = False
+
+
+@dataclass
+class TreatConfig:
+    diagnosis: str | None = None     # saved Diagnosis of the original; default: diagnose it first
+    layers: Any = None               # constrained layers (default: the diagnosis's)
+    alpha: float = 1.0               # channel-wise weight (Eq. 5)
+    beta: float = 0.0                # space-wise weight (Eq. 6), needs masks
+    rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
+    v: float | None = None           # Eq. 5 threshold on min-max normalised ā (default θ = 0.2)
+    noise_draws: int = 10            # J (paper default 10; 0 = no noise)
+    noise: float | None = None       # δ (default: the diagnosis's)
+    variant: str = "paper"           # paper | official
+    reduce: str = "abs"
+    normalize: bool = True
+    every: int = 1                   # lazy regularisation: apply every k steps with weight x k
+    warmup_steps: int = 0
+    freeze_bn: bool = False
+    control: bool = True             # also run the CE-only control arm with the identical schedule
+    seeds: list[int] = field(default_factory=lambda: [0])
+    epochs: int = 10
+    lr: float = 0.01
+    batch_size: int = 64
 
 
 @dataclass
@@ -75,6 +99,7 @@ class Config:
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     examine: ExamineConfig = field(default_factory=ExamineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    treat: TreatConfig = field(default_factory=TreatConfig)
     out: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

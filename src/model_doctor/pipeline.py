@@ -24,7 +24,7 @@ from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .training import FitConfig, evaluate, fit, split_train_val
 from .zoo import build_model
 
-__all__ = ["load_model", "run_train", "run_diagnose", "run_examine", "versions"]
+__all__ = ["load_model", "run_train", "run_diagnose", "run_examine", "run_treat", "versions"]
 
 Log = Callable[[str], None]
 
@@ -102,7 +102,7 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     t = cfg.train
     fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                      batch_size=t.batch_size, seed=t.seed, val_fraction=t.val_fraction)
-    tr, va = split_train_val(train_full, t.val_fraction, t.seed)
+    tr, va = split_train_val(train_full, t.val_fraction, t.split_seed)
     save_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va)})
     res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=t.resume, tag="train",
               log=lambda r: log(f"epoch {r['epoch']}: ce {r.get('loss_ce', float('nan')):.4f} val_acc {r['val_acc']:.4f}"))
@@ -172,3 +172,117 @@ def misclassification_auroc(deviation: torch.Tensor, confidence: torch.Tensor, w
     comb = (rankdata(dev) + rankdata(msp)) / 2.0
     return {"auroc_deviation": float(roc_auc_score(y, dev)), "auroc_msp": float(roc_auc_score(y, msp)),
             "auroc_combined": float(roc_auc_score(y, comb))}
+
+
+def _arm_summary(res: Any, test: dict[str, Any], val: float) -> dict[str, Any]:
+    return {"val_acc": val, "test_acc": test["acc"], "per_class": test["per_class"],
+            "best_epoch": getattr(res, "best_epoch", None), "skipped_steps": getattr(res, "skipped_steps", 0)}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return {"mean": float(t.mean()), "std": float(t.std()) if len(values) > 1 else 0.0}
+
+
+def build_constraint(cfg: Config, diag: Diagnosis, seed: int):
+    """The loss terms of a treated arm from ``cfg.treat`` (None when every weight is 0)."""
+    from .treatment import ModelDoctorLoss, RRRLoss
+
+    t = cfg.treat
+    if t.rrr and (t.alpha or t.beta):
+        raise ValueError("combine rrr with alpha/beta in separate runs; set alpha=0 and beta=0 for the RRR baseline")
+    if t.rrr:
+        return RRRLoss(t.rrr)
+    if not (t.alpha or t.beta):
+        raise ValueError("alpha=0 and beta=0 and rrr=0: nothing to treat with; set --alpha, --beta or --rrr")
+    layers = [t.layers] if isinstance(t.layers, str) else t.layers
+    return ModelDoctorLoss(diag, layers, alpha=t.alpha, beta=t.beta, v=t.v, noise_draws=t.noise_draws, noise=t.noise,
+                           variant=t.variant, reduce=t.reduce, normalize=t.normalize, every=t.every,  # type: ignore[arg-type]
+                           warmup_steps=t.warmup_steps, seed=seed)
+
+
+def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: Any = None) -> dict[str, Any]:
+    """Fine-tune the original with the constraints and, with ``treat.control``, a CE-only control
+    with the identical schedule, data order and seed; pick each arm's best epoch on validation
+    (carved from the training split); evaluate original, treated and control on the test split
+    once, at the end. Writes ``summary.json``, per-arm weights, metrics and checkpoints.
+
+    ``train_data`` / ``test_data`` replace the named dataset (e.g. a ``MaskedDataset`` for beta > 0).
+    """
+    import copy
+
+    out = _out_dir(cfg)
+    t = cfg.treat
+    for name in ("alpha", "beta", "rrr"):
+        if getattr(t, name) < 0:
+            raise ValueError(f"{name}={getattr(t, name)}; constraint weights must be >= 0")
+    if not cfg.model.weights:
+        raise ValueError("treat needs the trained original; pass --weights (from `model-doctor train`)")
+    original, meta = load_model(cfg)
+    n_cls = meta["num_classes"]
+    train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"])
+    tr, va = split_train_val(train_full, cfg.train.val_fraction, cfg.train.split_seed)
+    if (t.beta or t.rrr) and train_data is None:
+        raise ValueError("beta/rrr need foreground masks; pass a MaskedDataset as train_data (CLI mask loading: see docs)")
+    save_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va)})
+
+    diag_dir = Path(t.diagnosis) if t.diagnosis else out / "diagnosis"
+    if t.diagnosis or (diag_dir / "diagnosis.json").is_file():
+        diag = Diagnosis.load(diag_dir)
+    else:
+        d = cfg.diagnose
+        # diagnosis samples come from the training part only, never from validation
+        diag = diagnose(original, tr, layers=d.layers, num_classes=n_cls, samples_per_class=d.samples_per_class,
+                        min_confidence=d.min_confidence, noise=d.noise, noise_draws=d.noise_draws,
+                        batch_size=d.batch_size, seed=d.seed, reduce=d.reduce, theta=d.theta,  # type: ignore[arg-type]
+                        allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"))
+        diag.save(diag_dir)
+        log(f"diagnosed the original at {', '.join(diag.layers)} -> {diag_dir}")
+    diag.check_compatible(original)
+    orig_val = evaluate(original, va, n_cls)["acc"]
+
+    arms = ["treated", "control"] if t.control else ["treated"]
+    finished: dict[int, dict[str, Any]] = {}
+    for seed in t.seeds:
+        seed_dir = out / f"seed{seed}"
+        results = {}
+        for arm in arms:
+            model = copy.deepcopy(original)
+            fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
+                             batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn)
+            terms = build_constraint(cfg, diag, seed) if arm == "treated" else None
+            res = fit(model, tr, va, fcfg, n_cls, terms=terms, out_dir=seed_dir / arm, resume=cfg.train.resume, tag=arm,
+                      log=lambda r, a=arm, s=seed: log(
+                          f"seed {s} {a} epoch {r['epoch']}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in r.items() if k.startswith("loss_"))
+                          + f" val_acc {r['val_acc']:.4f}"))
+            save_model(model, seed_dir / arm, meta)
+            results[arm] = (model, res)
+        finished[seed] = results
+
+    # the test split is read here, once, after every arm has finished
+    test = test_data if test_data is not None else load_data(cfg, "test", meta["in_channels"])
+    orig_test = evaluate(original, test, n_cls)
+    runs = []
+    for seed, results in finished.items():
+        row: dict[str, Any] = {"seed": seed}
+        for arm, (model, res) in results.items():
+            row[arm] = _arm_summary(res, evaluate(model, test, n_cls), res.best_val_acc)
+        runs.append(row)
+    summary: dict[str, Any] = {"original": {"val_acc": orig_val, "test_acc": orig_test["acc"], "per_class": orig_test["per_class"]}}
+    for arm in arms:
+        accs = [r[arm]["test_acc"] for r in runs]
+        per_class = torch.tensor([r[arm]["per_class"] for r in runs], dtype=torch.float64).mean(0).tolist()
+        summary[arm] = {"test_acc": _mean_std(accs)["mean"], "test_acc_std": _mean_std(accs)["std"],
+                        "val_acc": _mean_std([r[arm]["val_acc"] for r in runs])["mean"], "per_class": per_class}
+    if t.control:
+        deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
+        summary["delta_treated_minus_control"] = _mean_std(deltas)
+    summary.update({"runs": runs, "classes": meta.get("classes"), "config": cfg.to_dict(), "versions": versions(),
+                    "note": "test split evaluated once, after training; best epochs chosen on validation only"})
+    atomic_write_json(out / "summary.json", summary)
+    msg = f"original {orig_test['acc']:.4f} | treated {summary['treated']['test_acc']:.4f}"
+    if t.control:
+        msg += f" | control (CE only) {summary['control']['test_acc']:.4f} | treated - control " \
+               f"{summary['delta_treated_minus_control']['mean']:+.4f}"
+    log(f"test accuracy: {msg} -> {out / 'summary.json'}")
+    return summary

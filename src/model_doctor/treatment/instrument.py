@@ -131,22 +131,22 @@ class Instrument:
         return self._cap.outputs[layer], (self.inputs,)
 
     def tail(self, layer: str, z: torch.Tensor, extras: tuple, repeats: int) -> torch.Tensor:
-        """Logits for ``z`` [B*repeats, ...], BatchNorm running statistics left untouched."""
+        """Logits for ``z`` [B*repeats, ...], BatchNorm running statistics left untouched.
+
+        Train-mode BatchNorm would update its running statistics in place, which both changes
+        them and invalidates tensors the CE forward saved for backward; so each buffer is swapped
+        for a throw-away copy during the pass and the original object put back afterwards.
+        """
+        names = ("running_mean", "running_var", "num_batches_tracked")
         bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
-        saved = [(m, m.running_mean.clone() if m.running_mean is not None else None,
-                  m.running_var.clone() if m.running_var is not None else None,
-                  m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+        saved = [(m, {k: getattr(m, k) for k in names}) for m in bns]
         try:
-            if self.mode == "fx":
-                return self._splits[layer].tail(z, extras, repeats)
-            split = self._splits[layer]
-            return split.tail(z, extras, repeats)
+            for m, bufs in saved:
+                for k, v in bufs.items():
+                    if v is not None:
+                        setattr(m, k, v.clone())
+            return self._splits[layer].tail(z, extras, repeats)
         finally:
-            with torch.no_grad():
-                for m, rm, rv, nb in saved:
-                    if rm is not None:
-                        m.running_mean.copy_(rm)
-                    if rv is not None:
-                        m.running_var.copy_(rv)
-                    if nb is not None:
-                        m.num_batches_tracked.copy_(nb)
+            for m, bufs in saved:
+                for k, v in bufs.items():
+                    setattr(m, k, v)

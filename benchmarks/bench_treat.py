@@ -1,0 +1,143 @@
+"""Cost of a treatment step vs a plain CE step, measured side by side in one run.
+
+For a small CNN (1x32x32) and ResNet-18 (3x32x32), the channel-wise penalty (Eq. 5) on the last
+conv layer, at J=1 and J=10: time per training step (forward, CE + constraint terms, one
+backward, SGD step) divided by the plain CE step's, and the peak-memory ratio (each measured in a
+fresh subprocess: peak RSS growth over the model's resting RSS).
+
+Usage: python benchmarks/bench_treat.py [--budget small|full] [--out docs/results/treatment.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
+
+
+def make_case(name: str, batch: int):
+    import torchvision
+
+    from model_doctor import Diagnosis
+    from model_doctor.zoo import SmallCNN
+
+    torch.manual_seed(0)
+    if name == "smallcnn":
+        model, shape, layer = SmallCNN(1, 10), (1, 32, 32), "features.8"
+    else:
+        model, shape, layer = torchvision.models.resnet18(num_classes=10), (3, 32, 32), "layer4.1.conv2"
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, 10, (batch,))
+    # a synthetic class profile: the step's cost does not depend on its values
+    k = model.get_submodule(layer).out_channels
+    diag = Diagnosis(layers=[layer], correlations={layer: torch.rand(10, k, dtype=torch.float64)},
+                     class_names=[str(i) for i in range(10)], sample_indices={}, settings={"theta": 0.2, "noise": 0.1},
+                     model_fingerprint="synthetic", version="bench")
+    return model, x, y, diag, layer
+
+
+def run_steps(model, x, y, terms, steps):
+    import contextlib
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+    ctx = terms.attach(model) if terms is not None else contextlib.nullcontext()
+    times = []
+    with ctx:
+        for step in range(steps):
+            t = time.perf_counter()
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if terms is not None:
+                loss = loss + sum(terms(logits, y, (x, y), step).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def child(name: str, draws: int, batch: int, steps: int) -> None:
+    """One measurement in this process: prints JSON with step times and peak RSS growth."""
+    import resource
+
+    from model_doctor.treatment import ModelDoctorLoss
+
+    model, x, y, diag, layer = make_case(name, batch)
+    terms = None if draws < 0 else ModelDoctorLoss(diag, alpha=1.0, noise_draws=draws)
+    with open("/proc/self/statm") as fh:  # resident pages now (model and data built, no step yet)
+        rest = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    times = run_steps(model, x, y, terms, steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"times": times, "rss_growth_kb": peak - rest, "rest_kb": rest}))
+
+
+def interleaved_ratio(name: str, draws: int, batch: int, steps: int, rounds: int) -> float:
+    """Median treat-step / plain-step time, alternating the two in one process."""
+    from model_doctor.treatment import ModelDoctorLoss
+
+    model, x, y, diag, _ = make_case(name, batch)
+    terms = ModelDoctorLoss(diag, alpha=1.0, noise_draws=draws)
+    run_steps(model, x, y, None, 2)
+    run_steps(model, x, y, terms, 2)
+    plain, treat = [], []
+    for _ in range(rounds):
+        plain += run_steps(model, x, y, None, steps)
+        treat += run_steps(model, x, y, terms, steps)
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return med(treat) / med(plain)
+
+
+def peak_memory(name: str, draws: int, batch: int) -> int:
+    out = subprocess.run([sys.executable, __file__, "--child", name, str(draws), str(batch), "3"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["rss_growth_kb"]
+
+
+def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", choices=["small", "full"], default="full")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    steps, rounds = (3, 2) if args.budget == "small" else (5, 4)
+    lines = [f"# Treatment step cost ({args.budget})", "",
+             f"Command: `python benchmarks/bench_treat.py --budget {args.budget}`  ",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, CPU only  ",
+             f"Date: {datetime.date.today().isoformat()}", "",
+             "Channel-wise penalty (Eq. 5, paper variant, two create-graph gradients: predicted and second class) "
+             "on the last conv layer; batch 64 (small CNN) / 32 (ResNet-18).", "",
+             "| model | J | treat step ÷ plain step (target: ≤ 1.3 at J=1, ≤ 2 at J=10) | peak memory growth ÷ plain (target ≤ 1.5) |",
+             "|---|---|---|---|"]
+    for name, batch in (("smallcnn", 64), ("resnet18", 32)):
+        plain_mem = peak_memory(name, -1, batch)
+        for draws in (1, 10):
+            ratio = interleaved_ratio(name, draws, batch, steps, rounds)
+            mem = peak_memory(name, draws, batch) / plain_mem
+            lines.append(f"| {name} | {draws} | {ratio:.2f} | {mem:.2f} |")
+    lines += ["", "Times: median over interleaved rounds of plain and treated steps in one process. Memory: in a "
+              "fresh process running only that kind of step, peak RSS minus the resident size before the first "
+              "step (activations, gradients, optimiser state, allocator slack)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        from model_doctor.io import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
