@@ -111,7 +111,14 @@ def _to_config(args: argparse.Namespace) -> Config:
     return apply_overrides(cfg, values)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"model-doctor: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     args = build_parser().parse_args(argv)
     from . import pipeline
 

@@ -130,7 +130,7 @@ class Instrument:
             return self.captured[layer]
         return self._cap.outputs[layer], (self.inputs,)
 
-    def tail(self, layer: str, z: torch.Tensor, extras: tuple, repeats: int) -> torch.Tensor:
+    def tail(self, layer: str, z: torch.Tensor, extras: tuple, repeats: int, bn_eval: bool = True) -> torch.Tensor:
         """Logits for ``z`` [B*repeats, ...], BatchNorm running statistics left untouched.
 
         Train-mode BatchNorm would update its running statistics in place, which both changes
@@ -139,6 +139,14 @@ class Instrument:
         """
         names = ("running_mean", "running_var", "num_batches_tracked")
         bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+        if bn_eval:  # per-image derivatives: running statistics, no coupling through the batch
+            try:
+                for m in bns:
+                    m.training = False
+                return self._splits[layer].tail(z, extras, repeats)
+            finally:
+                for m in bns:
+                    m.training = True
         saved = [(m, {k: getattr(m, k) for k in names}) for m in bns]
         try:
             for m, bufs in saved:

@@ -17,9 +17,13 @@ channels and positions of the paper's summand, so α and β mean the same for an
 width and feature-map size. ``normalize=False`` gives the paper's sums (Σ_j Σ_k Σ_hw), averaged
 over the batch.
 
-**Train-mode BatchNorm.** With BatchNorm in train mode, ``∂y_b/∂m_b`` also flows through the
-batch statistics (the official code has the same property). ``freeze_bn=True`` in the run makes
-the per-sample derivatives exact; the noisy tail passes never change running statistics.
+**Train-mode BatchNorm.** The constraint derivatives are per-image derivatives of the model as it
+predicts: by default (``tail_bn="eval"``) the layers after r are re-run on ``m + σ_j`` with
+BatchNorm using its running statistics, so samples do not interact and BatchNorm is an affine map
+(its double backward through batch statistics would cost ~5x the rest of a small CNN's step).
+``tail_bn="train"`` uses batch statistics instead (the official code's behaviour, which couples
+the samples of a batch); with J = 0 it reuses the CE forward's own graph. Running statistics are
+never changed by the constraint passes.
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ class ModelDoctorLoss:
         every: lazy regularisation: compute the terms every k-th step with weight x k.
         warmup_steps: linear ramp of α and β from 0 over this many steps.
         seed: noise seed (noise is keyed by step and position in the batch).
+        tail_bn: ``"eval"`` (default: BatchNorm after layer r uses running statistics in the
+            constraint passes) or ``"train"`` (batch statistics, as the training forward).
 
     Raises:
         ValueError: negative weights, unknown layers, bad v / J / δ / every.
@@ -119,13 +125,15 @@ class ModelDoctorLoss:
     def __init__(self, diagnosis: Diagnosis, layers: Sequence[str] | None = None, *, alpha: float = 1.0,
                  beta: float = 0.0, v: float | None = None, noise_draws: int = 0, noise: float | None = None,
                  variant: Variant = "paper", reduce: str = "abs", normalize: bool = True, every: int = 1,
-                 warmup_steps: int = 0, seed: int = 0):
+                 warmup_steps: int = 0, seed: int = 0, tail_bn: str = "eval"):
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha={alpha}, beta={beta}; constraint weights must be >= 0")
         if variant not in ("paper", "official"):
             raise ValueError(f"variant={variant!r}; use 'paper' (Eq. 5) or 'official'")
         if reduce not in ("abs", "relu"):
             raise ValueError(f"reduce={reduce!r}; use 'abs' (paper) or 'relu' (official code)")
+        if tail_bn not in ("eval", "train"):
+            raise ValueError(f"tail_bn={tail_bn!r}; use 'eval' (running statistics, default) or 'train'")
         if every < 1 or noise_draws < 0 or warmup_steps < 0:
             raise ValueError(f"every={every}, noise_draws={noise_draws}, warmup_steps={warmup_steps}; use every >= 1 and the others >= 0")
         self.diagnosis = diagnosis
@@ -139,7 +147,7 @@ class ModelDoctorLoss:
         self.draws = int(noise_draws)
         self.delta = float(diagnosis.settings.get("noise", 0.1) if noise is None else noise)
         self.variant, self.reduce, self.normalize = variant, reduce, normalize
-        self.every, self.warmup_steps, self.seed = every, warmup_steps, seed
+        self.every, self.warmup_steps, self.seed, self.tail_bn = every, warmup_steps, seed, tail_bn
         self._normalized = {l: diagnosis.normalized(l).float() for l in self.layers}
         self._inst: Instrument | None = None
 
@@ -148,7 +156,7 @@ class ModelDoctorLoss:
     def attach(self, model: nn.Module) -> Iterator["ModelDoctorLoss"]:
         """Capture the constrained layers during forward passes inside the block."""
         self.diagnosis.check_compatible(model)
-        inst = Instrument(model, self.layers, need_tail=self.draws > 0)
+        inst = Instrument(model, self.layers, need_tail=self.draws > 0 or self.tail_bn == "eval")
         with inst.attach():
             self._inst = inst
             try:
@@ -167,15 +175,18 @@ class ModelDoctorLoss:
         """∂y_c/∂(m + σ_j) with graph, ``[B*J, K, h, w]`` for each class vector in ``classes``."""
         assert self._inst is not None
         m, extras = self._inst.feature(layer)
-        if self.draws == 0:
+        if self.draws == 0 and self.tail_bn == "train":
             z, out = m, logits
+        elif self.draws == 0:
+            z = m
+            out = self._inst.tail(layer, z, extras, 1, bn_eval=True)
         else:
             b = m.shape[0]
             keys = torch.arange(b) + step * 1_000_003
             noise = batch_noise(self.seed, self.layers.index(layer), keys, self.draws, tuple(m.shape[1:]),
                                 self.delta, m.dtype, m.device)
             z = (noise.view(b, self.draws, *m.shape[1:]) + m[:, None]).view(b * self.draws, *m.shape[1:])
-            out = self._inst.tail(layer, z, extras, self.draws)
+            out = self._inst.tail(layer, z, extras, self.draws, bn_eval=self.tail_bn == "eval")
         reps = max(self.draws, 1)
         grads = []
         for c in classes:

@@ -1,0 +1,33 @@
+import collections
+
+import pytest
+import torch
+
+from model_doctor.io import atomic_write_text, load_state_dict
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pickle code ran",))
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(2), "x": Evil()}, path)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load_state_dict(path)
+
+
+def test_state_dict_and_checkpoint_unwrapping(tmp_path):
+    sd = collections.OrderedDict(w=torch.ones(2))
+    torch.save(sd, tmp_path / "a.pt")
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "b.pt")
+    assert torch.equal(load_state_dict(tmp_path / "a.pt")["w"], sd["w"])
+    assert torch.equal(load_state_dict(tmp_path / "b.pt")["w"], sd["w"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_state_dict(tmp_path / "none.pt")
+
+
+def test_atomic_write_leaves_no_temp(tmp_path):
+    atomic_write_text(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").read_text() == "x" and len(list(tmp_path.iterdir())) == 1
