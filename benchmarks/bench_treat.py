@@ -67,7 +67,7 @@ def run_steps(model, x, y, terms, steps):
     return times
 
 
-def child(name: str, draws: int, batch: int, steps: int) -> None:
+def child(name: str, draws: int, batch: int, steps: int, tail_bn: str = "train") -> None:
     """One measurement in this process: prints JSON with step times and peak RSS growth."""
     import resource
 
@@ -82,12 +82,12 @@ def child(name: str, draws: int, batch: int, steps: int) -> None:
     print(json.dumps({"times": times, "rss_growth_kb": peak - rest, "rest_kb": rest}))
 
 
-def interleaved_ratio(name: str, draws: int, batch: int, steps: int, rounds: int) -> float:
+def interleaved_ratio(name: str, draws: int, batch: int, steps: int, rounds: int, tail_bn: str = "train") -> float:
     """Median treat-step / plain-step time, alternating the two in one process."""
     from model_doctor.treatment import ModelDoctorLoss
 
     model, x, y, diag, _ = make_case(name, batch)
-    terms = ModelDoctorLoss(diag, alpha=1.0, noise_draws=draws)
+    terms = ModelDoctorLoss(diag, alpha=1.0, noise_draws=draws, tail_bn=tail_bn)
     run_steps(model, x, y, None, 2)
     run_steps(model, x, y, terms, 2)
     plain, treat = [], []
@@ -98,15 +98,15 @@ def interleaved_ratio(name: str, draws: int, batch: int, steps: int, rounds: int
     return med(treat) / med(plain)
 
 
-def peak_memory(name: str, draws: int, batch: int) -> int:
-    out = subprocess.run([sys.executable, __file__, "--child", name, str(draws), str(batch), "3"],
+def peak_memory(name: str, draws: int, batch: int, tail_bn: str = "train") -> int:
+    out = subprocess.run([sys.executable, __file__, "--child", name, str(draws), str(batch), "3", tail_bn],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["rss_growth_kb"]
 
 
 def main(argv=None):
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", choices=["small", "full"], default="full")
@@ -118,15 +118,17 @@ def main(argv=None):
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, CPU only  ",
              f"Date: {datetime.date.today().isoformat()}", "",
              "Channel-wise penalty (Eq. 5, paper variant, two create-graph gradients: predicted and second class) "
-             "on the last conv layer; batch 64 (small CNN) / 32 (ResNet-18).", "",
-             "| model | J | treat step ÷ plain step (target: ≤ 1.3 at J=1, ≤ 2 at J=10) | peak memory growth ÷ plain (target ≤ 1.5) |",
-             "|---|---|---|---|"]
+             "on the last conv layer; batch 64 (small CNN) / 32 (ResNet-18). tail_bn=train is the default "
+             "(BatchNorm after the layer uses batch statistics, as the training forward); eval uses running "
+             "statistics (cheaper double backward; see docs/method.md for what it changes).", "",
+             "| model | J | tail_bn | treat step ÷ plain step (target: ≤ 1.3 at J=1, ≤ 2 at J=10) | peak memory growth ÷ plain (target ≤ 1.5) |",
+             "|---|---|---|---|---|"]
     for name, batch in (("smallcnn", 64), ("resnet18", 32)):
         plain_mem = peak_memory(name, -1, batch)
-        for draws in (1, 10):
-            ratio = interleaved_ratio(name, draws, batch, steps, rounds)
-            mem = peak_memory(name, draws, batch) / plain_mem
-            lines.append(f"| {name} | {draws} | {ratio:.2f} | {mem:.2f} |")
+        for draws, tail_bn in ((1, "train"), (10, "train"), (1, "eval"), (10, "eval")):
+            ratio = interleaved_ratio(name, draws, batch, steps, rounds, tail_bn)
+            mem = peak_memory(name, draws, batch, tail_bn) / plain_mem
+            lines.append(f"| {name} | {draws} | {tail_bn} | {ratio:.2f} | {mem:.2f} |")
     lines += ["", "Times: median over interleaved rounds of plain and treated steps in one process. Memory: in a "
               "fresh process running only that kind of step, peak RSS minus the resident size before the first "
               "step (activations, gradients, optimiser state, allocator slack)."]

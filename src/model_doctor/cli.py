@@ -20,6 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", dest="model.weights", help="trained weights: .safetensors or a state-dict .pt (loaded with weights_only=True)")
     g.add_argument("--in-channels", dest="model.in_channels", type=int, help="input channels of the model (default 1)")
     g.add_argument("--num-classes", dest="model.num_classes", type=int, help="number of classes (default: from the data)")
+    g.add_argument("--small", dest="model.small", action=argparse.BooleanOptionalAction, default=None,
+                   help="small-image variant of the architecture (CIFAR-style stem); default: images < 64 px")
     g.add_argument("--data", dest="data.name", help="dataset: digits (embedded), mnist, fashion-mnist, imagefolder:PATH (default digits)")
     g.add_argument("--data-root", dest="data.root", help="folder holding torchvision datasets (e.g. ../shared/data)")
     g.add_argument("--image-size", dest="data.image_size", type=int, help="resize images to this size (default per dataset)")
@@ -43,6 +45,12 @@ def _diag_opts(p: argparse.ArgumentParser) -> None:
                    help="do not fail when a class has no eligible sample")
 
 
+def _scale_opts(g) -> None:
+    g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
+    g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
+    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-doctor", description="Diagnose and treat CNN classifiers (Model Doctor, AAAI 2022).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", dest="train.seed", type=int, help="seed for initialisation, split and data order (default 0)")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="share of the training split held out for validation (default 0.1)")
     g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue from OUT/checkpoint.pt")
+    _scale_opts(g)
 
     p = sub.add_parser("diagnose", help="class x channel correlation per layer from confident training samples")
     _common(p)
@@ -94,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="fine-tuning batch size (default 64)")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split (default 0.1)")
     g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
+    g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
+    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
+
+    p = sub.add_parser("layers", help="list a model's conv layers in execution order and mark the default ones")
+    p.add_argument("model", help=_MODEL_HELP % ", ".join(model_names()))
+    p.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
+    p.add_argument("--image-size", type=int, default=32, help="input size used to trace the forward pass (default 32)")
+    p.add_argument("--small", action=argparse.BooleanOptionalAction, default=None, help="small-image variant (default: size < 64)")
 
     p = sub.add_parser("demo", help="train, diagnose and examine a small CNN on the embedded digits (no network)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -112,7 +129,8 @@ def _to_config(args: argparse.Namespace) -> Config:
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"model-doctor: warning: {message}\n"
+    text = str(message)
+    return f"model-doctor: warning: {text[len('model_doctor: '):] if text.startswith('model_doctor: ') else text}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +139,26 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     args = build_parser().parse_args(argv)
     from . import pipeline
+    from .distributed import init_from_env, is_main, shutdown
 
+    distributed = init_from_env()  # under torchrun: join the process group
+    if distributed and not is_main():
+        os.environ["MODEL_DOCTOR_QUIET"] = "1"
+        warnings.simplefilter("ignore")  # rank 0 reports
+        pipeline_log = lambda *_a, **_k: None  # noqa: E731
+    else:
+        pipeline_log = print
     try:
+        if args.command == "layers":
+            rows = pipeline.describe_layers(args.model, args.in_channels, args.image_size, args.small)
+            print(f"{'#':>3}  {'layer':<40} {'in':>5} {'out':>5}  kernel/stride")
+            for r in rows:
+                mark = "  <- default" if r["default"] else ""
+                if r.get("block"):
+                    print(f"{'':>3}  {r['name']:<40} {'':>5} {'':>5}  ({r['kernel']} block output){mark}")
+                else:
+                    print(f"{r['index']:>3}  {r['name']:<40} {r['in']:>5} {r['out']:>5}  {r['kernel']}/{r['stride']}{mark}")
+            return 0
         if args.command == "demo":
             from .demo import run_demo
 
@@ -131,10 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _to_config(args)
         jobs = {"train": pipeline.run_train, "diagnose": pipeline.run_diagnose, "examine": pipeline.run_examine,
                 "treat": pipeline.run_treat}
-        jobs[args.command](cfg)
+        jobs[args.command](cfg, log=pipeline_log)
         return 0
     except (ValueError, TypeError, FileNotFoundError) as exc:
         if os.environ.get("MODEL_DOCTOR_DEBUG") == "1":
             raise
         print(f"model-doctor {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if distributed:
+            shutdown()

@@ -23,6 +23,7 @@ class ModelConfig:
     weights: str | None = None       # .safetensors or state-dict .pt (loaded with weights_only=True)
     in_channels: int | None = None
     num_classes: int | None = None
+    small: bool | None = None        # small-image variant (default: image size < 64 px)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class DiagnoseConfig:
-    layers: Any = "auto"
+    layers: Any = None               # None: the architecture's default layers (else "auto" = last conv)
     samples_per_class: int = 100
     min_confidence: float = 0.9
     noise: float = DEFAULT_NOISE
@@ -67,6 +68,9 @@ class TrainConfig:
     val_fraction: float = 0.1
     split_seed: int = 0              # fixed seed of the train/validation split (shared by train and treat)
     resume: bool = False
+    freeze_bn: bool = False          # BatchNorm in eval mode while training (needed for exact DDP equality on CPU)
+    sync_bn: bool = False            # SyncBatchNorm under torchrun (CUDA only)
+    precision: str = "fp32"          # fp32 | bf16 (autocast); fp16 is refused
 
 
 @dataclass

@@ -20,9 +20,10 @@ from .config import Config, save_config
 from .data.base import class_names_of
 from .data.datasets import load_dataset
 from .diagnosis import Diagnosis, diagnose, examine
+from .distributed import barrier, is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .training import FitConfig, evaluate, fit, split_train_val
-from .zoo import build_model
+from .zoo import build_model, default_layers
 
 __all__ = ["load_model", "run_train", "run_diagnose", "run_examine", "run_treat", "versions"]
 
@@ -67,7 +68,8 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     in_ch = cfg.model.in_channels or side.get("in_channels") or 1
     n_cls = cfg.model.num_classes or side.get("num_classes") or num_classes or 10
     size = cfg.data.image_size or side.get("image_size") or 32
-    model = build_model(name, in_channels=in_ch, num_classes=n_cls, image_size=size)
+    small = cfg.model.small if cfg.model.small is not None else side.get("small")
+    model = build_model(name, in_channels=in_ch, num_classes=n_cls, image_size=size, small=small)
     if cfg.model.weights:
         state = load_state_dict(cfg.model.weights)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -76,17 +78,28 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
                 f"weights {cfg.model.weights!r} do not fit model {name!r} (missing {list(missing)[:3]}, "
                 f"unexpected {list(unexpected)[:3]}); pass the --model the checkpoint was trained with"
             )
-    meta = {"model": name, "in_channels": in_ch, "num_classes": n_cls, "image_size": size,
-            "classes": side.get("classes")}
+    meta = {"model": name, "in_channels": in_ch, "num_classes": n_cls, "image_size": size, "small": small,
+            "classes": side.get("classes"), "default_layers": default_layers(name)}
     return model, meta
 
 
 def save_model(model: nn.Module, out: Path, meta: dict[str, Any], stem: str = "model") -> Path:
     """``{stem}.safetensors`` + ``model.json`` (architecture, channels, classes) for later commands."""
     path = out / f"{stem}.safetensors"
-    atomic_save_safetensors(path, model.state_dict())
-    atomic_write_json(out / "model.json", meta)
+    if is_main():
+        atomic_save_safetensors(path, model.state_dict())
+        atomic_write_json(out / "model.json", meta)
     return path
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    if is_main():
+        atomic_write_json(path, obj)
+
+
+def _save_config(cfg: Config, out: Path, extra: dict[str, Any]) -> None:
+    if is_main():
+        save_config(cfg, out, extra)
 
 
 def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
@@ -101,9 +114,10 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     meta.update({"classes": classes, "dataset": cfg.data.name})
     t = cfg.train
     fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-                     batch_size=t.batch_size, seed=t.seed, val_fraction=t.val_fraction)
+                     batch_size=t.batch_size, seed=t.seed, val_fraction=t.val_fraction, freeze_bn=t.freeze_bn,
+                     sync_bn=t.sync_bn, precision=t.precision)
     tr, va = split_train_val(train_full, t.val_fraction, t.split_seed)
-    save_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va)})
+    _save_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va)})
     res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=t.resume, tag="train",
               log=lambda r: log(f"epoch {r['epoch']}: ce {r.get('loss_ce', float('nan')):.4f} val_acc {r['val_acc']:.4f}"))
     test = evaluate(model, load_data(cfg, "test", in_ch), meta["num_classes"])
@@ -111,7 +125,7 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     summary = {"model": meta["model"], "dataset": cfg.data.name, "best_epoch": res.best_epoch,
                "val_acc": res.best_val_acc, "test_acc": test["acc"], "test_per_class": test["per_class"],
                "weights": str(path), "versions": versions()}
-    atomic_write_json(out / "summary.json", summary)
+    _write_json(out / "summary.json", summary)
     log(f"trained {meta['model']} on {cfg.data.name}: val_acc {res.best_val_acc:.4f} (epoch {res.best_epoch}), "
         f"test_acc {test['acc']:.4f} -> {path}")
     return summary
@@ -123,12 +137,13 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
     model, meta = load_model(cfg)
     data = load_data(cfg, "train", meta["in_channels"])
     d = cfg.diagnose
-    save_config(cfg, out, {"versions": versions(), "model": meta})
-    diag = diagnose(model, data, layers=d.layers, num_classes=meta["num_classes"],
+    _save_config(cfg, out, {"versions": versions(), "model": meta})
+    diag = diagnose(model, data, layers=d.layers or meta["default_layers"], num_classes=meta["num_classes"],
                     samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
                     noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]
                     theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"))
-    diag.save(out)
+    if is_main():
+        diag.save(out)
     counts = diag.counts()
     log(f"diagnosed layers {', '.join(diag.layers)} with {sum(counts)} samples "
         f"({min(counts)}-{max(counts)} per class) -> {out / 'diagnosis.json'}")
@@ -144,13 +159,14 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     model, meta = load_model(cfg, diag.num_classes)
     data = load_data(cfg, cfg.examine.split, meta["in_channels"])
     indices = list(range(min(len(data), cfg.examine.limit))) if cfg.examine.limit else None
-    save_config(cfg, out, {"versions": versions(), "model": meta})
+    _save_config(cfg, out, {"versions": versions(), "model": meta})
     ex = examine(model, diag, data, indices=indices, batch_size=cfg.examine.batch_size, top_k=cfg.examine.top_k)
-    ex.save(out)
+    if is_main():
+        ex.save(out)
     summary: dict[str, Any] = {"num_samples": len(ex.indices), "num_misclassified": int(ex.misclassified.sum()),
                                "accuracy": float((~ex.misclassified).double().mean())}
     summary.update(misclassification_auroc(ex.deviation, ex.confidence, ex.misclassified))
-    atomic_write_json(out / "examine_summary.json", summary)
+    _write_json(out / "examine_summary.json", summary)
     auroc = summary.get("auroc_deviation")
     log(f"examined {summary['num_samples']} {cfg.examine.split} samples, {summary['num_misclassified']} misclassified; "
         + (f"AUROC deviation {auroc:.3f} vs max-softmax {summary['auroc_msp']:.3f}" if auroc is not None else
@@ -224,7 +240,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     tr, va = split_train_val(train_full, cfg.train.val_fraction, cfg.train.split_seed)
     if (t.beta or t.rrr) and train_data is None:
         raise ValueError("beta/rrr need foreground masks; pass a MaskedDataset as train_data (CLI mask loading: see docs)")
-    save_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va)})
+    _save_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va)})
 
     diag_dir = Path(t.diagnosis) if t.diagnosis else out / "diagnosis"
     if t.diagnosis or (diag_dir / "diagnosis.json").is_file():
@@ -232,11 +248,13 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     else:
         d = cfg.diagnose
         # diagnosis samples come from the training part only, never from validation
-        diag = diagnose(original, tr, layers=d.layers, num_classes=n_cls, samples_per_class=d.samples_per_class,
+        diag = diagnose(original, tr, layers=d.layers or meta["default_layers"], num_classes=n_cls, samples_per_class=d.samples_per_class,
                         min_confidence=d.min_confidence, noise=d.noise, noise_draws=d.noise_draws,
                         batch_size=d.batch_size, seed=d.seed, reduce=d.reduce, theta=d.theta,  # type: ignore[arg-type]
                         allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"))
-        diag.save(diag_dir)
+        if is_main():
+            diag.save(diag_dir)
+        barrier()
         log(f"diagnosed the original at {', '.join(diag.layers)} -> {diag_dir}")
     diag.check_compatible(original)
     orig_val = evaluate(original, va, n_cls)["acc"]
@@ -249,7 +267,8 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         for arm in arms:
             model = copy.deepcopy(original)
             fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
-                             batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn)
+                             batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn,
+                             sync_bn=cfg.train.sync_bn, precision=cfg.train.precision)
             terms = build_constraint(cfg, diag, seed) if arm == "treated" else None
             res = fit(model, tr, va, fcfg, n_cls, terms=terms, out_dir=seed_dir / arm, resume=cfg.train.resume, tag=arm,
                       log=lambda r, a=arm, s=seed: log(
@@ -279,10 +298,28 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         summary["delta_treated_minus_control"] = _mean_std(deltas)
     summary.update({"runs": runs, "classes": meta.get("classes"), "config": cfg.to_dict(), "versions": versions(),
                     "note": "test split evaluated once, after training; best epochs chosen on validation only"})
-    atomic_write_json(out / "summary.json", summary)
+    _write_json(out / "summary.json", summary)
     msg = f"original {orig_test['acc']:.4f} | treated {summary['treated']['test_acc']:.4f}"
     if t.control:
         msg += f" | control (CE only) {summary['control']['test_acc']:.4f} | treated - control " \
                f"{summary['delta_treated_minus_control']['mean']:+.4f}"
     log(f"test accuracy: {msg} -> {out / 'summary.json'}")
     return summary
+
+
+def describe_layers(name: str, in_channels: int = 3, image_size: int = 32, small: bool | None = None) -> list[dict[str, Any]]:
+    """Conv layers of a model in forward execution order, with channel counts and default marks."""
+    from .layers import conv_layers_in_order
+
+    model = build_model(name, in_channels=in_channels, num_classes=10, image_size=image_size, small=small)
+    defaults = default_layers(name)
+    convs = conv_layers_in_order(model, torch.zeros(1, in_channels, image_size, image_size))
+    chosen = {convs[-1][0]} if defaults == "auto" else {defaults}
+    rows = [{"index": i, "name": n, "in": m.in_channels, "out": m.out_channels,
+             "kernel": "x".join(map(str, m.kernel_size)), "stride": m.stride[0], "default": n in chosen}
+            for i, (n, m) in enumerate(convs)]
+    if defaults != "auto" and not any(r["default"] for r in rows):
+        mod = model.get_submodule(defaults)
+        rows.append({"index": len(rows), "name": defaults, "in": "", "out": "", "kernel": type(mod).__name__,
+                     "stride": "", "default": True, "block": True})
+    return rows

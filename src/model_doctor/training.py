@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from .data.base import loader_for
+from .distributed import GlobalBatchSampler, barrier, is_main, wrap_ddp
 from .io import atomic_save_safetensors, atomic_write_bytes
 from .progress import progress
 
@@ -57,10 +57,17 @@ class FitConfig:
     seed: int = 0
     val_fraction: float = 0.1
     freeze_bn: bool = False
+    sync_bn: bool = False
+    precision: str = "fp32"          # fp32 | bf16 (autocast); fp16 is refused
     max_nonfinite: int = 10
     num_workers: int = 0
 
     def validate(self) -> None:
+        if self.precision == "fp16":
+            raise ValueError("precision='fp16' needs the GradScaler gradient-penalty recipe, which is not implemented; "
+                             "use --precision bf16 (no scaler needed) or fp32")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}; use fp32 or bf16")
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs}; use at least 1")
         if self.lr <= 0:
@@ -141,31 +148,34 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
     p = next(model.parameters())
     device, dtype = p.device, p.dtype
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(train_set) / cfg.batch_size))  # type: ignore[arg-type]
+    steps_per_epoch = len(GlobalBatchSampler(len(train_set), cfg.batch_size, 0))  # type: ignore[arg-type]
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
-    out = Path(out_dir) if out_dir is not None else None
+    out = Path(out_dir) if out_dir is not None and is_main() else None  # only rank 0 writes
+    ckpt_in = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     ckpt_path = out / "checkpoint.pt" if out else None
     start_epoch, best_acc, best_epoch, skipped = 0, -1.0, -1, 0
     history: list[dict[str, Any]] = []
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if resume and ckpt_in is not None and ckpt_in.is_file():
+        ck = torch.load(ckpt_in, map_location=device, weights_only=True)
         if ck.get("tag") != tag:
-            raise ValueError(f"{ckpt_path} is a {ck.get('tag')!r} checkpoint, not {tag!r}; use another --out")
+            raise ValueError(f"{ckpt_in} is a {ck.get('tag')!r} checkpoint, not {tag!r}; use another --out")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start_epoch, best_acc, best_epoch = ck["epoch"] + 1, ck["best_acc"], ck["best_epoch"]
         skipped, history, best_state = ck["skipped"], json.loads(ck["history"]), ck["best_state"]
     was_training = model.training
+    net = wrap_ddp(model, cfg.sync_bn)  # the model itself in a single process
     attach = terms.attach(model) if terms is not None else contextlib.nullcontext()
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
+        else contextlib.nullcontext
     try:
         with attach:
             for epoch in range(start_epoch, cfg.epochs):
                 torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout/noise RNG: a function of (seed, epoch)
-                gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-                loader = loader_for(train_set, cfg.batch_size, shuffle=True, generator=gen,
-                                    num_workers=cfg.num_workers)
+                sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, cfg.seed * 7919 + epoch)  # type: ignore[arg-type]
+                loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers)
                 model.train()
                 if cfg.freeze_bn:
                     _set_bn_eval(model)
@@ -174,11 +184,12 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                 for i, batch in enumerate(progress(loader, desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}")):
                     step = epoch * steps_per_epoch + i
                     x, y = batch[0].to(device, dtype), torch.as_tensor(batch[1]).to(device)
-                    logits = model(x)
-                    ce = F.cross_entropy(logits, y)
-                    parts = {"ce": ce}
-                    if terms is not None:
-                        parts.update(terms(logits, y, tuple(batch), step))
+                    with autocast():
+                        logits = net(x)
+                        ce = F.cross_entropy(logits.float(), y)
+                        parts = {"ce": ce}
+                        if terms is not None:
+                            parts.update({k: v.float() for k, v in terms(logits, y, tuple(batch), step).items()})
                     loss = sum(parts.values())
                     opt.zero_grad(set_to_none=True)
                     if not torch.isfinite(loss):
@@ -215,7 +226,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                         "skipped": skipped, "history": json.dumps(history), "best_state": best_state,
                         "config": json.dumps(asdict(cfg)),
                     }))
-                if log:
+                barrier()
+                if log and is_main():
                     log(row)
     finally:
         model.train(was_training)

@@ -9,22 +9,41 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-__all__ = ["register_model", "build_model", "model_names", "SmallCNN"]
+__all__ = ["register_model", "build_model", "model_names", "model_entry", "default_layers", "SmallCNN",
+           "ModelEntry", "SMALL_IMAGE_THRESHOLD", "PAPER_MODELS"]
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+#: Inputs smaller than this (px) get each architecture's small-image variant by default.
+SMALL_IMAGE_THRESHOLD = 64
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``factory(in_channels, num_classes, image_size) -> nn.Module`` under ``name``."""
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered architecture: how to build it and what to diagnose by default."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    source: str                      # "ours" | "torchvision" | "timm"
+    default_layers: str = "auto"     # a dotted name, or "auto" (last conv in execution order)
+    paper_name: str = ""
+    small_variant: str = ""          # what the small-image variant changes
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, source: str = "ours", default_layers: str = "auto", paper_name: str = "",
+                   small_variant: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``factory(in_channels, num_classes, image_size, small) -> nn.Module`` under ``name``."""
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered; pick another name")
-        _REGISTRY[name] = factory
+        _REGISTRY[name] = ModelEntry(name, factory, source, default_layers, paper_name or name, small_variant)
         return factory
 
     return deco
@@ -32,6 +51,17 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; use one of {', '.join(model_names())}")
+    return _REGISTRY[name]
+
+
+def default_layers(spec: str) -> str:
+    """Default layers to diagnose/treat for a model spec (``"auto"`` for unregistered ones)."""
+    return _REGISTRY[spec].default_layers if spec in _REGISTRY else "auto"
 
 
 class SmallCNN(nn.Module):
@@ -56,26 +86,40 @@ class SmallCNN(nn.Module):
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
 
-@register_model("smallcnn")
-def smallcnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32) -> nn.Module:
+@register_model("smallcnn", default_layers="features.8", paper_name="(small 3-conv CNN)")
+def smallcnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32, small: bool | None = None) -> nn.Module:
     return SmallCNN(in_channels, num_classes, width=32)
 
 
-@register_model("tinycnn")
-def tinycnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32) -> nn.Module:
+@register_model("tinycnn", default_layers="features.8", paper_name="(tiny 3-conv CNN for tests)")
+def tinycnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32, small: bool | None = None) -> nn.Module:
     return SmallCNN(in_channels, num_classes, width=8)
+
+
+from . import paper_models  # noqa: E402,F401  (registers the paper's 16 architectures)
+from .paper_models import PAPER_MODELS  # noqa: E402
 
 
 def _torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
     import torchvision
 
+    from .paper_models import set_in_channels
+
     try:
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
     except ValueError:
         raise ValueError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from None
-    if in_channels != 3:
-        raise ValueError(f"torchvision:{name} takes 3 input channels, not {in_channels}; convert images to RGB")
-    return model
+    return set_in_channels(model, in_channels)
+
+
+def _timm(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise ValueError("timm:NAME needs the timm package; pip install timm") from None
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 
 def _from_file(spec: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
@@ -100,18 +144,31 @@ def _from_file(spec: str, in_channels: int, num_classes: int, image_size: int) -
     return model
 
 
-def build_model(spec: str, in_channels: int = 1, num_classes: int = 10, image_size: int = 32) -> nn.Module:
+def build_model(spec: str, in_channels: int = 1, num_classes: int = 10, image_size: int = 32,
+                small: bool | None = None) -> nn.Module:
     """Build a freshly initialised model from a name or spec.
 
+    Args:
+        spec: a registered name, ``torchvision:NAME``, ``timm:NAME`` or ``file:path.py:factory``.
+        small: use the architecture's small-image variant (CIFAR-style stem, no early
+            down-sampling); default: ``image_size < SMALL_IMAGE_THRESHOLD`` (64 px).
+
     Raises:
-        ValueError: unknown name (listing the registered ones) or a bad ``file:`` spec.
+        ValueError: unknown name (listing the registered ones), a bad ``file:`` spec, an input
+            an architecture cannot take.
     """
+    if in_channels < 1 or num_classes < 2:
+        raise ValueError(f"in_channels={in_channels}, num_classes={num_classes}; need >= 1 channel and >= 2 classes")
     if spec.startswith("file:"):
         return _from_file(spec[5:], in_channels, num_classes, image_size)
     if spec.startswith("torchvision:"):
         return _torchvision(spec.split(":", 1)[1], in_channels, num_classes)
+    if spec.startswith("timm:"):
+        return _timm(spec.split(":", 1)[1], in_channels, num_classes)
     if spec not in _REGISTRY:
         raise ValueError(
-            f"unknown model {spec!r}; use one of {', '.join(model_names())}, torchvision:NAME or file:path.py:factory"
+            f"unknown model {spec!r}; use one of {', '.join(model_names())}, torchvision:NAME, timm:NAME "
+            "or file:path.py:factory"
         )
-    return _REGISTRY[spec](in_channels=in_channels, num_classes=num_classes, image_size=image_size)
+    small = image_size < SMALL_IMAGE_THRESHOLD if small is None else small
+    return _REGISTRY[spec].factory(in_channels=in_channels, num_classes=num_classes, image_size=image_size, small=small)

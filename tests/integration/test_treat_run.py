@@ -119,3 +119,15 @@ def test_bad_treat_inputs(original, tmp_path, capsys):
     assert "alpha=-1" in capsys.readouterr().err
     assert main(["treat", "--weights", str(original), "--beta", "1", "--out", str(tmp_path / "c")]) == 2
     assert "masks" in capsys.readouterr().err
+
+
+def test_bf16_runs_and_fp16_is_refused(original, tmp_path, capsys):
+    out = tmp_path / "bf16"
+    assert main(["treat", "--weights", str(original), "--layers", "features.8", "--samples-per-class", "5",
+                 "--min-confidence", "0.5", "--allow-empty-classes", "--treat-noise-draws", "1", "--epochs", "1",
+                 "--no-control", "--precision", "bf16", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["treated"]["test_acc"] <= 1.0
+    assert main(["train", "--data", "digits", "--model", "tinycnn", "--epochs", "1", "--precision", "fp16",
+                 "--out", str(tmp_path / "fp16")]) == 2
+    assert "GradScaler" in capsys.readouterr().err

@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import __version__
 from ..data.base import IndexedSubset, as_dataset, check_sample, class_names_of, loader_for
+from ..distributed import all_gather_objects, all_reduce_sum, rank_world, shard
 from ..gradients import Reduce, feature_gradients
 from ..hooks import preserved_state
 from ..io import weights_fingerprint
@@ -59,13 +60,25 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     """Eval-mode softmax over a dataset: returns ``(labels, predictions, probabilities [N, C])``."""
     device, dtype = _model_device_dtype(model)
     labels, probs = [], []
+    n = len(dataset)  # type: ignore[arg-type]
+    mine = shard(range(n))  # one process: everything; under torchrun: this rank's share
     with preserved_state(model):
-        for x, y, *_ in progress(loader_for(dataset, batch_size, num_workers=num_workers), desc=desc):
+        for x, y, *_ in progress(loader_for(Subset(dataset, mine), batch_size, num_workers=num_workers), desc=desc):
             logits = model(x.to(device, dtype))
-            probs.append(torch.softmax(logits.float(), 1).cpu())
+            probs.append(torch.softmax(logits.double(), 1).cpu())  # float64: near-equal logits stay ordered
             labels.append(torch.as_tensor(y))
-    p = torch.cat(probs)
-    return torch.cat(labels).long(), p.argmax(1), p
+    p = torch.cat(probs) if probs else torch.zeros(0, 0, dtype=torch.float64)
+    lab = torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)
+    if rank_world()[1] > 1:  # reassemble in dataset order
+        parts = all_gather_objects((mine, lab, p))
+        full_p = torch.zeros(n, max(t[2].shape[1] for t in parts), dtype=torch.float64)
+        full_l = torch.zeros(n, dtype=torch.long)
+        for idx, l_, p_ in parts:  # type: ignore[misc]
+            if len(idx):
+                full_p[torch.tensor(idx)] = p_
+                full_l[torch.tensor(idx)] = l_
+        p, lab = full_p, full_l
+    return lab, p.argmax(1), p
 
 
 def select_samples(labels: torch.Tensor, probs: torch.Tensor, num_classes: int, samples_per_class: int,
@@ -112,7 +125,7 @@ def aggregate_correlations(
     """
     device, dtype = _model_device_dtype(model)
     flat = [i for c in range(num_classes) for i in sample_indices.get(c, [])]
-    subset = IndexedSubset(dataset, flat)
+    subset = IndexedSubset(dataset, shard(flat))  # under torchrun each rank takes its share
     correlations: dict[str, torch.Tensor] = {}
     modes: dict[str, str] = {}
     for layer_index, (name, _module) in enumerate(layers):
@@ -126,8 +139,14 @@ def aggregate_correlations(
             if state is None:
                 state = CorrelationState(num_classes, res.channel.shape[1])
             state.update(res.channel, y)
-        if state is None:
-            raise ValueError("no samples to aggregate; every class is empty")
+        if state is None:  # this rank got no sample (or there are none): learn the width to join the reduce
+            if not flat:
+                raise ValueError("no samples to aggregate; every class is empty")
+            with torch.no_grad():
+                x0 = dataset[flat[0]][0][None].to(device, dtype)
+                state = CorrelationState(num_classes, split.prefix(x0)[0].shape[1])
+        all_reduce_sum(state.total)
+        all_reduce_sum(state.count)
         correlations[name] = state.compute()
     return correlations, modes
 

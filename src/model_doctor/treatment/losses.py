@@ -17,13 +17,15 @@ channels and positions of the paper's summand, so α and β mean the same for an
 width and feature-map size. ``normalize=False`` gives the paper's sums (Σ_j Σ_k Σ_hw), averaged
 over the batch.
 
-**Train-mode BatchNorm.** The constraint derivatives are per-image derivatives of the model as it
-predicts: by default (``tail_bn="eval"``) the layers after r are re-run on ``m + σ_j`` with
-BatchNorm using its running statistics, so samples do not interact and BatchNorm is an affine map
-(its double backward through batch statistics would cost ~5x the rest of a small CNN's step).
-``tail_bn="train"`` uses batch statistics instead (the official code's behaviour, which couples
-the samples of a batch); with J = 0 it reuses the CE forward's own graph. Running statistics are
-never changed by the constraint passes.
+**BatchNorm after layer r** (``tail_bn``). Default ``"train"``: the constraint passes use the
+same train-mode forward as the CE loss (batch statistics; with J = 0 literally the CE forward's
+graph), as the official code does. ``"eval"``: the layers after r are re-run with running
+statistics, giving exact per-image derivatives at a lower cost. Why the default matters: in a
+network that is piecewise linear after r (ReLU, max-pool, eval-mode BatchNorm, linear),
+``∂y/∂m`` does not depend on any parameter *before* r, so with ``"eval"`` the constraints can only
+retrain the layers after r. Train-mode batch statistics (or smooth ops such as SE gates or SiLU)
+are what carries the constraint's gradient into earlier layers. Running statistics are never
+changed by the constraint passes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..diagnosis.artifact import Diagnosis
+from ..distributed import rank_world
 from ..hooks import RemovableHandleList
 from ..noise import batch_noise
 from .instrument import Instrument
@@ -115,8 +118,9 @@ class ModelDoctorLoss:
         every: lazy regularisation: compute the terms every k-th step with weight x k.
         warmup_steps: linear ramp of α and β from 0 over this many steps.
         seed: noise seed (noise is keyed by step and position in the batch).
-        tail_bn: ``"eval"`` (default: BatchNorm after layer r uses running statistics in the
-            constraint passes) or ``"train"`` (batch statistics, as the training forward).
+        tail_bn: ``"train"`` (default: BatchNorm after layer r as in the training forward) or
+            ``"eval"`` (running statistics: exact per-image derivatives, cheaper, but no gradient
+            into layers before r for piecewise-linear tails; see the module docstring).
 
     Raises:
         ValueError: negative weights, unknown layers, bad v / J / δ / every.
@@ -125,7 +129,7 @@ class ModelDoctorLoss:
     def __init__(self, diagnosis: Diagnosis, layers: Sequence[str] | None = None, *, alpha: float = 1.0,
                  beta: float = 0.0, v: float | None = None, noise_draws: int = 0, noise: float | None = None,
                  variant: Variant = "paper", reduce: str = "abs", normalize: bool = True, every: int = 1,
-                 warmup_steps: int = 0, seed: int = 0, tail_bn: str = "eval"):
+                 warmup_steps: int = 0, seed: int = 0, tail_bn: str = "train"):
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha={alpha}, beta={beta}; constraint weights must be >= 0")
         if variant not in ("paper", "official"):
@@ -182,7 +186,8 @@ class ModelDoctorLoss:
             out = self._inst.tail(layer, z, extras, 1, bn_eval=True)
         else:
             b = m.shape[0]
-            keys = torch.arange(b) + step * 1_000_003
+            rank, world = rank_world()  # global position in the global batch (sampler: rank::world)
+            keys = rank + world * torch.arange(b) + step * 1_000_003
             noise = batch_noise(self.seed, self.layers.index(layer), keys, self.draws, tuple(m.shape[1:]),
                                 self.delta, m.dtype, m.device)
             z = (noise.view(b, self.draws, *m.shape[1:]) + m[:, None]).view(b * self.draws, *m.shape[1:])

@@ -1,0 +1,79 @@
+"""Every paper architecture at 32x32, 1 channel: forward, diagnose, one treatment step."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from conftest import randomize_bn
+from model_doctor import diagnose
+from model_doctor.cli import main
+from model_doctor.hooks import count_hooks
+from model_doctor.treatment import ModelDoctorLoss
+from model_doctor.zoo import PAPER_MODELS, build_model, default_layers
+
+HEAVY = {"wideresnet28_10", "densenet121", "alexnet", "vgg16_bn", "inceptionv3", "efficientnetv2_s", "xception"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in PAPER_MODELS])
+def test_paper_architecture(name):
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(name, in_channels=1, num_classes=4, image_size=32))  # no zero-init BN gammas
+    x = torch.randn(2, 1, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.shape == (2, 4)
+    y = logits.argmax(1)
+    layer = default_layers(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diag = diagnose(model, TensorDataset(x, y), layers=layer, num_classes=4, samples_per_class=2,
+                        min_confidence=0.0, noise_draws=1, batch_size=2, allow_empty_classes=True)
+    corr = diag.correlation(diag.layers[0])
+    assert torch.isfinite(corr).all() and corr.sum() > 0
+    assert count_hooks(model) == 0
+
+    model.train()
+    loss = ModelDoctorLoss(diag, alpha=1.0, noise_draws=1)
+    with loss.attach(model):
+        out = model(x[:2])
+        terms = loss(out, y[:2], (x[:2], y[:2]), 0)
+        ce = F.cross_entropy(out, y[:2])
+        assert torch.isfinite(ce) and torch.isfinite(terms["channel"])
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(terms["channel"], params, retain_graph=True, allow_unused=True)
+        reached = [g for g in grads if g is not None and g.abs().sum() > 0]
+        assert reached and all(torch.isfinite(g).all() for g in reached)  # the constraint trains parameters
+        (ce + terms["channel"]).backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    assert count_hooks(model) == 0 and "forward" not in vars(model)
+
+
+@pytest.mark.parametrize("name", PAPER_MODELS)
+def test_layers_command(name, capsys):
+    assert main(["layers", name, "--in-channels", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "<- default" in out and default_layers(name) in out or default_layers(name) == "auto"
+
+
+def test_user_file_model_end_to_end(tmp_path):
+    src = tmp_path / "mynet.py"
+    src.write_text(
+        "import torch.nn as nn\n"
+        "def build(in_channels, num_classes):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(),\n"
+        "                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(8, num_classes))\n")
+    out = tmp_path / "run"
+    spec = f"file:{src}:build"
+    assert main(["train", "--model", spec, "--data", "digits", "--epochs", "1", "--out", str(out / "orig")]) == 0
+    assert main(["diagnose", "--weights", str(out / "orig" / "model.safetensors"), "--min-confidence", "0.0",
+                 "--samples-per-class", "3", "--noise-draws", "1", "--allow-empty-classes", "--out", str(out / "diag")]) == 0
+    assert main(["treat", "--weights", str(out / "orig" / "model.safetensors"), "--diagnosis", str(out / "diag"),
+                 "--epochs", "1", "--treat-noise-draws", "1", "--out", str(out / "treat")]) == 0
+    assert (out / "treat" / "summary.json").is_file()
+    with pytest.raises(ValueError, match="has no callable 'nope'"):
+        build_model(f"file:{src}:nope")
