@@ -1,0 +1,175 @@
+"""Coarse foreground annotations -> binary masks, keyed by the image's path relative to the
+dataset split root (``"cat/001.jpg"``). Pairing is always by that path, never by position.
+
+Formats: PNG masks (any non-zero pixel = foreground), LabelMe JSON (every polygon and rectangle;
+several shapes per image), COCO instances JSON (polygons, RLE via ``pycocotools`` if installed,
+boxes), and a boxes CSV (``image,x0,y0,x1,y1`` in pixels, several rows per image).
+
+A mask is produced lazily by ``fn(height, width) -> bool [H, W]`` so that box-only formats can
+be drawn at the image's own size, and every size check names the file at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+__all__ = ["MaskFn", "png_masks", "labelme_masks", "coco_masks", "box_csv_masks", "load_masks", "MASK_FORMATS"]
+
+MaskFn = Callable[[int, int], torch.Tensor]
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _draw(height: int, width: int, polygons: list[list[tuple[float, float]]], boxes: list[tuple[float, float, float, float]],
+          where: str, allow_outside: bool = False) -> torch.Tensor:
+    img = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(img)
+    for poly in polygons:
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        if not allow_outside and (min(xs) < 0 or min(ys) < 0 or max(xs) > width or max(ys) > height):
+            raise ValueError(f"{where}: a shape lies partly outside the {width}x{height} image; fix the annotation "
+                             "(or allow clipping with allow_outside=True)")
+        if len(poly) >= 3:
+            draw.polygon([(float(x), float(y)) for x, y in poly], fill=1)
+    for x0, y0, x1, y1 in boxes:
+        if not allow_outside and (min(x0, x1) < 0 or min(y0, y1) < 0 or max(x0, x1) > width or max(y0, y1) > height):
+            raise ValueError(f"{where}: a box lies partly outside the {width}x{height} image; fix the annotation")
+        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1) - 1, max(y0, y1) - 1], fill=1)
+    return torch.from_numpy(np.array(img, dtype=np.uint8) > 0)
+
+
+def png_masks(folder: str | Path) -> dict[str, MaskFn]:
+    """``folder/<relpath stem>.png`` masks; the key is the mask's relative path without extension,
+    matched to images whatever their extension."""
+    root = Path(folder)
+    out: dict[str, MaskFn] = {}
+    for p in sorted(root.rglob("*.png")):
+        def fn(h: int, w: int, p: Path = p) -> torch.Tensor:
+            try:
+                arr = np.array(Image.open(p))
+            except Exception as exc:
+                raise ValueError(f"cannot read mask {str(p)!r} ({type(exc).__name__}); re-export it as a PNG") from None
+            if arr.ndim == 3:
+                arr = arr.max(axis=2)
+            if arr.shape != (h, w):
+                raise ValueError(f"mask {str(p)!r} is {arr.shape[1]}x{arr.shape[0]} but its image is {w}x{h}; "
+                                 "masks must have their image's size")
+            return torch.from_numpy(arr != 0)
+        out[_rel(p, root)[: -len(p.suffix)]] = fn
+    return out
+
+
+def labelme_masks(folder: str | Path, dataset_root: str | Path | None = None, allow_outside: bool = False) -> dict[str, MaskFn]:
+    """Every ``*.json`` LabelMe file under ``folder``; its ``imagePath`` (relative to the JSON) names
+    the image, which must lie inside ``dataset_root`` (default: ``folder``)."""
+    root = Path(folder).resolve()
+    base = Path(dataset_root).resolve() if dataset_root else root
+    out: dict[str, MaskFn] = {}
+    for jp in sorted(root.rglob("*.json")):
+        try:
+            data = json.loads(jp.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{str(jp)!r} is not valid LabelMe JSON ({type(exc).__name__}); re-save it from LabelMe") from None
+        if "shapes" not in data or "imagePath" not in data:
+            continue  # not a LabelMe file (e.g. an index)
+        img = (jp.parent / data["imagePath"]).resolve()
+        try:
+            rel = img.relative_to(base).as_posix()
+        except ValueError:
+            raise ValueError(f"{str(jp)!r}: imagePath {data['imagePath']!r} points outside the dataset root "
+                             f"{str(base)!r}; keep annotations next to their images") from None
+        polys, boxes = [], []
+        for shape in data["shapes"]:
+            pts = shape.get("points") or []
+            kind = shape.get("shape_type", "polygon")
+            if kind == "rectangle" and len(pts) == 2:
+                boxes.append((pts[0][0], pts[0][1], pts[1][0], pts[1][1]))
+            elif kind == "polygon":
+                polys.append([tuple(p) for p in pts])
+        stem = rel.rsplit(".", 1)[0]
+        size = (data.get("imageHeight"), data.get("imageWidth"))
+
+        def fn(h: int, w: int, polys=polys, boxes=boxes, jp=jp, size=size) -> torch.Tensor:
+            if size[0] and size[1] and (size[0], size[1]) != (h, w):
+                raise ValueError(f"{str(jp)!r} was drawn on a {size[1]}x{size[0]} image but the image is {w}x{h}")
+            return _draw(h, w, polys, boxes, str(jp), allow_outside)
+        out[stem] = fn
+    return out
+
+
+def coco_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskFn]:
+    """COCO instances JSON: the union of every annotation of an image (polygons, RLE, or its box)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    images = {im["id"]: im for im in data.get("images", [])}
+    anns: dict[int, list[dict]] = {}
+    for a in data.get("annotations", []):
+        if a["image_id"] not in images:
+            raise ValueError(f"{str(path)!r}: annotation {a.get('id')} refers to missing image id {a['image_id']}")
+        anns.setdefault(a["image_id"], []).append(a)
+    out: dict[str, MaskFn] = {}
+    for iid, items in anns.items():
+        im = images[iid]
+
+        def fn(h: int, w: int, items=items, im=im) -> torch.Tensor:
+            if (im.get("height"), im.get("width")) not in ((h, w), (None, None)):
+                raise ValueError(f"{str(path)!r}: image {im['file_name']!r} is listed as {im['width']}x{im['height']} but is {w}x{h}")
+            mask = torch.zeros(h, w, dtype=torch.bool)
+            for a in items:
+                seg = a.get("segmentation")
+                if isinstance(seg, list) and seg:
+                    polys = [list(zip(s[0::2], s[1::2])) for s in seg]
+                    mask |= _draw(h, w, polys, [], f"{path}: {im['file_name']}", allow_outside)
+                elif isinstance(seg, dict):
+                    try:
+                        from pycocotools import mask as mask_utils
+                    except ImportError:
+                        raise ValueError(f"{str(path)!r} holds RLE masks; pip install pycocotools to read them") from None
+                    rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
+                    mask |= torch.from_numpy(mask_utils.decode(rle).astype(bool))
+                elif a.get("bbox"):
+                    x, y, bw, bh = a["bbox"]
+                    mask |= _draw(h, w, [], [(x, y, x + bw, y + bh)], f"{path}: {im['file_name']}", allow_outside)
+            return mask
+        out[str(im["file_name"]).rsplit(".", 1)[0]] = fn
+    return out
+
+
+def box_csv_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskFn]:
+    """CSV with header ``image,x0,y0,x1,y1`` (pixels, x1/y1 exclusive); rows of an image are united."""
+    boxes: dict[str, list[tuple[float, float, float, float]]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        need = {"image", "x0", "y0", "x1", "y1"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise ValueError(f"{str(path)!r} needs the columns image,x0,y0,x1,y1 (got {reader.fieldnames})")
+        for i, row in enumerate(reader, start=2):
+            try:
+                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            except ValueError:
+                raise ValueError(f"{str(path)!r} line {i}: box values must be numbers, got {row}") from None
+            boxes.setdefault(row["image"].rsplit(".", 1)[0], []).append(box)  # type: ignore[arg-type]
+    return {k: (lambda h, w, b=b, k=k: _draw(h, w, [], b, f"{path}: {k}", allow_outside)) for k, b in boxes.items()}
+
+
+MASK_FORMATS = {"png": png_masks, "labelme": labelme_masks, "coco": coco_masks, "boxes": box_csv_masks}
+
+
+def load_masks(fmt: str, source: str | Path, dataset_root: str | Path | None = None) -> dict[str, MaskFn]:
+    """Masks keyed by image path relative to the split root, without extension."""
+    if fmt not in MASK_FORMATS:
+        raise ValueError(f"mask format {fmt!r}; use one of {', '.join(MASK_FORMATS)}")
+    if not Path(source).exists():
+        raise ValueError(f"mask source {str(source)!r} does not exist; check --masks")
+    if fmt == "labelme":
+        return labelme_masks(source, dataset_root)
+    return MASK_FORMATS[fmt](source)
