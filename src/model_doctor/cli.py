@@ -101,10 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs (default 10)")
     g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default 0.01, as the paper)")
     g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="fine-tuning batch size (default 64)")
+    g.add_argument("--masks", dest="treat.masks", help="foreground annotations for --beta/--rrr: a folder (labelme, png) or file (coco, boxes)")
+    g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")
+    g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split (default 0.1)")
     g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
     g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
+
+    p = sub.add_parser("select", help="export low-confidence training images per class for annotation (LabelMe)")
+    _common(p)
+    g = p.add_argument_group("selection")
+    g.add_argument("--low-confidence", dest="select.low_confidence", action="store_const", const=True,
+                   help="pick the images with the lowest true-class probability (the paper's choice; default)")
+    g.add_argument("--per-class", dest="select.per_class", type=int, help="images per class (default 20, as the paper)")
 
     p = sub.add_parser("layers", help="list a model's conv layers in execution order and mark the default ones")
     p.add_argument("model", help=_MODEL_HELP % ", ".join(model_names()))
@@ -166,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = _to_config(args)
         jobs = {"train": pipeline.run_train, "diagnose": pipeline.run_diagnose, "examine": pipeline.run_examine,
-                "treat": pipeline.run_treat}
+                "treat": pipeline.run_treat, "select": pipeline.run_select}
         jobs[args.command](cfg, log=pipeline_log)
         return 0
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -94,6 +94,15 @@ class TreatConfig:
     epochs: int = 10
     lr: float = 0.01
     batch_size: int = 64
+    masks: str | None = None         # folder/file of foreground annotations for beta / rrr
+    mask_format: str = "labelme"     # labelme | png | coco | boxes
+    expand: int | None = None        # foreground expansion in model-input px (default: 30 px at 224, scaled)
+
+
+@dataclass
+class SelectConfig:
+    per_class: int = 20              # paper: 20 low-confidence images per class
+    low_confidence: bool = True
 
 
 @dataclass
@@ -104,6 +113,7 @@ class Config:
     examine: ExamineConfig = field(default_factory=ExamineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     treat: TreatConfig = field(default_factory=TreatConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     out: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

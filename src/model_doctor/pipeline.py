@@ -25,7 +25,7 @@ from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .training import FitConfig, evaluate, fit, split_train_val
 from .zoo import build_model, default_layers
 
-__all__ = ["load_model", "run_train", "run_diagnose", "run_examine", "run_treat", "versions"]
+__all__ = ["load_model", "run_train", "run_diagnose", "run_examine", "run_treat", "run_select", "versions"]
 
 Log = Callable[[str], None]
 
@@ -237,9 +237,17 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     original, meta = load_model(cfg)
     n_cls = meta["num_classes"]
     train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"])
+    if t.masks:
+        from .data.annotations import load_masks
+        from .data.masks import scaled_expansion
+        from .data.workflow import with_masks
+
+        expand = t.expand if t.expand is not None else scaled_expansion(30, int(train_full[0][0].shape[-1]))
+        train_full = with_masks(train_full, load_masks(t.mask_format, t.masks, dataset_root=t.masks), expand)
     tr, va = split_train_val(train_full, cfg.train.val_fraction, cfg.train.split_seed)
-    if (t.beta or t.rrr) and train_data is None:
-        raise ValueError("beta/rrr need foreground masks; pass a MaskedDataset as train_data (CLI mask loading: see docs)")
+    if (t.beta or t.rrr) and len(train_full[0]) < 4:
+        raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "
+                         "dataset with masks (decoy-digits, decoy-fashion-mnist)")
     _save_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va)})
 
     diag_dir = Path(t.diagnosis) if t.diagnosis else out / "diagnosis"
@@ -323,3 +331,25 @@ def describe_layers(name: str, in_channels: int = 3, image_size: int = 32, small
         rows.append({"index": len(rows), "name": defaults, "in": "", "out": "", "kernel": type(mod).__name__,
                      "stride": "", "default": True, "block": True})
     return rows
+
+
+def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
+    """Export the lowest-confidence training images per class for annotation (LabelMe stubs)."""
+    from .data.base import IndexedSubset
+    from .data.workflow import export_low_confidence
+    from .diagnosis import predict
+
+    out = _out_dir(cfg)
+    if not cfg.select.low_confidence:
+        raise ValueError("only --low-confidence selection is implemented")
+    if cfg.select.per_class < 1:
+        raise ValueError(f"per_class={cfg.select.per_class}; use a positive integer (paper: 20)")
+    model, meta = load_model(cfg)
+    data = load_data(cfg, "train", meta["in_channels"])
+    labels, _pred, probs = predict(model, IndexedSubset(data), desc="select")
+    names = meta.get("classes") or class_names_of(data, meta["num_classes"])
+    rows = export_low_confidence(data, labels, probs, cfg.select.per_class, out, names) if is_main() else []
+    _save_config(cfg, out, {"versions": versions(), "model": meta})
+    log(f"exported {len(rows)} low-confidence training images with empty LabelMe files to {out}; annotate them "
+        f"(labelme {out}), then: model-doctor treat ... --masks {out} --mask-format labelme --beta 1")
+    return {"count": len(rows), "out": str(out)}

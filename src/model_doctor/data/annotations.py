@@ -96,6 +96,8 @@ def labelme_masks(folder: str | Path, dataset_root: str | Path | None = None, al
                 boxes.append((pts[0][0], pts[0][1], pts[1][0], pts[1][1]))
             elif kind == "polygon":
                 polys.append([tuple(p) for p in pts])
+        if not polys and not boxes:
+            continue  # an empty stub (not annotated yet) is no mask, not an all-background mask
         stem = rel.rsplit(".", 1)[0]
         size = (data.get("imageHeight"), data.get("imageWidth"))
 

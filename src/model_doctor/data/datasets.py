@@ -74,26 +74,49 @@ def _mnist_like(name: str, root: str | None, split: str, image_size: int, in_cha
 
 
 def _imagefolder(path: str, split: str, image_size: int, in_channels: int):
-    import torchvision
-    from torchvision.transforms import v2
+    from .folder import MaskedImageFolder
 
     folder = Path(path) / split
     if not folder.is_dir():
         raise ValueError(f"ImageFolder split folder {str(folder)!r} does not exist; expected {path}/train, {path}/test")
-    tf = v2.Compose([
-        v2.ToImage(), v2.Grayscale(1) if in_channels == 1 else v2.RGB(),
-        v2.Resize((image_size, image_size), antialias=True), v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize([0.5] * in_channels, [0.5] * in_channels),
-    ])
-    return torchvision.datasets.ImageFolder(str(folder), transform=tf)
+    return MaskedImageFolder(folder, None, image_size=image_size, in_channels=in_channels)
+
+
+_TV_NAMES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN", "stl10": "STL10"}
+
+
+def _torchvision_rgb(name: str, root: str | None, split: str, image_size: int, in_channels: int, download: bool):
+    """CIFAR-10/100, SVHN, STL-10 through torchvision, held as uint8 tensors."""
+    import numpy as np
+    import torchvision
+
+    cls = getattr(torchvision.datasets, _TV_NAMES[name])
+    root = root or "data"
+    kw = {"train": split == "train"} if name.startswith("cifar") else {"split": split}
+    try:
+        tv = cls(root=root, download=download, **kw)
+    except (RuntimeError, FileNotFoundError) as exc:
+        raise ValueError(f"{name} not found under --data-root {root!r} ({str(exc)[:80]}); point --data-root at it, "
+                         "or pass --download where the network allows") from None
+    data = np.asarray(tv.data)
+    x = torch.from_numpy(data).permute(0, 3, 1, 2) if data.shape[-1] == 3 else torch.from_numpy(data)
+    targets = torch.as_tensor(getattr(tv, "targets", None) if hasattr(tv, "targets") else tv.labels)
+    if image_size != x.shape[-1]:
+        x = F.interpolate(x.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
+    if in_channels == 1:
+        x = x.float().mean(1, keepdim=True)
+    classes = list(getattr(tv, "classes", [str(i) for i in range(int(targets.max()) + 1)]))
+    return TensorImageDataset(x, targets, classes, mean=0.5, std=0.25)
 
 
 def dataset_names() -> list[str]:
-    return ["digits", "mnist", "fashion-mnist", "imagefolder:PATH"]
+    return ["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "stl10", "decoy-digits",
+            "decoy-fashion-mnist", "imagefolder:PATH"]
 
 
 def default_image_size(name: str) -> int:
-    return {"digits": 32, "mnist": 28, "fashion-mnist": 28}.get(name, 32)
+    return {"digits": 32, "mnist": 28, "fashion-mnist": 28, "stl10": 96, "decoy-digits": 32,
+            "decoy-fashion-mnist": 44}.get(name, 32)
 
 
 def load_dataset(name: str, split: str = "train", *, root: str | None = None, image_size: int | None = None,
@@ -110,6 +133,14 @@ def load_dataset(name: str, split: str = "train", *, root: str | None = None, im
         return _digits(split, size, in_channels)
     if name in ("mnist", "fashion-mnist"):
         return _mnist_like(name, root, split, size, in_channels, download)
+    if name in _TV_NAMES:
+        return _torchvision_rgb(name, root, split, size, in_channels, download)
+    if name.startswith("decoy-"):
+        from .decoy import DecoyConfig, make_decoy
+
+        base = name[len("decoy-"):]
+        return make_decoy(DecoyConfig(base=base, split=split, root=root,
+                                      canvas=size if image_size else None))
     if name.startswith("imagefolder:"):
         return _imagefolder(name.split(":", 1)[1], split, size, in_channels)
     raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(dataset_names())}")

@@ -59,7 +59,7 @@ class MaskedImageFolder(Dataset):
         self.root = Path(split_root)
         if not self.root.is_dir():
             raise ValueError(f"dataset folder {str(self.root)!r} does not exist")
-        self.image_size, self.expand, self.on_error = image_size, expand, on_error
+        self.image_size, self.expand, self.on_error, self.in_channels = image_size, expand, on_error, in_channels
         self.transform = transform or joint_transform(image_size, in_channels, train)
         self.skipped: dict[str, list[str]] = {"unreadable image": [], "mask without image": []}
         entries = sorted(os.listdir(self.root))
