@@ -68,18 +68,41 @@ def run_steps(model, x, y, terms, steps):
 
 
 def child(name: str, draws: int, batch: int, steps: int, tail_bn: str = "train") -> None:
-    """One measurement in this process: prints JSON with step times and peak RSS growth."""
-    import resource
+    """One measurement in this process: prints JSON with step times and peak RSS growth.
+
+    The peak is sampled from /proc/self/statm by a thread during the measured steps only (torch
+    releases the GIL inside its kernels), so warm-up and tracing allocations do not count.
+    """
+    import threading
 
     from model_doctor.treatment import ModelDoctorLoss
 
+    page = os.sysconf("SC_PAGE_SIZE") // 1024
+
+    def rss_kb() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * page
+
     model, x, y, diag, layer = make_case(name, batch)
     terms = None if draws < 0 else ModelDoctorLoss(diag, alpha=1.0, noise_draws=draws)
-    with open("/proc/self/statm") as fh:  # resident pages now (model and data built, no step yet)
-        rest = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    import gc
+
+    gc.collect()
+    rest = rss_kb()
+    peak = [rest]
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kb())
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
     times = run_steps(model, x, y, terms, steps)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"times": times, "rss_growth_kb": peak - rest, "rest_kb": rest}))
+    done.set()
+    t.join()
+    print(json.dumps({"times": times, "rss_growth_kb": peak[0] - rest, "rest_kb": rest}))
 
 
 def interleaved_ratio(name: str, draws: int, batch: int, steps: int, rounds: int, tail_bn: str = "train") -> float:
@@ -130,8 +153,8 @@ def main(argv=None):
             mem = peak_memory(name, draws, batch, tail_bn) / plain_mem
             lines.append(f"| {name} | {draws} | {tail_bn} | {ratio:.2f} | {mem:.2f} |")
     lines += ["", "Times: median over interleaved rounds of plain and treated steps in one process. Memory: in a "
-              "fresh process running only that kind of step, peak RSS minus the resident size before the first "
-              "step (activations, gradients, optimiser state, allocator slack)."]
+              "fresh process running only that kind of step, after two warm-up steps, the peak resident size "
+              "sampled during the measured steps minus the resident size just before them."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -20,6 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", dest="model.weights", help="trained weights: .safetensors or a state-dict .pt (loaded with weights_only=True)")
     g.add_argument("--in-channels", dest="model.in_channels", type=int, help="input channels of the model (default 1)")
     g.add_argument("--num-classes", dest="model.num_classes", type=int, help="number of classes (default: from the data)")
+    g.add_argument("--pretrained", dest="model.pretrained", action="store_const", const=True,
+                   help="start from torchvision/timm ImageNet weights (cached locally or downloaded; never needed by tests)")
     g.add_argument("--small", dest="model.small", action=argparse.BooleanOptionalAction, default=None,
                    help="small-image variant of the architecture (CIFAR-style stem); default: images < 64 px")
     g.add_argument("--data", dest="data.name", help="dataset: digits (embedded), mnist, fashion-mnist, imagefolder:PATH (default digits)")

@@ -24,6 +24,7 @@ class ModelConfig:
     in_channels: int | None = None
     num_classes: int | None = None
     small: bool | None = None        # small-image variant (default: image size < 64 px)
+    pretrained: bool = False         # start from torchvision/timm ImageNet weights (needs them cached or network)
 
 
 @dataclass

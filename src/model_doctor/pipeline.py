@@ -70,6 +70,10 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     size = cfg.data.image_size or side.get("image_size") or 32
     small = cfg.model.small if cfg.model.small is not None else side.get("small")
     model = build_model(name, in_channels=in_ch, num_classes=n_cls, image_size=size, small=small)
+    if cfg.model.pretrained and not cfg.model.weights:
+        from .zoo import load_pretrained
+
+        load_pretrained(model, name)
     if cfg.model.weights:
         state = load_state_dict(cfg.model.weights)
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -121,6 +121,15 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, batch_size: i
             "n": int(n)}
 
 
+def _tensorboard(path: Path):
+    """A SummaryWriter when the ``tensorboard`` package is installed, else None (JSONL only)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
+
+
 def _set_bn_eval(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -165,6 +174,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
         sched.load_state_dict(ck["scheduler"])
         start_epoch, best_acc, best_epoch = ck["epoch"] + 1, ck["best_acc"], ck["best_epoch"]
         skipped, history, best_state = ck["skipped"], json.loads(ck["history"]), ck["best_state"]
+    writer = _tensorboard(out / "tensorboard") if out else None
     was_training = model.training
     net = wrap_ddp(model, cfg.sync_bn)  # the model itself in a single process
     attach = terms.attach(model) if terms is not None else contextlib.nullcontext()
@@ -226,10 +236,17 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                         "skipped": skipped, "history": json.dumps(history), "best_state": best_state,
                         "config": json.dumps(asdict(cfg)),
                     }))
+                if writer is not None:
+                    for k, v in row.items():
+                        if isinstance(v, (int, float)) and k != "epoch":
+                            writer.add_scalar(f"{tag}/{k}", v, epoch + 1)
+                    writer.flush()
                 barrier()
                 if log and is_main():
                     log(row)
     finally:
         model.train(was_training)
+        if writer is not None:
+            writer.close()
     model.load_state_dict(best_state)
     return FitResult(best_epoch=best_epoch, best_val_acc=best_acc, history=history, skipped_steps=skipped)

@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 __all__ = ["register_model", "build_model", "model_names", "model_entry", "default_layers", "SmallCNN",
-           "ModelEntry", "SMALL_IMAGE_THRESHOLD", "PAPER_MODELS"]
+           "ModelEntry", "SMALL_IMAGE_THRESHOLD", "PAPER_MODELS", "load_pretrained"]
 
 #: Inputs smaller than this (px) get each architecture's small-image variant by default.
 SMALL_IMAGE_THRESHOLD = 64
@@ -142,6 +142,44 @@ def _from_file(spec: str, in_channels: int, num_classes: int, image_size: int) -
     if not isinstance(model, nn.Module):
         raise ValueError(f"{factory_name}() returned {type(model).__name__}, not an nn.Module")
     return model
+
+
+def load_pretrained(model: nn.Module, spec: str) -> nn.Module:
+    """Copy torchvision/timm ImageNet weights into ``model`` where shapes match (the stem and the
+    classifier are skipped when they were changed for ``in_channels``/``num_classes``/small images).
+
+    Raises:
+        ValueError: no pretrained weights for this spec, or they cannot be fetched (offline).
+    """
+    name = spec.split(":", 1)[1] if ":" in spec else _PRETRAINED.get(spec)
+    if name is None or spec.startswith("file:"):
+        raise ValueError(f"no pretrained weights known for {spec!r}; pass --weights with your own checkpoint")
+    try:
+        if spec.startswith("timm:") or spec in ("senet34", "xception"):
+            import timm
+
+            ref = timm.create_model(name, pretrained=True)
+        else:
+            import torchvision
+
+            ref = torchvision.models.get_model(name, weights="DEFAULT")
+    except Exception as exc:
+        raise ValueError(f"cannot load pretrained weights for {spec!r} ({type(exc).__name__}: {str(exc)[:100]}); "
+                         "they download on first use, so run once with network access or pass --weights") from None
+    own = model.state_dict()
+    src = {k[4:] if k.startswith("net.") else k: v for k, v in ref.state_dict().items()}
+    prefix = "net." if any(k.startswith("net.") for k in own) else ""
+    matched = {prefix + k: v for k, v in src.items() if prefix + k in own and own[prefix + k].shape == v.shape}
+    own.update(matched)
+    model.load_state_dict(own)
+    return model
+
+
+_PRETRAINED = {"alexnet": "alexnet", "vgg16_bn": "vgg16_bn", "resnet34": "resnet34", "resnet50": "resnet50",
+               "senet34": "seresnet34", "resnext50": "resnext50_32x4d", "densenet121": "densenet121",
+               "efficientnetv2_s": "efficientnet_v2_s", "googlenet": "googlenet", "xception": "legacy_xception",
+               "mobilenetv2": "mobilenet_v2", "inceptionv3": "inception_v3", "shufflenetv2": "shufflenet_v2_x1_0",
+               "squeezenet": "squeezenet1_1", "mnasnet": "mnasnet1_0"}
 
 
 def build_model(spec: str, in_channels: int = 1, num_classes: int = 10, image_size: int = 32,

@@ -27,7 +27,8 @@ class DecoyConfig:
     split: str = "train"            # train | test
     shuffle_decoy: bool | None = None  # random shades (default: True for test, False for train)
     canvas: int | None = None       # side of the canvas (default: object + 2 * patch + 4)
-    patch: int = 6                  # decoy square side, px
+    kind: str = "patch"             # patch: square in a random corner | bar: full-width bar along the top or bottom edge
+    patch: int = 6                  # decoy size, px (square side; bar height = patch // 2)
     strength: float = 1.0           # shade contrast: shades span [0.1, 0.1 + 0.8 * strength]
     seed: int = 0
     annotated_per_class: int | None = None  # masks for only this many images per class (None: all)
@@ -35,7 +36,8 @@ class DecoyConfig:
 
 
 class DecoyDataset(Dataset):
-    """``(image [1,S,S], label, foreground [1,S,S], has_mask)``; ``images`` are uint8 in memory."""
+    """``(image [1,S,S], label, foreground [1,S,S], has_mask)``; ``images`` are uint8 in memory.
+    ``decoy_boxes[i] = (y, x, size)``: the decoy's top-left corner and size (a bar spans the width)."""
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, boxes: torch.Tensor, has_mask: torch.Tensor,
                  classes: list[str], decoy_boxes: torch.Tensor):
@@ -87,6 +89,8 @@ def make_decoy(cfg: DecoyConfig, cache_dir: str | Path | None = None) -> DecoyDa
     """Generate (or load from ``cache_dir``) a decoy dataset; deterministic for a config."""
     if cfg.split not in ("train", "test"):
         raise ValueError(f"split={cfg.split!r}; use 'train' or 'test'")
+    if cfg.kind not in ("patch", "bar"):
+        raise ValueError(f"decoy kind={cfg.kind!r}; use 'patch' or 'bar'")
     key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"decoy-{cfg.base}-{cfg.split}-{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
@@ -111,11 +115,18 @@ def make_decoy(cfg: DecoyConfig, cache_dir: str | Path | None = None) -> DecoyDa
     shade_class = torch.randint(0, nc, (n,), generator=g) if shuffle else targets
     for i in range(n):
         images[i, :, oy[i]:oy[i] + obj, ox[i]:ox[i] + obj] = objs[i]
-        cy = 0 if corner[i] < 2 else s - p
-        cx = 0 if corner[i] % 2 == 0 else s - p
-        images[i, :, cy:cy + p, cx:cx + p] = int(round(float(shades[shade_class[i]]) * 255))
+        shade = int(round(float(shades[shade_class[i]]) * 255))
+        if cfg.kind == "patch":
+            cy = 0 if corner[i] < 2 else s - p
+            cx = 0 if corner[i] % 2 == 0 else s - p
+            images[i, :, cy:cy + p, cx:cx + p] = shade
+            dboxes[i] = torch.tensor([cy, cx, p])
+        else:
+            bh = max(1, p // 2)
+            cy = 0 if corner[i] < 2 else s - bh
+            images[i, :, cy:cy + bh, :] = shade
+            dboxes[i] = torch.tensor([cy, 0, bh])
         boxes[i] = torch.tensor([oy[i], ox[i], obj])
-        dboxes[i] = torch.tensor([cy, cx, p])
     has = torch.ones(n, dtype=torch.bool)
     if cfg.annotated_per_class is not None:
         has[:] = False
