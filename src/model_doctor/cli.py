@@ -118,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pick the images with the lowest true-class probability (the paper's choice; default)")
     g.add_argument("--per-class", dest="select.per_class", type=int, help="images per class (default 20, as the paper)")
 
+    p = sub.add_parser("report", help="write RUN_DIR/report.html from the artifacts in RUN_DIR (offline, self-contained)")
+    p.add_argument("run_dir", help="a folder holding outputs of diagnose / examine / treat / analyze")
+
+    p = sub.add_parser("analyze", help="analyses for the report")
+    asub = p.add_subparsers(dest="analysis", required=True)
+    pr = asub.add_parser("robustness", help="Discovery 2 (Fig. 3): accuracy vs feature-noise range, normal vs FGSM samples")
+    _common(pr)
+    pr.add_argument("--layer", help="layer to add noise at (default: the architecture's default layer)")
+    pr.add_argument("--eps", type=float, default=0.1, help="FGSM step in input units (default 0.1)")
+    pr.add_argument("--samples", type=int, default=100, help="samples, as the paper (default 100)")
+
     p = sub.add_parser("layers", help="list a model's conv layers in execution order and mark the default ones")
     p.add_argument("model", help=_MODEL_HELP % ", ".join(model_names()))
     p.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
@@ -170,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{'':>3}  {r['name']:<40} {'':>5} {'':>5}  ({r['kernel']} block output){mark}")
                 else:
                     print(f"{r['index']:>3}  {r['name']:<40} {r['in']:>5} {r['out']:>5}  {r['kernel']}/{r['stride']}{mark}")
+            return 0
+        if args.command == "report":
+            from .report import write_report
+
+            print(f"report: {write_report(args.run_dir)}")
+            return 0
+        if args.command == "analyze":
+            pipeline.run_robustness(_to_config(args), args.layer, args.eps, args.samples, log=pipeline_log)
             return 0
         if args.command == "demo":
             from .demo import run_demo

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from .config import Config
-from .pipeline import run_diagnose, run_examine, run_train, run_treat
+from .pipeline import run_diagnose, run_examine, run_robustness, run_train, run_treat
+from .report import write_report
 
 
 def run_demo(out: str = "runs/demo", epochs: int = 30, treat_epochs: int = 5) -> dict:
@@ -36,5 +37,10 @@ def run_demo(out: str = "runs/demo", epochs: int = 30, treat_epochs: int = 5) ->
     treat = run_treat(cfg)
     print(f"== test accuracy  original {treat['original']['test_acc']:.4f}  treated {treat['treated']['test_acc']:.4f}  "
           f"CE-only control {treat['control']['test_acc']:.4f}  (digits test split, {len(treat['original']['per_class'])} classes)")
+    cfg = Config(out=str(root / "robustness"))
+    cfg.model.weights = weights
+    run_robustness(cfg, None, eps=0.1, samples=100)
+    page = write_report(root)
+    print(f"== report: {page.resolve()}")
     print(f"== demo done in {time.perf_counter() - t0:.0f} s; outputs under {root.resolve()}")
     return {"train": train, "examine": ex, "treat": treat}

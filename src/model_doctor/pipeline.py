@@ -308,6 +308,9 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     if t.control:
         deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
         summary["delta_treated_minus_control"] = _mean_std(deltas)
+    if is_main():
+        _save_treatment_maps(out, original, finished, test, diag.layers[-1] if not t.layers else
+                             ([t.layers] if isinstance(t.layers, str) else list(t.layers))[-1], arms)
     summary.update({"runs": runs, "classes": meta.get("classes"), "config": cfg.to_dict(), "versions": versions(),
                     "note": "test split evaluated once, after training; best epochs chosen on validation only"})
     _write_json(out / "summary.json", summary)
@@ -357,3 +360,43 @@ def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
     log(f"exported {len(rows)} low-confidence training images with empty LabelMe files to {out}; annotate them "
         f"(labelme {out}), then: model-doctor treat ... --masks {out} --mask-format labelme --beta 1")
     return {"count": len(rows), "out": str(out)}
+
+
+def _save_treatment_maps(out: Path, original: nn.Module, finished: dict, test: Any, layer: str, arms: list[str],
+                         count: int = 8) -> None:
+    """Derivative maps and Grad-CAM of the same test images for original / treated / control
+    (first seed), for the report's Fig. 5 view: ``maps.safetensors``."""
+    from .analysis import derivative_and_gradcam
+    from .io import atomic_save_safetensors
+
+    p = next(original.parameters())
+    n = min(count, len(test))
+    x = torch.stack([test[i][0] for i in range(n)]).to(p.device, p.dtype)
+    y = torch.tensor([int(test[i][1]) for i in range(n)])
+    tensors = {"images": x.cpu().float(), "labels": y}
+    models = {"original": original, **{a: finished[next(iter(finished))][a][0] for a in arms}}
+    for name, model in models.items():
+        d, c, pred = derivative_and_gradcam(model, layer, x)
+        tensors.update({f"{name}/derivative": d.cpu(), f"{name}/gradcam": c.cpu(), f"{name}/pred": pred.cpu()})
+    atomic_save_safetensors(out / "maps.safetensors", tensors, metadata={"layer": layer})
+
+
+def run_robustness(cfg: Config, layer: str | None, eps: float, samples: int, log: Log = print) -> dict[str, Any]:
+    """Discovery 2 (paper Fig. 3) on the test split: ``robustness.json`` in ``cfg.out``."""
+    from .analysis import robustness_curves
+
+    out = _out_dir(cfg)
+    model, meta = load_model(cfg)
+    data = load_data(cfg, "test", meta["in_channels"])
+    lay = layer or (meta["default_layers"] if meta["default_layers"] != "auto" else None)
+    if lay is None:
+        from .layers import resolve_layers
+
+        lay = resolve_layers(model, "auto", data[0][0][None])[0][0]
+    res = robustness_curves(model, data, lay, samples=samples, eps=eps)
+    _save_config(cfg, out, {"versions": versions(), "model": meta, "robustness": {"layer": lay, "eps": eps}})
+    _write_json(out / "robustness.json", res)
+    log(f"robustness at {lay} over {res['samples']} samples (FGSM eps {eps}): noise range {res['ranges']}\n"
+        f"  normal accuracy      {[round(v, 3) for v in res['normal']]}\n"
+        f"  adversarial accuracy {[round(v, 3) for v in res['adversarial']]} -> {out / 'robustness.json'}")
+    return res

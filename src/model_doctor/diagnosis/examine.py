@@ -60,6 +60,7 @@ class Examination:
     layer_deviation: dict[str, torch.Tensor] = field(default_factory=dict)   # {layer: [B]}
     top_channels: dict[str, torch.Tensor] = field(default_factory=dict)      # {layer: [B, top_k]}
     derivative_maps: dict[str, torch.Tensor] = field(default_factory=dict)   # {layer: [B, H, W] at image size}
+    images: torch.Tensor | None = None  # [B, C, H, W] kept when small enough, for the report's pictures
 
     @property
     def misclassified(self) -> torch.Tensor:
@@ -76,6 +77,16 @@ class Examination:
             tensors[f"layer_deviation/{layer}"] = self.layer_deviation[layer]
             tensors[f"top_channels/{layer}"] = self.top_channels[layer]
             tensors[f"derivative_maps/{layer}"] = self.derivative_maps[layer].float()
+        if self.images is not None:  # a few pictures for the report: most/least confident, worst errors
+            conf_order = torch.argsort(self.confidence, descending=True)
+            wrong = torch.nonzero(self.misclassified).flatten()
+            wrong = wrong[torch.argsort(self.deviation[wrong], descending=True)]
+            pick = {"high": conf_order[:8], "low": conf_order.flip(0)[:8], "wrong": wrong[:8]}
+            for key, rows in pick.items():
+                tensors[f"highlight/{key}/rows"] = rows
+                tensors[f"highlight/{key}/images"] = self.images[rows].float()
+                for layer, maps in self.derivative_maps.items():
+                    tensors[f"highlight/{key}/maps/{layer}"] = maps[rows].float()
         atomic_save_safetensors(out / "examination.safetensors", tensors)
         order = torch.argsort(self.deviation, descending=True).tolist()
         atomic_write_json(out / "examination.json", {
@@ -112,7 +123,8 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
     p = next(model.parameters())
     device, dtype = p.device, p.dtype
     subset = IndexedSubset(ds, indices)
-    all_idx, all_lab, all_pred, all_conf = [], [], [], []
+    all_idx, all_lab, all_pred, all_conf, all_img = [], [], [], [], []
+    keep_images = len(subset) * ds[0][0].numel() <= 20_000_000
     layer_dev: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
     tops: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
     maps: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
@@ -124,6 +136,8 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
                 prob = torch.softmax(model(x).double(), 1).cpu()
             conf, pred = prob.max(1)
             all_idx.append(idx); all_lab.append(y); all_pred.append(pred); all_conf.append(conf)
+            if keep_images:
+                all_img.append(x.detach().cpu().half())
             for li, (name, split) in enumerate(zip(diagnosis.layers, splits)):
                 res = feature_gradients(split, x, pred.to(device), draws=int(s["noise_draws"]),
                                         delta=float(s["noise"]), seed=int(s["seed"]), layer_index=li,
@@ -143,4 +157,5 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
         confidence=torch.cat(all_conf), deviation=torch.stack(list(ld.values())).mean(0), layer_deviation=ld,
         top_channels={n: torch.cat(v) for n, v in tops.items()},
         derivative_maps={n: torch.cat(v) for n, v in maps.items() if v},
+        images=torch.cat(all_img) if all_img else None,
     )

@@ -1,0 +1,203 @@
+"""``model-doctor report RUN_DIR``: one self-contained HTML page from a run's artifacts.
+
+It reads what diagnose / examine / treat / analyze wrote (it recomputes nothing they hold), draws
+the paper's figures with matplotlib, and renders them with Jinja2 (autoescape on: every class
+name, path and config value is escaped). Images are embedded as data URIs and also written next
+to the page under ``report_files/``; the page loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..diagnosis import Diagnosis
+from ..io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["write_report", "SECTIONS"]
+
+SECTIONS = ["provenance", "correlation", "confidence", "misclassified", "treatment", "maps", "curves",
+            "robustness", "depth"]
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Model Doctor report</title>
+<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}
+section{margin-bottom:2.5em}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}.muted{color:#777}</style>
+</head><body>
+<h1>Model Doctor report</h1>
+<p class="muted">Run folder: {{ run_dir }}</p>
+{% for s in sections %}
+<section id="{{ s.id }}"><h2>{{ s.title }}</h2>
+{% if s.note %}<p>{{ s.note }}</p>{% endif %}
+{% for t in s.tables %}<table><tr>{% for h in t.header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in t.rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table><br>{% endfor %}
+{% for img in s.images %}<figure><img alt="{{ img.alt }}" src="data:image/png;base64,{{ img.data }}"><figcaption class="muted">{{ img.alt }}</figcaption></figure>{% endfor %}
+{% for p in s.pres %}<pre>{{ p }}</pre>{% endfor %}
+{% if s.empty %}<p class="muted">{{ s.empty }}</p>{% endif %}
+</section>
+{% endfor %}
+</body></html>
+"""
+
+
+def _find(run: Path, name: str) -> list[Path]:
+    return sorted(p.parent for p in run.rglob(name))
+
+
+def _section(sid: str, title: str) -> dict[str, Any]:
+    return {"id": sid, "title": title, "note": "", "tables": [], "images": [], "pres": [], "empty": ""}
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` (+ ``report_files/*.png``); returns the page's path.
+
+    Raises:
+        ValueError: the folder holds no artifact of this tool.
+    """
+    from jinja2 import Environment
+
+    from . import figures as fg
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ValueError(f"run folder {str(run)!r} does not exist")
+    files = run / "report_files"
+    counter = [0]
+
+    def add(sec: dict, png: bytes, alt: str) -> None:
+        counter[0] += 1
+        atomic_write_bytes(files / f"fig{counter[0]:02d}.png", png)
+        sec["images"].append({"alt": alt, "data": base64.b64encode(png).decode()})
+
+    secs = {s: _section(s, t) for s, t in zip(SECTIONS, [
+        "Provenance: configs and versions", "Class x channel correlation (Fig. 2a)",
+        "High- vs low-confidence images with derivative maps (Fig. 2b)", "Misclassified samples ranked by deviation",
+        "Original vs treated vs CE-only control (Fig. 4)", "Derivative maps and Grad-CAM before/after treatment (Fig. 5)",
+        "Training curves", "Discovery 2: robustness to feature noise (Fig. 3)", "Accuracy vs constrained layer depth (Fig. 6)"])}
+    found = False
+
+    # provenance
+    for cfg in sorted(run.rglob("config.yaml")):
+        secs["provenance"]["pres"].append(f"# {cfg.relative_to(run)}\n" + cfg.read_text(encoding="utf-8"))
+        found = True
+
+    # correlation
+    for d in _find(run, "diagnosis.json"):
+        diag = Diagnosis.load(d)
+        found = True
+        sec = secs["correlation"]
+        for layer in diag.layers:
+            add(sec, fg.heatmap(diag.normalized(layer), diag.class_names, f"{d.relative_to(run)}: {layer} (min-max per class)"),
+                f"correlation {layer}")
+            sp = fg.sparsity(diag.correlation(layer))
+            sec["tables"].append({"header": ["class", f"{layer}: share of gradient mass in top 10% channels", "samples"],
+                                  "rows": [[c, f"{v:.2f}", n] for c, v, n in zip(diag.class_names, sp, diag.counts())]})
+            pairs = fg.shared_pairs(diag.relevant_channels(layer), diag.class_names)
+            sec["tables"].append({"header": ["class A", "class B", f"{layer}: shared relevant channels", "Jaccard"],
+                                  "rows": [[p["a"], p["b"], p["shared"], f"{p['jaccard']:.2f}"] for p in pairs]})
+        sec["note"] = "Bright = channels the class relies on. Pairs sharing many relevant channels are likely confusions."
+
+    # examination: confidence pictures and misclassified ranking
+    for e in _find(run, "examination.json"):
+        from safetensors.torch import load_file
+
+        found = True
+        meta = json.loads((e / "examination.json").read_text(encoding="utf-8"))
+        t = load_file(str(e / "examination.safetensors"))
+        layer = meta["layers"][-1]
+        if "highlight/high/images" in t:
+            for key, label in (("high", "highest confidence"), ("low", "lowest confidence")):
+                imgs = t[f"highlight/{key}/images"]
+                add(secs["confidence"], fg.image_grid(imgs, [None, t[f"highlight/{key}/maps/{layer}"]],
+                                                      [label, f"Σ|∂y/∂m| {layer}"]), f"{label} test images")
+            if t["highlight/wrong/images"].shape[0]:
+                add(secs["misclassified"], fg.image_grid(t["highlight/wrong/images"], [None, t[f"highlight/wrong/maps/{layer}"]],
+                                                         ["most deviating errors", "derivative map"]), "misclassified, most deviating first")
+        rows = [r for r in meta["ranked"] if r["label"] != r["prediction"]][:15]
+        secs["misclassified"]["tables"].append({
+            "header": ["dataset index", "label", "prediction", "confidence", "deviation", "most deviating channels"],
+            "rows": [[r["index"], r["label"], r["prediction"], f"{r['confidence']:.3f}", f"{r['deviation']:.3f}",
+                      "; ".join(f"{k}: {v}" for k, v in r["top_channels"].items())] for r in rows]})
+        summ = e / "examine_summary.json"
+        if summ.is_file():
+            s = json.loads(summ.read_text(encoding="utf-8"))
+            secs["misclassified"]["note"] = (f"{s['num_misclassified']} of {s['num_samples']} misclassified. AUROC for "
+                                             f"detecting them: deviation {s.get('auroc_deviation')}, max-softmax {s.get('auroc_msp')}.")
+
+    # treatment runs
+    treat_dirs = [d for d in _find(run, "summary.json") if "treated" in json.loads((d / "summary.json").read_text())]
+    depth_rows = []
+    for d in treat_dirs:
+        found = True
+        s = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+        arms = [a for a in ("original", "treated", "control") if a in s]
+        classes = s.get("classes") or [str(i) for i in range(len(s["original"]["per_class"]))]
+        runs = s.get("runs", [])
+        per = {a: s[a]["per_class"] for a in arms}
+        errs = {a: torch.tensor([r[a]["per_class"] for r in runs]).std(0).tolist() for a in ("treated", "control")
+                if a in arms and len(runs) > 1}
+        sec = secs["treatment"]
+        add(sec, fg.bars(["overall"] + classes, {a: [s[a]["test_acc"]] + per[a] for a in arms},
+                         {a: [s[a].get("test_acc_std", 0.0)] + errs[a] for a in errs} or None,
+                         f"{d.relative_to(run)}: test accuracy ({len(runs)} seed(s))", "accuracy"), "per-class accuracy")
+        delta = s.get("delta_treated_minus_control", {})
+        sec["tables"].append({"header": ["run", "original", "treated", "CE-only control", "treated − control"],
+                              "rows": [[str(d.relative_to(run)), f"{s['original']['test_acc']:.4f}",
+                                        f"{s['treated']['test_acc']:.4f} ± {s['treated'].get('test_acc_std', 0):.4f}",
+                                        f"{s['control']['test_acc']:.4f}" if "control" in s else "–",
+                                        f"{delta.get('mean', float('nan')):+.4f} ± {delta.get('std', 0):.4f}" if delta else "–"]]})
+        layers = s.get("config", {}).get("treat", {}).get("layers") or "default"
+        depth_rows.append((str(layers), s["treated"]["test_acc"], s.get("control", {}).get("test_acc")))
+        maps = d / "maps.safetensors"
+        if maps.is_file():
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+
+            t = load_file(str(maps))
+            with safe_open(str(maps), "pt") as fh:
+                layer = (fh.metadata() or {}).get("layer", "")
+            names = [a for a in ("original", "treated", "control") if f"{a}/derivative" in t]
+            overlays = [None] + [t[f"{a}/{k}"] for a in names for k in ("derivative", "gradcam")]
+            titles = ["image"] + [f"{a} {k}" for a in names for k in ("Σ|∂y/∂m|", "Grad-CAM")]
+            add(secs["maps"], fg.image_grid(t["images"], overlays, titles), f"{d.relative_to(run)}: {layer}")
+        for arm in ("treated", "control"):
+            for m in sorted(d.rglob(f"{arm}/metrics.jsonl"))[:1]:
+                rows = [json.loads(line) for line in m.read_text().splitlines() if line.strip()]
+                ep = [r["epoch"] for r in rows]
+                ser = {k: [r[k] for r in rows] for k in rows[0] if k.startswith("loss_") or k == "val_acc"}
+                add(secs["curves"], fg.lines(ep, ser, f"{m.relative_to(run)}", "epoch", "value"), f"{arm} curves")
+    for m in sorted(run.rglob("original/metrics.jsonl")) + sorted(run.rglob("metrics.jsonl"))[:0]:
+        rows = [json.loads(line) for line in m.read_text().splitlines() if line.strip()]
+        if rows:
+            add(secs["curves"], fg.lines([r["epoch"] for r in rows], {k: [r[k] for r in rows] for k in rows[0]
+                                         if k.startswith("loss_") or k == "val_acc"}, str(m.relative_to(run)), "epoch", "value"),
+                "original training curves")
+    if len({r[0] for r in depth_rows}) > 1:
+        depth_rows.sort()
+        add(secs["depth"], fg.lines(list(range(len(depth_rows))), {"treated": [r[1] for r in depth_rows],
+                                    "control": [r[2] or float("nan") for r in depth_rows]},
+                                    "accuracy vs constrained layer (" + ", ".join(r[0] for r in depth_rows) + ")",
+                                    "layer (run order)", "test accuracy"), "layer depth")
+
+    for rdir in _find(run, "robustness.json"):
+        found = True
+        r = json.loads((rdir / "robustness.json").read_text(encoding="utf-8"))
+        add(secs["robustness"], fg.lines(r["ranges"], {"normal": r["normal"], "adversarial (true label)": r["adversarial"],
+                                                       "adversarial (same wrong label)": r["adversarial_same_wrong"]},
+                                         f"noise at {r['layer']}, FGSM eps {r['eps']}, {r['samples']} samples",
+                                         "noise range δ", "accuracy"), "robustness curves")
+    if not found:
+        raise ValueError(f"{str(run)!r} holds no model-doctor artifacts; point report at the --out of diagnose/examine/treat")
+    for s in secs.values():
+        if not (s["images"] or s["tables"] or s["pres"]):
+            s["empty"] = "No artifact for this section in this run folder."
+    env = Environment(autoescape=True)
+    html = env.from_string(_TEMPLATE).render(run_dir=str(run), sections=list(secs.values()))
+    out = run / "report.html"
+    atomic_write_text(out, html)
+    return out

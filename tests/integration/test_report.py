@@ -1,0 +1,92 @@
+"""The report: every section, offline, images decode in headless Chromium, user strings escaped."""
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model_doctor.cli import main
+from model_doctor.demo import run_demo
+from model_doctor.report import SECTIONS, write_report
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    try:  # the test's own set-up: Debian's chromium
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, timeout=600)
+    except Exception as exc:  # no apt, no root, no network
+        pytest.skip(f"chromium is not installed and could not be installed ({type(exc).__name__})")
+    path = shutil.which("chromium")
+    if not path:
+        pytest.skip("chromium could not be installed")
+    return path
+
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--proxy-server=127.0.0.1:9", "--virtual-time-budget=5000"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    run_demo(str(root), epochs=20, treat_epochs=1)
+    return root
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(demo_run, tmp_path):
+    chromium = _chromium()
+    page = demo_run / "report.html"
+    html = page.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing to fetch
+    for img in re.findall(r'src="data:image/png;base64,([^"]+)"', html):
+        Image.open(io.BytesIO(base64.b64decode(img))).verify()
+    probe = tmp_path / "probe.html"  # mark each image with its decoded width once loaded
+    probe.write_text(html.replace("</body>", "<script>window.addEventListener('load',()=>document.querySelectorAll"
+                                  "('img').forEach(i=>i.setAttribute('data-w',i.naturalWidth)));</script></body>"))
+    netlog = tmp_path / "net.json"
+    dom = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'u1'}", f"--log-net-log={netlog}",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    for sid in SECTIONS:
+        assert f'id="{sid}"' in dom, sid
+    widths = re.findall(r'data-w="(\d+)"', dom)
+    assert widths and all(int(w) > 0 for w in widths) and len(widths) == html.count("<img")
+    requested = re.findall(r'"url":"(https?://[^"]+)"', netlog.read_text()) if netlog.is_file() else []
+    assert not requested, requested  # no request left the machine
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'u2'}", "--window-size=1200,4000",
+                    f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    assert Image.open(shot).size[0] > 0
+
+
+def test_class_names_are_escaped(tmp_path):
+    root = tmp_path / "ds" / "train"
+    evil = "<img src=x onerror=alert(1)>"
+    for cls in (evil, "plain"):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            arr = np.random.default_rng(i).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / cls / f"{i}.png")
+    (tmp_path / "ds" / "test").symlink_to(root)
+    out = tmp_path / "run"
+    data = ["--data", f"imagefolder:{tmp_path / 'ds'}", "--in-channels", "3", "--image-size", "16"]
+    assert main(["train", "--model", "tinycnn", *data, "--epochs", "1", "--out", str(out / "orig")]) == 0
+    assert main(["diagnose", "--weights", str(out / "orig" / "model.safetensors"), *data, "--min-confidence", "0",
+                 "--samples-per-class", "2", "--noise-draws", "1", "--allow-empty-classes", "--out", str(out / "diag")]) == 0
+    # the literal tag from the issue, as another tool might name a class
+    meta = json.loads((out / "diag" / "diagnosis.json").read_text())
+    meta["class_names"][1] = "<script>alert(1)</script>"
+    (out / "diag" / "diagnosis.json").write_text(json.dumps(meta))
+    html = write_report(out).read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
