@@ -20,8 +20,8 @@ from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["write_report", "SECTIONS"]
 
-SECTIONS = ["provenance", "correlation", "confidence", "misclassified", "treatment", "maps", "curves",
-            "robustness", "depth"]
+SECTIONS = ["correlation", "confidence", "misclassified", "treatment", "maps", "curves", "robustness", "depth",
+            "provenance"]
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Model Doctor report</title>
@@ -37,7 +37,7 @@ section{margin-bottom:2.5em}pre{background:#f6f6f6;padding:8px;overflow:auto;fon
 {% for t in s.tables %}<table><tr>{% for h in t.header %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in t.rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table><br>{% endfor %}
 {% for img in s.images %}<figure><img alt="{{ img.alt }}" src="data:image/png;base64,{{ img.data }}"><figcaption class="muted">{{ img.alt }}</figcaption></figure>{% endfor %}
-{% for p in s.pres %}<pre>{{ p }}</pre>{% endfor %}
+{% for p in s.pres %}<details><summary>{{ p.split('\n', 1)[0][2:] }}</summary><pre>{{ p }}</pre></details>{% endfor %}
 {% if s.empty %}<p class="muted">{{ s.empty }}</p>{% endif %}
 </section>
 {% endfor %}
@@ -75,10 +75,11 @@ def write_report(run_dir: str | Path) -> Path:
         sec["images"].append({"alt": alt, "data": base64.b64encode(png).decode()})
 
     secs = {s: _section(s, t) for s, t in zip(SECTIONS, [
-        "Provenance: configs and versions", "Class x channel correlation (Fig. 2a)",
+        "Class x channel correlation (Fig. 2a)",
         "High- vs low-confidence images with derivative maps (Fig. 2b)", "Misclassified samples ranked by deviation",
         "Original vs treated vs CE-only control (Fig. 4)", "Derivative maps and Grad-CAM before/after treatment (Fig. 5)",
-        "Training curves", "Discovery 2: robustness to feature noise (Fig. 3)", "Accuracy vs constrained layer depth (Fig. 6)"])}
+        "Training curves", "Discovery 2: robustness to feature noise (Fig. 3)", "Accuracy vs constrained layer depth (Fig. 6)",
+        "Provenance: configs and versions"])}
     found = False
 
     # provenance
