@@ -52,17 +52,27 @@ def test_report_in_headless_chromium(demo_run, tmp_path):
     for img in re.findall(r'src="data:image/png;base64,([^"]+)"', html):
         Image.open(io.BytesIO(base64.b64decode(img))).verify()
     probe = tmp_path / "probe.html"  # mark each image with its decoded width once loaded
-    probe.write_text(html.replace("</body>", "<script>window.addEventListener('load',()=>document.querySelectorAll"
-                                  "('img').forEach(i=>i.setAttribute('data-w',i.naturalWidth)));</script></body>"))
-    netlog = tmp_path / "net.json"
-    dom = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'u1'}", f"--log-net-log={netlog}",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    probe.write_text(html.replace("</body>", "<script>window.addEventListener('load',()=>{document.querySelectorAll"
+                                  "('img').forEach(i=>i.setAttribute('data-w',i.naturalWidth));document.body.setAttribute("
+                                  "'data-res',JSON.stringify(performance.getEntriesByType('resource').map(e=>e.name)))});"
+                                  "</script></body>"))
+    # every connection goes to a dead proxy (so nothing could leave the machine anyway); the page's own
+    # resource list must be empty: it fetched nothing, not even a local file
+    dom = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'u1'}", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
     for sid in SECTIONS:
         assert f'id="{sid}"' in dom, sid
     widths = re.findall(r'data-w="(\d+)"', dom)
     assert widths and all(int(w) > 0 for w in widths) and len(widths) == html.count("<img")
-    requested = re.findall(r'"url":"(https?://[^"]+)"', netlog.read_text()) if netlog.is_file() else []
-    assert not requested, requested  # no request left the machine
+    res = re.search(r'data-res="([^"]*)"', dom)
+    assert res and json.loads(res.group(1).replace("&quot;", '"')) == []
+    # negative control: the same probe does see a remote fetch
+    leaky = tmp_path / "leaky.html"
+    leaky.write_text(probe.read_text().replace("<body>", '<body><img src="http://192.0.2.1/x.png">', 1))
+    dom2 = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'u3'}", "--dump-dom", leaky.as_uri()],
+                          capture_output=True, text=True, timeout=120).stdout
+    res2 = re.search(r'data-res="([^"]*)"', dom2)
+    assert res2 and "192.0.2.1" in res2.group(1)
     shot = tmp_path / "shot.png"
     subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'u2'}", "--window-size=1200,4000",
                     f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
