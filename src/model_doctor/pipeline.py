@@ -57,6 +57,16 @@ def load_data(cfg: Config, split: str, in_channels: int):
                         in_channels=in_channels, download=cfg.data.download)
 
 
+def train_val_split(cfg: Config, train_full: Any, in_channels: int) -> tuple[Any, Any]:
+    """Validation = an ImageFolder's own ``val/`` split when it has one, else a fixed-seed share of
+    the training split (``train.val_fraction``, ``train.split_seed``). Never the test split."""
+    if cfg.data.name.startswith("imagefolder:") and (Path(cfg.data.name.split(":", 1)[1]) / "val").is_dir():
+        from torch.utils.data import Subset
+
+        return Subset(train_full, range(len(train_full))), load_data(cfg, "val", in_channels)
+    return split_train_val(train_full, cfg.train.val_fraction, cfg.train.split_seed)
+
+
 def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Build the model named in ``cfg.model`` (or in ``model.json`` beside the weights) and load weights.
 
@@ -120,7 +130,7 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                      batch_size=t.batch_size, seed=t.seed, val_fraction=t.val_fraction, freeze_bn=t.freeze_bn,
                      sync_bn=t.sync_bn, precision=t.precision)
-    tr, va = split_train_val(train_full, t.val_fraction, t.split_seed)
+    tr, va = train_val_split(cfg, train_full, in_ch)
     _save_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va)})
     res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=t.resume, tag="train",
               log=lambda r: log(f"epoch {r['epoch']}: ce {r.get('loss_ce', float('nan')):.4f} val_acc {r['val_acc']:.4f}"))
@@ -248,7 +258,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
 
         expand = t.expand if t.expand is not None else scaled_expansion(30, int(train_full[0][0].shape[-1]))
         train_full = with_masks(train_full, load_masks(t.mask_format, t.masks, dataset_root=t.masks), expand)
-    tr, va = split_train_val(train_full, cfg.train.val_fraction, cfg.train.split_seed)
+    tr, va = train_val_split(cfg, train_full, meta["in_channels"])
     if (t.beta or t.rrr) and len(train_full[0]) < 4:
         raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "
                          "dataset with masks (decoy-digits, decoy-fashion-mnist)")

@@ -100,3 +100,16 @@ def test_class_names_are_escaped(tmp_path):
     html = write_report(out).read_text()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_layer_depth_view_from_several_treated_runs(tmp_path):
+    for i, layer in enumerate(["features.0", "features.4", "features.8"]):
+        d = tmp_path / f"treat_{i}"
+        d.mkdir()
+        arm = {"test_acc": 0.9 + 0.01 * i, "per_class": [0.9, 0.9], "test_acc_std": 0.0}
+        (d / "summary.json").write_text(json.dumps({
+            "original": {"test_acc": 0.9, "per_class": [0.9, 0.9]}, "treated": arm, "control": arm,
+            "runs": [], "classes": ["a", "b"], "config": {"treat": {"layers": layer}}}))
+    html = write_report(tmp_path).read_text()
+    depth = html.split('id="depth"')[1].split("</section>")[0]
+    assert "data:image/png;base64" in depth and "features.0, features.4, features.8" in depth

@@ -126,7 +126,7 @@ def load_dataset(name: str, split: str = "train", *, root: str | None = None, im
     Raises:
         ValueError: unknown name, bad split, missing files (with the fix).
     """
-    if split not in ("train", "test"):
+    if split not in ("train", "test") and not (split == "val" and name.startswith("imagefolder:")):
         raise ValueError(f"split={split!r}; use 'train' or 'test' (validation is carved from train)")
     size = image_size or default_image_size(name)
     if name == "digits":

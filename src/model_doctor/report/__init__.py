@@ -184,6 +184,10 @@ def write_report(run_dir: str | Path) -> Path:
                                     "control": [r[2] or float("nan") for r in depth_rows]},
                                     "accuracy vs constrained layer (" + ", ".join(r[0] for r in depth_rows) + ")",
                                     "layer (run order)", "test accuracy"), "layer depth")
+        secs["depth"]["tables"].append({"header": ["constrained layer(s)", "treated", "CE-only control"],
+                                        "rows": [[r[0], f"{r[1]:.4f}", "–" if r[2] is None else f"{r[2]:.4f}"]
+                                                 for r in depth_rows]})
+        secs["depth"]["note"] = "Layers: " + ", ".join(r[0] for r in depth_rows)
 
     for rdir in _find(run, "robustness.json"):
         found = True
