@@ -22,6 +22,7 @@ def _chromium() -> str:
     if path:
         return path
     try:  # the test's own set-up: Debian's chromium
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=300)
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, timeout=600)
     except Exception as exc:  # no apt, no root, no network
         pytest.skip(f"chromium is not installed and could not be installed ({type(exc).__name__})")
