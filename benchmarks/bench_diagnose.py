@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,8 @@ import torchvision
 from torch.utils.data import Subset, TensorDataset
 
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit, header  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -165,10 +165,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="also write the markdown here (e.g. docs/results/diagnosis.md)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")  # shortfall warnings of the self-labelled speed data
-    lines = [f"# Diagnosis benchmark ({args.budget})", "",
-             f"Command: `python benchmarks/bench_diagnose.py --budget {args.budget}`  ",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, CPU only  ", f"Date: {datetime.date.today().isoformat()}", "",
+    lines = header("Diagnosis benchmark", "bench_diagnose.py", args.budget) + [
              "## Speed, J=10 (ratios measured side by side in this run)", "",
              "| model | layer | samples | naive loop ÷ ours (target ≥ 5) | ours ÷ limit (target ≤ 1.2) | whole diagnose() ÷ ours |",
              "|---|---|---|---|---|---|"]
@@ -193,13 +190,7 @@ def main(argv=None):
             m, s = t.mean(0), t.std(0)
             lines.append(f"| mean ± std | | | {m[0]:.3f} ± {s[0]:.3f} | {m[1]:.3f} ± {s[1]:.3f} | {m[2]:.3f} ± {s[2]:.3f} |")
         lines += ["", note]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        from model_doctor.io import atomic_write_text
-
-        atomic_write_text(args.out, text)
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,8 @@ Usage: python benchmarks/bench_treat.py [--budget small|full] [--out docs/result
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit, header  # noqa: E402
 
 
 def make_case(name: str, batch: int):
@@ -136,10 +136,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     steps, rounds = (3, 2) if args.budget == "small" else (5, 4)
-    lines = [f"# Treatment step cost ({args.budget})", "",
-             f"Command: `python benchmarks/bench_treat.py --budget {args.budget}`  ",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, CPU only  ",
-             f"Date: {datetime.date.today().isoformat()}", "",
+    lines = header("Treatment step cost", "bench_treat.py", args.budget) + [
              "Channel-wise penalty (Eq. 5, paper variant, two create-graph gradients: predicted and second class) "
              "on the last conv layer; batch 64 (small CNN) / 32 (ResNet-18). tail_bn=train is the default "
              "(BatchNorm after the layer uses batch statistics, as the training forward); eval uses running "
@@ -155,13 +152,7 @@ def main(argv=None):
     lines += ["", "Times: median over interleaved rounds of plain and treated steps in one process. Memory: in a "
               "fresh process running only that kind of step, after two warm-up steps, the peak resident size "
               "sampled during the measured steps minus the resident size just before them."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        from model_doctor.io import atomic_write_text
-
-        atomic_write_text(args.out, text)
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":
