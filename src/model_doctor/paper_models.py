@@ -79,12 +79,6 @@ def _timm(name: str, in_channels: int, num_classes: int) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 
-@register_model("alexnet", source="torchvision", default_layers="features.10", paper_name="AlexNet",
-                small_variant="stem 11x11/4 -> 3x3/1")
-def alexnet(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("alexnet", num_classes), "features.0", in_channels, small)
-
-
 @register_model("vgg16_bn", source="torchvision", default_layers="features.40", paper_name="VGG-16 (BN)",
                 small_variant="7x7 average pool + 3 FC layers -> global average pool + 1 FC (CIFAR VGG)")
 def vgg16_bn(in_channels=3, num_classes=10, image_size=224, small=False):
@@ -93,24 +87,6 @@ def vgg16_bn(in_channels=3, num_classes=10, image_size=224, small=False):
         m.avgpool = nn.AdaptiveAvgPool2d(1)
         m.classifier = nn.Sequential(nn.Flatten(), nn.Linear(512, num_classes))
     return m
-
-
-@register_model("resnet34", source="torchvision", default_layers="layer4.2.conv2", paper_name="ResNet-34",
-                small_variant="stem 7x7/2 -> 3x3/1, no max-pool")
-def resnet34(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("resnet34", num_classes), "conv1", in_channels, small, ("maxpool",))
-
-
-@register_model("resnet50", source="torchvision", default_layers="layer4.2.conv3", paper_name="ResNet-50",
-                small_variant="stem 7x7/2 -> 3x3/1, no max-pool")
-def resnet50(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("resnet50", num_classes), "conv1", in_channels, small, ("maxpool",))
-
-
-@register_model("senet34", source="timm (seresnet34)", default_layers="layer4.2.conv2", paper_name="SENet-34 (SE-ResNet-34)",
-                small_variant="stem 7x7/2 -> 3x3/1, no max-pool")
-def senet34(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_timm("seresnet34", in_channels, num_classes), "conv1", in_channels, small, ("maxpool",))
 
 
 @register_model("wideresnet28_10", source="ours", default_layers="block3.3.conv2", paper_name="WideResNet-28-10",
@@ -122,28 +98,10 @@ def wideresnet28_10(in_channels=3, num_classes=10, image_size=32, small=True):
     return m
 
 
-@register_model("resnext50", source="torchvision (resnext50_32x4d)", default_layers="layer4.2.conv3",
-                paper_name="ResNeXt-50 (32x4d)", small_variant="stem 7x7/2 -> 3x3/1, no max-pool")
-def resnext50(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("resnext50_32x4d", num_classes), "conv1", in_channels, small, ("maxpool",))
-
-
-@register_model("densenet121", source="torchvision", default_layers="features.denseblock4", paper_name="DenseNet-121",
-                small_variant="stem 7x7/2 -> 3x3/1, no max-pool")
-def densenet121(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("densenet121", num_classes), "features.conv0", in_channels, small, ("features.pool0",))
-
-
 @register_model("simplenetv1", source="ours", default_layers="auto", paper_name="SimpleNet-v1",
                 small_variant="CIFAR layout; one extra 2x2 max-pool per doubling above 64 px")
 def simplenetv1(in_channels=3, num_classes=10, image_size=32, small=True):
     return SimpleNetV1(in_channels, num_classes, image_size if not small else min(image_size, 64))
-
-
-@register_model("efficientnetv2_s", source="torchvision (efficientnet_v2_s)", default_layers="features.7.0",
-                paper_name="EfficientNetV2-S", small_variant="stem stride 2 -> 1")
-def efficientnetv2_s(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("efficientnet_v2_s", num_classes), "features.0.0", in_channels, small)
 
 
 @register_model("googlenet", source="torchvision", default_layers="inception5b", paper_name="GoogLeNet",
@@ -161,12 +119,6 @@ def xception(in_channels=3, num_classes=10, image_size=299, small=False):
     if small:
         m.conv1 = _conv_like(m.conv1, in_channels, kernel=3, stride=1)
     return m
-
-
-@register_model("mobilenetv2", source="torchvision (mobilenet_v2)", default_layers="features.18.0",
-                paper_name="MobileNetV2", small_variant="stem stride 2 -> 1")
-def mobilenetv2(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("mobilenet_v2", num_classes), "features.0.0", in_channels, small)
 
 
 class _InceptionV3(nn.Module):
@@ -193,19 +145,41 @@ def inceptionv3(in_channels=3, num_classes=10, image_size=299, small=False):
     return _InceptionV3(in_channels, num_classes)
 
 
-@register_model("shufflenetv2", source="torchvision (shufflenet_v2_x1_0)", default_layers="conv5.0",
-                paper_name="ShuffleNetV2 (1.0x)", small_variant="stem stride 2 -> 1, no max-pool")
-def shufflenetv2(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("shufflenet_v2_x1_0", num_classes), "conv1.0", in_channels, small, ("maxpool",))
+# Architectures whose only adaptation is the stem: (name, builder, stem conv, stem pools dropped when
+# small, default layers, paper name, source, what the small variant changes).
+_STEM_ONLY = [
+    ("alexnet", lambda c, n: _tv("alexnet", n), "features.0", (), "features.10", "AlexNet", "torchvision",
+     "stem 11x11/4 -> 3x3/1"),
+    ("resnet34", lambda c, n: _tv("resnet34", n), "conv1", ("maxpool",), "layer4.2.conv2", "ResNet-34", "torchvision",
+     "stem 7x7/2 -> 3x3/1, no max-pool"),
+    ("resnet50", lambda c, n: _tv("resnet50", n), "conv1", ("maxpool",), "layer4.2.conv3", "ResNet-50", "torchvision",
+     "stem 7x7/2 -> 3x3/1, no max-pool"),
+    ("senet34", lambda c, n: _timm("seresnet34", c, n), "conv1", ("maxpool",), "layer4.2.conv2",
+     "SENet-34 (SE-ResNet-34)", "timm (seresnet34)", "stem 7x7/2 -> 3x3/1, no max-pool"),
+    ("resnext50", lambda c, n: _tv("resnext50_32x4d", n), "conv1", ("maxpool",), "layer4.2.conv3",
+     "ResNeXt-50 (32x4d)", "torchvision (resnext50_32x4d)", "stem 7x7/2 -> 3x3/1, no max-pool"),
+    ("densenet121", lambda c, n: _tv("densenet121", n), "features.conv0", ("features.pool0",), "features.denseblock4",
+     "DenseNet-121", "torchvision", "stem 7x7/2 -> 3x3/1, no max-pool"),
+    ("efficientnetv2_s", lambda c, n: _tv("efficientnet_v2_s", n), "features.0.0", (), "features.7.0",
+     "EfficientNetV2-S", "torchvision (efficientnet_v2_s)", "stem stride 2 -> 1"),
+    ("mobilenetv2", lambda c, n: _tv("mobilenet_v2", n), "features.0.0", (), "features.18.0", "MobileNetV2",
+     "torchvision (mobilenet_v2)", "stem stride 2 -> 1"),
+    ("shufflenetv2", lambda c, n: _tv("shufflenet_v2_x1_0", n), "conv1.0", ("maxpool",), "conv5.0",
+     "ShuffleNetV2 (1.0x)", "torchvision (shufflenet_v2_x1_0)", "stem stride 2 -> 1, no max-pool"),
+    ("squeezenet", lambda c, n: _tv("squeezenet1_1", n), "features.0", (), "features.12", "SqueezeNet (1.1)",
+     "torchvision (squeezenet1_1)", "stem stride 2 -> 1"),
+    ("mnasnet", lambda c, n: _tv("mnasnet1_0", n), "layers.0", (), "layers.14", "MnasNet (1.0)",
+     "torchvision (mnasnet1_0)", "stem stride 2 -> 1"),
+]
 
 
-@register_model("squeezenet", source="torchvision (squeezenet1_1)", default_layers="features.12",
-                paper_name="SqueezeNet (1.1)", small_variant="stem stride 2 -> 1")
-def squeezenet(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("squeezenet1_1", num_classes), "features.0", in_channels, small)
+def _stem_only_factory(builder, stem: str, pools: tuple[str, ...]):
+    def factory(in_channels=3, num_classes=10, image_size=224, small=False):
+        return _stem(builder(in_channels, num_classes), stem, in_channels, small, pools)
+
+    return factory
 
 
-@register_model("mnasnet", source="torchvision (mnasnet1_0)", default_layers="layers.14", paper_name="MnasNet (1.0)",
-                small_variant="stem stride 2 -> 1")
-def mnasnet(in_channels=3, num_classes=10, image_size=224, small=False):
-    return _stem(_tv("mnasnet1_0", num_classes), "layers.0", in_channels, small)
+for _name, _builder, _stem_conv, _pools, _default, _paper, _source, _small in _STEM_ONLY:
+    register_model(_name, source=_source, default_layers=_default, paper_name=_paper,
+                   small_variant=_small)(_stem_only_factory(_builder, _stem_conv, _pools))

@@ -31,12 +31,14 @@ class _StopForward(Exception):
 
 
 class _LeafTracer(fx.Tracer):
-    def __init__(self, leaf: str):
+    """Traces through every module except the named ones (and fx's default leaves)."""
+
+    def __init__(self, leaves: set[str]):
         super().__init__()
-        self.leaf = leaf
+        self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname == self.leaf or super().is_leaf_module(m, qualname)
+        return qualname in self.leaves or super().is_leaf_module(m, qualname)
 
 
 _INPLACE_OPERATORS = {"iadd", "isub", "imul", "itruediv", "ifloordiv", "imod", "ipow", "iand", "ior", "ixor"}
@@ -93,7 +95,7 @@ class LayerSplit:
 
     # -- fx construction -------------------------------------------------------------------
     def _build_fx(self) -> None:
-        tracer = _LeafTracer(self.layer)
+        tracer = _LeafTracer({self.layer})
         graph = tracer.trace(self.model)
         targets = [n for n in graph.nodes if n.op == "call_module" and n.target == self.layer]
         if len(targets) != 1:

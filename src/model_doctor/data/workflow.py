@@ -11,7 +11,6 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset

@@ -23,15 +23,6 @@ from ..split import LayerSplit, _descendants, _is_inplace, _LeafTracer
 __all__ = ["Instrument"]
 
 
-class _MultiLeafTracer(_LeafTracer):
-    def __init__(self, leaves: Sequence[str]):
-        fx.Tracer.__init__(self)
-        self.leaves = set(leaves)
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname in self.leaves or fx.Tracer.is_leaf_module(self, m, qualname)
-
-
 class Instrument:
     """Per-layer ``(m, extras)`` of the latest forward pass and a ``tail(layer, z, repeats)``."""
 
@@ -53,7 +44,7 @@ class Instrument:
             self._splits = {n: LayerSplit(model, n, force_hook_mode=True) for n in self.layers}
 
     def _build_fx(self) -> None:
-        graph = _MultiLeafTracer(self.layers).trace(self.model)
+        graph = _LeafTracer(set(self.layers)).trace(self.model)
         output = next(n for n in graph.nodes if n.op == "output")
         outs: list[fx.Node] = []
         self._layout: dict[str, tuple[int, int]] = {}

@@ -40,6 +40,7 @@ from torch import nn
 
 from ..diagnosis.artifact import Diagnosis
 from ..distributed import rank_world
+from ..gradients import _reduce_fn
 from ..hooks import RemovableHandleList
 from ..noise import batch_noise
 from .instrument import Instrument
@@ -62,15 +63,11 @@ def resize_background(fg_masks: torch.Tensor, size: Sequence[int]) -> torch.Tens
     return (1.0 - fg[:, 0]).clamp_(0.0, 1.0)
 
 
-def _reduce(g: torch.Tensor, reduce: str) -> torch.Tensor:
-    return g.abs() if reduce == "abs" else torch.relu(g)
-
-
 def masked_channel_sum(g: torch.Tensor, weights: torch.Tensor, reduce: str, draws: int) -> torch.Tensor:
     """``Σ_j Σ_k w_k Σ_hw r(g)`` per sample: gradients ``[B*J, K, h, w]``, weights ``[B, K]`` -> ``[B]``."""
     j = max(draws, 1)
     b, k = weights.shape
-    per_channel = _reduce(g, reduce).flatten(2).sum(2).view(b, j, k)
+    per_channel = _reduce_fn(reduce)(g).flatten(2).sum(2).view(b, j, k)
     return (per_channel * weights[:, None, :]).sum((1, 2))
 
 
@@ -95,7 +92,7 @@ def space_term(g_n: torch.Tensor, background: torch.Tensor, has_mask: torch.Tens
     """Eq. 6: ``Σ_hw Σ_k Σ_j I_bg ⊙ |∂y_n/∂(m_k + σ_j)|``; images without a mask contribute 0."""
     j = max(draws, 1)
     b = background.shape[0]
-    r = _reduce(g_n, reduce).sum(1)                                       # Σ_k -> [B*J, h, w]
+    r = _reduce_fn(reduce)(g_n).sum(1)                                       # Σ_k -> [B*J, h, w]
     r = r.view(b, j, *r.shape[1:]) * (background * has_mask.view(b, 1, 1).to(background))[:, None]
     return _finish(r.sum((1, 2, 3)), g_n, normalize, draws)                # Σ_j Σ_hw
 
