@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=32, help="input size used to trace the forward pass (default 32)")
     p.add_argument("--small", action=argparse.BooleanOptionalAction, default=None, help="small-image variant (default: size < 64)")
 
+    p = sub.add_parser("reproduce", help="Table-1 grid: models x datasets x {base, control, +channel, +space, +all} x seeds "
+                                         "(resumable: finished cells are skipped)")
+    p.add_argument("grid", help="grid YAML, e.g. configs/cpu-small.yaml or configs/paper.yaml")
+    p.add_argument("--out", default=None, help="output folder (default: the grid's out)")
+    p.add_argument("--dry-run", action="store_true", help="print the cells the grid holds and stop")
+
     p = sub.add_parser("demo", help="train, diagnose and examine a small CNN on the embedded digits (no network)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
@@ -189,6 +195,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "analyze":
             pipeline.run_robustness(_to_config(args), args.layer, args.eps, args.samples, log=pipeline_log)
+            return 0
+        if args.command == "reproduce":
+            from .reproduce import load_grid, plan, run_grid
+
+            grid = load_grid(args.grid)
+            if args.out:
+                grid.out = args.out
+            if args.dry_run:
+                print(plan(grid))
+                return 0
+            run_grid(grid, log=pipeline_log)
             return 0
         if args.command == "demo":
             from .demo import run_demo

@@ -258,6 +258,11 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
 
         expand = t.expand if t.expand is not None else scaled_expansion(30, int(train_full[0][0].shape[-1]))
         train_full = with_masks(train_full, load_masks(t.mask_format, t.masks, dataset_root=t.masks), expand)
+    elif (t.beta or t.rrr) and len(train_full[0]) >= 4:  # a dataset with its own masks (decoy-*): expand them too
+        from .data.masks import ExpandedMasks, scaled_expansion
+
+        train_full = ExpandedMasks(train_full, t.expand if t.expand is not None
+                                   else scaled_expansion(30, int(train_full[0][0].shape[-1])))
     tr, va = train_val_split(cfg, train_full, meta["in_channels"])
     if (t.beta or t.rrr) and len(train_full[0]) < 4:
         raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "

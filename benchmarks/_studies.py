@@ -1,0 +1,101 @@
+"""What the evidence studies (E1-E3, ablations) share: data, cached originals and diagnoses.
+
+Every trained model lives under ``--cache`` (default ``runs/bench``), keyed by study, budget,
+architecture and seed, so E3 reuses E1's originals, the ablations reuse E2's, and an interrupted
+study resumes where it stopped (:func:`model_doctor.experiment.cached_run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
+
+from model_doctor import Diagnosis, diagnose  # noqa: E402
+from model_doctor.experiment import cached_run, subset  # noqa: E402
+from model_doctor.training import FitConfig, split_train_val  # noqa: E402
+from model_doctor.zoo import build_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SPLIT_NOTE = ("Fashion-MNIST here is ../shared's re-split of the public 70,000 images (per class the first 6,000 "
+              "train / next 1,000 test, each split shuffled with seed 0), not the original train/test split.")
+#: training of every original: SGD momentum 0.9, wd 5e-4, cosine; best epoch on validation
+ORIGINAL_LR = 0.05
+#: fine-tuning (treated arms and the CE-only control share it): lower lr, cosine, same seed and data order
+FINETUNE_LR = 0.01
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--budget", choices=["small", "full"], default="full")
+    ap.add_argument("--out", default=None, help="also write the markdown here (e.g. docs/results/...)")
+    ap.add_argument("--root", default=str(SHARED_DATA), help="folder holding FashionMNIST/raw (default ../shared/data)")
+    ap.add_argument("--cache", default=str(ROOT / "runs" / "bench"), help="trained models, resumable")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    return ap
+
+
+def study_cache(args: argparse.Namespace, study: str, budget: dict) -> Path:
+    """``--cache/<study>/<budget>-<hash of the budget's settings>``: a changed setting never reuses old runs."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps(budget, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path(args.cache) / study / f"{args.budget}-{key}"
+
+
+def setup(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not (Path(args.root) / "FashionMNIST" / "raw").is_dir():
+        sys.exit(f"error: no FashionMNIST/raw under --root {args.root}; pass --root DIR holding it "
+                 "(torchvision layout; see ../shared/README.md)")
+
+
+def fashion(args: argparse.Namespace, n_train: int | None, n_test: int | None):
+    """(train, val, test): ``n_train`` training images (val = a fixed 10 % of them), ``n_test`` test images."""
+    from model_doctor.data.datasets import load_dataset
+
+    full = subset(load_dataset("fashion-mnist", "train", root=args.root), n_train, seed=0)
+    tr, va = split_train_val(full, 0.1, seed=0)
+    return tr, va, subset(load_dataset("fashion-mnist", "test", root=args.root), n_test, seed=0)
+
+
+def original(cache: Path, arch: str, seed: int, data: tuple, epochs: int, image_size: int) -> tuple[torch.nn.Module, dict]:
+    """Train (or load) the original model of (arch, seed) to convergence on ``data``'s train part."""
+    tr, va, te = data
+
+    def fresh():
+        torch.manual_seed(seed)
+        return build_model(arch, in_channels=1, num_classes=10, image_size=image_size)
+
+    cfg = FitConfig(epochs=epochs, lr=ORIGINAL_LR, seed=seed)
+    return cached_run(cache / arch / f"seed{seed}" / "original", fresh, tr, va, cfg, 10, test=te, tag="original")
+
+
+def diagnosis(cache: Path, model: torch.nn.Module, train: Any, layers: list[str], samples_per_class: int = 100) -> Diagnosis:
+    """Diagnose the original on its training part (J=10, δ=0.1, confidence > 0.9), cached.
+
+    Classes with no confident correct sample are allowed (and counted in ``empty_classes``)."""
+    path = cache / ("diagnosis-" + "+".join(layers))
+    if (path / "diagnosis.json").is_file():
+        return Diagnosis.load(path)
+    d = diagnose(model, train, layers=layers, num_classes=10, samples_per_class=samples_per_class,
+                 allow_empty_classes=True)
+    d.save(path)
+    return d
+
+
+def empty_classes(d: Diagnosis) -> int:
+    return sum(1 for c in d.counts() if c == 0)
+
+
+def finetune_cfg(epochs: int, seed: int) -> FitConfig:
+    return FitConfig(epochs=epochs, lr=FINETUNE_LR, seed=seed)

@@ -1,0 +1,95 @@
+"""Controlled fine-tuning runs, cached on disk: what the evidence benchmarks and
+``model-doctor reproduce`` share.
+
+A *run* trains a model with :func:`~model_doctor.training.fit` (validation from the training
+split picks its best epoch), then evaluates it once on the test set, and writes
+``result.json`` last. A run whose ``result.json`` exists is loaded instead of trained, and an
+interrupted one resumes from its checkpoint, so a long study can be stopped and restarted.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
+from .training import FitConfig, LossTerms, evaluate, fit
+
+__all__ = ["subset", "mean_std", "fmt", "cached_run", "copy_of", "RUN_FILE"]
+
+RUN_FILE = "result.json"
+
+
+def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """The first ``n`` items of a seeded permutation (in index order); all of it for ``None``."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if n is None or n >= size:
+        return dataset
+    if n < 1:
+        raise ValueError(f"subset size {n}; use a positive number of images (or none for all {size})")
+    perm = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
+    return Subset(dataset, sorted(perm.tolist()))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+
+
+def fmt(values: Sequence[float], scale: float = 100.0, digits: int = 2, signed: bool = False) -> str:
+    """``"91.23 ± 0.40"`` (percent by default; sample std), ``"91.23 (1 run)"``, ``"—"`` when empty."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return "—"
+    m, s = mean_std(vals)
+    sign = "+" if signed else ""
+    spread = f" ± {s * scale:.{digits}f}" if len(vals) > 1 else " (1 run)"
+    return f"{m * scale:{sign}.{digits}f}{spread}"
+
+
+def cached_run(out_dir: str | Path, start: Callable[[], nn.Module], train: Dataset, val: Dataset,
+               fit_cfg: FitConfig, num_classes: int, *, test: Dataset | None = None,
+               terms: Callable[[], LossTerms | None] | None = None, tag: str = "run",
+               extra: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``start()`` (a fresh model, or a copy of an original) once and cache the result.
+
+    Returns the model holding its best-validation weights and the result: ``val_acc``,
+    ``best_epoch``, ``test_acc`` (when ``test`` is given; read after training), the last epoch's
+    mean loss terms, ``seconds`` and ``extra``.
+    """
+    out = Path(out_dir)
+    model = start()
+    done = out / RUN_FILE
+    if done.is_file():
+        import json
+
+        model.load_state_dict(load_state_dict(out / "best.safetensors"))
+        return model, json.loads(done.read_text())
+    t0 = time.perf_counter()
+    res = fit(model, train, val, fit_cfg, num_classes, terms=terms() if terms else None, out_dir=out, resume=True, tag=tag)
+    seconds = time.perf_counter() - t0
+    atomic_save_safetensors(out / "best.safetensors", {k: v.detach().contiguous() for k, v in model.state_dict().items()})
+    result: dict[str, Any] = {
+        "val_acc": res.best_val_acc, "best_epoch": res.best_epoch, "skipped_steps": res.skipped_steps,
+        "last_losses": {k: v for k, v in (res.history[-1] if res.history else {}).items() if k.startswith("loss_")},
+        "seconds": seconds, **(extra or {}),
+    }
+    if test is not None:
+        result["test_acc"] = evaluate(model, test, num_classes)["acc"]
+    atomic_write_json(done, result)
+    (out / "checkpoint.pt").unlink(missing_ok=True)  # the run is finished; best.safetensors is what stays
+    return model, result
+
+
+def copy_of(model: nn.Module) -> Callable[[], nn.Module]:
+    """A ``start`` for :func:`cached_run` that fine-tunes a copy of ``model``."""
+    return lambda: copy.deepcopy(model)

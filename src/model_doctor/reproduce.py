@@ -1,0 +1,257 @@
+"""``model-doctor reproduce GRID.yaml``: the paper's Table 1 as a resumable grid.
+
+models × datasets × variants × seeds. Per (model, dataset, seed) the original ("base") is
+trained once and diagnosed on its training part; every other variant fine-tunes a copy of it with
+the same schedule, seed and data order: ``control`` (CE only — the comparison the paper lacks),
+``channel`` (+Channel, Eq. 5), ``space`` (+Space, Eq. 6) and ``all`` (both). Validation comes from
+the training split; the test split is read once per finished cell. Every cell is a cached run
+(``result.json`` last), so a rerun skips finished cells and resumes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from .experiment import RUN_FILE, cached_run, copy_of, fmt, subset
+from .io import atomic_write_text
+
+__all__ = ["GridConfig", "load_grid", "plan", "run_grid", "grid_table", "VARIANTS"]
+
+BUILTIN_GRIDS = ("cpu-small", "paper")
+VARIANTS = ("base", "control", "channel", "space", "all")
+_LABELS = {"base": "base", "control": "control (CE)", "channel": "+Channel", "space": "+Space", "all": "+All"}
+_GREY = ("digits", "mnist", "fashion-mnist", "decoy-digits", "decoy-fashion-mnist")
+
+
+@dataclass
+class GridTrain:
+    epochs: int = 15
+    lr: float = 0.05
+    batch_size: int = 64
+
+
+@dataclass
+class GridTreat:
+    epochs: int = 5
+    lr: float = 0.01
+    batch_size: int = 64
+    alpha: float = 10.0              # channel-wise weight (per-element-mean normalisation)
+    beta: float = 100.0              # space-wise weight
+    layers: Any = None               # None: each architecture's default layer
+    noise_draws: int = 1             # J in the constraint passes (paper 10; 1 is the CPU setting)
+    variant: str = "paper"
+    annotated_per_class: int | None = 20   # paper: 20 annotated images per class (masked datasets)
+    expand: int | None = None        # foreground expansion in input px (default: 30 px at 224, scaled)
+
+
+@dataclass
+class GridDiagnose:
+    samples_per_class: int = 100
+    min_confidence: float = 0.9
+    noise_draws: int = 10
+
+
+@dataclass
+class GridConfig:
+    models: list[str] = field(default_factory=lambda: ["smallcnn"])
+    datasets: list[str] = field(default_factory=lambda: ["digits"])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    root: str | None = None          # torchvision dataset root
+    download: bool = False
+    image_size: dict[str, int] = field(default_factory=dict)   # per dataset (default per dataset)
+    train_subset: int | None = None  # first N of a seeded permutation of the training split (None: all)
+    test_subset: int | None = None
+    masks: dict[str, dict[str, str]] = field(default_factory=dict)  # dataset -> {path, format} (decoy-* have their own)
+    train: GridTrain = field(default_factory=GridTrain)
+    treat: GridTreat = field(default_factory=GridTreat)
+    diagnose: GridDiagnose = field(default_factory=GridDiagnose)
+    out: str = "runs/reproduce"
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where or 'the grid'} must be a mapping, got {values!r}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ValueError(f"unknown grid key {where}{unknown[0]!r}; valid keys: {', '.join(names)}")
+    kwargs = {}
+    for k, v in values.items():
+        sub = {"train": GridTrain, "treat": GridTreat, "diagnose": GridDiagnose}.get(k) if cls is GridConfig else None
+        kwargs[k] = _build(sub, v, f"{k}.") if sub else v
+    return cls(**kwargs)
+
+
+def load_grid(path: str | Path) -> GridConfig:
+    """Read a grid YAML (``yaml.safe_load``); unknown keys and variants are one-line errors."""
+    p = Path(path)
+    if not p.is_file() and str(path) in BUILTIN_GRIDS:
+        p = Path(__file__).parent / "grids" / f"{path}.yaml"
+    if not p.is_file():
+        raise FileNotFoundError(f"grid file {str(path)!r} not found; pass a YAML grid path or one of "
+                                f"{', '.join(BUILTIN_GRIDS)} (the shipped grids)")
+    grid = _build(GridConfig, yaml.safe_load(p.read_text()) or {}, "")
+    bad = [v for v in grid.variants if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"unknown variant {bad[0]!r}; use some of {', '.join(VARIANTS)}")
+    from .zoo import model_names
+
+    unknown = [m for m in grid.models if m not in model_names() and not m.startswith(("torchvision:", "timm:", "file:"))]
+    if unknown:
+        raise ValueError(f"unknown model {unknown[0]!r} in the grid; use one of {', '.join(model_names())} "
+                         "or torchvision:NAME / timm:NAME / file:path.py:factory")
+    if not grid.models or not grid.datasets or not grid.seeds:
+        raise ValueError("the grid needs at least one model, one dataset and one seed")
+    return grid
+
+
+def plan(grid: GridConfig) -> str:
+    """What the grid will run: its size, and which cells are already finished under ``grid.out``."""
+    out = Path(grid.out)
+    total = done = 0
+    for ds in grid.datasets:
+        for m in grid.models:
+            for s in grid.seeds:
+                for v in grid.variants:
+                    total += 1
+                    done += (out / ds / m / f"seed{s}" / v / RUN_FILE).is_file()
+    return (f"{len(grid.models)} models x {len(grid.datasets)} datasets x {len(grid.variants)} variants x "
+            f"{len(grid.seeds)} seeds = {total} cells; {done} finished under {out}")
+
+
+def _data(grid: GridConfig, name: str):
+    from .data.datasets import load_dataset
+    from .training import split_train_val
+
+    kw = dict(root=grid.root, image_size=grid.image_size.get(name), in_channels=1 if name in _GREY else 3,
+              download=grid.download)
+    train_full = subset(load_dataset(name, "train", **kw), grid.train_subset, seed=0)
+    test = subset(load_dataset(name, "test", **kw), grid.test_subset, seed=0)
+    masked = None
+    if name.startswith("decoy-") or name in grid.masks:
+        from .data.masks import ExpandedMasks, LimitedMasks, scaled_expansion
+
+        size = int(train_full[0][0].shape[-1])
+        expand = grid.treat.expand if grid.treat.expand is not None else scaled_expansion(30, size)
+        if name in grid.masks:
+            from .data.annotations import load_masks
+            from .data.workflow import with_masks
+
+            spec = grid.masks[name]
+            masked = with_masks(train_full, load_masks(spec.get("format", "labelme"), spec["path"],
+                                                       dataset_root=spec["path"]), expand)
+        else:
+            masked = ExpandedMasks(train_full, expand)
+        if grid.treat.annotated_per_class is not None:
+            masked = LimitedMasks(masked, grid.treat.annotated_per_class, seed=0)
+    tr, va = split_train_val(train_full, 0.1, seed=0)
+    tr_masked = torch.utils.data.Subset(masked, tr.indices) if masked is not None else None
+    return tr, va, test, tr_masked, int(train_full[0][0].shape[0]), int(train_full[0][0].shape[-1])
+
+
+def run_grid(grid: GridConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) every cell; returns ``{"cells": [...], "skipped": [...]}`` and writes
+    ``table.md`` and ``cells.json`` under ``grid.out``."""
+    from .diagnosis import Diagnosis, diagnose
+    from .io import atomic_write_json
+    from .training import FitConfig
+    from .treatment import ModelDoctorLoss
+    from .zoo import build_model, default_layers
+
+    out = Path(grid.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "grid.yaml", yaml.safe_dump(dataclasses.asdict(grid), sort_keys=False))
+    cells: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for ds in grid.datasets:
+        tr, va, te, tr_masked, in_ch, size = _data(grid, ds)
+        n_cls = len(getattr(te.dataset if isinstance(te, torch.utils.data.Subset) else te, "classes", [])) or \
+            int(max(int(tr[i][1]) for i in range(len(tr)))) + 1
+        for model_name in grid.models:
+            layer = grid.treat.layers or default_layers(model_name)
+            layers = [layer] if isinstance(layer, str) else list(layer)
+            for seed in grid.seeds:
+                cell_dir = out / ds / model_name / f"seed{seed}"
+
+                def fresh(seed=seed, model_name=model_name):
+                    torch.manual_seed(seed)
+                    return build_model(model_name, in_channels=in_ch, num_classes=n_cls, image_size=size)
+
+                was_done = (cell_dir / "base" / RUN_FILE).is_file()
+                base, res = cached_run(cell_dir / "base", fresh, tr, va, FitConfig(
+                    epochs=grid.train.epochs, lr=grid.train.lr, batch_size=grid.train.batch_size, seed=seed), n_cls,
+                    test=te, tag="base")
+                log(f"{ds} {model_name} seed {seed} base: test {res['test_acc']:.4f}" + (" (cached)" if was_done else ""))
+                cells.append({"dataset": ds, "model": model_name, "seed": seed, "variant": "base", **res})
+                rest = [v for v in grid.variants if v != "base"]
+                if not rest:
+                    continue
+                diag_dir = cell_dir / "diagnosis"
+                if (diag_dir / "diagnosis.json").is_file():
+                    diag = Diagnosis.load(diag_dir)
+                else:
+                    d = grid.diagnose
+                    try:
+                        diag = diagnose(base, tr, layers=layers, num_classes=n_cls, samples_per_class=d.samples_per_class,
+                                        min_confidence=d.min_confidence, noise_draws=d.noise_draws,
+                                        allow_empty_classes=True)
+                    except ValueError as exc:  # e.g. an untrained base with no confident sample: skip, reported
+                        skipped.append(f"{ds} {model_name} seed {seed} {', '.join(rest)}: cannot diagnose the base ({exc})")
+                        continue
+                    diag.save(diag_dir)
+                t = grid.treat
+                ft = FitConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=seed)
+                for variant in rest:
+                    alpha = t.alpha if variant in ("channel", "all") else 0.0
+                    beta = t.beta if variant in ("space", "all") else 0.0
+                    if beta and tr_masked is None:
+                        skipped.append(f"{ds} {model_name} seed {seed} {variant}: no masks for {ds} "
+                                       f"(set masks.{ds}: {{path, format}} in the grid)")
+                        continue
+                    train = tr_masked if beta else tr
+                    terms = None if variant == "control" else (
+                        lambda a=alpha, b=beta: ModelDoctorLoss(diag, layers, alpha=a, beta=b, noise_draws=t.noise_draws,
+                                                                variant=t.variant, seed=seed))  # type: ignore[arg-type]
+                    was_done = (cell_dir / variant / RUN_FILE).is_file()
+                    _, r = cached_run(cell_dir / variant, copy_of(base), train, va, ft, n_cls, test=te, terms=terms,
+                                      tag=variant)
+                    log(f"{ds} {model_name} seed {seed} {variant}: test {r['test_acc']:.4f}" + (" (cached)" if was_done else ""))
+                    cells.append({"dataset": ds, "model": model_name, "seed": seed, "variant": variant, **r})
+    result = {"cells": cells, "skipped": skipped}
+    atomic_write_json(out / "cells.json", result)
+    atomic_write_text(out / "table.md", grid_table(grid, result))
+    log(f"{len(cells)} cells, {len(skipped)} skipped -> {out / 'table.md'}")
+    return result
+
+
+def grid_table(grid: GridConfig, result: dict[str, Any]) -> str:
+    """Table-1-style markdown: test accuracy (%) mean ± std over seeds, and Δ of each treated
+    variant against the CE-only control (paired by seed)."""
+    cells = result["cells"]
+    variants = [v for v in VARIANTS if v in grid.variants]
+    treated = [v for v in ("channel", "space", "all") if v in variants]
+    lines = ["Test accuracy (%), mean ± std over seeds " + ", ".join(map(str, grid.seeds)) + "."]
+    if "control" in variants:
+        lines[0] += " Δ = variant − CE-only control with the same schedule and seed."
+    for ds in grid.datasets:
+        head = ["model"] + [_LABELS[v] for v in variants] + ([f"Δ {_LABELS[v]}" for v in treated] if "control" in variants else [])
+        lines += ["", f"### {ds}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m in grid.models:
+            acc = {v: {c["seed"]: c["test_acc"] for c in cells if (c["dataset"], c["model"], c["variant"]) == (ds, m, v)}
+                   for v in variants}
+            row = [m] + [fmt(list(acc[v].values())) for v in variants]
+            if "control" in variants:
+                for v in treated:
+                    paired = [acc[v][s] - acc["control"][s] for s in acc[v] if s in acc["control"]]
+                    row.append(fmt(paired, signed=True))
+            lines.append("| " + " | ".join(row) + " |")
+    if result.get("skipped"):
+        lines += ["", f"Skipped ({len(result['skipped'])}):"] + [f"- {s}" for s in result["skipped"]]
+    return "\n".join(lines) + "\n"
