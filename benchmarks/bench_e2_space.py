@@ -28,7 +28,6 @@ import _studies as S  # noqa: E402
 from _common import emit, header  # noqa: E402
 
 from model_doctor.data.decoy import DecoyConfig, make_decoy  # noqa: E402
-from model_doctor.data.masks import ExpandedMasks, LimitedMasks  # noqa: E402
 from model_doctor.experiment import cached_run, copy_of, fmt, subset  # noqa: E402
 from model_doctor.training import FitConfig, evaluate, split_train_val  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss, RRRLoss  # noqa: E402

@@ -9,7 +9,6 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from model_doctor.cli import main
