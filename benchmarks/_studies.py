@@ -28,8 +28,15 @@ SPLIT_NOTE = ("Fashion-MNIST here is ../shared's re-split of the public 70,000 i
               "train / next 1,000 test, each split shuffled with seed 0), not the original train/test split.")
 #: training of every original: SGD momentum 0.9, wd 5e-4, cosine; best epoch on validation
 ORIGINAL_LR = 0.05
-#: fine-tuning (treated arms and the CE-only control share it): lower lr, cosine, same seed and data order
-FINETUNE_LR = 0.01
+#: SqueezeNet (no BatchNorm) collapses at 0.05 on Fashion-MNIST: CE stays at ln 10 from epoch 1 (dead ReLUs)
+ORIGINAL_LR_BY_ARCH = {"squeezenet": 0.01}
+#: fine-tuning (treated arms and the CE-only control share it): the original's lr ÷ 5, cosine, same seed and data order
+FINETUNE_LR_RATIO = 0.2
+FINETUNE_LR = ORIGINAL_LR * FINETUNE_LR_RATIO
+
+
+def original_lr(arch: str) -> float:
+    return ORIGINAL_LR_BY_ARCH.get(arch, ORIGINAL_LR)
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -42,12 +49,18 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
+#: the settings every cached run of a study depends on; arms, seeds and weights have their own folders
+CACHE_KEYS = ("arch", "n_train", "n_test", "orig_epochs", "ft_epochs")
+
+
 def study_cache(args: argparse.Namespace, study: str, budget: dict) -> Path:
-    """``--cache/<study>/<budget>-<hash of the budget's settings>``: a changed setting never reuses old runs."""
+    """``--cache/<study>/<budget>-<hash of the settings runs depend on>``: a changed setting never
+    reuses old runs, while adding an arm, a seed or a weight reuses every finished one."""
     import hashlib
     import json
 
-    key = hashlib.sha256(json.dumps(budget, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    shared = {k: budget[k] for k in CACHE_KEYS if k in budget}
+    key = hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return Path(args.cache) / study / f"{args.budget}-{key}"
 
 
@@ -76,7 +89,7 @@ def original(cache: Path, arch: str, seed: int, data: tuple, epochs: int, image_
         torch.manual_seed(seed)
         return build_model(arch, in_channels=1, num_classes=10, image_size=image_size)
 
-    cfg = FitConfig(epochs=epochs, lr=ORIGINAL_LR, seed=seed)
+    cfg = FitConfig(epochs=epochs, lr=original_lr(arch), seed=seed)
     return cached_run(cache / arch / f"seed{seed}" / "original", fresh, tr, va, cfg, 10, test=te, tag="original")
 
 
@@ -97,5 +110,5 @@ def empty_classes(d: Diagnosis) -> int:
     return sum(1 for c in d.counts() if c == 0)
 
 
-def finetune_cfg(epochs: int, seed: int) -> FitConfig:
-    return FitConfig(epochs=epochs, lr=FINETUNE_LR, seed=seed)
+def finetune_cfg(epochs: int, seed: int, arch: str = "") -> FitConfig:
+    return FitConfig(epochs=epochs, lr=original_lr(arch) * FINETUNE_LR_RATIO, seed=seed)

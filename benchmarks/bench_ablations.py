@@ -27,7 +27,7 @@ from model_doctor.experiment import fmt  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
 
 BUDGETS = {
-    "small": dict(seeds=[0, 1], layers=["features.4", "features.8"], fractions=[0.05, 0.2], paper_px=[0, 30],
+    "small": dict(seeds=[0], layers=["features.8"], fractions=[0.05], paper_px=[0, 30],
                   beta=100.0, alpha=10.0, layer="features.8"),
     "full": dict(seeds=[0, 1, 2], layers=["features.0", "features.4", "features.8"], fractions=[0.02, 0.05, 0.1, 0.2],
                  paper_px=[0, 5, 10, 20, 30, 40], beta=1000.0, alpha=10.0, layer="features.8"),

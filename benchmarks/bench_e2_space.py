@@ -38,10 +38,12 @@ BUDGETS = {
                   space=[("features.8", 100.0), ("features.4", 100.0)], rrr=[10.0], shallow="features.4"),
     "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=4000, n_test=None, orig_epochs=10, ft_epochs=4,
                  space=[("features.8", 10.0), ("features.8", 100.0), ("features.8", 1000.0),
-                        ("features.4", 100.0), ("features.4", 1000.0)], rrr=[1.0, 10.0], shallow="features.4"),
+                        ("features.4", 100.0), ("features.4", 1000.0), ("features.9", 100.0), ("features.9", 1000.0)],
+                 rrr=[1.0, 10.0], shallow="features.4"),
 }
 DEFAULT_LAYER = "features.8"          # the architecture's default (last conv) layer
 DIAG_LAYERS = ["features.0", "features.4", "features.8"]
+BN_LAYER = "features.9"               # the BatchNorm output after the last conv: invariant to the conv's scale
 NOISE_DRAWS = 1
 GRAD_SAMPLES = 1000                   # test images for the decoy share of the input gradient
 
@@ -132,16 +134,131 @@ def run(args, budget: dict) -> list[dict]:
         (orig, o), (ceil, c) = originals(args, budget, data, seed, cache)
         run_dir = cache / f"seed{seed}"
         diag = S.diagnosis(run_dir, orig, data["train"], DIAG_LAYERS, samples_per_class=50)
+        bn_diag = S.diagnosis(run_dir, orig, data["train"], [BN_LAYER], samples_per_class=50) \
+            if any(layer == BN_LAYER for layer, _ in budget["space"]) else None
         rec = {"seed": seed, "original": measure(orig, data, o["val_acc"]), "ceiling": measure(ceil, data, c["val_acc"]),
                "control": finetune("control", run_dir, orig, data, budget, seed)}
         for layer, beta in budget["space"]:
             rec[f"space {layer} β={beta:g}"] = finetune(f"space-{layer}-b{beta:g}", run_dir, orig, data, budget, seed,
-                                                        terms=space_arm(diag, layer, beta, seed))
+                                                        terms=space_arm(bn_diag if layer == BN_LAYER else diag, layer,
+                                                                        beta, seed))
         for w in budget["rrr"]:
             rec[f"RRR λ={w:g}"] = finetune(f"rrr-{w:g}", run_dir, orig, data, budget, seed, terms=lambda w=w: RRRLoss(w))
         rows.append(rec)
         print(f"seed {seed}: " + " | ".join(f"{k} {v['test_shuffled']:.4f}" for k, v in rec.items() if k != "seed"), flush=True)
     return rows
+
+
+def gradient_reach(model: torch.nn.Module, terms, data: dict, layer_index: int, n: int = 128) -> float:
+    """Share of ‖∇θ L‖² on the parameters up to and including conv ``features.<layer_index>`` (the
+    ones the constrained feature map depends on), for one training batch of ``n`` images."""
+    import copy
+
+    m = copy.deepcopy(model).train()
+    batch = [torch.utils.data.default_collate([data["train"][i] for i in range(n)])][0]
+    with terms.attach(m):
+        logits = m(batch[0])
+        loss = sum(terms(logits, batch[1], tuple(batch), 0).values())
+    names, params = zip(*[(k, p) for k, p in m.named_parameters()])
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    sq = {k: float(g.pow(2).sum()) if g is not None else 0.0 for k, g in zip(names, grads)}
+    before = sum(v for k, v in sq.items() if k.startswith("features.") and int(k.split(".")[1]) <= layer_index)
+    return before / max(sum(sq.values()), 1e-300)
+
+
+def decoy_background_weight(data: dict, size: int, expand: int, n: int = GRAD_SAMPLES) -> float:
+    """Mean background weight the space-wise loss gives the decoy's pixels on a ``size``×``size`` map
+    (area interpolation of the foreground, as in ``resize_background``), masks expanded by ``expand``."""
+    import torch.nn.functional as F
+
+    from model_doctor.data.masks import expand_foreground
+    from model_doctor.treatment.losses import resize_background
+
+    test = data["test_shuffled"]
+    base = test.dataset if isinstance(test, torch.utils.data.Subset) else test
+    total = 0.0
+    for i in range(n):
+        fg = base.foreground(i)[0]
+        fg = expand_foreground(fg, expand).float() if expand else fg
+        bg = resize_background(fg[None, None], (size, size))
+        up = F.interpolate(bg[:, None], size=fg.shape[-2:], mode="nearest")[0, 0]
+        y0, x0, side = (int(v) for v in base.decoy_boxes[i])
+        total += float(up[y0:y0 + side, x0:x0 + side].mean())
+    return total / n
+
+
+def investigation(rows: list[dict], data: dict, budget: dict, cache: Path) -> list[str]:
+    """Why the space-wise loss does (not) move the shortcut: weight, normalisation, layer, mask
+    resolution and where its gradient goes (measured on seed 0's original)."""
+    from model_doctor import Diagnosis
+    from model_doctor.data.masks import scaled_expansion
+
+    seed = budget["seeds"][0]
+    (orig, _), _ = originals(None, budget, data, seed, cache)
+    diag = Diagnosis.load(cache / f"seed{seed}" / ("diagnosis-" + "+".join(DIAG_LAYERS)))
+    lines = ["## Why: where the space-wise gradient goes", "",
+             "Share of the squared parameter-gradient norm of each loss that reaches the parameters up to and including "
+             "the constrained layer (the ones that compute its feature map, and the decoy's features), on one batch of "
+             f"128 training images with seed {seed}'s original. tail_bn=train (the default, used in every run above) lets "
+             "the gradient reach them only through the batch statistics of BatchNorm after the layer; eval removes even "
+             "that.", "", "| loss | layer | tail_bn | share on layers ≤ r |", "|---|---|---|---|"]
+    bn_path = cache / f"seed{seed}" / f"diagnosis-{BN_LAYER}"
+    for layer in (DEFAULT_LAYER, budget["shallow"], "features.0", BN_LAYER):
+        d = Diagnosis.load(bn_path) if layer == BN_LAYER else diag
+        if layer == BN_LAYER and not (bn_path / "diagnosis.json").is_file():
+            continue
+        idx = int(layer.split(".")[1])
+        for tail_bn in ("train", "eval"):
+            terms = ModelDoctorLoss(d, [layer], alpha=0.0, beta=1.0, noise_draws=NOISE_DRAWS, tail_bn=tail_bn)
+            lines.append(f"| L_sp | {layer} | {tail_bn} | {gradient_reach(orig, terms, data, min(idx, 8)):.2e} |")
+    lines.append(f"| CE | — | — | {gradient_reach(orig, _CE(), data, 8):.2e} |")
+    lines.append(f"| RRR (input gradient) | input | — | {gradient_reach(orig, RRRLoss(1.0), data, 8):.2e} |")
+    from model_doctor.io import load_state_dict
+
+    lines += ["", "BatchNorm follows every conv here, so the forward pass does not change when a conv's weights are "
+              "scaled up, while ∂y/∂m shrinks as 1/scale: L_sp can be lowered without looking elsewhere. Measured: the "
+              "constrained conv's weight norm and the running std of the BatchNorm after it, each ÷ the control's "
+              "(mean ± std over seeds).", "", "| arm | ‖W_r‖ ÷ control | BN running std after r ÷ control | "
+              "shuffled-test Δ vs control |", "|---|---|---|---|"]
+    for layer, beta in budget["space"]:
+        idx = int(layer.split(".")[1])
+        if layer == BN_LAYER:
+            continue
+        w_ratio, s_ratio = [], []
+        for seed_ in budget["seeds"]:
+            arm = load_state_dict(cache / f"seed{seed_}" / f"space-{layer}-b{beta:g}" / "best.safetensors")
+            ctl = load_state_dict(cache / f"seed{seed_}" / "control" / "best.safetensors")
+            w = f"features.{idx}.weight"
+            v = f"features.{idx + 1}.running_var"
+            w_ratio.append(float(arm[w].norm() / ctl[w].norm()))
+            s_ratio.append(float(arm[v].sqrt().mean() / ctl[v].sqrt().mean()))
+        key = f"space {layer} β={beta:g}"
+        lines.append(f"| {key} | {fmt(w_ratio, scale=1, digits=3)} | {fmt(s_ratio, scale=1, digits=3)} | "
+                     f"{fmt([r[key]['test_shuffled'] - r['control']['test_shuffled'] for r in rows], signed=True)} |")
+    default_px = scaled_expansion(30, 44)
+    lines += ["", "Mask resolution: the mean background weight the space-wise loss gives the decoy's pixels (1 = fully "
+              "penalised), after area-interpolating the foreground to each layer's map, for the exact object box and for "
+              f"the default expansion (the paper's 30 px at 224 px = {default_px} px at 44 px).", "",
+              "| layer | map | exact box | expanded by " + f"{default_px} px |", "|---|---|---|---|"]
+    for layer, size in (("features.0", 44), ("features.4", 22), ("features.8", 11)):
+        lines.append(f"| {layer} | {size}×{size} | {decoy_background_weight(data, size, 0):.3f} | "
+                     f"{decoy_background_weight(data, size, default_px):.3f} |")
+    lines += ["", "Normalisation: `normalize=True` divides L_sp by J·K·h·w, a constant for a given layer, so it is the same "
+              "objective as the paper's sum with β scaled by that constant (β=100 here ≈ β=" + f"{100 / (128 * 11 * 11):.1e}"
+              + " unnormalised at features.8); the β sweep above covers it."]
+    return lines
+
+
+class _CE:
+    """Cross-entropy alone, in the LossTerms shape, for the gradient-reach reference row."""
+
+    def attach(self, model):
+        import contextlib
+
+        return contextlib.nullcontext(self)
+
+    def __call__(self, logits, labels, batch=(), step=0):
+        return {"ce": torch.nn.functional.cross_entropy(logits, labels)}
 
 
 def arm_table(rows: list[dict], arms: list[str]) -> list[str]:
@@ -170,10 +287,12 @@ def main(argv=None) -> int:
               f"validation. Every other arm fine-tunes the original {b['ft_epochs']} epochs at lr {S.FINETUNE_LR} with the "
               f"same seed and data order as the control; L_sp uses J={NOISE_DRAWS}, per-element-mean normalisation and "
               f"the exact object box as foreground (no expansion; see the ablations for expansion). Default layer "
-              f"{DEFAULT_LAYER} (11×11 map), shallower {b['shallow']} (22×22). Seeds {b['seeds']}. The decoy share of the input "
+              f"{DEFAULT_LAYER} (11×11 map, the conv output, as the paper hooks convs), shallower {b['shallow']} (22×22); "
+              f"{BN_LAYER} is the BatchNorm output after {DEFAULT_LAYER} (same map, but invariant to the conv's scale). Seeds {b['seeds']}. The decoy share of the input "
               f"gradient is over the first {GRAD_SAMPLES} shuffled-test images (the patch is 1.9 % of the canvas).", "",
               S.SPLIT_NOTE, "", "## Accuracy (%) and decoy reliance, mean ± std over seeds", ""]
     lines += arm_table(rows, arms)
+    lines += [""] + investigation(rows, decoy_data(args, b), b, S.study_cache(args, "e2", b))
     if args.out:
         from model_doctor.io import atomic_write_json
 

@@ -134,7 +134,7 @@ class ModelDoctorLoss:
         if reduce not in ("abs", "relu"):
             raise ValueError(f"reduce={reduce!r}; use 'abs' (paper) or 'relu' (official code)")
         if tail_bn not in ("eval", "train"):
-            raise ValueError(f"tail_bn={tail_bn!r}; use 'eval' (running statistics, default) or 'train'")
+            raise ValueError(f"tail_bn={tail_bn!r}; use 'train' (batch statistics, default) or 'eval' (running statistics)")
         if every < 1 or noise_draws < 0 or warmup_steps < 0:
             raise ValueError(f"every={every}, noise_draws={noise_draws}, warmup_steps={warmup_steps}; use every >= 1 and the others >= 0")
         self.diagnosis = diagnosis
