@@ -46,7 +46,14 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--root", default=str(SHARED_DATA), help="folder holding FashionMNIST/raw (default ../shared/data)")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench"), help="trained models, resumable")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="only these seeds (to split a study across processes; the cache joins them: rerun without "
+                         "--seeds for the full table)")
     return ap
+
+
+def with_seeds(budget: dict, seeds: list[int] | None) -> dict:
+    return {**budget, "seeds": list(seeds)} if seeds else budget
 
 
 #: the settings every cached run of a study depends on; arms, seeds and weights have their own folders

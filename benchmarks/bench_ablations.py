@@ -60,7 +60,8 @@ def run(args, budget: dict) -> list[dict]:
                                                      train=LimitedMasks(data["train"], per_class, seed=seed))
         for px in budget["paper_px"]:
             ex = scaled_expansion(px, CANVAS)
-            rec[("expand", px, ex)] = ft(f"space-{layer}-b{b:g}-exp{ex}", terms=E2.space_arm(diag, layer, b, seed),
+            name = f"space-{layer}-b{b:g}" + (f"-exp{ex}" if ex else "")  # no expansion: E2's own arm
+            rec[("expand", px, ex)] = ft(name, terms=E2.space_arm(diag, layer, b, seed),
                                          train=ExpandedMasks(data["train"], ex) if ex else None)
         rows.append(rec)
         print(f"seed {seed} done", flush=True)
@@ -81,7 +82,7 @@ def section(rows, kind: str, title: str, label) -> list[str]:
 def main(argv=None) -> int:
     args = S.parser(__doc__).parse_args(argv)
     S.setup(args)
-    b = BUDGETS[args.budget]
+    b = S.with_seeds(BUDGETS[args.budget], args.seeds)
     rows = run(args, b)
     e2b = E2.BUDGETS[args.budget]
     lines = header("Ablations on decoy Fashion-MNIST (Fig. 6, Tables 2-3)", "bench_ablations.py", args.budget)

@@ -97,7 +97,7 @@ def table(records: list[dict], budget: dict) -> list[str]:
 def main(argv=None) -> int:
     args = S.parser(__doc__).parse_args(argv)
     S.setup(args)
-    b = BUDGETS[args.budget]
+    b = S.with_seeds(BUDGETS[args.budget], args.seeds)
     records = run(args, b)
     n_train = b["n_train"]
     lines = header("E1: channel-wise constraint vs CE-only fine-tune, Fashion-MNIST", "bench_e1_channel.py", args.budget)

@@ -39,7 +39,7 @@ BUDGETS = {
     "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=4000, n_test=None, orig_epochs=10, ft_epochs=4,
                  space=[("features.8", 10.0), ("features.8", 100.0), ("features.8", 1000.0),
                         ("features.4", 100.0), ("features.4", 1000.0), ("features.9", 100.0), ("features.9", 1000.0)],
-                 rrr=[1.0, 10.0], shallow="features.4"),
+                 rrr=[1.0, 10.0, 100.0], shallow="features.4"),
 }
 DEFAULT_LAYER = "features.8"          # the architecture's default (last conv) layer
 DIAG_LAYERS = ["features.0", "features.4", "features.8"]
@@ -277,7 +277,7 @@ def arm_table(rows: list[dict], arms: list[str]) -> list[str]:
 def main(argv=None) -> int:
     args = S.parser(__doc__).parse_args(argv)
     S.setup(args)
-    b = BUDGETS[args.budget]
+    b = S.with_seeds(BUDGETS[args.budget], args.seeds)
     rows = run(args, b)
     arms = [k for k in rows[0] if k != "seed"]
     lines = header("E2: space-wise constraint on decoy Fashion-MNIST", "bench_e2_space.py", args.budget)

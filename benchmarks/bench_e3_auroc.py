@@ -46,7 +46,7 @@ def run(args, budget: dict) -> list[dict]:
 def main(argv=None) -> int:
     args = S.parser(__doc__).parse_args(argv)
     S.setup(args)
-    b = E1.BUDGETS[args.budget]
+    b = S.with_seeds(E1.BUDGETS[args.budget], args.seeds)
     rows = run(args, b)
     lines = header("E3: misclassification detection by the deviation score, Fashion-MNIST", "bench_e3_auroc.py", args.budget)
     lines += [f"Models: E1's originals (`bench_e1_channel.py --budget {args.budget}`: {b['n_train']} training images, "

@@ -19,3 +19,55 @@ def test_benchmark_small_budget(script, expect, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
     assert expect in text and "Command: `python benchmarks/" in text and text.count("\n|") >= 4
+
+
+def _run(script: str, tmp_path, *extra: str) -> str:
+    out = tmp_path / f"{script}.md"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--budget", "small", "--out", str(out),
+                          "--cache", str(tmp_path / "cache"), *extra], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    assert "Command: `python benchmarks/" in text and "not the original train/test split" in text
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_e1_then_e3_small(shared_data, tmp_path):
+    e1 = _run("bench_e1_channel.py", tmp_path, "--root", str(shared_data))
+    assert "| tinycnn | features.8 |" in e1 and "Δ treated − control" in e1
+    assert (tmp_path / "bench_e1_channel.py.json").is_file()
+    originals = sorted((tmp_path / "cache" / "e1").glob("*/tinycnn/seed*/original/result.json"))
+    stamps = [p.stat().st_mtime_ns for p in originals]
+    e3 = _run("bench_e3_auroc.py", tmp_path, "--root", str(shared_data))
+    row = next(line for line in e3.splitlines() if line.startswith("| tinycnn"))
+    aurocs = [float(cell.split("±")[0]) for cell in row.strip("|").split("|")[3:]]
+    assert len(aurocs) == 3 and all(0.0 <= a <= 1.0 for a in aurocs)
+    assert len(originals) == 2 and [p.stat().st_mtime_ns for p in originals] == stamps  # E3 reused E1's models
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_e2_then_ablations_small(shared_data, tmp_path):
+    e2 = _run("bench_e2_space.py", tmp_path, "--root", str(shared_data))
+    for arm in ("| original |", "| ceiling |", "| control |", "| space features.8 β=100 |", "| space features.4 β=100 |",
+                "| RRR λ=10 |"):
+        assert arm in e2, arm
+    ab = _run("bench_ablations.py", tmp_path, "--root", str(shared_data))
+    assert "Layer depth" in ab and "Annotated images per class" in ab and "30 px at 224 → 6 px at 44" in ab
+
+
+def test_collect_performance_copies_tables_and_provenance(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import collect_performance
+
+    for md, ratio in (("diagnosis.md", "16.2"), ("treatment.md", "1.46")):
+        (tmp_path / md).write_text(f"# x\n\nCommand: `python benchmarks/{md}`  \nDate: 2026-01-01\n\n| a | b |\n|---|---|\n"
+                                   f"| m | {ratio} |\n\nmore text\n")
+    out = tmp_path / "performance.md"
+    assert collect_performance.main(["--results", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| m | 16.2 |" in text and "| m | 1.46 |" in text and text.count("Date: 2026-01-01") == 2
+    (tmp_path / "treatment.md").unlink()
+    with pytest.raises(SystemExit, match="treatment.md is missing"):
+        collect_performance.main(["--results", str(tmp_path)])
