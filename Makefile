@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench evidence clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_diagnose.py
+
+# The evidence studies at full budget (about 1.5 h on 2 CPU cores; cached and resumable under runs/bench).
+evidence: $(STAMP)
+	$(PY) benchmarks/bench_e1_channel.py --out docs/results/e1_channel.md
+	$(PY) benchmarks/bench_e3_auroc.py --out docs/results/e3_auroc.md
+	$(PY) benchmarks/bench_e2_space.py --out docs/results/e2_space.md
+	$(PY) benchmarks/bench_ablations.py --out docs/results/ablations.md
+	$(PY) benchmarks/collect_performance.py --out docs/results/performance.md
+	$(PY) -m model_doctor reproduce cpu-small
+	cp runs/reproduce/cpu-small/table.md docs/results/reproduce_cpu_small.md  # it carries its own command, machine, date
 
 clean:
 	rm -rf runs build *.egg-info src/*.egg-info

@@ -73,6 +73,7 @@ class GridConfig:
     treat: GridTreat = field(default_factory=GridTreat)
     diagnose: GridDiagnose = field(default_factory=GridDiagnose)
     out: str = "runs/reproduce"
+    source: str | None = None        # the grid file or shipped name it was read from (set by load_grid)
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -98,6 +99,7 @@ def load_grid(path: str | Path) -> GridConfig:
         raise FileNotFoundError(f"grid file {str(path)!r} not found; pass a YAML grid path or one of "
                                 f"{', '.join(BUILTIN_GRIDS)} (the shipped grids)")
     grid = _build(GridConfig, yaml.safe_load(p.read_text()) or {}, "")
+    grid.source = str(path)
     bad = [v for v in grid.variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"unknown variant {bad[0]!r}; use some of {', '.join(VARIANTS)}")
@@ -234,12 +236,26 @@ def run_grid(grid: GridConfig, log: Callable[[str], None] = print) -> dict[str, 
 def grid_table(grid: GridConfig, result: dict[str, Any]) -> str:
     """Table-1-style markdown: test accuracy (%) mean ± std over seeds, and Δ of each treated
     variant against the CE-only control (paired by seed)."""
+    import datetime
+    import os
+    import platform
+
     cells = result["cells"]
     variants = [v for v in VARIANTS if v in grid.variants]
     treated = [v for v in ("channel", "space", "all") if v in variants]
-    lines = ["Test accuracy (%), mean ± std over seeds " + ", ".join(map(str, grid.seeds)) + "."]
+    t = grid.treat
+    lines = [f"# Table-1 grid ({grid.out})", "",
+             f"Command: `model-doctor reproduce {grid.source or 'GRID.yaml'}`  ",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+             f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}  ", f"Date: {datetime.date.today().isoformat()}", "",
+             f"Base: {grid.train.epochs} epochs, SGD lr {grid.train.lr}, cosine, best epoch on a 10 % validation split "
+             f"of the training data. Variants fine-tune the base for {t.epochs} epochs at lr {t.lr} with the same seed and "
+             f"data order: α={t.alpha:g} (+Channel), β={t.beta:g} (+Space), J={t.noise_draws}, layers "
+             f"{t.layers or 'per-architecture default'}, {t.annotated_per_class} annotated images per class. Training "
+             f"subset: {grid.train_subset or 'all'}; test subset: {grid.test_subset or 'all'}.", "",
+             "Test accuracy (%), mean ± std over seeds " + ", ".join(map(str, grid.seeds)) + "."]
     if "control" in variants:
-        lines[0] += " Δ = variant − CE-only control with the same schedule and seed."
+        lines[-1] += " Δ = variant − CE-only control with the same schedule and seed."
     for ds in grid.datasets:
         head = ["model"] + [_LABELS[v] for v in variants] + ([f"Δ {_LABELS[v]}" for v in treated] if "control" in variants else [])
         lines += ["", f"### {ds}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
