@@ -41,31 +41,36 @@ BUDGETS = {
 NOISE_DRAWS = 1  # default J in the treatment passes (the diagnosis uses J=10); J=10 costs up to 8x per step on CPU
 
 
-def run(args, budget: dict) -> list[dict]:
-    """One record per (arch, seed) with every arm's val/test accuracy (all cached under --cache)."""
+def originals(args, budget: dict):
+    """Yield ``(arch, seed, run_dir, model, original result, diagnosis, (train, val, test))`` for
+    every E1 original (trained once, cached; E3 examines the same models)."""
     data = S.fashion(args, budget["n_train"], budget["n_test"])
-    tr, va, te = data
     cache = S.study_cache(args, "e1", budget)
-    records = []
     for arch in budget["archs"]:
-        layer = default_layers(arch)
         for seed in budget["seeds"]:
             model, orig = S.original(cache, arch, seed, data, budget["orig_epochs"], 28)
             run_dir = cache / arch / f"seed{seed}"
-            diag = S.diagnosis(run_dir, model, tr, [layer])
-            ft = S.finetune_cfg(budget["ft_epochs"], seed, arch)
-            rec = {"arch": arch, "seed": seed, "layer": layer, "empty_classes": S.empty_classes(diag),
-                   "original": orig}
-            _, rec["control"] = cached_run(run_dir / "control", copy_of(model), tr, va, ft, 10, test=te, tag="control")
-            for label in budget["arms"][arch]:
-                folder, kw = ARMS[label]
-                kw = {"noise_draws": NOISE_DRAWS, **kw}
-                terms = (lambda kw=kw: ModelDoctorLoss(diag, [layer], beta=0.0, seed=seed, **kw))
-                _, rec[label] = cached_run(run_dir / folder, copy_of(model), tr, va, ft, 10, test=te, terms=terms,
-                                           tag="treated")
-            records.append(rec)
-            print(f"{arch} seed {seed}: original {orig['test_acc']:.4f} control {rec['control']['test_acc']:.4f} "
-                  + " ".join(f"{label} {rec[label]['test_acc']:.4f}" for label in budget["arms"][arch]), flush=True)
+            yield arch, seed, run_dir, model, orig, S.diagnosis(run_dir, model, data[0], [default_layers(arch)]), data
+
+
+def run(args, budget: dict) -> list[dict]:
+    """One record per (arch, seed) with every arm's val/test accuracy (all cached under --cache)."""
+    records = []
+    for arch, seed, run_dir, model, orig, diag, (tr, va, te) in originals(args, budget):
+        layer = diag.layers[0]
+        ft = S.finetune_cfg(budget["ft_epochs"], seed, arch)
+        rec = {"arch": arch, "seed": seed, "layer": layer, "empty_classes": S.empty_classes(diag),
+               "original": orig}
+        _, rec["control"] = cached_run(run_dir / "control", copy_of(model), tr, va, ft, 10, test=te, tag="control")
+        for label in budget["arms"][arch]:
+            folder, kw = ARMS[label]
+            kw = {"noise_draws": NOISE_DRAWS, **kw}
+            terms = (lambda kw=kw: ModelDoctorLoss(diag, [layer], beta=0.0, seed=seed, **kw))
+            _, rec[label] = cached_run(run_dir / folder, copy_of(model), tr, va, ft, 10, test=te, terms=terms,
+                                       tag="treated")
+        records.append(rec)
+        print(f"{arch} seed {seed}: original {orig['test_acc']:.4f} control {rec['control']['test_acc']:.4f} "
+              + " ".join(f"{label} {rec[label]['test_acc']:.4f}" for label in budget["arms"][arch]), flush=True)
     return records
 
 

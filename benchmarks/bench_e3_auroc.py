@@ -22,24 +22,17 @@ from _common import emit, header  # noqa: E402
 from model_doctor import examine  # noqa: E402
 from model_doctor.experiment import fmt  # noqa: E402
 from model_doctor.pipeline import misclassification_auroc  # noqa: E402
-from model_doctor.zoo import default_layers  # noqa: E402
 
 
 def run(args, budget: dict) -> list[dict]:
-    data = S.fashion(args, budget["n_train"], budget["n_test"])
-    tr, _, te = data
-    cache = S.study_cache(args, "e1", budget)
     rows = []
-    for arch in budget["archs"]:
-        for seed in budget["seeds"]:
-            model, orig = S.original(cache, arch, seed, data, budget["orig_epochs"], 28)
-            diag = S.diagnosis(cache / arch / f"seed{seed}", model, tr, [default_layers(arch)])
-            ex = examine(model, diag, te, derivative_maps=False)
-            wrong = ex.misclassified
-            au = misclassification_auroc(ex.deviation, ex.confidence, wrong)
-            rows.append({"arch": arch, "seed": seed, "test_acc": 1.0 - float(wrong.float().mean()),
-                         "wrong": int(wrong.sum()), **au})
-            print(f"{arch} seed {seed}: " + " ".join(f"{k} {v:.3f}" for k, v in au.items() if v is not None), flush=True)
+    for arch, seed, _, model, _, diag, (_, _, te) in E1.originals(args, budget):
+        ex = examine(model, diag, te, derivative_maps=False)
+        wrong = ex.misclassified
+        au = misclassification_auroc(ex.deviation, ex.confidence, wrong)
+        rows.append({"arch": arch, "seed": seed, "test_acc": 1.0 - float(wrong.float().mean()),
+                     "wrong": int(wrong.sum()), **au})
+        print(f"{arch} seed {seed}: " + " ".join(f"{k} {v:.3f}" for k, v in au.items() if v is not None), flush=True)
     return rows
 
 
