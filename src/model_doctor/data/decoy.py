@@ -113,20 +113,22 @@ def make_decoy(cfg: DecoyConfig, cache_dir: str | Path | None = None) -> DecoyDa
     ox = torch.randint(p, s - obj - p + 1, (n,), generator=g)
     corner = torch.randint(0, 4, (n,), generator=g)
     shade_class = torch.randint(0, nc, (n,), generator=g) if shuffle else targets
-    for i in range(n):
-        images[i, :, oy[i]:oy[i] + obj, ox[i]:ox[i] + obj] = objs[i]
-        shade = int(round(float(shades[shade_class[i]]) * 255))
-        if cfg.kind == "patch":
-            cy = 0 if corner[i] < 2 else s - p
-            cx = 0 if corner[i] % 2 == 0 else s - p
-            images[i, :, cy:cy + p, cx:cx + p] = shade
-            dboxes[i] = torch.tensor([cy, cx, p])
-        else:
-            bh = max(1, p // 2)
-            cy = 0 if corner[i] < 2 else s - bh
-            images[i, :, cy:cy + bh, :] = shade
-            dboxes[i] = torch.tensor([cy, 0, bh])
-        boxes[i] = torch.tensor([oy[i], ox[i], obj])
+    # paste every object and decoy at once: index grids [n, rows, cols] (same draws as one image at a time)
+    idx = torch.arange(n)[:, None, None]
+    span = torch.arange(obj)
+    images[idx, 0, (oy[:, None] + span)[:, :, None], (ox[:, None] + span)[:, None, :]] = objs[:, 0]
+    shade = (shades[shade_class] * 255).round().to(torch.uint8)  # round half to even, as round() did
+    if cfg.kind == "patch":
+        cy, cx, h, w = torch.where(corner < 2, 0, s - p), torch.where(corner % 2 == 0, 0, s - p), p, p
+        dboxes[:] = torch.stack([cy, cx, torch.full_like(cy, p)], 1)
+    else:
+        bh = max(1, p // 2)
+        cy, cx, h, w = torch.where(corner < 2, 0, s - bh), torch.zeros_like(corner), bh, s
+        dboxes[:] = torch.stack([cy, cx, torch.full_like(cy, bh)], 1)
+    rows = (cy[:, None] + torch.arange(h))[:, :, None]
+    cols = (cx[:, None] + torch.arange(w))[:, None, :]
+    images[idx, 0, rows, cols] = shade[:, None, None].expand(n, h, w)
+    boxes[:] = torch.stack([oy, ox, torch.full_like(oy, obj)], 1)
     has = torch.ones(n, dtype=torch.bool)
     if cfg.annotated_per_class is not None:
         has[:] = False
