@@ -34,9 +34,8 @@ ARMS = {
 BUDGETS = {
     "small": dict(archs=["tinycnn"], seeds=[0, 1], n_train=1500, n_test=2000, orig_epochs=5, ft_epochs=2,
                   arms={"tinycnn": ["α=10"]}),
-    "full": dict(archs=["tinycnn", "smallcnn", "squeezenet"], seeds=[0, 1, 2], n_train=5000, n_test=None,
-                 orig_epochs=12, ft_epochs=5,
-                 arms={"tinycnn": list(ARMS), "smallcnn": list(ARMS), "squeezenet": ["α=10", "α=100"]}),
+    "full": dict(archs=["tinycnn", "smallcnn", "wrn10_1"], seeds=[0, 1, 2], n_train=5000, n_test=None,
+                 orig_epochs=12, ft_epochs=5, arms={"tinycnn": list(ARMS), "smallcnn": list(ARMS), "wrn10_1": list(ARMS)}),
 }
 NOISE_DRAWS = 1  # default J in the treatment passes (the diagnosis uses J=10); J=10 costs up to 8x per step on CPU
 
@@ -108,9 +107,10 @@ def main(argv=None) -> int:
     lines = header("E1: channel-wise constraint vs CE-only fine-tune, Fashion-MNIST", "bench_e1_channel.py", args.budget)
     lines += [f"Setup: {n_train} training images (a fixed random subset; validation = a fixed 10 % of them), "
               f"test = {'all 10000' if b['n_test'] is None else b['n_test']} test images, 28×28 grey. "
-              f"Original: {b['orig_epochs']} epochs, SGD lr {S.ORIGINAL_LR} (SqueezeNet {S.ORIGINAL_LR_BY_ARCH['squeezenet']}: at "
-              f"{S.ORIGINAL_LR} its CE stays at ln 10 — dead ReLUs, no BatchNorm), momentum 0.9, wd 5e-4, cosine, best epoch on "
-              f"validation. Diagnosis: the default layer, J=10, δ=0.1, ≤100 training images per class with confidence > 0.9. "
+              f"Original: {b['orig_epochs']} epochs, SGD lr {S.ORIGINAL_LR}, momentum 0.9, wd 5e-4, cosine, best epoch on "
+              f"validation. (SqueezeNet was the first choice of third architecture and is not here because it did not "
+              f"train in this setup: its CE stayed at ln 10 for all 12 epochs at lr 0.05, and it reached 21 % validation "
+              f"accuracy at lr 0.01; WRN-10-1, a residual net, replaced it.) Diagnosis: the default layer, J=10, δ=0.1, ≤100 training images per class with confidence > 0.9. "
               f"Fine-tune (both arms): {b['ft_epochs']} epochs, lr = the original's × {S.FINETUNE_LR_RATIO:g}, cosine, identical seed and data order; "
               f"treated = CE + α·L_ch (paper variant of Eq. 5 unless marked official, per-element-mean normalisation, "
               f"J={NOISE_DRAWS} in the constraint unless marked, θ=0.2); best epoch of each arm on validation; the arm "

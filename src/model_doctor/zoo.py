@@ -96,6 +96,13 @@ def tinycnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32, s
     return SmallCNN(in_channels, num_classes, width=8)
 
 
+@register_model("wrn10_1", default_layers="block3.0.conv2", paper_name="(WideResNet-10-1: the paper's WRN family at CPU size)")
+def wrn10_1(in_channels: int = 1, num_classes: int = 10, image_size: int = 32, small: bool | None = None) -> nn.Module:
+    from .archs import WideResNet
+
+    return WideResNet(10, 1, in_channels, num_classes)
+
+
 from . import paper_models  # noqa: E402,F401  (registers the paper's 16 architectures)
 from .paper_models import PAPER_MODELS  # noqa: E402
 
