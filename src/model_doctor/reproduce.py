@@ -138,7 +138,7 @@ def _data(grid: GridConfig, name: str):
     test = subset(load_dataset(name, "test", **kw), grid.test_subset, seed=0)
     masked = None
     if name.startswith("decoy-") or name in grid.masks:
-        from .data.masks import ExpandedMasks, LimitedMasks, scaled_expansion
+        from .data.masks import ExpandedMasks, scaled_expansion
 
         size = int(train_full[0][0].shape[-1])
         expand = grid.treat.expand if grid.treat.expand is not None else scaled_expansion(30, size)
@@ -151,10 +151,12 @@ def _data(grid: GridConfig, name: str):
                                                        dataset_root=spec["path"]), expand)
         else:
             masked = ExpandedMasks(train_full, expand)
-        if grid.treat.annotated_per_class is not None:
-            masked = LimitedMasks(masked, grid.treat.annotated_per_class, seed=0)
     tr, va = split_train_val(train_full, 0.1, seed=0)
     tr_masked = torch.utils.data.Subset(masked, tr.indices) if masked is not None else None
+    if tr_masked is not None and grid.treat.annotated_per_class is not None:
+        from .data.masks import LimitedMasks
+
+        tr_masked = LimitedMasks(tr_masked, grid.treat.annotated_per_class, seed=0)  # annotations in the training part
     return tr, va, test, tr_masked, int(train_full[0][0].shape[0]), int(train_full[0][0].shape[-1])
 
 
