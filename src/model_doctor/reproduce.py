@@ -260,7 +260,8 @@ def grid_table(grid: GridConfig, result: dict[str, Any]) -> str:
         lines[-1] += " Δ = variant − CE-only control with the same schedule and seed."
     for ds in grid.datasets:
         head = ["model"] + [_LABELS[v] for v in variants] + ([f"Δ {_LABELS[v]}" for v in treated] if "control" in variants else [])
-        lines += ["", f"### {ds}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        note = " (test split with shuffled decoys: accuracy there measures the shortcut)" if ds.startswith("decoy-") else ""
+        lines += ["", f"### {ds}{note}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for m in grid.models:
             acc = {v: {c["seed"]: c["test_acc"] for c in cells if (c["dataset"], c["model"], c["variant"]) == (ds, m, v)}
                    for v in variants}

@@ -28,7 +28,7 @@ def test_tiny_grid_runs_and_resumes(tmp_path, capsys):
     assert main(["reproduce", str(grid)]) == 0
     first = capsys.readouterr().out
     table = (out / "table.md").read_text()
-    assert "### digits" in table and "### decoy-digits" in table and "Δ +Channel" in table
+    assert "### digits" in table and "### decoy-digits (test split with shuffled decoys" in table and "Δ +Channel" in table
     cells = json.loads((out / "cells.json").read_text())
     got = {(c["dataset"], c["variant"]) for c in cells["cells"]}
     assert got == {("digits", v) for v in ("base", "control", "channel")} | \
