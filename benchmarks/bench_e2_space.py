@@ -215,25 +215,28 @@ def investigation(rows: list[dict], data: dict, budget: dict, cache: Path) -> li
     lines.append(f"| RRR (input gradient) | input | — | {gradient_reach(orig, RRRLoss(1.0), data, 8):.2e} |")
     from model_doctor.io import load_state_dict
 
-    lines += ["", "BatchNorm follows every conv here, so the forward pass does not change when a conv's weights are "
-              "scaled up, while ∂y/∂m shrinks as 1/scale: L_sp can be lowered without looking elsewhere. Measured: the "
-              "constrained conv's weight norm and the running std of the BatchNorm after it, each ÷ the control's "
-              "(mean ± std over seeds).", "", "| arm | ‖W_r‖ ÷ control | BN running std after r ÷ control | "
-              "shuffled-test Δ vs control |", "|---|---|---|---|"]
+    lines += ["", "A BatchNorm follows every conv here and divides the feature map by its batch std σ, so ∂y/∂m ∝ γ/σ "
+              "everywhere, background and object alike, while the forward pass does not depend on the map's scale: "
+              "raising σ lowers L_sp without changing what the network looks at. Measured: the constrained conv's weight "
+              "norm, the mean |γ| of the BatchNorm before it, and the running std σ of the BatchNorm after it, each ÷ the "
+              "control's (mean ± std over seeds).", "", "| arm | ‖W_r‖ ÷ control | mean abs γ before r ÷ control | "
+              "BN running std after r ÷ control | shuffled-test Δ vs control |", "|---|---|---|---|---|"]
     for layer, beta in budget["space"]:
         idx = int(layer.split(".")[1])
         if layer == BN_LAYER:
             continue
-        w_ratio, s_ratio = [], []
+        w_ratio, g_ratio, s_ratio = [], [], []
         for seed_ in budget["seeds"]:
             arm = load_state_dict(cache / f"seed{seed_}" / f"space-{layer}-b{beta:g}" / "best.safetensors")
             ctl = load_state_dict(cache / f"seed{seed_}" / "control" / "best.safetensors")
-            w = f"features.{idx}.weight"
-            v = f"features.{idx + 1}.running_var"
+            w, v, g = f"features.{idx}.weight", f"features.{idx + 1}.running_var", f"features.{idx - 3}.weight"
             w_ratio.append(float(arm[w].norm() / ctl[w].norm()))
             s_ratio.append(float(arm[v].sqrt().mean() / ctl[v].sqrt().mean()))
+            if g in arm:  # features.0 has no BatchNorm before it
+                g_ratio.append(float(arm[g].abs().mean() / ctl[g].abs().mean()))
         key = f"space {layer} β={beta:g}"
-        lines.append(f"| {key} | {fmt(w_ratio, scale=1, digits=3)} | {fmt(s_ratio, scale=1, digits=3)} | "
+        lines.append(f"| {key} | {fmt(w_ratio, scale=1, digits=3)} | {fmt(g_ratio, scale=1, digits=3)} | "
+                     f"{fmt(s_ratio, scale=1, digits=3)} | "
                      f"{fmt([r[key]['test_shuffled'] - r['control']['test_shuffled'] for r in rows], signed=True)} |")
     default_px = scaled_expansion(30, 44)
     lines += ["", "Mask resolution: the mean background weight the space-wise loss gives the decoy's pixels (1 = fully "
