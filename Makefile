@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_diagnose.py
 
-# The evidence studies at full budget (about 1.5 h on 2 CPU cores; cached and resumable under runs/bench).
+# The evidence studies at full budget (each under an hour, about 2 h together on 2 CPU cores; cached and resumable under runs/bench).
 evidence: $(STAMP)
 	$(PY) benchmarks/bench_e1_channel.py --out docs/results/e1_channel.md
 	$(PY) benchmarks/bench_e3_auroc.py --out docs/results/e3_auroc.md
