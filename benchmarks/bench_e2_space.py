@@ -204,9 +204,9 @@ def investigation(rows: list[dict], data: dict, budget: dict, cache: Path) -> li
              "that.", "", "| loss | layer | tail_bn | share on layers ≤ r |", "|---|---|---|---|"]
     bn_path = cache / f"seed{seed}" / f"diagnosis-{BN_LAYER}"
     for layer in (DEFAULT_LAYER, budget["shallow"], "features.0", BN_LAYER):
-        d = Diagnosis.load(bn_path) if layer == BN_LAYER else diag
         if layer == BN_LAYER and not (bn_path / "diagnosis.json").is_file():
-            continue
+            continue  # the budget has no BatchNorm-output arm
+        d = Diagnosis.load(bn_path) if layer == BN_LAYER else diag
         idx = int(layer.split(".")[1])
         for tail_bn in ("train", "eval"):
             terms = ModelDoctorLoss(d, [layer], alpha=0.0, beta=1.0, noise_draws=NOISE_DRAWS, tail_bn=tail_bn)
