@@ -59,7 +59,8 @@ def fmt(values: Sequence[float], scale: float = 100.0, digits: int = 2, signed: 
 def cached_run(out_dir: str | Path, start: Callable[[], nn.Module], train: Dataset, val: Dataset,
                fit_cfg: FitConfig, num_classes: int, *, test: Dataset | None = None,
                terms: Callable[[], LossTerms | None] | None = None, tag: str = "run",
-               extra: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+               extra: dict[str, Any] | None = None,
+               select: Callable[[nn.Module], dict[str, Any]] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``start()`` (a fresh model, or a copy of an original) once and cache the result.
 
     Returns the model holding its best-validation weights and the result: ``val_acc``,
@@ -75,13 +76,14 @@ def cached_run(out_dir: str | Path, start: Callable[[], nn.Module], train: Datas
         model.load_state_dict(load_state_dict(out / "best.safetensors"))
         return model, json.loads(done.read_text())
     t0 = time.perf_counter()
-    res = fit(model, train, val, fit_cfg, num_classes, terms=terms() if terms else None, out_dir=out, resume=True, tag=tag)
+    res = fit(model, train, val, fit_cfg, num_classes, terms=terms() if terms else None, out_dir=out, resume=True, tag=tag,
+              select=select)
     seconds = time.perf_counter() - t0
     atomic_save_safetensors(out / "best.safetensors", {k: v.detach().contiguous() for k, v in model.state_dict().items()})
     result: dict[str, Any] = {
         "val_acc": res.best_val_acc, "best_epoch": res.best_epoch, "skipped_steps": res.skipped_steps,
         "last_losses": {k: v for k, v in (res.history[-1] if res.history else {}).items() if k.startswith("loss_")},
-        "seconds": seconds, **(extra or {}),
+        "seconds": seconds, "best_row": res.best_row, **(extra or {}),
     }
     if test is not None:
         result["test_acc"] = evaluate(model, test, num_classes)["acc"]

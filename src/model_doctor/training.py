@@ -84,6 +84,7 @@ class FitResult:
     best_val_acc: float
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped_steps: int = 0
+    best_row: dict[str, Any] = field(default_factory=dict)  # the chosen epoch's metrics row (incl. selection)
 
 
 def split_train_val(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
@@ -144,8 +145,13 @@ def _state_bytes(obj: Any) -> bytes:
 
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, num_classes: int, *,
         terms: LossTerms | None = None, out_dir: str | Path | None = None, resume: bool = False,
-        tag: str = "train", log: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+        tag: str = "train", log: Callable[[dict[str, Any]], None] | None = None,
+        select: Callable[[nn.Module], dict[str, Any]] | None = None) -> FitResult:
     """Train ``model`` in place with CE (+ ``terms``); leave it holding the best-validation weights.
+
+    ``select(model)`` (optional) is called after each epoch's validation; its dict is logged in the
+    epoch's row and its ``"select_score"`` replaces validation accuracy as the criterion for the
+    best epoch (e.g. :func:`model_doctor.treatment.space.selection_score`; never test data).
 
     Files in ``out_dir`` (when given): ``checkpoint.pt`` (every epoch, atomic), ``best.safetensors``
     and ``metrics.jsonl`` (one line per epoch).
@@ -221,9 +227,13 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                 row = {"tag": tag, "epoch": epoch + 1, **{f"loss_{k}": v / max(n_steps, 1) for k, v in sums.items()},
                        "val_acc": val["acc"], "val_loss": val["loss"], "lr": opt.param_groups[0]["lr"],
                        "skipped_steps": skipped}
+                score = val["acc"]
+                if select is not None:
+                    row.update(select(model))
+                    score = float(row.get("select_score", score))
                 history.append(row)
-                if val["acc"] > best_acc:
-                    best_acc, best_epoch = val["acc"], epoch + 1
+                if score > best_acc:
+                    best_acc, best_epoch = score, epoch + 1
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     if out:
                         atomic_save_safetensors(out / "best.safetensors", best_state)
@@ -249,4 +259,6 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
         if writer is not None:
             writer.close()
     model.load_state_dict(best_state)
-    return FitResult(best_epoch=best_epoch, best_val_acc=best_acc, history=history, skipped_steps=skipped)
+    best_row = next((r for r in history if r["epoch"] == best_epoch), {})
+    return FitResult(best_epoch=best_epoch, best_val_acc=float(best_row.get("val_acc", best_acc)), history=history,
+                     skipped_steps=skipped, best_row=best_row)

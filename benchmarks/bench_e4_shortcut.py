@@ -1,0 +1,287 @@
+"""E4 — which space-wise constraint removes a shortcut, chosen without test data? Decoy Fashion-MNIST.
+
+Study ``finetune`` (the practical setting): a decoy-trained original (10 epochs) is fine-tuned
+4 epochs with N annotated training images per class (default 20; also 5, 100 and all). A
+quarter of the annotated images per class is held out (never trained on with masks) to measure
+background reliance; every arm's epoch, and the method and weight, are chosen by the no-test-data
+rule :func:`model_doctor.treatment.space.selection_score` (mean of validation accuracy — decoys as
+in training — and held-out background-swap accuracy). Arms: the CE-only control, Eq. 6 (``paper``),
+``attribution``, ``input`` (share and RRR) and ``counterfactual``, several weights each, all with
+the same seed, schedule and data order. The ceiling is trained from scratch on shuffled
+(uninformative) decoys. The shuffled-decoy test set is read once per finished run, to report.
+
+Study ``scratch`` (harness sanity): every method trained from scratch with masks on every
+training image, one seed per benchmark (Fashion-MNIST and digits, patch and bar decoys).
+
+Usage: python benchmarks/bench_e4_shortcut.py [--study finetune|scratch] [--budget small|full] [--kinds patch bar]
+       [--out docs/results/e4_shortcut.md]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _studies as S  # noqa: E402
+from _common import emit, header  # noqa: E402
+
+from model_doctor.data.decoy import DecoyConfig, make_decoy  # noqa: E402
+from model_doctor.experiment import cached_run, copy_of, fmt, mean_std, subset  # noqa: E402
+from model_doctor.training import FitConfig, evaluate, split_train_val  # noqa: E402
+from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
+from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss,  # noqa: E402
+                                          InputGradientLoss, background_reliance, selection_score)
+from model_doctor import diagnose  # noqa: E402
+from model_doctor.zoo import build_model  # noqa: E402
+
+LAYER = "features.8"        # smallcnn's default (last conv) layer
+HOLDOUT = 0.25              # share of each class's annotated images held out to measure reliance
+POOL_BATCH = 32             # annotated images drawn per step by the pool-based methods
+
+#: (arm name, method, weight, option)
+ARMS_FULL = [("paper β=100", "paper", 100.0, None), ("paper β=1000", "paper", 1000.0, None),
+             ("attribution λ=1", "attribution", 1.0, None), ("attribution λ=10", "attribution", 10.0, None),
+             ("input share λ=1", "input", 1.0, "share"), ("input share λ=10", "input", 10.0, "share"),
+             ("input rrr λ=10", "input", 10.0, "rrr"),
+             ("counterfactual λ=0.3", "counterfactual", 0.3, None), ("counterfactual λ=1", "counterfactual", 1.0, None),
+             ("counterfactual λ=3", "counterfactual", 3.0, None), ("counterfactual λ=10", "counterfactual", 10.0, None)]
+#: arms run at the other annotation budgets (N = 5, 100, all per class)
+EXTRA_ARMS = ["counterfactual λ=1"]
+ARMS_SMALL = [("paper β=100", "paper", 100.0, None), ("attribution λ=10", "attribution", 10.0, None),
+              ("input share λ=10", "input", 10.0, "share"), ("counterfactual λ=1", "counterfactual", 1.0, None)]
+BUDGETS = {
+    "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=300, orig_epochs=6, ft_epochs=2, per_class=[10],
+                  extra_per_class=[], arms=ARMS_SMALL, bases=["digits"],
+                  ft_base="digits"),
+    "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=4000, n_test=None, orig_epochs=10, ft_epochs=4,
+                 per_class=[20], extra_per_class=[5, 100, None], arms=ARMS_FULL, bases=["fashion-mnist", "digits"],
+                 ft_base="fashion-mnist"),
+}
+SCRATCH_ARMS = [("rrr λ=10", "input", 10.0, "rrr"), ("paper β=100", "paper", 100.0, None),
+                ("attribution λ=10", "attribution", 10.0, None), ("input share λ=10", "input", 10.0, "share"),
+                ("counterfactual λ=1", "counterfactual", 1.0, None)]
+
+
+def decoy_data(args, budget: dict, kind: str, base: str = "fashion-mnist") -> dict:
+    cache = Path(args.cache) / "decoy-data"
+
+    def make(split: str, shuffle: bool):
+        return make_decoy(DecoyConfig(base=base, split=split, shuffle_decoy=shuffle, kind=kind,
+                                      root=args.root if base == "fashion-mnist" else None), cache_dir=cache)
+
+    out = {}
+    for name, shuffle in (("train", False), ("train_shuffled", True)):
+        tr, va = split_train_val(subset(make("train", shuffle), budget["n_train"], seed=0), 0.1, seed=0)
+        out[name], out[name + "_val"] = tr, va
+    for name, shuffle in (("test_shuffled", True), ("test_consistent", False)):
+        out[name] = subset(make("test", shuffle), budget["n_test"], seed=0)
+    return out
+
+
+def annotated(train, per_class: int | None, seed: int) -> list[int]:
+    """Positions in ``train`` of N images per class (seeded; all for None)."""
+    labels = torch.tensor([int(train[i][1]) for i in range(len(train))])
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(1000 + seed))
+    keep = []
+    for c in labels.unique().tolist():
+        idx = order[labels[order] == c]
+        keep += idx[: per_class].tolist() if per_class is not None else idx.tolist()
+    return sorted(keep)
+
+
+class MaskOnly(torch.utils.data.Dataset):
+    """``train`` with has_mask only at the given positions (what Eq. 6's in-batch term sees)."""
+
+    def __init__(self, train, positions):
+        self.train, self.pos = train, set(positions)
+
+    def __len__(self):
+        return len(self.train)
+
+    def __getitem__(self, i):
+        x, y, fg, _ = self.train[i][:4]
+        return x, y, fg, i in self.pos
+
+
+def make_terms(method: str, weight: float, option, pool: AnnotatedPool, diag, seed: int):
+    if method == "paper":
+        return lambda: ModelDoctorLoss(diag, [LAYER], alpha=0.0, beta=weight, noise_draws=1, seed=seed)
+    if method == "attribution":
+        return lambda: AttributionLoss(pool, [LAYER], weight, pool_batch=POOL_BATCH, seed=seed)
+    if method == "input":
+        return lambda: InputGradientLoss(pool, weight, mode=option, pool_batch=POOL_BATCH, seed=seed)
+    if method == "counterfactual":
+        return lambda: CounterfactualLoss(pool, weight, pool_batch=POOL_BATCH, seed=seed)
+    raise ValueError(method)
+
+
+def measure(model, data: dict, res: dict) -> dict:
+    return {**res, "test_shuffled": evaluate(model, data["test_shuffled"], 10)["acc"],
+            "test_consistent": evaluate(model, data["test_consistent"], 10)["acc"]}
+
+
+def fresh(arch: str, seed: int, size: int):
+    def f():
+        torch.manual_seed(seed)
+        return build_model(arch, in_channels=1, num_classes=10, image_size=size)
+    return f
+
+
+def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
+    """Original, ceiling, control and every arm for one (kind, seed, N). Returns {arm: result}."""
+    data = decoy_data(args, budget, kind, budget["ft_base"])
+    size = int(data["train"][0][0].shape[-1])
+    cfg = FitConfig(epochs=budget["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed)
+    base = cache / kind / f"seed{seed}"
+    orig, o = cached_run(base / "original", fresh(budget["arch"], seed, size), data["train"], data["train_val"], cfg, 10,
+                         tag="original")
+    ceil, c = cached_run(base / "ceiling", fresh(budget["arch"], seed, size), data["train_shuffled"],
+                         data["train_shuffled_val"], cfg, 10, tag="ceiling")
+    out = {"original": measure(orig, data, o), "ceiling": measure(ceil, data, c)}
+    pos = annotated(data["train"], per_class, seed)
+    pool_all = AnnotatedPool.from_dataset(data["train"], pos)
+    pool, held = pool_all.split_holdout(HOLDOUT, seed)
+    train_pos = pool.indices  # positions in data["train"] whose masks the training arms may use
+
+    def select(model):
+        rel = background_reliance(model, held, seed=seed) if held is not None else None
+        val = evaluate(model, data["train_val"], 10)["acc"]
+        return {"held_swap_acc": rel["swap_acc"] if rel else None, "held_bg_grad_share": rel["bg_grad_share"] if rel else None,
+                "select_score": selection_score(val, rel)}
+
+    out["original"].update(select(orig))
+    diag_dir = base / "diagnosis"
+    if (diag_dir / "diagnosis.json").is_file():
+        from model_doctor import Diagnosis
+        diag = Diagnosis.load(diag_dir)
+    elif any(a[1] == "paper" for a in arms):
+        diag = diagnose(orig, data["train"], layers=[LAYER], num_classes=10, samples_per_class=100,
+                        allow_empty_classes=True)
+        diag.save(diag_dir)
+    else:
+        diag = None
+    ft = S.finetune_cfg(budget["ft_epochs"], seed)
+    tag = "all" if per_class is None else str(per_class)
+    m, r = cached_run(base / "control", copy_of(orig), data["train"], data["train_val"], ft, 10, tag="control", select=select)
+    out["control"] = measure(m, data, r)
+    masked_train = MaskOnly(data["train"], train_pos)
+    for name, method, weight, option in arms:
+        m, r = cached_run(base / f"n{tag}" / name.replace(" ", "_"), copy_of(orig),
+                          masked_train if method == "paper" else data["train"], data["train_val"], ft, 10,
+                          terms=make_terms(method, weight, option, pool, diag, seed), tag=name, select=select)
+        out[name] = {**measure(m, data, r), "method": method, "weight": weight}
+    out["_pool"] = {"train": len(pool), "held_out": len(held) if held is not None else 0}
+    return out
+
+
+def br(r: dict) -> dict:
+    """The chosen epoch's selection metrics of a run result."""
+    row = r.get("best_row") or {}
+    return {"score": row.get("select_score", r.get("select_score")), "swap": row.get("held_swap_acc", r.get("held_swap_acc"))}
+
+
+def choose(cell: dict, names: list[str]) -> str:
+    return max(names, key=lambda n: (br(cell[n])["score"] if br(cell[n])["score"] is not None else -1.0))
+
+
+def finetune_study(args, budget) -> list[str]:
+    cache = S.study_cache(args, "e4", budget)
+    kinds = args.kinds
+    lines = []
+    per_class_all = budget["per_class"] + budget["extra_per_class"]
+    cells = {}
+    for kind in kinds:
+        for seed in budget["seeds"]:
+            for n in per_class_all:
+                arms = budget["arms"] if n in budget["per_class"] else [a for a in budget["arms"] if a[0] in EXTRA_ARMS]
+                cells[(kind, seed, n)] = run_finetune_cell(args, budget, kind, seed, n, arms, cache)
+    if args.seeds:  # a partial run fills the cache; the table comes from a run over every seed
+        return ["(partial run: seeds " + ", ".join(map(str, args.seeds)) + "; rerun without --seeds for the table)"]
+    for kind in kinds:
+        for n in per_class_all:
+            cs = [cells[(kind, s, n)] for s in budget["seeds"]]
+            names = [k for k in cs[0] if not k.startswith("_") and k not in ("original", "ceiling")]
+            lines += [f"### {kind} decoy, {'all' if n is None else n} annotated images per class "
+                      f"(training pool {cs[0]['_pool']['train']}, held out {cs[0]['_pool']['held_out']})", "",
+                      "| arm | val acc | held-out swap acc | score | test consistent | test shuffled | Δ shuffled vs control | gap closed |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for name in ["original", "ceiling"] + names:
+                rows = [c[name] for c in cs]
+                shuf = [r["test_shuffled"] for r in rows]
+                d = [r["test_shuffled"] - c["control"]["test_shuffled"] for r, c in zip(rows, cs)] if name in names else []
+                gap = [(r["test_shuffled"] - c["original"]["test_shuffled"]) /
+                       max(c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9) for r, c in zip(rows, cs)]
+                lines.append(f"| {name} | {fmt([r['val_acc'] for r in rows])} | {fmt([br(r)['swap'] for r in rows])} | "
+                             f"{fmt([br(r)['score'] for r in rows])} | {fmt([r['test_consistent'] for r in rows])} | "
+                             f"{fmt(shuf)} | {fmt(d, signed=True) if d else ''} | "
+                             f"{fmt(gap, scale=100, digits=0) + ' %' if name not in ('original',) else ''} |")
+            # the no-test-data rule, per seed: the arm (method, weight) with the highest selection score
+            chosen = [choose(c, names) for c in cs]
+            d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
+            gap = [(c[ch]["test_shuffled"] - c["original"]["test_shuffled"]) /
+                   max(c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9) for c, ch in zip(cs, chosen)]
+            m, s = mean_std(d)
+            beyond = len(d) > 1 and m - 2 * s > 0
+            lines += ["", f"Chosen by the rule (per seed): {', '.join(chosen)}. Shuffled-decoy Δ vs control "
+                      f"{fmt(d, signed=True)} pts ({len(d)} seeds; {'beyond' if beyond else 'not beyond'} 2σ of the "
+                      f"seed spread); gap original→ceiling closed {fmt(gap, digits=0)} %.", ""]
+    return lines
+
+
+def scratch_study(args, budget) -> list[str]:
+    """Every method from scratch with masks on every training image (one seed per benchmark)."""
+    cache = S.study_cache(args, "e4-scratch", budget)
+    lines = ["| benchmark | arm | val acc | test consistent | test shuffled |", "|---|---|---|---|---|"]
+    for base in budget["bases"]:
+        for kind in args.kinds:
+            data = decoy_data(args, budget, kind, base)
+            size = int(data["train"][0][0].shape[-1])
+            seed = 0
+            cfg = FitConfig(epochs=budget["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed)
+            d = cache / base / kind
+            rows = []
+            v, r = cached_run(d / "vanilla", fresh(budget["arch"], seed, size), data["train"], data["train_val"], cfg, 10,
+                              tag="vanilla")
+            rows.append(("vanilla", measure(v, data, r)))
+            c, r = cached_run(d / "ceiling", fresh(budget["arch"], seed, size), data["train_shuffled"],
+                              data["train_shuffled_val"], cfg, 10, tag="ceiling")
+            rows.append(("ceiling (shuffled decoys)", measure(c, data, r)))
+            pool = AnnotatedPool.from_dataset(data["train"])
+            diag = None
+            for name, method, weight, option in SCRATCH_ARMS:
+                if method == "paper" and diag is None:
+                    diag = diagnose(v, data["train"], layers=[LAYER], num_classes=10, samples_per_class=100,
+                                    allow_empty_classes=True)
+                m, r = cached_run(d / name.replace(" ", "_"), fresh(budget["arch"], seed, size), data["train"],
+                                  data["train_val"], cfg, 10, terms=make_terms(method, weight, option, pool, diag, seed),
+                                  tag=name)
+                rows.append((name, measure(m, data, r)))
+            for name, r in rows:
+                lines.append(f"| {base} {kind} | {name} | {100 * r['val_acc']:.1f} | {100 * r['test_consistent']:.1f} | "
+                             f"{100 * r['test_shuffled']:.1f} |")
+    return lines
+
+
+def main() -> int:
+    ap = S.parser(__doc__)
+    ap.add_argument("--study", choices=["finetune", "scratch"], default="finetune")
+    ap.add_argument("--kinds", nargs="+", default=["patch", "bar"], choices=["patch", "bar"])
+    args = ap.parse_args()
+    S.setup(args)
+    budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
+    title = "E4: shortcut removal, fine-tune with few annotations" if args.study == "finetune" else \
+        "E4: harness sanity, every method from scratch with all masks"
+    lines = header(title, "bench_e4_shortcut.py", args.budget)
+    lines[2] = f"Command: `python benchmarks/bench_e4_shortcut.py --study {args.study} --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    body = finetune_study(args, budget) if args.study == "finetune" else scratch_study(args, budget)
+    return emit(lines + body + ["", S.SPLIT_NOTE], args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

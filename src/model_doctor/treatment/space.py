@@ -1,0 +1,379 @@
+"""Space-wise constraints that reach the feature extractor, and the pool of annotated images.
+
+Eq. 6 (``ModelDoctorLoss(beta=...)``, space method ``paper``) penalises ``|∂y/∂m|`` on the
+background at layer r. For a piecewise-linear tail that derivative does not depend on the
+weights before r, so the penalty can only be lowered by the layers after r or by raising the
+batch std of the BatchNorm after r (``docs/results/e2_space.md``). The methods here do not have
+that escape:
+
+- ``attribution``: the background share of ``|m ⊙ ∂y/∂m|`` (gradient x activation) at layer r.
+  ``m`` itself carries a first-order gradient into every layer before r, and the share is
+  invariant to rescaling ``m`` or the gradient.
+- ``input``: penalties on the input gradient ``∂/∂x`` (reaches every layer through the weights):
+  ``rrr`` (Ross et al. 2017, squared log-probability gradient on the background) or ``share``
+  (the background share of ``|∂y/∂x|``, scale-invariant).
+- ``counterfactual``: paste an annotated image's foreground onto another annotated image's
+  background and train the model to give the pasted image the foreground's label and the same
+  prediction as the original (CE + KL). No gradient of a gradient: the model is simply shown
+  that the background does not carry the class.
+
+All of them take an :class:`AnnotatedPool` — the annotated training images, kept in memory — and
+each step draw ``pool_batch`` of them (seeded by step), so a method sees annotated images at the
+same rate whatever their share of the training set (20 per class is ~0.3 % of ImageNet-sized
+data; in-batch masked images would be rare). Each step adds one extra forward on the drawn
+images. Derivations: ``docs/method.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from .instrument import Instrument
+from .losses import resize_background
+
+__all__ = ["AnnotatedPool", "AttributionLoss", "InputGradientLoss", "CounterfactualLoss", "background_share",
+           "composite", "background_reliance", "selection_score", "SPACE_METHODS"]
+
+#: the CLI's ``--space-method`` choices
+SPACE_METHODS = ("paper", "attribution", "input", "counterfactual")
+
+
+class AnnotatedPool:
+    """The annotated images of a ``(image, label, foreground, has_mask)`` dataset, in memory.
+
+    Args:
+        images: ``[N, C, H, W]``; labels: ``[N]``; foreground: ``[N, 1, H, W]`` in [0, 1].
+        indices: the dataset index of each (for reporting).
+
+    Raises:
+        ValueError: no images, or shapes that disagree.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, foreground: torch.Tensor,
+                 indices: Sequence[int] | None = None):
+        if len(images) == 0:
+            raise ValueError("no annotated images: the pool needs at least one image with a foreground mask; "
+                             "check that --masks pair with the training images")
+        if foreground.dim() == 3:
+            foreground = foreground[:, None]
+        if len(labels) != len(images) or tuple(foreground.shape[-2:]) != tuple(images.shape[-2:]) \
+                or len(foreground) != len(images):
+            raise ValueError(f"pool shapes disagree: images {tuple(images.shape)}, labels {tuple(labels.shape)}, "
+                             f"foreground {tuple(foreground.shape)}")
+        self.images, self.labels = images.float(), labels.long()
+        self.foreground = foreground.float().clamp(0, 1)
+        self.indices = list(indices) if indices is not None else list(range(len(images)))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, indices: Sequence[int] | None = None) -> "AnnotatedPool":
+        """Every item with ``has_mask`` (or only ``indices``) of a masked dataset."""
+        xs, ys, fgs, keep = [], [], [], []
+        for i in (range(len(dataset)) if indices is None else indices):  # type: ignore[arg-type]
+            item = dataset[i]
+            if len(item) < 4:
+                raise ValueError("the dataset has no masks; use a MaskedDataset (or a decoy-* dataset)")
+            if bool(item[3]):
+                xs.append(torch.as_tensor(item[0]))
+                ys.append(int(item[1]))
+                fgs.append(torch.as_tensor(item[2]).float().reshape(1, *item[0].shape[-2:]))
+                keep.append(int(i))
+        if not xs:
+            raise ValueError("no annotated images: the pool needs at least one image with a foreground mask; "
+                             "check that --masks pair with the training images")
+        return cls(torch.stack(xs), torch.tensor(ys), torch.stack(fgs), keep)
+
+    def split_holdout(self, fraction: float, seed: int = 0) -> tuple["AnnotatedPool", "AnnotatedPool | None"]:
+        """(train pool, held-out pool): per class ``round(fraction · n)`` images are held out, at least
+        one where a class has two or more and ``fraction > 0``; the rest train."""
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"holdout fraction={fraction}; use 0 <= fraction < 1 (e.g. 0.25)")
+        g = torch.Generator().manual_seed(seed)
+        held = torch.zeros(len(self), dtype=torch.bool)
+        if fraction > 0:
+            for c in self.labels.unique().tolist():
+                idx = torch.nonzero(self.labels == c).flatten()
+                idx = idx[torch.randperm(len(idx), generator=g)]
+                k = max(1, int(round(fraction * len(idx)))) if len(idx) >= 2 else 0
+                held[idx[:k]] = True
+        if not held.any():
+            return self, None
+        return self._take(~held), self._take(held)
+
+    def _take(self, sel: torch.Tensor) -> "AnnotatedPool":
+        idx = torch.nonzero(sel).flatten().tolist()
+        return AnnotatedPool(self.images[idx], self.labels[idx], self.foreground[idx], [self.indices[i] for i in idx])
+
+    def counts(self) -> dict[int, int]:
+        return {int(c): int((self.labels == c).sum()) for c in self.labels.unique().tolist()}
+
+    def draw(self, k: int, seed: int, step: int) -> torch.Tensor:
+        """``k`` pool positions (with replacement when ``k`` > pool size), a function of (seed, step)."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        if k <= len(self):
+            return torch.randperm(len(self), generator=g)[:k]
+        return torch.randint(0, len(self), (k,), generator=g)
+
+    def partners(self, a: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+        """For each position in ``a``, another pool image, of a different class where the pool has one."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
+        out = torch.empty_like(a)
+        for j, i in enumerate(a.tolist()):
+            other = torch.nonzero(self.labels != self.labels[i]).flatten()
+            if len(other) == 0:
+                other = torch.tensor([p for p in range(len(self)) if p != i] or [i])
+            out[j] = other[torch.randint(0, len(other), (1,), generator=g)]
+        return out
+
+
+def composite(x_fg: torch.Tensor, fg: torch.Tensor, x_bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:
+    """``x_fg``'s foreground pasted on ``x_bg``'s background: ``fg ⊙ x_fg + (1 − fg) ⊙ b`` where
+    ``b`` is ``x_bg`` with its own foreground replaced by the per-channel mean of its background
+    (so the background image's object does not show through). Shapes ``[B, C, H, W]`` / ``[B, 1, H, W]``."""
+    bg_w = 1.0 - fg_bg
+    fill = (x_bg * bg_w).sum((2, 3), keepdim=True) / bg_w.sum((2, 3), keepdim=True).clamp(min=1e-6)
+    b = bg_w * x_bg + fg_bg * fill
+    return fg * x_fg + (1.0 - fg) * b
+
+
+def background_share(attr: torch.Tensor, background: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per image ``Σ_hw bg ⊙ A / Σ_hw A`` for a non-negative map ``A`` ``[B, h, w]`` -> ``[B]``."""
+    return (attr * background).flatten(1).sum(1) / (attr.flatten(1).sum(1) + eps)
+
+
+def _device(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters())
+    return p.device, p.dtype
+
+
+class _PoolTerm:
+    """Shared plumbing: weight, pool, per-step draw, attach/detach of the model."""
+
+    name = "space"
+
+    def __init__(self, pool: AnnotatedPool, weight: float, pool_batch: int, seed: int):
+        if weight < 0:
+            raise ValueError(f"weight={weight}; constraint weights must be >= 0")
+        if pool_batch < 1:
+            raise ValueError(f"pool_batch={pool_batch}; use a positive number of annotated images per step")
+        self.pool, self.weight, self.pool_batch, self.seed = pool, float(weight), int(pool_batch), int(seed)
+        self._model: nn.Module | None = None
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        assert self._model is not None
+        dev, dt = _device(self._model)
+        idx = self.pool.draw(self.pool_batch, self.seed, step)
+        return (self.pool.images[idx].to(dev, dt), self.pool.labels[idx].to(dev), self.pool.foreground[idx].to(dev, dt),
+                idx)
+
+    def _need_model(self) -> nn.Module:
+        if self._model is None:
+            raise RuntimeError("call the loss inside `with loss.attach(model):`")
+        return self._model
+
+
+class AttributionLoss(_PoolTerm):
+    """λ · mean over drawn annotated images of the background share of ``Σ_k |m_k ⊙ ∂y_c/∂m_k|``.
+
+    ``c`` is the image's label (the annotation says where *its* evidence should be). The map is
+    at layer r (a module name); the foreground is area-resized to the map (as Eq. 6).
+    """
+
+    name = "attribution"
+
+    def __init__(self, pool: AnnotatedPool, layers: Sequence[str], weight: float = 1.0, pool_batch: int = 32,
+                 seed: int = 0):
+        super().__init__(pool, weight, pool_batch, seed)
+        self.layers = [layers] if isinstance(layers, str) else list(layers)
+        if not self.layers:
+            raise ValueError("attribution needs at least one layer")
+        self._inst: Instrument | None = None
+
+    @contextlib.contextmanager
+    def attach(self, model: nn.Module) -> Iterator["AttributionLoss"]:
+        inst = Instrument(model, self.layers, need_tail=False)
+        with inst.attach():
+            self._inst, self._model = inst, model
+            try:
+                yield self
+            finally:
+                self._inst, self._model = None, None
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
+        model = self._need_model()
+        if self.weight == 0.0:
+            return {self.name: logits.sum() * 0.0}
+        x, y, fg, _ = self._batch(step)
+        out = model(x)
+        assert self._inst is not None
+        total = out.sum() * 0.0
+        score = out.gather(1, y[:, None]).sum()
+        for layer in self.layers:
+            m, _extras = self._inst.feature(layer)
+            (g,) = torch.autograd.grad(score, m, create_graph=True, retain_graph=True)
+            attr = (m * g).abs().sum(1)                                        # Σ_k |m ⊙ g| -> [B, h, w]
+            total = total + background_share(attr, resize_background(fg, attr.shape[-2:])).mean()
+        return {self.name: self.weight * total / len(self.layers)}
+
+
+class InputGradientLoss(_PoolTerm):
+    """Input-gradient penalties on drawn annotated images.
+
+    ``mode="rrr"``: λ · mean over images and pixels of ``(I_bg ⊙ ∂Σ_c log p_c/∂x)²`` (Ross et al.
+    2017, as :class:`~model_doctor.treatment.RRRLoss`). ``mode="share"``: λ · mean of the
+    background share of ``Σ_channels |∂y_label/∂x|`` (scale-invariant).
+    """
+
+    name = "input"
+
+    def __init__(self, pool: AnnotatedPool, weight: float = 1.0, mode: str = "share", pool_batch: int = 32,
+                 seed: int = 0):
+        if mode not in ("rrr", "share"):
+            raise ValueError(f"input-gradient mode={mode!r}; use 'share' (scale-invariant) or 'rrr' (Ross et al.)")
+        super().__init__(pool, weight, pool_batch, seed)
+        self.mode = mode
+
+    @contextlib.contextmanager
+    def attach(self, model: nn.Module) -> Iterator["InputGradientLoss"]:
+        self._model = model
+        try:
+            yield self
+        finally:
+            self._model = None
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
+        model = self._need_model()
+        if self.weight == 0.0:
+            return {self.name: logits.sum() * 0.0}
+        x, y, fg, _ = self._batch(step)
+        x = x.detach().requires_grad_(True)
+        out = model(x)
+        bg = 1.0 - fg
+        if self.mode == "rrr":
+            (gx,) = torch.autograd.grad(torch.log_softmax(out, 1).sum(), x, create_graph=True)
+            value = (bg * gx).pow(2).sum((1, 2, 3)).mean() / gx[0].numel()
+        else:
+            (gx,) = torch.autograd.grad(out.gather(1, y[:, None]).sum(), x, create_graph=True)
+            value = background_share(gx.abs().sum(1), bg[:, 0]).mean()
+        return {self.name: self.weight * value}
+
+
+class CounterfactualLoss(_PoolTerm):
+    """λ · [CE(f(x̃), y_a) + KL(p(x_a) ‖ p(x̃))] with ``x̃`` = image a's foreground on image b's
+    background (:func:`composite`), b another annotated image of a different class.
+
+    The KL term's gradient flows through both predictions (a consistency loss); both images go
+    through one forward, so BatchNorm sees them in one batch.
+    """
+
+    name = "counterfactual"
+
+    def __init__(self, pool: AnnotatedPool, weight: float = 1.0, kl_weight: float = 1.0, pool_batch: int = 32,
+                 seed: int = 0):
+        if kl_weight < 0:
+            raise ValueError(f"kl_weight={kl_weight}; must be >= 0")
+        super().__init__(pool, weight, pool_batch, seed)
+        self.kl_weight = float(kl_weight)
+
+    @contextlib.contextmanager
+    def attach(self, model: nn.Module) -> Iterator["CounterfactualLoss"]:
+        self._model = model
+        try:
+            yield self
+        finally:
+            self._model = None
+
+    def pairs(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.pool.draw(self.pool_batch, self.seed, step)
+        return a, self.pool.partners(a, self.seed, step)
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
+        model = self._need_model()
+        if self.weight == 0.0:
+            return {self.name: logits.sum() * 0.0}
+        dev, dt = _device(model)
+        a, b = self.pairs(step)
+        p = self.pool
+        xa, fa, ya = p.images[a].to(dev, dt), p.foreground[a].to(dev, dt), p.labels[a].to(dev)
+        xt = composite(xa, fa, p.images[b].to(dev, dt), p.foreground[b].to(dev, dt))
+        out = model(torch.cat([xa, xt]))
+        la, lt = out[: len(a)].float(), out[len(a):].float()
+        value = F.cross_entropy(lt, ya)
+        if self.kl_weight:
+            value = value + self.kl_weight * F.kl_div(torch.log_softmax(lt, 1), torch.log_softmax(la, 1),
+                                                      reduction="batchmean", log_target=True)
+        return {self.name: self.weight * value}
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
+                        batch_size: int = 256) -> dict[str, Any]:
+    """How much the model's predictions on annotated images depend on their background.
+
+    For every image a of ``pool`` (held-out annotated images) and up to ``max_partners`` other
+    images b of a different class (a seeded choice), ``x̃`` = a's foreground on b's background.
+
+    Returns:
+        ``swap_acc`` (label of a predicted on x̃), ``swap_agreement`` (same prediction on x̃ as
+        on a), ``clean_acc`` (on the images themselves), ``bg_grad_share`` (mean share of
+        ``Σ_c |∂y_pred/∂x|`` outside the foreground), ``images`` and ``pairs``. Eval mode; the
+        model's training flag is restored.
+    """
+    dev, dt = _device(model)
+    was = model.training
+    model.eval()
+    try:
+        x, fg, y = pool.images.to(dev, dt), pool.foreground.to(dev, dt), pool.labels.to(dev)
+        pred = _predict(model, x, batch_size)
+        g = torch.Generator().manual_seed(seed)
+        ia, ib = [], []
+        for i in range(len(pool)):
+            other = torch.nonzero(pool.labels != pool.labels[i]).flatten()
+            if len(other) == 0:
+                continue
+            other = other[torch.randperm(len(other), generator=g)[:max_partners]]
+            ia += [i] * len(other)
+            ib += other.tolist()
+        swap_acc = swap_agree = float("nan")
+        if ia:
+            ta, tb = torch.tensor(ia), torch.tensor(ib)
+            preds = []
+            for s in range(0, len(ta), batch_size):
+                a, b = ta[s:s + batch_size], tb[s:s + batch_size]
+                preds.append(model(composite(x[a], fg[a], x[b], fg[b])).argmax(1))
+            pt = torch.cat(preds)
+            swap_acc = float((pt == y[ta]).double().mean())
+            swap_agree = float((pt == pred[ta]).double().mean())
+        shares = []
+        with torch.enable_grad():
+            for s in range(0, len(x), batch_size):
+                xi = x[s:s + batch_size].detach().requires_grad_(True)
+                out = model(xi)
+                (gx,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), xi)
+                shares.append(background_share(gx.abs().sum(1), 1.0 - fg[s:s + batch_size, 0]))
+        return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "clean_acc": float((pred == y).double().mean()),
+                "bg_grad_share": float(torch.cat(shares).double().mean()), "images": len(pool), "pairs": len(ia)}
+    finally:
+        model.train(was)
+
+
+def selection_score(val_acc: float, reliance: dict[str, Any] | None) -> float:
+    """The no-test-data rule: mean of validation accuracy and held-out background-swap accuracy
+    (validation accuracy alone when there is no held-out annotated image)."""
+    if not reliance or reliance.get("swap_acc") is None or reliance["swap_acc"] != reliance["swap_acc"]:
+        return float(val_acc)
+    return 0.5 * (float(val_acc) + float(reliance["swap_acc"]))
+
