@@ -32,6 +32,7 @@ import _studies as S  # noqa: E402
 from _common import emit, header  # noqa: E402
 
 from model_doctor.data.decoy import DecoyConfig, make_decoy  # noqa: E402
+from model_doctor.data.masks import KeepMasks  # noqa: E402
 from model_doctor.experiment import cached_run, copy_of, fmt, mean_std, subset  # noqa: E402
 from model_doctor.training import FitConfig, evaluate, split_train_val  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
@@ -95,20 +96,6 @@ def annotated(train, per_class: int | None, seed: int) -> list[int]:
     return sorted(keep)
 
 
-class MaskOnly(torch.utils.data.Dataset):
-    """``train`` with has_mask only at the given positions (what Eq. 6's in-batch term sees)."""
-
-    def __init__(self, train, positions):
-        self.train, self.pos = train, set(positions)
-
-    def __len__(self):
-        return len(self.train)
-
-    def __getitem__(self, i):
-        x, y, fg, _ = self.train[i][:4]
-        return x, y, fg, i in self.pos
-
-
 def make_terms(method: str, weight: float, option, pool: AnnotatedPool, diag, seed: int):
     if method == "paper":
         return lambda: ModelDoctorLoss(diag, [LAYER], alpha=0.0, beta=weight, noise_draws=1, seed=seed)
@@ -170,7 +157,7 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
     tag = "all" if per_class is None else str(per_class)
     m, r = cached_run(base / "control", copy_of(orig), data["train"], data["train_val"], ft, 10, tag="control", select=select)
     out["control"] = measure(m, data, r)
-    masked_train = MaskOnly(data["train"], train_pos)
+    masked_train = KeepMasks(data["train"], train_pos)
     for name, method, weight, option in arms:
         m, r = cached_run(base / f"n{tag}" / name.replace(" ", "_"), copy_of(orig),
                           masked_train if method == "paper" else data["train"], data["train_val"], ft, 10,

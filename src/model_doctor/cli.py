@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .config import Config, apply_overrides, load_config
+from .treatment.space import SPACE_METHODS
 from .zoo import model_names
 
 _MODEL_HELP = "architecture: {%s}, torchvision:NAME or file:path.py:factory (default: from model.json beside --weights, else smallcnn)"
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", dest="examine.split", choices=["train", "test"], help="split to examine (default test)")
     g.add_argument("--limit", dest="examine.limit", type=int, help="examine only the first N samples")
     g.add_argument("--top-k", dest="examine.top_k", type=int, help="most deviating channels to report (default 5)")
+    g.add_argument("--masks", dest="examine.masks", help="foreground annotations of the examined split: adds background reliance "
+                                                        "(background-swap accuracy, gradient share outside the masks)")
+    g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="samples per batch (default 64)")
 
     p = sub.add_parser("treat", help="fine-tune with the channel-/space-wise constraints next to a CE-only control")
@@ -88,7 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--diagnosis", dest="treat.diagnosis", help="saved diagnosis of the original (default: diagnose it first into OUT/diagnosis)")
     g.add_argument("--treat-layers", dest="treat.layers", nargs="+", help="layers to constrain (default: the diagnosed ones)")
     g.add_argument("--alpha", dest="treat.alpha", type=float, help="channel-wise weight, Eq. 5 (default 1.0)")
-    g.add_argument("--beta", dest="treat.beta", type=float, help="space-wise weight, Eq. 6; needs masks (default 0)")
+    g.add_argument("--beta", dest="treat.beta", type=float, nargs="+",
+                   help="space-wise weight(s); needs masks (default 0). Several (e.g. 0.3 1 3) train one arm each and keep, "
+                        "per seed, the one the selection rule picks (validation + held-out background-swap accuracy)")
+    g.add_argument("--space-method", dest="treat.space_method", choices=list(SPACE_METHODS),
+                   help="space-wise constraint: counterfactual (background swap; default), attribution (gradient x activation share), "
+                        "input (input-gradient share or RRR), paper (Eq. 6, for the reproduction); see docs/method.md")
+    g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share (default) or rrr")
+    g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods (default 32)")
+    g.add_argument("--holdout", dest="treat.holdout", type=float,
+                   help="share of each class's annotated images held out to measure background reliance and select (default 0.25)")
+    g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,
+                   help="use masks of only N training images per class (seeded; e.g. 20 on a fully annotated decoy benchmark)")
     g.add_argument("--rrr", dest="treat.rrr", type=float, help="RRR input-gradient baseline weight instead of alpha/beta (default 0)")
     g.add_argument("--v", dest="treat.v", type=float, help="Eq. 5 threshold on min-max normalised correlation (default: theta = 0.2)")
     g.add_argument("--treat-noise-draws", dest="treat.noise_draws", type=int, help="J in the constraints (default 10; 0 = no noise)")

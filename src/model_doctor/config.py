@@ -53,6 +53,8 @@ class DiagnoseConfig:
 class ExamineConfig:
     diagnosis: str | None = None     # folder of a saved Diagnosis
     split: str = "test"
+    masks: str | None = None         # foreground annotations of the examined split: background reliance
+    mask_format: str = "labelme"
     limit: int | None = None         # examine only the first N samples
     top_k: int = 5
     batch_size: int = 64
@@ -79,7 +81,12 @@ class TreatConfig:
     diagnosis: str | None = None     # saved Diagnosis of the original; default: diagnose it first
     layers: Any = None               # constrained layers (default: the diagnosis's)
     alpha: float = 1.0               # channel-wise weight (Eq. 5)
-    beta: float = 0.0                # space-wise weight (Eq. 6), needs masks
+    beta: Any = 0.0                  # space-wise weight, needs masks; a list tries each and keeps the one the selection rule picks
+    space_method: str = "counterfactual"  # counterfactual | attribution | input | paper (Eq. 6); docs/method.md
+    input_mode: str = "share"        # space_method=input: share (scale-invariant) | rrr (Ross et al.)
+    pool_batch: int = 32             # annotated images drawn per step by attribution/input/counterfactual
+    holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
+    annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
     v: float | None = None           # Eq. 5 threshold on min-max normalised ā (default θ = 0.2)
     noise_draws: int = 10            # J (paper default 10; 0 = no noise)

@@ -180,6 +180,17 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     summary: dict[str, Any] = {"num_samples": len(ex.indices), "num_misclassified": int(ex.misclassified.sum()),
                                "accuracy": float((~ex.misclassified).double().mean())}
     summary.update(misclassification_auroc(ex.deviation, ex.confidence, ex.misclassified))
+    if cfg.examine.masks:
+        from .data.annotations import load_masks
+        from .data.workflow import with_masks
+        from .treatment.space import AnnotatedPool, background_reliance
+
+        found = load_masks(cfg.examine.mask_format, cfg.examine.masks, dataset_root=cfg.examine.masks)
+        pool = AnnotatedPool.from_dataset(with_masks(data, found, 0))
+        summary["background_reliance"] = rel = background_reliance(model, pool)
+        log(f"background reliance on {rel['images']} annotated {cfg.examine.split} images: accuracy {_pct(rel['clean_acc'])}, "
+            f"with another image's background {_pct(rel['swap_acc'])} ({rel['pairs']} swaps), "
+            f"{_pct(rel['bg_grad_share'])} of the input gradient outside the masks")
     _write_json(out / "examine_summary.json", summary)
     auroc = summary.get("auroc_deviation")
     log(f"examined {summary['num_samples']} {cfg.examine.split} samples, {summary['num_misclassified']} misclassified; "
@@ -214,36 +225,60 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(t.mean()), "std": float(t.std()) if len(values) > 1 else 0.0}
 
 
-def build_constraint(cfg: Config, diag: Diagnosis, seed: int):
-    """The loss terms of a treated arm from ``cfg.treat`` (None when every weight is 0)."""
-    from .treatment import ModelDoctorLoss, RRRLoss
+def build_constraint(cfg: Config, diag: Diagnosis, seed: int, beta: float | None = None, pools: Any = None,
+                     expand: int = 0):
+    """The loss terms of a treated arm from ``cfg.treat`` (see :mod:`model_doctor.treatment.plan`)."""
+    from .treatment.plan import build_terms, weights_of
+
+    b = weights_of(cfg.treat.beta)[0] if beta is None else beta
+    return build_terms(cfg.treat, diag, seed, b, pools, expand)
+
+
+def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, Any, int]:
+    """(training part with expanded masks, pools, expansion) for a run that uses masks."""
+    from torch.utils.data import Subset
+
+    from .data.masks import ExpandedMasks, scaled_expansion
+    from .treatment.plan import make_pools
 
     t = cfg.treat
-    if t.rrr and (t.alpha or t.beta):
-        raise ValueError("combine rrr with alpha/beta in separate runs; set alpha=0 and beta=0 for the RRR baseline")
-    if t.rrr:
-        return RRRLoss(t.rrr)
-    if not (t.alpha or t.beta):
-        raise ValueError("alpha=0 and beta=0 and rrr=0: nothing to treat with; set --alpha, --beta or --rrr")
-    layers = [t.layers] if isinstance(t.layers, str) else t.layers
-    return ModelDoctorLoss(diag, layers, alpha=t.alpha, beta=t.beta, v=t.v, noise_draws=t.noise_draws, noise=t.noise,
-                           variant=t.variant, reduce=t.reduce, normalize=t.normalize, every=t.every,  # type: ignore[arg-type]
-                           warmup_steps=t.warmup_steps, seed=seed)
+    size = int(train_full[0][0].shape[-1])
+    expand = t.expand if t.expand is not None else scaled_expansion(30, size)
+    if t.masks:
+        from .data.annotations import load_masks
+        from .data.workflow import with_masks
+
+        found = load_masks(t.mask_format, t.masks, dataset_root=t.masks)
+        raw_full, exp_full = with_masks(train_full, found, 0), with_masks(train_full, found, expand)
+    elif len(train_full[0]) >= 4:  # a dataset with its own masks (decoy-*)
+        raw_full, exp_full = train_full, ExpandedMasks(train_full, expand)
+    else:
+        raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "
+                         "dataset with masks (decoy-digits, decoy-fashion-mnist)")
+    raw_tr, exp_tr = Subset(raw_full, tr.indices), Subset(exp_full, tr.indices)
+    pools = make_pools(raw_tr, exp_tr, t.holdout, t.annotated_per_class, cfg.train.split_seed)
+    log(f"masks: {pools.describe()} (expansion {expand} px for the gradient penalties)")
+    return pools.masked_train, pools, expand
 
 
 def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: Any = None) -> dict[str, Any]:
     """Fine-tune the original with the constraints and, with ``treat.control``, a CE-only control
-    with the identical schedule, data order and seed; pick each arm's best epoch on validation
-    (carved from the training split); evaluate original, treated and control on the test split
-    once, at the end. Writes ``summary.json``, per-arm weights, metrics and checkpoints.
+    with the identical schedule, data order and seed; pick each arm's best epoch and the weight
+    without test data (:mod:`model_doctor.treatment.plan`); evaluate original, treated and control
+    on the test split once, at the end. Writes ``summary.json`` (with background reliance on the
+    held-out annotated images and a verdict), per-arm weights, metrics and checkpoints.
 
     ``train_data`` / ``test_data`` replace the named dataset (e.g. a ``MaskedDataset`` for beta > 0).
     """
     import copy
 
+    from .treatment.plan import choose_weight, verdict, weights_of
+    from .treatment.space import background_reliance, selection_score
+
     out = _out_dir(cfg)
     t = cfg.treat
-    for name in ("alpha", "beta", "rrr"):
+    betas = weights_of(t.beta)
+    for name in ("alpha", "rrr"):
         if getattr(t, name) < 0:
             raise ValueError(f"{name}={getattr(t, name)}; constraint weights must be >= 0")
     if not cfg.model.weights:
@@ -251,23 +286,13 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     original, meta = load_model(cfg)
     n_cls = meta["num_classes"]
     train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"])
-    if t.masks:
-        from .data.annotations import load_masks
-        from .data.masks import scaled_expansion
-        from .data.workflow import with_masks
-
-        expand = t.expand if t.expand is not None else scaled_expansion(30, int(train_full[0][0].shape[-1]))
-        train_full = with_masks(train_full, load_masks(t.mask_format, t.masks, dataset_root=t.masks), expand)
-    elif (t.beta or t.rrr) and len(train_full[0]) >= 4:  # a dataset with its own masks (decoy-*): expand them too
-        from .data.masks import ExpandedMasks, scaled_expansion
-
-        train_full = ExpandedMasks(train_full, t.expand if t.expand is not None
-                                   else scaled_expansion(30, int(train_full[0][0].shape[-1])))
     tr, va = train_val_split(cfg, train_full, meta["in_channels"])
-    if (t.beta or t.rrr) and len(train_full[0]) < 4:
-        raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "
-                         "dataset with masks (decoy-digits, decoy-fashion-mnist)")
-    _save_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va)})
+    pools, expand = None, 0
+    uses_masks = any(betas) or t.rrr
+    if uses_masks:
+        tr, pools, expand = _treat_masks(cfg, train_full, tr, log)
+    _save_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va),
+                            **({"masks": pools.summary(), "expand": expand} if pools else {})})
 
     diag_dir = Path(t.diagnosis) if t.diagnosis else out / "diagnosis"
     if t.diagnosis or (diag_dir / "diagnosis.json").is_file():
@@ -284,57 +309,110 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         barrier()
         log(f"diagnosed the original at {', '.join(diag.layers)} -> {diag_dir}")
     diag.check_compatible(original)
-    orig_val = evaluate(original, va, n_cls)["acc"]
+    held = pools.held if pools is not None else None
 
-    arms = ["treated", "control"] if t.control else ["treated"]
+    def select(model: nn.Module) -> dict[str, Any]:
+        """The no-test-data selection rule: validation accuracy and held-out background-swap accuracy."""
+        val = evaluate(model, va, n_cls)["acc"]
+        if held is None:
+            return {"select_score": val}
+        rel = background_reliance(model, held, seed=cfg.train.split_seed)
+        return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
+                "select_score": selection_score(val, rel)}
+
+    orig_val = evaluate(original, va, n_cls)["acc"]
+    arms = [f"treated-beta{b:g}" if len(betas) > 1 else "treated" for b in betas]
+    weight_of = dict(zip(arms, betas))
+    all_arms = arms + (["control"] if t.control else [])
     finished: dict[int, dict[str, Any]] = {}
     for seed in t.seeds:
         seed_dir = out / f"seed{seed}"
         results = {}
-        for arm in arms:
+        for arm in all_arms:
             model = copy.deepcopy(original)
             fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
                              batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn,
                              sync_bn=cfg.train.sync_bn, precision=cfg.train.precision)
-            terms = build_constraint(cfg, diag, seed) if arm == "treated" else None
+            terms = build_constraint(cfg, diag, seed, weight_of[arm], pools, expand) if arm != "control" else None
             res = fit(model, tr, va, fcfg, n_cls, terms=terms, out_dir=seed_dir / arm, resume=cfg.train.resume, tag=arm,
+                      select=select if held is not None else None,
                       log=lambda r, a=arm, s=seed: log(
                           f"seed {s} {a} epoch {r['epoch']}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in r.items() if k.startswith("loss_"))
-                          + f" val_acc {r['val_acc']:.4f}"))
+                          + f" val_acc {r['val_acc']:.4f}"
+                          + (f" held-out swap acc {r['held_swap_acc']:.4f}" if r.get("held_swap_acc") is not None else "")))
             save_model(model, seed_dir / arm, meta)
             results[arm] = (model, res)
-        finished[seed] = results
+        # the weight for this seed: the treated arm whose chosen epoch scores best (never test data)
+        scores = {weight_of[a]: float(results[a][1].best_row.get("select_score", results[a][1].best_val_acc)) for a in arms}
+        chosen = choose_weight(scores)
+        results["treated"] = results[arms[betas.index(chosen)]]
+        finished[seed] = {"results": results, "beta": chosen, "scores": scores}
 
     # the test split is read here, once, after every arm has finished
     test = test_data if test_data is not None else load_data(cfg, "test", meta["in_channels"])
     orig_test = evaluate(original, test, n_cls)
+    rel_orig = background_reliance(original, held, seed=cfg.train.split_seed) if held is not None else None
+    report_arms = ["treated"] + (["control"] if t.control else [])
     runs = []
-    for seed, results in finished.items():
-        row: dict[str, Any] = {"seed": seed}
-        for arm, (model, res) in results.items():
+    for seed, fin in finished.items():
+        row: dict[str, Any] = {"seed": seed, "chosen_beta": fin["beta"], "selection_scores": fin["scores"]}
+        for arm in report_arms + ([a for a in arms if a != "treated"] if len(arms) > 1 else []):
+            model, res = fin["results"][arm]
             row[arm] = _arm_summary(res, evaluate(model, test, n_cls), res.best_val_acc)
+            if held is not None:
+                row[arm]["background_reliance"] = background_reliance(model, held, seed=cfg.train.split_seed)
         runs.append(row)
-    summary: dict[str, Any] = {"original": {"val_acc": orig_val, "test_acc": orig_test["acc"], "per_class": orig_test["per_class"]}}
-    for arm in arms:
+    summary: dict[str, Any] = {"original": {"val_acc": orig_val, "test_acc": orig_test["acc"], "per_class": orig_test["per_class"],
+                                            **({"background_reliance": rel_orig} if rel_orig else {})}}
+    for arm in report_arms:
         accs = [r[arm]["test_acc"] for r in runs]
         per_class = torch.tensor([r[arm]["per_class"] for r in runs], dtype=torch.float64).mean(0).tolist()
         summary[arm] = {"test_acc": _mean_std(accs)["mean"], "test_acc_std": _mean_std(accs)["std"],
                         "val_acc": _mean_std([r[arm]["val_acc"] for r in runs])["mean"], "per_class": per_class}
+        if held is not None:
+            summary[arm]["background_reliance"] = {
+                k: _mean_std([r[arm]["background_reliance"][k] for r in runs]) for k in ("swap_acc", "bg_grad_share")}
+    verdicts = []
     if t.control:
         deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
         summary["delta_treated_minus_control"] = _mean_std(deltas)
+        verdicts.append(verdict(deltas, "test accuracy"))
+        if held is not None:
+            verdicts.append(verdict([r["treated"]["background_reliance"]["swap_acc"] -
+                                     r["control"]["background_reliance"]["swap_acc"] for r in runs],
+                                    f"background-swap accuracy on {len(held)} held-out annotated images"))
+    summary["verdict"] = verdicts
+    summary["selection"] = {
+        "rule": "each arm's epoch, and the weight, by the mean of validation accuracy and held-out background-swap "
+                "accuracy (validation accuracy alone without held-out annotated images); test data never used",
+        "space_method": t.space_method if any(betas) else None, "weights": betas,
+        "chosen_beta": {str(s): f["beta"] for s, f in finished.items()}}
+    if pools is not None:
+        summary["masks"] = pools.summary()
     if is_main():
-        _save_treatment_maps(out, original, finished, test, diag.layers[-1] if not t.layers else
-                             ([t.layers] if isinstance(t.layers, str) else list(t.layers))[-1], arms)
+        _save_treatment_maps(out, original, {s: f["results"] for s, f in finished.items()}, test,
+                             diag.layers[-1] if not t.layers else
+                             ([t.layers] if isinstance(t.layers, str) else list(t.layers))[-1], report_arms)
     summary.update({"runs": runs, "classes": meta.get("classes"), "config": cfg.to_dict(), "versions": versions(),
-                    "note": "test split evaluated once, after training; best epochs chosen on validation only"})
+                    "note": "test split evaluated once, after training; epochs and weights chosen without test data"})
     _write_json(out / "summary.json", summary)
-    msg = f"original {orig_test['acc']:.4f} | treated {summary['treated']['test_acc']:.4f}"
+    msg = f"original {_pct(orig_test['acc'])} | treated {_pct(summary['treated']['test_acc'])}"
     if t.control:
-        msg += f" | control (CE only) {summary['control']['test_acc']:.4f} | treated - control " \
-               f"{summary['delta_treated_minus_control']['mean']:+.4f}"
+        msg += f" | control (CE only) {_pct(summary['control']['test_acc'])}"
     log(f"test accuracy: {msg} -> {out / 'summary.json'}")
+    if held is not None:
+        log("background-swap accuracy on held-out annotated images: original "
+            f"{_pct(rel_orig['swap_acc'])} | treated {_pct(summary['treated']['background_reliance']['swap_acc']['mean'])}"
+            + (f" | control {_pct(summary['control']['background_reliance']['swap_acc']['mean'])}" if t.control else ""))
+    if len(betas) > 1:
+        log("chosen weight per seed (no test data): " + ", ".join(f"seed {s}: {f['beta']:g}" for s, f in finished.items()))
+    for v in verdicts:
+        log(f"verdict: {v['text']}")
     return summary
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
 
 
 def describe_layers(name: str, in_channels: int = 3, image_size: int = 32, small: bool | None = None) -> list[dict[str, Any]]:

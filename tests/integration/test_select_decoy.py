@@ -32,7 +32,7 @@ def test_select_then_annotate_then_treat(original, tmp_path):
     out = tmp_path / "treat"
     assert main(["treat", "--weights", str(original), "--layers", "features.8", "--samples-per-class", "5",
                  "--min-confidence", "0.0", "--allow-empty-classes", "--alpha", "0", "--beta", "1",
-                 "--masks", str(sel), "--expand", "1", "--treat-noise-draws", "1", "--epochs", "1", "--no-control",
+                 "--space-method", "paper", "--masks", str(sel), "--expand", "1", "--treat-noise-draws", "1", "--epochs", "1", "--no-control",
                  "--out", str(out)]) == 0
     rows_m = [json.loads(line) for line in (out / "seed0" / "treated" / "metrics.jsonl").read_text().splitlines()]
     assert rows_m[0]["loss_space"] > 0  # the one annotated image produced a space-wise penalty

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["expand_foreground", "scaled_expansion", "MaskedDataset", "ExpandedMasks", "LimitedMasks", "PAPER_EXPANSION",
+__all__ = ["expand_foreground", "scaled_expansion", "MaskedDataset", "ExpandedMasks", "LimitedMasks", "KeepMasks", "PAPER_EXPANSION",
            "PAPER_IMAGE_SIZE"]
 
 PAPER_EXPANSION = 30
@@ -122,3 +122,19 @@ class LimitedMasks(Dataset):
     def __getitem__(self, i: int):
         x, y, fg, has = self.dataset[i][:4]
         return x, y, fg, bool(has) and bool(self.keep[i])
+
+
+class KeepMasks(Dataset):
+    """View of a ``(image, label, foreground, has_mask)`` dataset in which only the images at
+    ``positions`` keep their mask: the others (e.g. annotated images held out to measure
+    background reliance) are seen by the constraints as unannotated."""
+
+    def __init__(self, dataset: Dataset, positions):
+        self.dataset, self.positions = dataset, frozenset(int(p) for p in positions)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        x, y, fg, has = self.dataset[i][:4]
+        return x, y, fg, bool(has) and int(i) in self.positions

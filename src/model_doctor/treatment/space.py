@@ -67,8 +67,9 @@ class AnnotatedPool:
                 or len(foreground) != len(images):
             raise ValueError(f"pool shapes disagree: images {tuple(images.shape)}, labels {tuple(labels.shape)}, "
                              f"foreground {tuple(foreground.shape)}")
-        self.images, self.labels = images.float(), labels.long()
-        self.foreground = foreground.float().clamp(0, 1)
+        self.images = images if images.is_floating_point() else images.float()
+        self.labels = labels.long()
+        self.foreground = foreground.to(self.images.dtype).clamp(0, 1)
         self.indices = list(indices) if indices is not None else list(range(len(images)))
 
     def __len__(self) -> int:
@@ -306,7 +307,9 @@ class CounterfactualLoss(_PoolTerm):
         xa, fa, ya = p.images[a].to(dev, dt), p.foreground[a].to(dev, dt), p.labels[a].to(dev)
         xt = composite(xa, fa, p.images[b].to(dev, dt), p.foreground[b].to(dev, dt))
         out = model(torch.cat([xa, xt]))
-        la, lt = out[: len(a)].float(), out[len(a):].float()
+        if out.dtype in (torch.float16, torch.bfloat16):  # autocast: the loss in fp32
+            out = out.float()
+        la, lt = out[: len(a)], out[len(a):]
         value = F.cross_entropy(lt, ya)
         if self.kl_weight:
             value = value + self.kl_weight * F.kl_div(torch.log_softmax(lt, 1), torch.log_softmax(la, 1),

@@ -1,0 +1,70 @@
+"""`treat` with the space-wise methods on a decoy benchmark: held-out annotations, the weight chosen
+without test data, background reliance and the verdict in summary.json and on the terminal."""
+
+import json
+
+import pytest
+
+from model_doctor.cli import main
+
+
+@pytest.fixture(scope="module")
+def decoy_original(tmp_path_factory):
+    out = tmp_path_factory.mktemp("decoy-orig")
+    assert main(["train", "--data", "decoy-digits", "--model", "tinycnn", "--epochs", "3", "--batch-size", "32",
+                 "--out", str(out)]) == 0
+    return out / "model.safetensors"
+
+
+def _treat(weights, out, *extra):
+    return ["treat", "--weights", str(weights), "--data", "decoy-digits", "--layers", "features.8",
+            "--samples-per-class", "5", "--min-confidence", "0.0", "--allow-empty-classes", "--alpha", "0",
+            "--annotated-per-class", "8", "--epochs", "1", "--pool-batch", "16", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_counterfactual_two_weights_two_seeds(decoy_original, tmp_path, capsys):
+    out = tmp_path / "cf"
+    assert main(_treat(decoy_original, out, "--beta", "0.5", "2", "--seeds", "0", "1")) == 0
+    printed = capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    assert s["masks"]["train"] == 60 and s["masks"]["held_out"] == 20  # 8 per class: 6 train, 2 held out
+    assert set(s["selection"]["chosen_beta"].values()) <= {0.5, 2.0} and s["selection"]["space_method"] == "counterfactual"
+    for run in s["runs"]:  # the chosen weight is the one with the best selection score
+        scores = {float(k): v for k, v in run["selection_scores"].items()}
+        assert run["chosen_beta"] == max(scores, key=scores.get)
+        assert "treated-beta0.5" in run and "treated-beta2" in run
+    for arm in ("treated", "control"):
+        rel = s[arm]["background_reliance"]["swap_acc"]
+        assert 0.0 <= rel["mean"] <= 1.0
+    assert 0.0 <= s["original"]["background_reliance"]["swap_acc"] <= 1.0
+    assert [v["what"] for v in s["verdict"]][0] == "test accuracy" and s["verdict"][0]["seeds"] == 2
+    assert "verdict: test accuracy: treated − control" in printed and "background-swap accuracy" in printed
+    rows = [json.loads(x) for x in (out / "seed0" / "treated-beta2" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["loss_counterfactual"] > 0 and "held_swap_acc" in rows[0] and "select_score" in rows[0]
+
+
+@pytest.mark.parametrize("method", ["attribution", "input", "paper"])
+def test_other_space_methods_run(decoy_original, tmp_path, capsys, method):
+    out = tmp_path / method
+    assert main(_treat(decoy_original, out, "--beta", "1", "--space-method", method, "--no-control",
+                       "--treat-noise-draws", "1")) == 0
+    key = {"attribution": "loss_attribution", "input": "loss_input", "paper": "loss_space"}[method]
+    rows = [json.loads(x) for x in (out / "seed0" / "treated" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0][key] > 0
+
+
+def test_masks_that_pair_with_nothing_are_an_error(decoy_original, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["treat", "--weights", str(decoy_original), "--data", "digits", "--alpha", "0", "--beta", "1",
+                 "--masks", str(empty), "--mask-format", "png", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no annotated images" in err or "no mask" in err.lower()
+
+
+def test_bad_beta_lists(decoy_original, tmp_path, capsys):
+    assert main(_treat(decoy_original, tmp_path / "d", "--beta", "1", "1")) == 2
+    assert "repeats a weight" in capsys.readouterr().err
+    assert main(_treat(decoy_original, tmp_path / "n", "--beta", "-1")) == 2
+    assert "must be >= 0" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""The space-wise methods beyond Eq. 6 equal naive float64 per-image references, and the
+background-reliance measurement tells a background-reading model from an object-reading one."""
+
+import pytest
+import torch
+from torch import nn
+
+from model_doctor.hooks import count_hooks
+from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss, InputGradientLoss,
+                                          background_reliance, composite, selection_score)
+
+
+class Net(nn.Module):
+    """Two convs (no BatchNorm: images are independent, so a per-image loop is the exact reference)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.c2 = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = torch.tanh(self.c1(x))
+        x = nn.functional.max_pool2d(torch.relu(self.c2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+def _pool(n=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.arange(n) % 3
+    fg = torch.zeros(n, 1, 8, 8, dtype=torch.float64)
+    for i in range(n):
+        r, c = i % 4, (2 * i) % 4
+        fg[i, :, r:r + 4, c:c + 3] = 1.0
+    return AnnotatedPool(x, y, fg, list(range(100, 100 + n)))
+
+
+def _model():
+    torch.manual_seed(0)
+    return Net().double()
+
+
+def _params_grad(value, model):
+    return [torch.zeros_like(p) if g is None else g
+            for p, g in zip(model.parameters(), torch.autograd.grad(value, list(model.parameters()), allow_unused=True))]
+
+
+def _assert_same(a, b, model):
+    torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-12)
+    for ga, gb in zip(_params_grad(a, model), _params_grad(b, model)):
+        torch.testing.assert_close(ga, gb, rtol=1e-6, atol=1e-12)
+
+
+def _dummy_logits(model, pool):
+    return model(pool.images[:2])
+
+
+def test_attribution_equals_naive():
+    model, pool = _model(), _pool()
+    loss = AttributionLoss(pool, ["c2"], weight=2.5, pool_batch=5, seed=3)
+    with loss.attach(model):
+        value = loss(_dummy_logits(model, pool), torch.zeros(2).long(), (), step=4)["attribution"]
+    assert count_hooks(model) == 0
+    idx = pool.draw(5, 3, 4)
+    ref = 0.0
+    for i in idx.tolist():
+        store = {}
+        h = model.c2.register_forward_hook(lambda m, a, o: store.__setitem__("m", o))
+        out = model(pool.images[i:i + 1])
+        h.remove()
+        m = store["m"][0]
+        (g,) = torch.autograd.grad(out[0, int(pool.labels[i])], store["m"], create_graph=True)
+        a = (m * g[0]).abs().sum(0)                       # [8, 8]: c2's map has the image's size
+        bg = 1.0 - pool.foreground[i, 0]
+        num, den = 0.0, 0.0
+        for r in range(8):
+            for c in range(8):
+                num = num + bg[r, c] * a[r, c]
+                den = den + a[r, c]
+        ref = ref + num / den
+    _assert_same(value, 2.5 * ref / len(idx), model)
+
+
+@pytest.mark.parametrize("mode", ["share", "rrr"])
+def test_input_gradient_equals_naive(mode):
+    model, pool = _model(), _pool()
+    loss = InputGradientLoss(pool, weight=0.7, mode=mode, pool_batch=4, seed=1)
+    with loss.attach(model):
+        value = loss(_dummy_logits(model, pool), torch.zeros(2).long(), (), step=2)["input"]
+    idx = pool.draw(4, 1, 2)
+    ref = 0.0
+    for i in idx.tolist():
+        x = pool.images[i:i + 1].clone().requires_grad_(True)
+        out = model(x)
+        bg = 1.0 - pool.foreground[i, 0]
+        if mode == "rrr":
+            (g,) = torch.autograd.grad(torch.log_softmax(out, 1).sum(), x, create_graph=True)
+            ref = ref + sum((bg[r, c] * g[0, 0, r, c]) ** 2 for r in range(8) for c in range(8)) / 64
+        else:
+            (g,) = torch.autograd.grad(out[0, int(pool.labels[i])], x, create_graph=True)
+            a = g[0, 0].abs()
+            ref = ref + sum(bg[r, c] * a[r, c] for r in range(8) for c in range(8)) / a.sum()
+    _assert_same(value, 0.7 * ref / len(idx), model)
+
+
+def test_composite_equals_naive():
+    pool = _pool()
+    a, b = torch.tensor([0, 4]), torch.tensor([1, 2])
+    got = composite(pool.images[a], pool.foreground[a], pool.images[b], pool.foreground[b])
+    for row, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
+        xb, fb = pool.images[j, 0], pool.foreground[j, 0]
+        vals = [float(xb[r, c]) for r in range(8) for c in range(8) if fb[r, c] == 0]
+        fill = sum(vals) / len(vals)
+        for r in range(8):
+            for c in range(8):
+                if pool.foreground[i, 0, r, c] == 1:
+                    want = pool.images[i, 0, r, c]
+                else:
+                    want = xb[r, c] if fb[r, c] == 0 else fill
+                assert abs(float(got[row, 0, r, c]) - float(want)) < 1e-12
+
+
+def test_counterfactual_equals_naive():
+    model, pool = _model(), _pool()
+    loss = CounterfactualLoss(pool, weight=1.5, kl_weight=0.5, pool_batch=6, seed=2)
+    with loss.attach(model):
+        value = loss(_dummy_logits(model, pool), torch.zeros(2).long(), (), step=9)["counterfactual"]
+    a, b = loss.pairs(9)
+    assert all(pool.labels[i] != pool.labels[j] for i, j in zip(a.tolist(), b.tolist()))
+    ref = 0.0
+    for i, j in zip(a.tolist(), b.tolist()):
+        xt = composite(pool.images[i:i + 1], pool.foreground[i:i + 1], pool.images[j:j + 1], pool.foreground[j:j + 1])
+        pt = torch.softmax(model(xt)[0], 0)
+        pa = torch.softmax(model(pool.images[i:i + 1])[0], 0)
+        ce = -torch.log(pt[int(pool.labels[i])])
+        kl = sum(pa[c] * (torch.log(pa[c]) - torch.log(pt[c])) for c in range(3))
+        ref = ref + ce + 0.5 * kl
+    _assert_same(value, 1.5 * ref / len(a), model)
+
+
+def test_pool_holdout_and_draws_are_deterministic():
+    pool = _pool(n=12)
+    tr, held = pool.split_holdout(0.25, seed=0)
+    assert held is not None and len(tr) + len(held) == 12
+    assert held.counts() == {0: 1, 1: 1, 2: 1}  # round(0.25 * 4) per class
+    assert not set(tr.indices) & set(held.indices)
+    assert tr.split_holdout(0.0)[1] is None
+    assert torch.equal(pool.draw(5, 1, 3), pool.draw(5, 1, 3)) and not torch.equal(pool.draw(5, 1, 3), pool.draw(5, 1, 4))
+    assert len(pool.draw(40, 0, 0)) == 40  # with replacement past the pool size
+    with pytest.raises(ValueError, match="holdout fraction=1.0"):
+        pool.split_holdout(1.0)
+
+
+def test_pool_from_dataset_and_empty():
+    ds = [(torch.zeros(1, 4, 4), 1, torch.ones(1, 4, 4), True), (torch.zeros(1, 4, 4), 0, torch.zeros(1, 4, 4), False)]
+    pool = AnnotatedPool.from_dataset(ds)
+    assert len(pool) == 1 and pool.indices == [0]
+    with pytest.raises(ValueError, match="no annotated images"):
+        AnnotatedPool.from_dataset([ds[1]])
+    with pytest.raises(ValueError, match="has no masks"):
+        AnnotatedPool.from_dataset([(torch.zeros(1, 4, 4), 0)])
+
+
+class Corner(nn.Module):
+    """Reads only pixel (0, 0) (background in every pool image): a pure shortcut."""
+
+    def __init__(self, object_reader=False):
+        super().__init__()
+        self.object_reader = object_reader
+        self.w = nn.Parameter(torch.tensor([-1.0, 0.0, 1.0]))
+
+    def forward(self, x):
+        v = x[:, 0, 5, 5] if self.object_reader else x[:, 0, 0, 0]
+        return v[:, None] - (v[:, None] - self.w).pow(2)
+
+
+def test_background_reliance_separates_shortcut_from_object():
+    n = 12
+    y = torch.arange(n) % 3
+    x = torch.zeros(n, 1, 8, 8)
+    fg = torch.zeros(n, 1, 8, 8)
+    fg[:, :, 3:8, 3:8] = 1
+    x[:, 0, 0, 0] = y.float() - 1.0         # the shortcut: a background pixel coding the class
+    x[:, 0, 5, 5] = y.float() - 1.0         # the object: a foreground pixel coding the class
+    pool = AnnotatedPool(x, y, fg)
+    short = background_reliance(Corner(False), pool)
+    obj = background_reliance(Corner(True), pool)
+    assert short["clean_acc"] == 1.0 and obj["clean_acc"] == 1.0
+    assert short["swap_acc"] == 0.0 and obj["swap_acc"] == 1.0   # partners always have another class
+    assert short["bg_grad_share"] == pytest.approx(1.0) and obj["bg_grad_share"] == pytest.approx(0.0)
+    assert short["pairs"] == n * 8
+    assert selection_score(0.9, obj) == pytest.approx(0.95) and selection_score(0.9, None) == 0.9
+
+
+def test_bad_weights():
+    pool = _pool()
+    with pytest.raises(ValueError, match="weight=-1"):
+        CounterfactualLoss(pool, -1.0)
+    with pytest.raises(ValueError, match="mode='x'"):
+        InputGradientLoss(pool, 1.0, mode="x")
+    with pytest.raises(RuntimeError, match="attach"):
+        CounterfactualLoss(pool, 1.0)(torch.zeros(2, 3), torch.zeros(2).long(), (), 0)
