@@ -113,3 +113,28 @@ def test_layer_depth_view_from_several_treated_runs(tmp_path):
     html = write_report(tmp_path).read_text()
     depth = html.split('id="depth"')[1].split("</section>")[0]
     assert "data:image/png;base64" in depth and "features.0, features.4, features.8" in depth
+
+
+def test_verdict_comes_first_with_formatted_numbers(tmp_path):
+    d = tmp_path / "treat"
+    d.mkdir()
+    rel = {"swap_acc": {"mean": 0.8123456789, "std": 0.0123456}, "bg_grad_share": {"mean": 0.1, "std": 0.01}}
+    arm = {"test_acc": 0.912345678901, "test_acc_std": 0.004, "per_class": [0.9, 0.9], "background_reliance": rel}
+    run = {"treated": {"per_class": [0.9, 0.9]}, "control": {"per_class": [0.9, 0.9]}}
+    (d / "summary.json").write_text(json.dumps({
+        "original": {"test_acc": 0.9, "per_class": [0.9, 0.9],
+                     "background_reliance": {"swap_acc": 0.5, "bg_grad_share": 0.3}},
+        "treated": arm, "control": {**arm, "test_acc": 0.85},
+        "delta_treated_minus_control": {"mean": 0.062345678, "std": 0.01},
+        "verdict": [{"text": "test accuracy: treated − control +6.2 ± 1.0 pts (3 seeds); better than the control beyond seed noise"}],
+        "selection": {"space_method": "counterfactual", "weights": [0.3, 1.0], "chosen_beta": {"0": 1.0},
+                      "rule": "mean of validation and held-out swap accuracy"},
+        "masks": {"held_out": 50}, "runs": [run, run, run], "classes": ["a", "b"], "config": {}}))
+    html = write_report(tmp_path).read_text()
+    assert html.index('id="verdict"') < html.index('id="correlation"')
+    verdict = html.split('id="verdict"')[1].split("</section>")[0]
+    assert "better than the control beyond seed noise" in verdict and "counterfactual" in verdict
+    assert "81.23 ± 1.23 %" in verdict and "50.00 %" in verdict
+    treatment = html.split('id="treatment"')[1].split("</section>")[0]
+    assert "91.23 ± 0.40 %" in treatment and "+6.23 ± 1.00 pts" in treatment
+    assert not re.search(r"\d\.\d{5,}", verdict + treatment)  # no long floats
