@@ -225,13 +225,21 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(t.mean()), "std": float(t.std()) if len(values) > 1 else 0.0}
 
 
-def build_constraint(cfg: Config, diag: Diagnosis, seed: int, beta: float | None = None, pools: Any = None,
-                     expand: int = 0):
+def build_constraint(cfg: Config, diag: Diagnosis | None, seed: int, beta: float | None = None, pools: Any = None,
+                     expand: int = 0, layers: list[str] | None = None):
     """The loss terms of a treated arm from ``cfg.treat`` (see :mod:`model_doctor.treatment.plan`)."""
     from .treatment.plan import build_terms, weights_of
 
     b = weights_of(cfg.treat.beta)[0] if beta is None else beta
-    return build_terms(cfg.treat, diag, seed, b, pools, expand)
+    return build_terms(cfg.treat, diag, seed, b, pools, expand, layers)
+
+
+def _default_layers(model: nn.Module, meta: dict[str, Any], spec: Any, example: torch.Tensor) -> list[str]:
+    """Layer names from a spec (or the architecture's default; "auto" = the last conv in execution order)."""
+    from .layers import resolve_layers
+
+    spec = spec or meta["default_layers"]
+    return [n for n, _ in resolve_layers(model, spec, example[None])]
 
 
 def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, Any, int]:
@@ -272,7 +280,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     """
     import copy
 
-    from .treatment.plan import choose_weight, verdict, weights_of
+    from .treatment.plan import choose_weight, needs_diagnosis, verdict, weights_of
     from .treatment.space import background_reliance, selection_score
 
     out = _out_dir(cfg)
@@ -295,7 +303,10 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
                             **({"masks": pools.summary(), "expand": expand} if pools else {})})
 
     diag_dir = Path(t.diagnosis) if t.diagnosis else out / "diagnosis"
-    if t.diagnosis or (diag_dir / "diagnosis.json").is_file():
+    layers = _default_layers(original, meta, t.layers or cfg.diagnose.layers, train_full[0][0])
+    if not needs_diagnosis(t, betas):  # counterfactual / attribution / input / RRR: no diagnosis needed
+        diag = None
+    elif t.diagnosis or (diag_dir / "diagnosis.json").is_file():
         diag = Diagnosis.load(diag_dir)
     else:
         d = cfg.diagnose
@@ -308,7 +319,9 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
             diag.save(diag_dir)
         barrier()
         log(f"diagnosed the original at {', '.join(diag.layers)} -> {diag_dir}")
-    diag.check_compatible(original)
+    if diag is not None:
+        diag.check_compatible(original)
+        layers = list(diag.layers) if not t.layers else layers
     held = pools.held if pools is not None else None
 
     def select(model: nn.Module) -> dict[str, Any]:
@@ -333,7 +346,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
             fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
                              batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn,
                              sync_bn=cfg.train.sync_bn, precision=cfg.train.precision)
-            terms = build_constraint(cfg, diag, seed, weight_of[arm], pools, expand) if arm != "control" else None
+            terms = build_constraint(cfg, diag, seed, weight_of[arm], pools, expand, layers) if arm != "control" else None
             res = fit(model, tr, va, fcfg, n_cls, terms=terms, out_dir=seed_dir / arm, resume=cfg.train.resume, tag=arm,
                       select=select if held is not None else None,
                       log=lambda r, a=arm, s=seed: log(
@@ -391,8 +404,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         summary["masks"] = pools.summary()
     if is_main():
         _save_treatment_maps(out, original, {s: f["results"] for s, f in finished.items()}, test,
-                             diag.layers[-1] if not t.layers else
-                             ([t.layers] if isinstance(t.layers, str) else list(t.layers))[-1], report_arms)
+                             layers[-1], report_arms)
     summary.update({"runs": runs, "classes": meta.get("classes"), "config": cfg.to_dict(), "versions": versions(),
                     "note": "test split evaluated once, after training; epochs and weights chosen without test data"})
     _write_json(out / "summary.json", summary)

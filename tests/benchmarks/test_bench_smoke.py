@@ -71,3 +71,29 @@ def test_collect_performance_copies_tables_and_provenance(tmp_path):
     (tmp_path / "treatment.md").unlink()
     with pytest.raises(SystemExit, match="treatment.md is missing"):
         collect_performance.main(["--results", str(tmp_path)])
+
+
+def _run_digits(script: str, tmp_path, *extra: str) -> str:
+    out = tmp_path / f"{script}.md"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--budget", "small", "--out", str(out),
+                          "--cache", str(tmp_path / "cache"), "--threads", "1", *extra],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    assert "Command: `python benchmarks/" in text and "Digits: scikit-learn's bundled" in text
+    return text
+
+
+@pytest.mark.slow
+def test_e4_shortcut_small(tmp_path):
+    text = _run_digits("bench_e4_shortcut.py", tmp_path, "--kinds", "patch")
+    for arm in ("| original |", "| ceiling |", "| control |", "| paper β=100 |", "| attribution λ=10 |",
+                "| input share λ=10 |", "| counterfactual λ=1 |"):
+        assert arm in text, arm
+    assert "Chosen by the rule (per seed):" in text and "held-out swap acc" in text
+
+
+@pytest.mark.slow
+def test_e4_new_decoys_small(tmp_path):
+    text = _run_digits("bench_e4_newdecoys.py", tmp_path)
+    assert "| texture |" in text and "| glyph |" in text and "- texture: test accuracy: treated − control" in text

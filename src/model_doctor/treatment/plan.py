@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from ..data.masks import KeepMasks, expand_foreground
 from .space import AnnotatedPool, AttributionLoss, CounterfactualLoss, InputGradientLoss, SPACE_METHODS
 
-__all__ = ["Pools", "make_pools", "build_terms", "weights_of", "choose_weight", "verdict", "CombinedTerms"]
+__all__ = ["Pools", "make_pools", "build_terms", "needs_diagnosis", "weights_of", "choose_weight", "verdict", "CombinedTerms"]
 
 
 class CombinedTerms:
@@ -112,8 +112,16 @@ def weights_of(beta: Any) -> list[float]:
     return out
 
 
-def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, expand: int) -> Any:
-    """The loss terms of one treated arm from a :class:`~model_doctor.config.TreatConfig`."""
+def needs_diagnosis(t: Any, betas: Sequence[float]) -> bool:
+    """Only Eq. 5 (α) and Eq. 6 (``space_method="paper"``) read the diagnosis."""
+    return bool(t.alpha) or (any(betas) and t.space_method == "paper" and not t.rrr)
+
+
+def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, expand: int,
+                layers: Sequence[str] | None = None) -> Any:
+    """The loss terms of one treated arm from a :class:`~model_doctor.config.TreatConfig`.
+
+    ``layers``: where ``attribution`` works when neither ``t.layers`` nor a diagnosis names them."""
     from .losses import ModelDoctorLoss, RRRLoss
 
     if t.space_method not in SPACE_METHODS:
@@ -124,6 +132,7 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
         return RRRLoss(t.rrr)
     if not (t.alpha or beta):
         raise ValueError("alpha=0 and beta=0 and rrr=0: nothing to treat with; set --alpha, --beta or --rrr")
+    layers_default = layers or []
     layers = [t.layers] if isinstance(t.layers, str) else t.layers
     paper_beta = beta if t.space_method == "paper" else 0.0
     parts: list[Any] = []
@@ -134,7 +143,7 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
     if beta and t.space_method != "paper":
         assert pools is not None
         if t.space_method == "attribution":
-            parts.append(AttributionLoss(_expanded(pools.train, expand), layers or list(diag.layers), beta,
+            parts.append(AttributionLoss(_expanded(pools.train, expand), layers or (list(diag.layers) if diag is not None else list(layers_default)), beta,
                                          pool_batch=t.pool_batch, seed=seed))
         elif t.space_method == "input":
             parts.append(InputGradientLoss(_expanded(pools.train, expand), beta, mode=t.input_mode,
