@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from .config import Config, apply_overrides, load_config
+from .config import Config, apply_overrides, load_config, validate
 from .treatment.space import SPACE_METHODS
 from .zoo import model_names
 
@@ -56,6 +56,7 @@ def _scale_opts(g) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-doctor", description="Diagnose and treat CNN classifiers (Model Doctor, AAAI 2022).")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors (or MODEL_DOCTOR_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train the original classifier (SGD 0.01, momentum 0.9, wd 5e-4, cosine)")
@@ -169,7 +170,7 @@ def _to_config(args: argparse.Namespace) -> Config:
         layers = values.get(key)
         if isinstance(layers, list) and len(layers) == 1:
             values[key] = layers[0]
-    return apply_overrides(cfg, values)
+    return validate(apply_overrides(cfg, values))
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -177,7 +178,41 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"model-doctor: warning: {text[len('model_doctor: '):] if text.startswith('model_doctor: ') else text}\n"
 
 
+def _expected() -> tuple[type[BaseException], ...]:
+    import yaml
+
+    from .training import NonFiniteLossError
+
+    # OSError covers PermissionError, FileExistsError, read-only file systems and a full disk;
+    # RuntimeError covers torch's state-dict size mismatches; KeyError/IndexError malformed artifacts
+    return (ValueError, TypeError, OSError, NonFiniteLossError, KeyError, IndexError, yaml.YAMLError, RuntimeError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """One line naming the problem; the fix is in our own messages, else a pointer to --debug."""
+    import errno
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, UnicodeError):
+        return text
+    if isinstance(exc, OSError):
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        fix = {errno.ENOSPC: "free disk space or choose another --out", errno.EROFS: "choose a writable --out",
+               errno.EACCES: "check the permissions or choose another --out", errno.EEXIST: "choose another --out",
+               errno.ENOTDIR: "a path component is a file; choose another --out"}.get(exc.errno or 0, "check the path")
+        return f"{exc.strerror or text}{where}; {fix}"
+    if isinstance(exc, KeyError):
+        return f"missing key {text} in an input file (a malformed or foreign artifact?); rerun with --debug for details"
+    if len(text) > 400:
+        text = text[:400] + " …"
+    return f"{type(exc).__name__}: {text}; rerun with --debug for the traceback"
+
+
 def main(argv: list[str] | None = None) -> int:
+    expected = _expected()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
     import warnings
 
     warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
@@ -232,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                 "treat": pipeline.run_treat, "select": pipeline.run_select}
         jobs[args.command](cfg, log=pipeline_log)
         return 0
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        if os.environ.get("MODEL_DOCTOR_DEBUG") == "1":
+    except expected as exc:
+        if debug or os.environ.get("MODEL_DOCTOR_DEBUG") == "1":
             raise
-        print(f"model-doctor {args.command}: error: {exc}", file=sys.stderr)
+        print(f"model-doctor {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     finally:
         if distributed:

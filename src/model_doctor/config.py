@@ -14,7 +14,7 @@ from .diagnosis.engine import DEFAULT_NOISE
 from .io import atomic_write_text
 
 __all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "Config",
-           "load_config", "save_config"]
+           "load_config", "save_config", "validate"]
 
 
 @dataclass
@@ -128,8 +128,35 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits a field's type hint (int, float, bool, str, X | None, list[X], Any)."""
+    import types
+    import typing
+
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
 def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
+    import typing
+
     names = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         if key not in names:
             raise ValueError(f"unknown config key {where}{key!r}; valid keys: {', '.join(names)}")
@@ -139,6 +166,9 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
                 raise ValueError(f"config key {where}{key!r} must be a mapping, got {value!r}")
             _merge(current, value, f"{where}{key}.")
         else:
+            if not _type_ok(value, hints[key]):
+                want = str(hints[key]).replace("typing.", "")
+                raise ValueError(f"config key {where}{key} = {value!r} ({type(value).__name__}); it must be {want}")
             setattr(obj, key, value)
 
 
@@ -150,10 +180,34 @@ def load_config(path: str | Path | None, base: Config | None = None) -> Config:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"config file {str(p)!r} does not exist; check --config")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ValueError(f"config file {str(p)!r} is not valid YAML{at} ({getattr(exc, 'problem', None) or type(exc).__name__}); "
+                         "fix its syntax (only plain YAML types are read)") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(p)!r} must hold a mapping at the top level")
     _merge(cfg, data, "")
+    return cfg
+
+
+def validate(cfg: Config) -> Config:
+    """Values no command can use, as one-line errors (0 is never "use the default")."""
+    checks = [("diagnose.batch_size", cfg.diagnose.batch_size), ("examine.batch_size", cfg.examine.batch_size),
+              ("train.batch_size", cfg.train.batch_size), ("treat.batch_size", cfg.treat.batch_size),
+              ("train.epochs", cfg.train.epochs), ("treat.epochs", cfg.treat.epochs),
+              ("treat.pool_batch", cfg.treat.pool_batch)]
+    for name, value in checks:
+        if value < 1:
+            raise ValueError(f"{name}={value}; use a positive integer")
+    for name, value in (("data.image_size", cfg.data.image_size), ("model.in_channels", cfg.model.in_channels),
+                        ("model.num_classes", cfg.model.num_classes), ("treat.annotated_per_class", cfg.treat.annotated_per_class)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name}={value}; use a positive integer (or leave it unset for the default)")
+    if len(set(cfg.treat.seeds)) != len(cfg.treat.seeds) or not cfg.treat.seeds:
+        raise ValueError(f"treat.seeds={cfg.treat.seeds}; give one or more distinct seeds (e.g. --seeds 0 1 2)")
     return cfg
 
 

@@ -12,19 +12,29 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_safetensors",
+__all__ = ["lock_folder", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_safetensors",
            "load_state_dict", "weights_fingerprint"]
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``.
 
     A reader (or a killed run) sees either the old file or the complete new one, never half.
+    The file gets the mode any other tool would give it (0666 less the user's umask), not
+    ``mkstemp``'s private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -68,7 +78,12 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # SafetensorError, truncated or not a safetensors file
+            raise ValueError(f"cannot read {str(path)!r} as safetensors ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); re-save it with "
+                             "safetensors.torch.save_file") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -96,3 +111,53 @@ def weights_fingerprint(model: nn.Module) -> str:
         h.update(str(t.dtype).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+_HELD: set[str] = set()
+
+
+def lock_folder(folder: str | os.PathLike) -> Path:
+    """Take ``folder/.model-doctor.lock`` for this process (released at exit).
+
+    A second process writing into the same output folder would leave a config describing one run
+    and artifacts of the other; it gets a one-line error naming the holder instead. A lock whose
+    process is gone is taken over.
+
+    Raises:
+        ValueError: another live process holds the folder.
+    """
+    import atexit
+    import sys
+
+    path = Path(folder) / ".model-doctor.lock"
+    key = str(path.resolve())
+    if key in _HELD:
+        return path
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8"))
+                pid = int(holder.get("pid", -1))
+            except (OSError, ValueError):
+                holder, pid = {}, -1
+            alive = pid > 0
+            if alive:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    alive = False
+                except PermissionError:
+                    pass
+            if alive:
+                raise ValueError(f"output folder {str(folder)!r} is in use by process {pid} "
+                                 f"({holder.get('command', '?')}); wait for it or choose another --out") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": os.getpid(), "command": " ".join(sys.argv[:3])}, fh)
+        _HELD.add(key)
+        atexit.register(lambda: (path.unlink(missing_ok=True), _HELD.discard(key)))
+        return path
+    raise ValueError(f"cannot lock output folder {str(folder)!r}; remove {str(path)!r} if no run uses it")

@@ -41,20 +41,70 @@ def _sidecar(weights: str | None) -> dict[str, Any]:
     if not weights:
         return {}
     side = Path(weights).with_name("model.json")
-    return json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(side)!r} is not valid JSON ({exc}); fix or delete it and pass --model") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(side)!r} must hold a JSON object; fix or delete it and pass --model")
+    return data
 
 
 def _out_dir(cfg: Config) -> Path:
+    """Create ``cfg.out`` and hold its lock (rank 0) for the rest of this process."""
     if not cfg.out:
         raise ValueError("no output folder; pass --out DIR")
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; choose a folder")
     out.mkdir(parents=True, exist_ok=True)
+    if is_main():
+        from .io import lock_folder
+
+        lock_folder(out)
     return out
 
 
-def load_data(cfg: Config, split: str, in_channels: int):
-    return load_dataset(cfg.data.name, split, root=cfg.data.root, image_size=cfg.data.image_size,
+def _check_resume(cfg: Config, out: Path) -> None:
+    """``--resume`` must continue the same run: refuse when config.yaml records other settings."""
+    import yaml
+
+    old_path = out / "config.yaml"
+    if not cfg.train.resume or not old_path.is_file():
+        return
+    old = yaml.safe_load(old_path.read_text(encoding="utf-8")) or {}
+    new = cfg.to_dict()
+    diff = []
+    for section, values in new.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if (section, key) == ("train", "resume"):
+                continue
+            before = (old.get(section) or {}).get(key, value)
+            if before != value:
+                diff.append(f"{section}.{key}: {before!r} -> {value!r}")
+    if diff:
+        raise ValueError(f"--resume with other settings than the run in {str(out)!r} ({'; '.join(diff[:5])}); "
+                         "resume with the same settings, or start a new --out")
+
+
+def load_data(cfg: Config, split: str, in_channels: int, num_classes: int | None = None, like: Any = None):
+    """A split of ``cfg.data``. With ``num_classes`` (the model's), a dataset that names another
+    number of classes is an error; with ``like`` (the training split), another class list is one."""
+    data = load_dataset(cfg.data.name, split, root=cfg.data.root, image_size=cfg.data.image_size,
                         in_channels=in_channels, download=cfg.data.download)
+    names = getattr(data, "classes", None)
+    if num_classes is not None and names is not None and len(names) != num_classes:
+        raise ValueError(f"{cfg.data.name} ({split}) has {len(names)} classes but the model outputs {num_classes}; "
+                         "pass the --data the model was trained on")
+    ref = getattr(like, "classes", None) if like is not None else None
+    if ref is not None and names is not None and list(ref) != list(names):
+        raise ValueError(f"{cfg.data.name}: the {split} classes {list(names)} differ from the training classes {list(ref)}; "
+                         "give both splits the same class folders (a renamed class would be scored as another)")
+    return data
 
 
 def train_val_split(cfg: Config, train_full: Any, in_channels: int) -> tuple[Any, Any]:
@@ -63,7 +113,7 @@ def train_val_split(cfg: Config, train_full: Any, in_channels: int) -> tuple[Any
     if cfg.data.name.startswith("imagefolder:") and (Path(cfg.data.name.split(":", 1)[1]) / "val").is_dir():
         from torch.utils.data import Subset
 
-        return Subset(train_full, range(len(train_full))), load_data(cfg, "val", in_channels)
+        return Subset(train_full, range(len(train_full))), load_data(cfg, "val", in_channels, like=train_full)
     return split_train_val(train_full, cfg.train.val_fraction, cfg.train.split_seed)
 
 
@@ -74,6 +124,11 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
         ValueError: missing model name, weights that do not fit the architecture.
     """
     side = _sidecar(cfg.model.weights)
+    if not cfg.model.name and str(side.get("model", "")).startswith("file:"):
+        # a weights folder must never make us run code: file: models only from the user's own --model/config
+        raise ValueError(f"{str(Path(cfg.model.weights or '').with_name('model.json'))!r} names the code model "
+                         f"{side['model']!r}; a model.json beside weights may not run code — pass --model "
+                         f"{side['model']} yourself if you trust that file")
     name = cfg.model.name or side.get("model") or "smallcnn"
     in_ch = cfg.model.in_channels or side.get("in_channels") or 1
     n_cls = cfg.model.num_classes or side.get("num_classes") or num_classes or 10
@@ -131,10 +186,12 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
                      batch_size=t.batch_size, seed=t.seed, val_fraction=t.val_fraction, freeze_bn=t.freeze_bn,
                      sync_bn=t.sync_bn, precision=t.precision)
     tr, va = train_val_split(cfg, train_full, in_ch)
+    _check_resume(cfg, out)
     _save_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va)})
-    res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=t.resume, tag="train",
+    res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=t.resume, tag="train", say=log,
               log=lambda r: log(f"epoch {r['epoch']}: ce {r.get('loss_ce', float('nan')):.4f} val_acc {r['val_acc']:.4f}"))
-    test = evaluate(model, load_data(cfg, "test", in_ch), meta["num_classes"])
+    _warn_skipped(res, "train", log)
+    test = evaluate(model, load_data(cfg, "test", in_ch, meta["num_classes"], like=train_full), meta["num_classes"])
     path = save_model(model, out, meta)
     summary = {"model": meta["model"], "dataset": cfg.data.name, "best_epoch": res.best_epoch,
                "val_acc": res.best_val_acc, "test_acc": test["acc"], "test_per_class": test["per_class"],
@@ -149,7 +206,7 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
     """Diagnose the model on its training split; save the :class:`Diagnosis` into ``cfg.out``."""
     out = _out_dir(cfg)
     model, meta = load_model(cfg)
-    data = load_data(cfg, "train", meta["in_channels"])
+    data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     d = cfg.diagnose
     _save_config(cfg, out, {"versions": versions(), "model": meta})
     diag = diagnose(model, data, layers=d.layers or meta["default_layers"], num_classes=meta["num_classes"],
@@ -171,7 +228,7 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
         raise ValueError("examine needs a diagnosis; pass --diagnosis DIR (the --out of `model-doctor diagnose`)")
     diag = Diagnosis.load(cfg.examine.diagnosis)
     model, meta = load_model(cfg, diag.num_classes)
-    data = load_data(cfg, cfg.examine.split, meta["in_channels"])
+    data = load_data(cfg, cfg.examine.split, meta["in_channels"], meta["num_classes"])
     indices = list(range(min(len(data), cfg.examine.limit))) if cfg.examine.limit else None
     _save_config(cfg, out, {"versions": versions(), "model": meta})
     ex = examine(model, diag, data, indices=indices, batch_size=cfg.examine.batch_size, top_k=cfg.examine.top_k)
@@ -293,8 +350,9 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         raise ValueError("treat needs the trained original; pass --weights (from `model-doctor train`)")
     original, meta = load_model(cfg)
     n_cls = meta["num_classes"]
-    train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"])
+    train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"], n_cls)
     tr, va = train_val_split(cfg, train_full, meta["in_channels"])
+    _check_resume(cfg, out)
     pools, expand = None, 0
     uses_masks = any(betas) or t.rrr
     if uses_masks:
@@ -348,11 +406,12 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
                              sync_bn=cfg.train.sync_bn, precision=cfg.train.precision)
             terms = build_constraint(cfg, diag, seed, weight_of[arm], pools, expand, layers) if arm != "control" else None
             res = fit(model, tr, va, fcfg, n_cls, terms=terms, out_dir=seed_dir / arm, resume=cfg.train.resume, tag=arm,
-                      select=select if held is not None else None,
+                      select=select if held is not None else None, say=log,
                       log=lambda r, a=arm, s=seed: log(
                           f"seed {s} {a} epoch {r['epoch']}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in r.items() if k.startswith("loss_"))
                           + f" val_acc {r['val_acc']:.4f}"
                           + (f" held-out swap acc {r['held_swap_acc']:.4f}" if r.get("held_swap_acc") is not None else "")))
+            _warn_skipped(res, f"seed {seed} {arm}", log)
             save_model(model, seed_dir / arm, meta)
             results[arm] = (model, res)
         # the weight for this seed: the treated arm whose chosen epoch scores best (never test data)
@@ -362,7 +421,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         finished[seed] = {"results": results, "beta": chosen, "scores": scores}
 
     # the test split is read here, once, after every arm has finished
-    test = test_data if test_data is not None else load_data(cfg, "test", meta["in_channels"])
+    test = test_data if test_data is not None else load_data(cfg, "test", meta["in_channels"], n_cls, like=train_full)
     orig_test = evaluate(original, test, n_cls)
     rel_orig = background_reliance(original, held, seed=cfg.train.split_seed) if held is not None else None
     report_arms = ["treated"] + (["control"] if t.control else [])
@@ -423,6 +482,12 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     return summary
 
 
+def _warn_skipped(res: Any, what: str, log: Log) -> None:
+    if res.skipped_steps:
+        log(f"warning: {what}: {res.skipped_steps} steps had a non-finite loss and were skipped (see metrics.jsonl); "
+            "lower the learning rate or the constraint weights")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
@@ -457,7 +522,7 @@ def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
     if cfg.select.per_class < 1:
         raise ValueError(f"per_class={cfg.select.per_class}; use a positive integer (paper: 20)")
     model, meta = load_model(cfg)
-    data = load_data(cfg, "train", meta["in_channels"])
+    data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     labels, _pred, probs = predict(model, IndexedSubset(data), desc="select")
     names = meta.get("classes") or class_names_of(data, meta["num_classes"])
     rows = export_low_confidence(data, labels, probs, cfg.select.per_class, out, names) if is_main() else []
@@ -492,7 +557,7 @@ def run_robustness(cfg: Config, layer: str | None, eps: float, samples: int, log
 
     out = _out_dir(cfg)
     model, meta = load_model(cfg)
-    data = load_data(cfg, "test", meta["in_channels"])
+    data = load_data(cfg, "test", meta["in_channels"], meta["num_classes"])
     lay = layer or (meta["default_layers"] if meta["default_layers"] != "auto" else None)
     if lay is None:
         from .layers import resolve_layers

@@ -146,7 +146,8 @@ def _state_bytes(obj: Any) -> bytes:
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, num_classes: int, *,
         terms: LossTerms | None = None, out_dir: str | Path | None = None, resume: bool = False,
         tag: str = "train", log: Callable[[dict[str, Any]], None] | None = None,
-        select: Callable[[nn.Module], dict[str, Any]] | None = None) -> FitResult:
+        select: Callable[[nn.Module], dict[str, Any]] | None = None,
+        say: Callable[[str], None] | None = None) -> FitResult:
     """Train ``model`` in place with CE (+ ``terms``); leave it holding the best-validation weights.
 
     ``select(model)`` (optional) is called after each epoch's validation; its dict is logged in the
@@ -175,6 +176,13 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
         ck = torch.load(ckpt_in, map_location=device, weights_only=True)
         if ck.get("tag") != tag:
             raise ValueError(f"{ckpt_in} is a {ck.get('tag')!r} checkpoint, not {tag!r}; use another --out")
+        before = json.loads(ck.get("config", "{}"))
+        diff = [f"{k}: {before[k]!r} -> {v!r}" for k, v in asdict(cfg).items() if k in before and before[k] != v]
+        if diff:
+            raise ValueError(f"{ckpt_in} was written with other settings ({'; '.join(diff)}); resume with the same "
+                             "settings or start a new --out")
+        if say is not None and is_main():
+            say(f"{tag}: resuming from epoch {ck['epoch'] + 1} of {cfg.epochs} ({ckpt_in})")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])

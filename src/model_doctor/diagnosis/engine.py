@@ -69,6 +69,13 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
             labels.append(torch.as_tensor(y))
     p = torch.cat(probs) if probs else torch.zeros(0, 0, dtype=torch.float64)
     lab = torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)
+    if p.numel() and not torch.isfinite(p).all():
+        bad = int((~torch.isfinite(p)).any(1).sum())
+        raise ValueError(f"the model outputs NaN/inf for {bad} of {len(p)} images: its weights (or inputs) hold "
+                         "non-finite values; check the weights file and the data normalisation")
+    if p.numel() and lab.numel() and int(lab.max()) >= p.shape[1]:
+        raise ValueError(f"the data has labels up to {int(lab.max())} but the model outputs {p.shape[1]} classes; "
+                         "pass the --data the model was trained on (or --num-classes for a new model)")
     if rank_world()[1] > 1:  # reassemble in dataset order
         parts = all_gather_objects((mine, lab, p))
         full_p = torch.zeros(n, max(t[2].shape[1] for t in parts), dtype=torch.float64)

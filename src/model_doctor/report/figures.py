@@ -12,6 +12,8 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
+    # class names and paths are user strings: "$" must print as "$", not start math text
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -1,0 +1,160 @@
+"""Bad input ends in one line naming the value and the fix (exit 2), never in a traceback or
+running code from a data folder; outputs honour the umask; one output folder, one writer."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from model_doctor.cli import main
+from model_doctor.io import atomic_write_bytes, lock_folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("orig")
+    assert main(["train", "--data", "digits", "--model", "tinycnn", "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_sidecar_may_not_run_code(trained, tmp_path, capsys):
+    evil = tmp_path / "evil.py"
+    marker = tmp_path / "ran"
+    evil.write_text(f"open({str(marker)!r}, 'w').write('x')\ndef build(**k):\n    raise SystemExit\n")
+    folder = tmp_path / "download"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
+    (folder / "model.json").write_text(json.dumps({"model": f"file:{evil}:build", "num_classes": 10}))
+    assert main(["diagnose", "--weights", str(folder / "model.safetensors"), "--out", str(tmp_path / "d")]) == 2
+    err = _err(capsys)
+    assert "may not run code" in err and "--model" in err and not marker.exists()
+
+
+def test_broken_files_are_one_line(trained, tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    assert main(["diagnose", "--model", "tinycnn", "--weights", str(bad), "--out", str(tmp_path / "a")]) == 2
+    assert str(bad) in _err(capsys)
+    side = tmp_path / "w"
+    side.mkdir()
+    (side / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
+    (side / "model.json").write_text("{not json")
+    assert main(["diagnose", "--weights", str(side / "model.safetensors"), "--out", str(tmp_path / "b")]) == 2
+    assert "model.json" in _err(capsys)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train: [unclosed\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "c")]) == 2
+    assert "not valid YAML" in _err(capsys)
+    cfg.write_text("train: !!python/object/apply:os.system ['touch pwned']\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "c")]) == 2
+    _err(capsys)
+    assert not os.path.exists("pwned")
+
+
+@pytest.mark.parametrize("yaml_text,needle", [("train:\n  epochs: '5'\n", "train.epochs = '5'"),
+                                               ("train:\n  resume: 'no'\n", "train.resume = 'no'"),
+                                               ("treat:\n  seeds: [0, 0]\n", "distinct seeds")])
+def test_config_values_are_type_checked(tmp_path, capsys, yaml_text, needle):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    assert main(["treat", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert needle in _err(capsys)
+
+
+def test_zero_sizes_and_duplicate_seeds(trained, tmp_path, capsys):
+    w = str(trained / "model.safetensors")
+    assert main(["train", "--batch-size", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "batch_size=0" in _err(capsys)
+    assert main(["diagnose", "--weights", w, "--image-size", "0", "--out", str(tmp_path / "b")]) == 2
+    assert "image_size=0" in _err(capsys)
+    assert main(["treat", "--weights", w, "--seeds", "1", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "distinct seeds" in _err(capsys)
+
+
+def test_out_that_is_a_file_and_debug_traceback(trained, tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["diagnose", "--weights", str(trained / "model.safetensors"), "--out", str(f)]) == 2
+    assert "is a file" in _err(capsys)
+    with pytest.raises(ValueError, match="is a file"):
+        main(["diagnose", "--weights", str(trained / "model.safetensors"), "--out", str(f), "--debug"])
+
+
+def test_class_count_mismatch_and_nan_weights(trained, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    import numpy as np
+    from PIL import Image
+
+    w = str(trained / "model.safetensors")
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            d = tmp_path / "two" / split / cls
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((32, 32), 40 * i, np.uint8)).save(d / f"{i}.png")
+    assert main(["diagnose", "--weights", w, "--data", f"imagefolder:{tmp_path / 'two'}", "--out", str(tmp_path / "a")]) == 2
+    assert "has 2 classes but the model outputs 10" in _err(capsys)
+    (tmp_path / "two" / "test" / "dog").rename(tmp_path / "two" / "test" / "dgo")
+    assert main(["train", "--data", f"imagefolder:{tmp_path / 'two'}", "--model", "tinycnn", "--in-channels", "1",
+                 "--epochs", "1", "--out", str(tmp_path / "t2")]) == 2
+    assert "differ from the training classes" in _err(capsys)
+    state = load_file(w)
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}
+    nan = tmp_path / "nan"
+    nan.mkdir()
+    save_file(state, str(nan / "model.safetensors"))
+    (nan / "model.json").write_text((trained / "model.json").read_text())
+    assert main(["diagnose", "--weights", str(nan / "model.safetensors"), "--out", str(tmp_path / "b")]) == 2
+    assert "outputs NaN" in _err(capsys)
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "x.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o640
+
+
+def test_second_writer_gets_one_line_error(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    code = ("import sys, time; sys.path.insert(0, 'src'); from model_doctor.io import lock_folder; "
+            f"lock_folder({str(out)!r}); print('locked', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=f"in use by process {holder.pid}"):
+            lock_folder(out)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_folder(out)  # the holder is gone: its stale lock is taken over
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["train", "--data", "digits", "--model", "tinycnn", "--epochs", "1", "--out", str(out)]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main([*base, "--resume", "--lr", "0.5"]) == 2
+    assert "train.lr: 0.01 -> 0.5" in _err(capsys)
+
+
+def test_dollar_in_class_names_renders(tmp_path):
+    from model_doctor.report import figures
+
+    png = figures.heatmap(torch.rand(2, 3), ["$x_1$ cost", "a$b"], "title $ here")
+    assert png[:4] == b"\x89PNG"
