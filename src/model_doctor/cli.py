@@ -30,6 +30,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-size", dest="data.image_size", type=int, help="resize images to this size (default per dataset)")
     g.add_argument("--download", dest="data.download", action="store_const", const=True, help="let torchvision download the dataset")
     g.add_argument("--out", dest="out", help="output folder (created; the resolved config.yaml is written there)")
+    g.add_argument("--device", dest="device", help="auto (CUDA when available; default), cpu, cuda or cuda:N; "
+                                                  "under torchrun each rank uses cuda:LOCAL_RANK")
 
 
 def _diag_opts(p: argparse.ArgumentParser) -> None:
@@ -49,6 +51,7 @@ def _diag_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _scale_opts(g) -> None:
+    g.add_argument("--workers", dest="train.workers", type=int, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
     g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
     g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
     g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
+    g.add_argument("--workers", dest="train.workers", type=int, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
 
     p = sub.add_parser("select", help="export low-confidence training images per class for annotation (LabelMe)")
     _common(p)
@@ -164,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _to_config(args: argparse.Namespace) -> Config:
-    values: dict[str, Any] = {k: v for k, v in vars(args).items() if "." in k or k == "out"}
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if "." in k or k in ("out", "device")}
     cfg = load_config(getattr(args, "config", None))
     for key in ("diagnose.layers", "treat.layers"):
         layers = values.get(key)

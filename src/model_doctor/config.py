@@ -74,6 +74,7 @@ class TrainConfig:
     freeze_bn: bool = False          # BatchNorm in eval mode while training (needed for exact DDP equality on CPU)
     sync_bn: bool = False            # SyncBatchNorm under torchrun (CUDA only)
     precision: str = "fp32"          # fp32 | bf16 (autocast); fp16 is refused
+    workers: int | None = None       # DataLoader workers (default: 0 on CPU, min(8, cores/GPUs) on CUDA)
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Config:
     treat: TreatConfig = field(default_factory=TreatConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     out: str | None = None
+    device: str = "auto"             # auto (CUDA when available) | cpu | cuda | cuda:N; resolved value saved in config.yaml
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = ["init_from_env", "rank_world", "is_main", "barrier", "all_reduce_sum", "all_gather_objects",
-           "shard", "GlobalBatchSampler", "wrap_ddp", "shutdown"]
+           "shard", "GlobalBatchSampler", "wrap_ddp", "shutdown", "resolve_device"]
 
 
 def init_from_env() -> bool:
@@ -31,11 +31,39 @@ def init_from_env() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
         return False
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
+        # gloo for CPU tensors, NCCL for CUDA ones: --device cpu stays possible on a GPU machine
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return True
+
+
+def resolve_device(spec: str | None) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` -> a device; under torchrun,
+    ``auto``/``cuda`` mean this rank's ``cuda:LOCAL_RANK``. Never falls back silently.
+
+    Raises:
+        ValueError: CUDA asked for but not available, or a GPU index that does not exist.
+    """
+    spec = (spec or "auto").strip().lower()
+    local = int(os.environ.get("LOCAL_RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {spec}: this machine has no usable CUDA device (torch {torch.__version__}, "
+                             f"cuda build {torch.version.cuda}); use --device cpu or auto")
+        index = int(spec.split(":", 1)[1]) if ":" in spec and spec.split(":", 1)[1].isdigit() else local or 0
+        if ":" in spec and not spec.split(":", 1)[1].isdigit():
+            raise ValueError(f"--device {spec!r}; use auto, cpu, cuda or cuda:N")
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0 .. "
+                             f"cuda:{torch.cuda.device_count() - 1}")
+        return torch.device("cuda", index)
+    raise ValueError(f"--device {spec!r}; use auto, cpu, cuda or cuda:N")
 
 
 def shutdown() -> None:

@@ -54,6 +54,9 @@ def _sidecar(weights: str | None) -> dict[str, Any]:
 
 def _out_dir(cfg: Config) -> Path:
     """Create ``cfg.out`` and hold its lock (rank 0) for the rest of this process."""
+    from .distributed import resolve_device
+
+    resolve_device(cfg.device)  # every job fails early, before any work, on a device it cannot use
     if not cfg.out:
         raise ValueError("no output folder; pass --out DIR")
     out = Path(cfg.out)
@@ -134,6 +137,9 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     n_cls = cfg.model.num_classes or side.get("num_classes") or num_classes or 10
     size = cfg.data.image_size or side.get("image_size") or 32
     small = cfg.model.small if cfg.model.small is not None else side.get("small")
+    from .distributed import resolve_device
+
+    device = resolve_device(cfg.device)
     model = build_model(name, in_channels=in_ch, num_classes=n_cls, image_size=size, small=small)
     if cfg.model.pretrained and not cfg.model.weights:
         from .zoo import load_pretrained
@@ -147,8 +153,9 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
                 f"weights {cfg.model.weights!r} do not fit model {name!r} (missing {list(missing)[:3]}, "
                 f"unexpected {list(unexpected)[:3]}); pass the --model the checkpoint was trained with"
             )
+    model.to(device)
     meta = {"model": name, "in_channels": in_ch, "num_classes": n_cls, "image_size": size, "small": small,
-            "classes": side.get("classes"), "default_layers": default_layers(name)}
+            "classes": side.get("classes"), "default_layers": default_layers(name), "device": str(device)}
     return model, meta
 
 
@@ -157,7 +164,7 @@ def save_model(model: nn.Module, out: Path, meta: dict[str, Any], stem: str = "m
     path = out / f"{stem}.safetensors"
     if is_main():
         atomic_save_safetensors(path, model.state_dict())
-        atomic_write_json(out / "model.json", meta)
+        atomic_write_json(out / "model.json", {k: v for k, v in meta.items() if k != "device"})
     return path
 
 
@@ -168,7 +175,23 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _save_config(cfg: Config, out: Path, extra: dict[str, Any]) -> None:
     if is_main():
-        save_config(cfg, out, extra)
+        device = (extra.get("model") or {}).get("device")
+        save_config(cfg, out, {**extra, **({"device": device} if device else {})})
+
+
+def _workers(cfg: Config, device: str) -> int:
+    """DataLoader workers: the user's number; else none on CPU (the data here is in memory or small)
+    and up to 8 per GPU process on CUDA, so decoding does not starve the GPU."""
+    import os
+
+    if cfg.train.workers is not None:
+        if cfg.train.workers < 0:
+            raise ValueError(f"workers={cfg.train.workers}; use 0 or more")
+        return cfg.train.workers
+    if not device.startswith("cuda"):
+        return 0
+    gpus = max(1, torch.cuda.device_count())
+    return max(0, min(8, (os.cpu_count() or 1) // gpus - 1))
 
 
 def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
@@ -184,10 +207,10 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     t = cfg.train
     fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                      batch_size=t.batch_size, seed=t.seed, val_fraction=t.val_fraction, freeze_bn=t.freeze_bn,
-                     sync_bn=t.sync_bn, precision=t.precision)
+                     sync_bn=t.sync_bn, precision=t.precision, num_workers=_workers(cfg, meta["device"]))
     tr, va = train_val_split(cfg, train_full, in_ch)
     _check_resume(cfg, out)
-    _save_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va)})
+    _save_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va), "model": meta})
     res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=t.resume, tag="train", say=log,
               log=lambda r: log(f"epoch {r['epoch']}: ce {r.get('loss_ce', float('nan')):.4f} val_acc {r['val_acc']:.4f}"))
     _warn_skipped(res, "train", log)
@@ -403,7 +426,8 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
             model = copy.deepcopy(original)
             fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
                              batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn,
-                             sync_bn=cfg.train.sync_bn, precision=cfg.train.precision)
+                             sync_bn=cfg.train.sync_bn, precision=cfg.train.precision,
+                             num_workers=_workers(cfg, meta["device"]))
             terms = build_constraint(cfg, diag, seed, weight_of[arm], pools, expand, layers) if arm != "control" else None
             res = fit(model, tr, va, fcfg, n_cls, terms=terms, out_dir=seed_dir / arm, resume=cfg.train.resume, tag=arm,
                       select=select if held is not None else None, say=log,

@@ -199,7 +199,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
             for epoch in range(start_epoch, cfg.epochs):
                 torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout/noise RNG: a function of (seed, epoch)
                 sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, cfg.seed * 7919 + epoch)  # type: ignore[arg-type]
-                loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers)
+                loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                                     pin_memory=device.type == "cuda",
+                                                     persistent_workers=False)
                 model.train()
                 if cfg.freeze_bn:
                     _set_bn_eval(model)
@@ -207,7 +209,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                 n_steps = 0
                 for i, batch in enumerate(progress(loader, desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}")):
                     step = epoch * steps_per_epoch + i
-                    x, y = batch[0].to(device, dtype), torch.as_tensor(batch[1]).to(device)
+                    x = batch[0].to(device, dtype, non_blocking=True)
+                    y = torch.as_tensor(batch[1]).to(device, non_blocking=True)
                     with autocast():
                         logits = net(x)
                         ce = F.cross_entropy(logits.float(), y)
