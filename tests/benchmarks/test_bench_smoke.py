@@ -97,3 +97,17 @@ def test_e4_shortcut_small(tmp_path):
 def test_e4_new_decoys_small(tmp_path):
     text = _run_digits("bench_e4_newdecoys.py", tmp_path)
     assert "| texture |" in text and "| glyph |" in text and "- texture: test accuracy: treated − control" in text
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_on_cpu(tmp_path):
+    out = tmp_path / "gpu.md"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--device", "cpu",
+                          "--out", str(out), "--work", str(tmp_path / "w"), "--budget-s", "240"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    for part in ("## 1. The CLI on the device", "| train |", "| diagnose |", "| treat |", "## 2. Whole `diagnose()`",
+                 "## 3. Treatment step ÷ plain step", "Resolved device recorded in config.yaml: `cpu`"):
+        assert part in text, part
+    assert "failed" not in text
