@@ -158,3 +158,42 @@ def test_dollar_in_class_names_renders(tmp_path):
 
     png = figures.heatmap(torch.rand(2, 3), ["$x_1$ cost", "a$b"], "title $ here")
     assert png[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("shapes,needle", [
+    ([{"shape_type": "circle", "points": [[1, 1], [3, 3]]}], "shape_type 'circle' is not a region"),
+    ([{"shape_type": "polygon", "points": [[1, 1], [3, 3]]}], "a polygon has 2 point(s)"),
+    ([{"shape_type": "polygon", "points": [[1, "a"], [3, 3], [4, 4]]}], "not [x, y] numbers"),
+    ([{"shape_type": "polygon", "points": [[1, float("nan")], [3, 3], [4, 4]]}], "NaN or infinite"),
+    ([{"shape_type": "rectangle", "points": [[1, 1], [1, 5]]}], "zero area"),
+])
+def test_labelme_shapes_are_never_dropped_silently(tmp_path, shapes, needle):
+    from model_doctor.data.annotations import labelme_masks
+
+    (tmp_path / "a.json").write_text(json.dumps({"imagePath": "a.png", "shapes": shapes}))
+    with pytest.raises(ValueError, match="a.json") as err:
+        labelme_masks(tmp_path)
+    assert needle in str(err.value)
+
+
+def test_duplicate_annotations_and_empty_box_files(tmp_path):
+    from model_doctor.data.annotations import box_csv_masks, coco_masks, labelme_masks
+
+    shape = [{"shape_type": "rectangle", "points": [[1, 1], [4, 4]]}]
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "a.json").write_text(json.dumps({"imagePath": "x.png", "shapes": shape}))
+    (tmp_path / "lm" / "b.json").write_text(json.dumps({"imagePath": "x.png", "shapes": shape}))
+    with pytest.raises(ValueError, match="a second LabelMe file annotates 'x.png'"):
+        labelme_masks(tmp_path / "lm")
+    coco = tmp_path / "c.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.png"}, {"id": 2, "file_name": "x.png"}],
+                                "annotations": []}))
+    with pytest.raises(ValueError, match="listed under several image ids"):
+        coco_masks(coco)
+    csvf = tmp_path / "b.csv"
+    csvf.write_text("image,x0,y0,x1,y1\n")
+    with pytest.raises(ValueError, match="no box rows"):
+        box_csv_masks(csvf)
+    csvf.write_text("image,x0,y0,x1,y1\nx.png,5,5,2,8\n")
+    with pytest.raises(ValueError, match="line 2: box .* has no area"):
+        box_csv_masks(csvf)

@@ -69,6 +69,20 @@ def png_masks(folder: str | Path) -> dict[str, MaskFn]:
     return out
 
 
+def _points(pts: object, where: str) -> list[tuple[float, float]]:
+    """LabelMe points as finite floats, or an error naming the file (never a silently dropped shape)."""
+    import math
+
+    try:
+        out = [(float(p[0]), float(p[1])) for p in pts]  # type: ignore[union-attr,index]
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise ValueError(f"{where}: a shape has points that are not [x, y] numbers ({str(pts)[:80]}); fix the "
+                         "annotation in LabelMe") from None
+    if any(not (math.isfinite(x) and math.isfinite(y)) for x, y in out):
+        raise ValueError(f"{where}: a shape has a NaN or infinite coordinate; fix the annotation in LabelMe")
+    return out
+
+
 def labelme_masks(folder: str | Path, dataset_root: str | Path | None = None, allow_outside: bool = False) -> dict[str, MaskFn]:
     """Every ``*.json`` LabelMe file under ``folder``; its ``imagePath`` (relative to the JSON) names
     the image, which must lie inside ``dataset_root`` (default: ``folder``)."""
@@ -89,16 +103,28 @@ def labelme_masks(folder: str | Path, dataset_root: str | Path | None = None, al
             raise ValueError(f"{str(jp)!r}: imagePath {data['imagePath']!r} points outside the dataset root "
                              f"{str(base)!r}; keep annotations next to their images") from None
         polys, boxes = [], []
+        where = str(jp)
         for shape in data["shapes"]:
-            pts = shape.get("points") or []
-            kind = shape.get("shape_type", "polygon")
-            if kind == "rectangle" and len(pts) == 2:
+            kind = shape.get("shape_type") or "polygon"
+            pts = _points(shape.get("points") or [], where)
+            if kind == "rectangle":
+                if len(pts) != 2:
+                    raise ValueError(f"{where}: a rectangle needs 2 points, got {len(pts)}; fix the annotation")
                 boxes.append((pts[0][0], pts[0][1], pts[1][0], pts[1][1]))
+                if boxes[-1][0] == boxes[-1][2] or boxes[-1][1] == boxes[-1][3]:
+                    raise ValueError(f"{where}: a rectangle has zero area {pts}; redraw it")
             elif kind == "polygon":
-                polys.append([tuple(p) for p in pts])
+                if len(pts) < 3:
+                    raise ValueError(f"{where}: a polygon has {len(pts)} point(s); a region needs at least 3")
+                polys.append(pts)
+            else:
+                raise ValueError(f"{where}: shape_type {kind!r} is not a region; use polygon or rectangle shapes "
+                                 "for foreground masks")
         if not polys and not boxes:
             continue  # an empty stub (not annotated yet) is no mask, not an all-background mask
         stem = rel.rsplit(".", 1)[0]
+        if stem in out:
+            raise ValueError(f"{where}: a second LabelMe file annotates {rel!r}; keep one annotation file per image")
         size = (data.get("imageHeight"), data.get("imageWidth"))
 
         def fn(h: int, w: int, polys=polys, boxes=boxes, jp=jp, size=size) -> torch.Tensor:
@@ -113,6 +139,10 @@ def coco_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskF
     """COCO instances JSON: the union of every annotation of an image (polygons, RLE, or its box)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     images = {im["id"]: im for im in data.get("images", [])}
+    names = [str(im.get("file_name")) for im in images.values()]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{str(path)!r}: file_name {dup[0]!r} is listed under several image ids; list each image once")
     anns: dict[int, list[dict]] = {}
     for a in data.get("annotations", []):
         if a["image_id"] not in images:
@@ -154,12 +184,18 @@ def box_csv_masks(path: str | Path, allow_outside: bool = False) -> dict[str, Ma
         need = {"image", "x0", "y0", "x1", "y1"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):
             raise ValueError(f"{str(path)!r} needs the columns image,x0,y0,x1,y1 (got {reader.fieldnames})")
+        rows_seen = 0
         for i, row in enumerate(reader, start=2):
             try:
                 box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-            except ValueError:
+            except (TypeError, ValueError):
                 raise ValueError(f"{str(path)!r} line {i}: box values must be numbers, got {row}") from None
+            if not all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+                raise ValueError(f"{str(path)!r} line {i}: box {box} has no area (needs x1 > x0 and y1 > y0); fix the row")
             boxes.setdefault(row["image"].rsplit(".", 1)[0], []).append(box)  # type: ignore[arg-type]
+            rows_seen += 1
+    if not rows_seen:
+        raise ValueError(f"{str(path)!r} has a header but no box rows; add one row per box (image,x0,y0,x1,y1)")
     return {k: (lambda h, w, b=b, k=k: _draw(h, w, [], b, f"{path}: {k}", allow_outside)) for k, b in boxes.items()}
 
 
