@@ -251,6 +251,7 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
         raise ValueError("examine needs a diagnosis; pass --diagnosis DIR (the --out of `model-doctor diagnose`)")
     diag = Diagnosis.load(cfg.examine.diagnosis)
     model, meta = load_model(cfg, diag.num_classes)
+    _check_diagnosis(diag, model, meta["num_classes"], cfg.examine.diagnosis)
     data = load_data(cfg, cfg.examine.split, meta["in_channels"], meta["num_classes"])
     indices = list(range(min(len(data), cfg.examine.limit))) if cfg.examine.limit else None
     _save_config(cfg, out, {"versions": versions(), "model": meta})
@@ -401,7 +402,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         barrier()
         log(f"diagnosed the original at {', '.join(diag.layers)} -> {diag_dir}")
     if diag is not None:
-        diag.check_compatible(original)
+        _check_diagnosis(diag, original, n_cls, str(diag_dir))
         layers = list(diag.layers) if not t.layers else layers
     held = pools.held if pools is not None else None
 
@@ -510,6 +511,22 @@ def _warn_skipped(res: Any, what: str, log: Log) -> None:
     if res.skipped_steps:
         log(f"warning: {what}: {res.skipped_steps} steps had a non-finite loss and were skipped (see metrics.jsonl); "
             "lower the learning rate or the constraint weights")
+
+
+def _check_diagnosis(diag: Diagnosis, model: nn.Module, num_classes: int, where: str) -> None:
+    """A diagnosis of other weights: warn; of another class count or layers: refuse (one line)."""
+    import warnings
+
+    from .io import weights_fingerprint
+
+    if diag.num_classes != num_classes:
+        raise ValueError(f"the diagnosis in {where!r} has {diag.num_classes} classes but the model outputs {num_classes}; "
+                         "diagnose this model (model-doctor diagnose) and pass that folder")
+    diag.check_compatible(model)
+    if weights_fingerprint(model) != diag.model_fingerprint:
+        warnings.warn(f"model_doctor: the diagnosis in {where!r} was made for other weights (fingerprint "
+                      f"{diag.model_fingerprint} vs {weights_fingerprint(model)}); its class profiles may not describe "
+                      "this model — re-run diagnose on these weights", stacklevel=2)
 
 
 def _pct(x: float) -> str:

@@ -197,3 +197,28 @@ def test_duplicate_annotations_and_empty_box_files(tmp_path):
     csvf.write_text("image,x0,y0,x1,y1\nx.png,5,5,2,8\n")
     with pytest.raises(ValueError, match="line 2: box .* has no area"):
         box_csv_masks(csvf)
+
+
+def test_diagnosis_of_other_weights_or_classes(trained, tmp_path, capsys):
+    w = str(trained / "model.safetensors")
+    diag = tmp_path / "diag"
+    assert main(["diagnose", "--weights", w, "--min-confidence", "0", "--samples-per-class", "3", "--noise-draws", "1",
+                 "--allow-empty-classes", "--out", str(diag)]) == 0
+    other = tmp_path / "other"
+    assert main(["train", "--data", "digits", "--model", "tinycnn", "--epochs", "1", "--seed", "5", "--out", str(other)]) == 0
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="made for other weights"):
+        assert main(["examine", "--weights", str(other / "model.safetensors"), "--diagnosis", str(diag), "--limit", "8",
+                     "--out", str(tmp_path / "ex")]) == 0
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(diag / "diagnosis.safetensors"))  # as if diagnosed on a 3-class model
+    save_file({k: v[:3] if v.dim() == 2 else v for k, v in tensors.items()}, str(diag / "diagnosis.safetensors"))
+    assert main(["examine", "--weights", w, "--diagnosis", str(diag), "--out", str(tmp_path / "ex1")]) == 2
+    assert "does not match its 10 class names" in _err(capsys)
+    meta = json.loads((diag / "diagnosis.json").read_text())
+    meta["class_names"] = meta["class_names"][:3]
+    meta["sample_indices"] = {k: v for k, v in meta["sample_indices"].items() if int(k) < 3}
+    (diag / "diagnosis.json").write_text(json.dumps(meta))
+    code = main(["examine", "--weights", w, "--diagnosis", str(diag), "--out", str(tmp_path / "ex2")])
+    assert code == 2 and "has 3 classes but the model outputs 10" in _err(capsys)

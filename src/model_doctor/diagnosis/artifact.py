@@ -149,10 +149,27 @@ class Diagnosis:
             raise FileNotFoundError(
                 f"{str(folder)!r} holds no diagnosis ({_META} + {_TENSORS}); run `model-doctor diagnose --out {folder}`"
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != "model-doctor-diagnosis/1":
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{str(meta_path)!r} is not valid JSON ({exc}); re-run `model-doctor diagnose`") from None
+        if not isinstance(meta, dict) or meta.get("format") != "model-doctor-diagnosis/1":
             raise ValueError(f"{str(meta_path)!r} has unknown format {meta.get('format')!r}")
-        tensors = load_file(str(tensor_path))
+        try:
+            tensors = load_file(str(tensor_path))
+            missing = [k for k in ("layers", "class_names", "sample_indices", "settings", "model_fingerprint", "version")
+                       if k not in meta]
+            if missing:
+                raise ValueError(f"{str(meta_path)!r} lacks {', '.join(missing)}; re-run `model-doctor diagnose`")
+            for layer in meta["layers"]:
+                t = tensors.get(f"correlation/{layer}")
+                if t is None or t.dim() != 2 or t.shape[0] != len(meta["class_names"]):
+                    raise ValueError(f"{str(folder)!r}: the correlation of {layer!r} does not match its "
+                                     f"{len(meta['class_names'])} class names; re-run `model-doctor diagnose`")
+        except ValueError:
+            raise
+        except Exception as exc:  # a truncated or foreign safetensors file
+            raise ValueError(f"cannot read {str(tensor_path)!r} ({type(exc).__name__}); re-run `model-doctor diagnose`") from None
         return cls(
             layers=list(meta["layers"]),
             correlations={layer: tensors[f"correlation/{layer}"] for layer in meta["layers"]},
