@@ -222,3 +222,34 @@ def test_diagnosis_of_other_weights_or_classes(trained, tmp_path, capsys):
     (diag / "diagnosis.json").write_text(json.dumps(meta))
     code = main(["examine", "--weights", w, "--diagnosis", str(diag), "--out", str(tmp_path / "ex2")])
     assert code == 2 and "has 3 classes but the model outputs 10" in _err(capsys)
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from model_doctor.data.folder import MaskedImageFolder
+
+    d = tmp_path / "train" / "a"
+    d.mkdir(parents=True)
+    arr = np.array([[0, 16384], [32768, 65535]], dtype=np.uint16).repeat(4, 0).repeat(4, 1)
+    Image.fromarray(arr).save(d / "x.png")
+    assert Image.open(d / "x.png").mode.startswith("I")
+    ds = MaskedImageFolder(tmp_path / "train", None, image_size=8, in_channels=1)
+    x = ds[0][0][0] * 0.5 + 0.5  # undo Normalize(0.5, 0.5) -> [0, 1]
+    assert float(x.min()) == pytest.approx(0.0, abs=1e-6) and float(x.max()) == pytest.approx(1.0, abs=1e-6)
+    assert float(x[0, 4]) == pytest.approx(64 / 255, abs=1 / 255) and float(x[4, 0]) == pytest.approx(128 / 255, abs=1 / 255)
+
+
+def test_mask_stem_with_two_images_is_an_error(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from model_doctor.data.folder import MaskedImageFolder
+
+    d = tmp_path / "train" / "a"
+    d.mkdir(parents=True)
+    for ext in ("png", "bmp"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(d / f"x.{ext}")
+    with pytest.raises(ValueError, match="could pair with a/x.bmp and a/x.png"):
+        MaskedImageFolder(tmp_path / "train", {"a/x": lambda h, w: torch.ones(h, w, dtype=torch.bool)}, in_channels=1)

@@ -88,8 +88,17 @@ class MaskedImageFolder(Dataset):
                     continue
                 self.samples.append((f, label))
         self.masks: dict[int, MaskFn] = {}
-        by_stem = {rel.rsplit(".", 1)[0]: i for i, (rel, _) in enumerate(self.samples)}
+        by_stem: dict[str, int] = {}
+        twins: dict[str, list[str]] = {}
+        for i, (rel, _) in enumerate(self.samples):
+            stem = rel.rsplit(".", 1)[0]
+            if stem in by_stem:
+                twins.setdefault(stem, [self.samples[by_stem[stem]][0]]).append(rel)
+            by_stem[stem] = i
         for key, fn in (masks or {}).items():
+            if key in twins:
+                raise ValueError(f"mask {key!r} could pair with {' and '.join(twins[key])}; image names must differ in "
+                                 "more than the extension (rename one)")
             if key not in by_stem:
                 if on_error == "skip":
                     self.skipped["mask without image"].append(key)
@@ -124,6 +133,13 @@ class MaskedImageFolder(Dataset):
     def _image(self, i: int) -> Image.Image:
         try:
             with Image.open(self.path(i)) as im:
+                if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit: scale the full range, never clip at 255
+                    import numpy as np
+
+                    arr = np.asarray(im, dtype=np.float64)
+                    top = 65535.0 if im.mode.startswith("I;16") or (im.mode == "I" and arr.max() <= 65535) else \
+                        max(float(arr.max()), 1.0)
+                    return Image.fromarray(np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8), mode="L")
                 return im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
         except Exception as exc:
             raise ValueError(f"cannot read image {str(self.path(i))!r} ({type(exc).__name__}); "
