@@ -346,7 +346,9 @@ def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, 
                          "dataset with masks (decoy-digits, decoy-fashion-mnist)")
     raw_tr, exp_tr = Subset(raw_full, tr.indices), Subset(exp_full, tr.indices)
     pools = make_pools(raw_tr, exp_tr, t.holdout, t.annotated_per_class, cfg.train.split_seed)
-    log(f"masks: {pools.describe()} (expansion {expand} px for the gradient penalties)")
+    skipped = raw_full.skip_report() if hasattr(raw_full, "skip_report") else "skipped: none"
+    pools.skipped_report = skipped
+    log(f"masks: {pools.describe()} (expansion {expand} px for the gradient penalties); annotations {skipped}")
     return pools.masked_train, pools, expand
 
 

@@ -253,3 +253,14 @@ def test_mask_stem_with_two_images_is_an_error(tmp_path):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(d / f"x.{ext}")
     with pytest.raises(ValueError, match="could pair with a/x.bmp and a/x.png"):
         MaskedImageFolder(tmp_path / "train", {"a/x": lambda h, w: torch.ones(h, w, dtype=torch.bool)}, in_channels=1)
+
+
+def test_os_errors_are_one_line_with_a_fix():
+    import errno
+
+    from model_doctor.cli import _one_line
+
+    assert _one_line(OSError(errno.ENOSPC, "No space left on device", "/out/model.safetensors")) == \
+        "No space left on device '/out/model.safetensors'; free disk space or choose another --out"
+    assert "choose a writable --out" in _one_line(OSError(errno.EROFS, "Read-only file system", "/ro"))
+    assert "check the permissions" in _one_line(PermissionError(errno.EACCES, "Permission denied", "/x"))

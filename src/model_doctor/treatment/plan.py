@@ -57,6 +57,7 @@ class Pools:
 
     def __init__(self, train: AnnotatedPool, held: AnnotatedPool | None, masked_train: Dataset, skipped: int = 0):
         self.train, self.held, self.masked_train, self.skipped = train, held, masked_train, skipped
+        self.skipped_report = "skipped: none"
 
     def describe(self) -> str:
         held = f", {len(self.held)} held out to measure background reliance" if self.held is not None else \
@@ -66,7 +67,7 @@ class Pools:
     def summary(self) -> dict[str, Any]:
         return {"train": len(self.train), "held_out": len(self.held) if self.held is not None else 0,
                 "train_per_class": self.train.counts(), "held_per_class": self.held.counts() if self.held else {},
-                "held_out_indices": list(self.held.indices) if self.held else []}
+                "held_out_indices": list(self.held.indices) if self.held else [], "annotations": self.skipped_report}
 
 
 def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_class: int | None,
