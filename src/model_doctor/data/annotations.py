@@ -137,8 +137,12 @@ def labelme_masks(folder: str | Path, dataset_root: str | Path | None = None, al
 
 def coco_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskFn]:
     """COCO instances JSON: the union of every annotation of an image (polygons, RLE, or its box)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    images = {im["id"]: im for im in data.get("images", [])}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        images = {im["id"]: im for im in data.get("images", [])}
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r} is not a COCO instances JSON ({type(exc).__name__}: {exc}); export it again "
+                         "(images with ids, annotations with image_id)") from None
     names = [str(im.get("file_name")) for im in images.values()]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
