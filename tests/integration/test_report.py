@@ -32,7 +32,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "demo"
-    run_demo(str(root), epochs=20, treat_epochs=1)
+    run_demo(str(root), epochs=20, treat_epochs=1, shortcut_epochs=3, shortcut_treat_epochs=1, shortcut_seeds=(0,))
     return root
 
 
