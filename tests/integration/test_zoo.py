@@ -71,9 +71,11 @@ def test_user_file_model_end_to_end(tmp_path):
     out = tmp_path / "run"
     spec = f"file:{src}:build"
     assert main(["train", "--model", spec, "--data", "digits", "--epochs", "1", "--out", str(out / "orig")]) == 0
-    assert main(["diagnose", "--weights", str(out / "orig" / "model.safetensors"), "--min-confidence", "0.0",
+    # model.json names the file: model, but code runs only when the user names it (--model)
+    assert main(["diagnose", "--weights", str(out / "orig" / "model.safetensors"), "--out", str(out / "refused")]) == 2
+    assert main(["diagnose", "--model", spec, "--weights", str(out / "orig" / "model.safetensors"), "--min-confidence", "0.0",
                  "--samples-per-class", "3", "--noise-draws", "1", "--allow-empty-classes", "--out", str(out / "diag")]) == 0
-    assert main(["treat", "--weights", str(out / "orig" / "model.safetensors"), "--diagnosis", str(out / "diag"),
+    assert main(["treat", "--model", spec, "--weights", str(out / "orig" / "model.safetensors"), "--diagnosis", str(out / "diag"),
                  "--epochs", "1", "--treat-noise-draws", "1", "--out", str(out / "treat")]) == 0
     assert (out / "treat" / "summary.json").is_file()
     with pytest.raises(ValueError, match="has no callable 'nope'"):
