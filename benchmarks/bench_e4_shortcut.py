@@ -63,7 +63,7 @@ BUDGETS = {
                   extra_per_class=[], arms=ARMS_SMALL, bases=["digits"],
                   ft_base="digits", scratch_n_train=1000, scratch_epochs=6),
     "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=4000, n_test=None, orig_epochs=10, ft_epochs=4,
-                 per_class=[20], extra_per_class=[5, 100, None], arms=ARMS_FULL, seed0_arms=ARMS_SEED0, bases=["fashion-mnist", "digits"],
+                 per_class=[20], extra_per_class=[5, 100, None], seed0_per_class=[100, None], arms=ARMS_FULL, seed0_arms=ARMS_SEED0, bases=["fashion-mnist", "digits"],
                  ft_base="fashion-mnist", scratch_n_train=2000, scratch_epochs=8),
 }
 #: from scratch: RRR at two weights (our per-pixel-mean normalisation makes λ=10 tiny next to Ross et
@@ -189,6 +189,8 @@ def finetune_study(args, budget) -> list[str]:
     for kind in kinds:
         for seed in budget["seeds"]:
             for n in per_class_all:
+                if n in budget.get("seed0_per_class", []) and seed != budget["seeds"][0]:
+                    continue  # time: these annotation budgets on the first seed only
                 if n in budget["per_class"]:
                     arms = budget["arms"] + (budget.get("seed0_arms", []) if seed == budget["seeds"][0] else [])
                 else:
@@ -198,7 +200,7 @@ def finetune_study(args, budget) -> list[str]:
         return ["(partial run: seeds " + ", ".join(map(str, args.seeds)) + "; rerun without --seeds for the table)"]
     for kind in kinds:
         for n in per_class_all:
-            cs = [cells[(kind, s, n)] for s in budget["seeds"]]
+            cs = [cells[(kind, s, n)] for s in budget["seeds"] if (kind, s, n) in cells]
             seed0_only = {a[0] for a in budget.get("seed0_arms", [])}
             names = [k for k in cs[0] if not k.startswith("_") and k not in ("original", "ceiling") and k not in seed0_only]
             lines += [f"### {kind} decoy, {'all' if n is None else n} annotated images per class "
