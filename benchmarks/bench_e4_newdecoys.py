@@ -38,7 +38,7 @@ BUDGETS = {
     "small": dict(base="digits", n_train=1000, n_test=300, orig_epochs=6, ft_epochs=1, seeds=[0], betas=["1"],
                   per_class=8),
     "full": dict(base="fashion-mnist", n_train=3000, n_test=2000, orig_epochs=10, ft_epochs=4, seeds=[0, 1, 2],
-                 betas=["0.3", "1", "3"], per_class=20),
+                 betas=["0.3", "1"], per_class=20),
 }
 CANVAS = 44
 
