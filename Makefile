@@ -24,12 +24,15 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_diagnose.py
 
-# The evidence studies at full budget (each under an hour, about 2 h together on 2 CPU cores; cached and resumable under runs/bench).
+# The evidence studies at full budget (each under 2 h on one core; about 5 h together on 2 CPU cores; cached and resumable under runs/bench).
 evidence: $(STAMP)
 	$(PY) benchmarks/bench_e1_channel.py --out docs/results/e1_channel.md
 	$(PY) benchmarks/bench_e3_auroc.py --out docs/results/e3_auroc.md
 	$(PY) benchmarks/bench_e2_space.py --out docs/results/e2_space.md
 	$(PY) benchmarks/bench_ablations.py --out docs/results/ablations.md
+	$(PY) benchmarks/bench_e4_shortcut.py --out docs/results/e4_shortcut.md
+	$(PY) benchmarks/bench_e4_shortcut.py --study scratch --out docs/results/e4_scratch.md
+	$(PY) benchmarks/bench_e4_newdecoys.py --out docs/results/e4_newdecoys.md
 	$(PY) benchmarks/collect_performance.py --out docs/results/performance.md
 	$(PY) -m model_doctor reproduce cpu-small
 	cp runs/reproduce/cpu-small/table.md docs/results/reproduce_cpu_small.md  # it carries its own command, machine, date
