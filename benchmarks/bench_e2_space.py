@@ -48,13 +48,13 @@ NOISE_DRAWS = 1
 GRAD_SAMPLES = 1000                   # test images for the decoy share of the input gradient
 
 
-def decoy_data(args, budget: dict) -> dict:
+def decoy_data(args, budget: dict, kind: str = "patch", base: str = "fashion-mnist") -> dict:
     """Training subset (consistent decoys) and its shuffled twin, validation, and both test sets."""
     cache = Path(args.cache) / "decoy-data"
 
     def make(split: str, shuffle: bool):
-        return make_decoy(DecoyConfig(base="fashion-mnist", split=split, shuffle_decoy=shuffle, root=args.root),
-                          cache_dir=cache)
+        return make_decoy(DecoyConfig(base=base, split=split, shuffle_decoy=shuffle, kind=kind,
+                                      root=args.root if base == "fashion-mnist" else None), cache_dir=cache)
 
     out = {}
     for name, shuffle in (("train", False), ("train_shuffled", True)):

@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _studies as S  # noqa: E402
 from _common import emit, header  # noqa: E402
+from bench_e2_space import decoy_data  # noqa: E402  (E2's decoy splits, with a kind and a base)
 
-from model_doctor.data.decoy import DecoyConfig, make_decoy  # noqa: E402
 from model_doctor.data.masks import KeepMasks  # noqa: E402
 from model_doctor.experiment import cached_run, copy_of, fmt, mean_std, subset  # noqa: E402
 from model_doctor.training import FitConfig, evaluate, split_train_val  # noqa: E402
@@ -71,22 +71,6 @@ BUDGETS = {
 #: et al.'s summed λ=1000), Eq. 6 and the counterfactual
 SCRATCH_ARMS = [("rrr λ=1000", "input", 1000.0, "rrr"),
                 ("paper β=100", "paper", 100.0, None), ("counterfactual λ=1", "counterfactual", 1.0, None)]
-
-
-def decoy_data(args, budget: dict, kind: str, base: str = "fashion-mnist") -> dict:
-    cache = Path(args.cache) / "decoy-data"
-
-    def make(split: str, shuffle: bool):
-        return make_decoy(DecoyConfig(base=base, split=split, shuffle_decoy=shuffle, kind=kind,
-                                      root=args.root if base == "fashion-mnist" else None), cache_dir=cache)
-
-    out = {}
-    for name, shuffle in (("train", False), ("train_shuffled", True)):
-        tr, va = split_train_val(subset(make("train", shuffle), budget["n_train"], seed=0), 0.1, seed=0)
-        out[name], out[name + "_val"] = tr, va
-    for name, shuffle in (("test_shuffled", True), ("test_consistent", False)):
-        out[name] = subset(make("test", shuffle), budget["n_test"], seed=0)
-    return out
 
 
 def annotated(train, per_class: int | None, seed: int) -> list[int]:

@@ -169,6 +169,15 @@ class _PoolTerm:
         self.pool, self.weight, self.pool_batch, self.seed = pool, float(weight), int(pool_batch), int(seed)
         self._model: nn.Module | None = None
 
+    @contextlib.contextmanager
+    def attach(self, model: nn.Module) -> Iterator["_PoolTerm"]:
+        """These terms run their own forward; they only need the model (no hooks)."""
+        self._model = model
+        try:
+            yield self
+        finally:
+            self._model = None
+
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         assert self._model is not None
         dev, dt = _device(self._model)
@@ -243,14 +252,6 @@ class InputGradientLoss(_PoolTerm):
         super().__init__(pool, weight, pool_batch, seed)
         self.mode = mode
 
-    @contextlib.contextmanager
-    def attach(self, model: nn.Module) -> Iterator["InputGradientLoss"]:
-        self._model = model
-        try:
-            yield self
-        finally:
-            self._model = None
-
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
         model = self._need_model()
         if self.weight == 0.0:
@@ -284,14 +285,6 @@ class CounterfactualLoss(_PoolTerm):
             raise ValueError(f"kl_weight={kl_weight}; must be >= 0")
         super().__init__(pool, weight, pool_batch, seed)
         self.kl_weight = float(kl_weight)
-
-    @contextlib.contextmanager
-    def attach(self, model: nn.Module) -> Iterator["CounterfactualLoss"]:
-        self._model = model
-        try:
-            yield self
-        finally:
-            self._model = None
 
     def pairs(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.pool.draw(self.pool_batch, self.seed, step)
