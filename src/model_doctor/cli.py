@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="class x channel correlation per layer from confident training samples")
     _common(p)
     _diag_opts(p)
+    p.add_argument("--precision", dest="diagnose.precision", choices=["fp32", "bf16", "fp16"],
+                   help="fp32 (default) or bf16 autocast (GPUs); fp16 is refused")
 
     p = sub.add_parser("examine", help="per-sample deviation from the class profile, derivative maps, AUROC")
     _common(p)
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(background-swap accuracy, gradient share outside the masks)")
     g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="samples per batch (default 64)")
+    g.add_argument("--precision", dest="examine.precision", choices=["fp32", "bf16", "fp16"],
+                   help="fp32 (default) or bf16 autocast (GPUs); fp16 is refused")
 
     p = sub.add_parser("treat", help="fine-tune with the channel-/space-wise constraints next to a CE-only control")
     _common(p)

@@ -12,6 +12,7 @@ import yaml
 from .diagnosis.artifact import DEFAULT_THETA
 from .diagnosis.engine import DEFAULT_NOISE
 from .io import atomic_write_text
+from .precision import check_precision
 
 __all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "Config",
            "load_config", "save_config", "validate"]
@@ -47,6 +48,7 @@ class DiagnoseConfig:
     reduce: str = "abs"
     theta: float = DEFAULT_THETA
     allow_empty_classes: bool = False
+    precision: str = "fp32"          # fp32 | bf16 (autocast, for GPUs); treat uses train.precision instead
 
 
 @dataclass
@@ -58,6 +60,7 @@ class ExamineConfig:
     limit: int | None = None         # examine only the first N samples
     top_k: int = 5
     batch_size: int = 64
+    precision: str = "fp32"          # fp32 | bf16 (autocast, for GPUs)
 
 
 @dataclass
@@ -208,6 +211,8 @@ def validate(cfg: Config) -> Config:
                         ("model.num_classes", cfg.model.num_classes), ("treat.annotated_per_class", cfg.treat.annotated_per_class)):
         if value is not None and value < 1:
             raise ValueError(f"{name}={value}; use a positive integer (or leave it unset for the default)")
+    for value in (cfg.diagnose.precision, cfg.examine.precision, cfg.train.precision):
+        check_precision(value)
     if len(set(cfg.treat.seeds)) != len(cfg.treat.seeds) or not cfg.treat.seeds:
         raise ValueError(f"treat.seeds={cfg.treat.seeds}; give one or more distinct seeds (e.g. --seeds 0 1 2)")
     return cfg

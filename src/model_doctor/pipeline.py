@@ -235,7 +235,8 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
     diag = diagnose(model, data, layers=d.layers or meta["default_layers"], num_classes=meta["num_classes"],
                     samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
                     noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]
-                    theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"))
+                    theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
+                    precision=d.precision)
     if is_main():
         diag.save(out)
     counts = diag.counts()
@@ -255,7 +256,8 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     data = load_data(cfg, cfg.examine.split, meta["in_channels"], meta["num_classes"])
     indices = list(range(min(len(data), cfg.examine.limit))) if cfg.examine.limit else None
     _save_config(cfg, out, {"versions": versions(), "model": meta})
-    ex = examine(model, diag, data, indices=indices, batch_size=cfg.examine.batch_size, top_k=cfg.examine.top_k)
+    ex = examine(model, diag, data, indices=indices, batch_size=cfg.examine.batch_size, top_k=cfg.examine.top_k,
+                 precision=cfg.examine.precision)
     if is_main():
         ex.save(out)
     summary: dict[str, Any] = {"num_samples": len(ex.indices), "num_misclassified": int(ex.misclassified.sum()),
@@ -398,7 +400,8 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         diag = diagnose(original, tr, layers=d.layers or meta["default_layers"], num_classes=n_cls, samples_per_class=d.samples_per_class,
                         min_confidence=d.min_confidence, noise=d.noise, noise_draws=d.noise_draws,
                         batch_size=d.batch_size, seed=d.seed, reduce=d.reduce, theta=d.theta,  # type: ignore[arg-type]
-                        allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"))
+                        allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
+                        precision=cfg.train.precision)  # one precision per command
         if is_main():
             diag.save(diag_dir)
         barrier()

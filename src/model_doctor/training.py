@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, Subset
 from .data.base import loader_for
 from .distributed import GlobalBatchSampler, barrier, is_main, wrap_ddp
 from .io import atomic_save_safetensors, atomic_write_bytes
+from .precision import autocast, check_precision
 from .progress import progress
 
 __all__ = ["FitConfig", "FitResult", "fit", "evaluate", "split_train_val", "LossTerms", "NonFiniteLossError"]
@@ -63,11 +64,7 @@ class FitConfig:
     num_workers: int = 0
 
     def validate(self) -> None:
-        if self.precision == "fp16":
-            raise ValueError("precision='fp16' needs the GradScaler gradient-penalty recipe, which is not implemented; "
-                             "use --precision bf16 (no scaler needed) or fp32")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision={self.precision!r}; use fp32 or bf16")
+        check_precision(self.precision)
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs}; use at least 1")
         if self.lr <= 0:
@@ -192,8 +189,6 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
     was_training = model.training
     net = wrap_ddp(model, cfg.sync_bn)  # the model itself in a single process
     attach = terms.attach(model) if terms is not None else contextlib.nullcontext()
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
-        else contextlib.nullcontext
     try:
         with attach:
             for epoch in range(start_epoch, cfg.epochs):
@@ -211,7 +206,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                     step = epoch * steps_per_epoch + i
                     x = batch[0].to(device, dtype, non_blocking=True)
                     y = torch.as_tensor(batch[1]).to(device, non_blocking=True)
-                    with autocast():
+                    with autocast(device, cfg.precision):
                         logits = net(x)
                         ce = F.cross_entropy(logits.float(), y)
                         parts = {"ce": ce}

@@ -42,3 +42,31 @@ def test_every_job_honours_device_cuda_without_cuda(trained, tmp_path, capsys, j
     assert main([*args, "--device", "cuda", "--out", str(tmp_path / job)]) == 2
     err = capsys.readouterr().err
     assert "--device cuda: this machine has no usable CUDA device" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bf16_diagnose_and_examine_track_fp32(trained, tmp_path):
+    """bf16 autocast (CPU autocast here; the same code path as CUDA): the correlation profile and the
+    deviation scores stay close to fp32, sums stay float64, and the precision is recorded."""
+    from model_doctor import Diagnosis
+
+    w = ["--weights", str(trained / "model.safetensors"), "--min-confidence", "0", "--allow-empty-classes"]
+    for p in ("fp32", "bf16"):
+        assert main(["diagnose", *w, "--precision", p, "--out", str(tmp_path / f"d_{p}")]) == 0
+        assert main(["examine", "--weights", str(trained / "model.safetensors"), "--diagnosis", str(tmp_path / f"d_{p}"),
+                     "--precision", p, "--limit", "64", "--out", str(tmp_path / f"e_{p}")]) == 0
+    d32, d16 = (Diagnosis.load(tmp_path / f"d_{p}") for p in ("fp32", "bf16"))
+    assert d16.settings["precision"] == "bf16" and d32.settings["precision"] == "fp32"
+    for name in d32.layers:
+        a, b = d32.correlations[name], d16.correlations[name]
+        assert b.dtype == torch.float64 and not torch.equal(a, b)  # bf16 really ran
+        assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+        assert ((a - b).abs().max() / a.abs().max()) < 0.1
+    cfg = yaml.safe_load((tmp_path / "e_bf16" / "config.yaml").read_text())
+    assert cfg["examine"]["precision"] == "bf16"
+
+
+def test_fp16_is_refused_everywhere(trained, tmp_path, capsys):
+    w = ["--weights", str(trained / "model.safetensors")]
+    for args in (["diagnose", *w], ["examine", *w, "--diagnosis", str(tmp_path)], ["treat", *w]):
+        assert main([*args, "--precision", "fp16", "--out", str(tmp_path / args[0])]) == 2
+        assert "GradScaler" in capsys.readouterr().err

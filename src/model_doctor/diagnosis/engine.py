@@ -17,6 +17,7 @@ from ..gradients import Reduce, feature_gradients
 from ..hooks import preserved_state
 from ..io import weights_fingerprint
 from ..layers import LayerSpec, resolve_layers
+from ..precision import autocast, check_precision
 from ..progress import progress
 from ..split import LayerSplit
 from .artifact import DEFAULT_THETA, Diagnosis
@@ -174,6 +175,7 @@ def diagnose(
     class_names: Sequence[str] | None = None,
     allow_empty_classes: bool = False,
     num_workers: int = 0,
+    precision: str = "fp32",
 ) -> Diagnosis:
     """Diagnose ``model``: the class x channel correlation ā^{n,r} (paper Eq. 4) at each layer.
 
@@ -187,6 +189,9 @@ def diagnose(
     ``reduce="abs"`` (default) follows the paper's Eq. 3; ``"relu"`` keeps only positive
     derivatives as the official code does (it drops evidence *against* the class, so it is not
     the default). ``theta`` (θ) is stored for :meth:`Diagnosis.relevant_channels`.
+
+    ``precision="bf16"`` runs the forward and backward passes under bfloat16 autocast (for
+    GPUs; the gradients are reduced in float32 and summed per class in float64).
 
     The model is put in eval mode with frozen parameters while diagnosing; its ``training``
     flags and ``requires_grad`` flags are restored afterwards, and no hook is left behind.
@@ -208,6 +213,7 @@ def diagnose(
         raise ValueError(f"noise_draws={noise_draws}, noise={noise}; both must be >= 0 (noise_draws=0: no noise)")
     if reduce not in ("abs", "relu"):
         raise ValueError(f"reduce={reduce!r}; use 'abs' (paper) or 'relu' (official code)")
+    check_precision(precision)
     first = ds[0]
     check_sample(first, None)
     device, dtype = _model_device_dtype(model)
@@ -227,7 +233,8 @@ def diagnose(
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for {num_classes} classes; pass one name per class")
 
-        labels, _pred, probs = predict(model, IndexedSubset(ds), batch_size, num_workers, desc="select samples")
+        with autocast(device, precision):
+            labels, _pred, probs = predict(model, IndexedSubset(ds), batch_size, num_workers, desc="select samples")
         if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
             raise ValueError(f"labels span [{int(labels.min())}, {int(labels.max())}] but num_classes={num_classes}")
         chosen, short = select_samples(labels, probs, num_classes, samples_per_class, min_confidence,
@@ -238,14 +245,15 @@ def diagnose(
                 + ", ".join(f"{names[c]!r}: {samples_per_class - s}" for c, s in short.items()),
                 stacklevel=2,
             )
-        correlations, modes = aggregate_correlations(
-            model, ds, chosen, named, num_classes, noise=noise, noise_draws=noise_draws, batch_size=batch_size,
-            seed=seed, reduce=reduce, num_workers=num_workers)
+        with autocast(device, precision):
+            correlations, modes = aggregate_correlations(
+                model, ds, chosen, named, num_classes, noise=noise, noise_draws=noise_draws, batch_size=batch_size,
+                seed=seed, reduce=reduce, num_workers=num_workers)
 
     settings: dict[str, Any] = {
         "samples_per_class": samples_per_class, "min_confidence": min_confidence, "noise": noise,
         "noise_draws": noise_draws, "seed": seed, "reduce": reduce, "theta": theta, "target": "logit",
-        "split_mode": modes,
+        "split_mode": modes, "precision": precision,
     }
     return Diagnosis(
         layers=[n for n, _ in named], correlations=correlations, class_names=list(names),

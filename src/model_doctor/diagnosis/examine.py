@@ -24,6 +24,7 @@ from ..data.base import IndexedSubset, as_dataset, check_sample, loader_for
 from ..gradients import feature_gradients
 from ..hooks import preserved_state
 from ..io import atomic_save_safetensors, atomic_write_json
+from ..precision import autocast, check_precision
 from ..progress import progress
 from ..split import LayerSplit
 from .artifact import Diagnosis
@@ -104,10 +105,10 @@ class Examination:
 
 def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, *,
             indices: list[int] | None = None, batch_size: int | None = None, top_k: int = 5,
-            derivative_maps: bool = True, num_workers: int = 0) -> Examination:
+            derivative_maps: bool = True, num_workers: int = 0, precision: str = "fp32") -> Examination:
     """Examine samples of ``data`` (all, or ``indices``) against ``diagnosis``.
 
-    Uses the diagnosis's layers, J, δ, seed and reduce. The derivative map is the summed
+    Uses the diagnosis's layers, J, δ, seed and reduce. ``precision="bf16"``: bfloat16 autocast. The derivative map is the summed
     ``Σ_k |∂y_n/∂m_k|`` (mean over draws) bilinearly upsampled to the image size.
 
     Raises:
@@ -117,6 +118,7 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
     batch_size = batch_size or loader_bs or 64
     if len(ds) == 0:  # type: ignore[arg-type]
         raise ValueError("nothing to examine: the dataset is empty")
+    check_precision(precision)
     check_sample(ds[0], diagnosis.num_classes)
     diagnosis.check_compatible(model)
     s = diagnosis.settings
@@ -128,7 +130,7 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
     layer_dev: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
     tops: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
     maps: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
-    with preserved_state(model):
+    with preserved_state(model), autocast(device, precision):
         splits = [LayerSplit(model, n) for n in diagnosis.layers]
         for x, y, idx in progress(loader_for(subset, batch_size, num_workers=num_workers), desc="examine"):
             x = x.to(device, dtype)
