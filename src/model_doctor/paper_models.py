@@ -150,6 +150,9 @@ def inceptionv3(in_channels=3, num_classes=10, image_size=299, small=False):
 _STEM_ONLY = [
     ("alexnet", lambda c, n: _tv("alexnet", n), "features.0", (), "features.10", "AlexNet", "torchvision",
      "stem 11x11/4 -> 3x3/1"),
+    ("resnet18", lambda c, n: _tv("resnet18", n), "conv1", ("maxpool",), "layer4.1.conv2",
+     "ResNet-18 (not in the paper; the usual small residual baseline)", "torchvision",
+     "stem 7x7/2 -> 3x3/1, no max-pool"),
     ("resnet34", lambda c, n: _tv("resnet34", n), "conv1", ("maxpool",), "layer4.2.conv2", "ResNet-34", "torchvision",
      "stem 7x7/2 -> 3x3/1, no max-pool"),
     ("resnet50", lambda c, n: _tv("resnet50", n), "conv1", ("maxpool",), "layer4.2.conv3", "ResNet-50", "torchvision",

@@ -182,7 +182,7 @@ def load_pretrained(model: nn.Module, spec: str) -> nn.Module:
     return model
 
 
-_PRETRAINED = {"alexnet": "alexnet", "vgg16_bn": "vgg16_bn", "resnet34": "resnet34", "resnet50": "resnet50",
+_PRETRAINED = {"alexnet": "alexnet", "vgg16_bn": "vgg16_bn", "resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50",
                "senet34": "seresnet34", "resnext50": "resnext50_32x4d", "densenet121": "densenet121",
                "efficientnetv2_s": "efficientnet_v2_s", "googlenet": "googlenet", "xception": "legacy_xception",
                "mobilenetv2": "mobilenet_v2", "inceptionv3": "inception_v3", "shufflenetv2": "shufflenet_v2_x1_0",

@@ -18,7 +18,7 @@ HEAVY = {"wideresnet28_10", "densenet121", "alexnet", "vgg16_bn", "inceptionv3",
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
-                                  for n in PAPER_MODELS + ["wrn10_1"]])
+                                  for n in PAPER_MODELS + ["wrn10_1", "resnet18"]])
 def test_paper_architecture(name):
     torch.manual_seed(0)
     model = randomize_bn(build_model(name, in_channels=1, num_classes=4, image_size=32))  # no zero-init BN gammas

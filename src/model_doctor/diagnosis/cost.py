@@ -1,0 +1,102 @@
+"""What a diagnosis costs, in FLOPs, before running it.
+
+Why: a user with a large model wants to know whether ``diagnose`` takes a minute or a day. The
+work is three parts (``diagnose`` does nothing else that grows with the data):
+
+* the selection pass: one forward (no graph) over every candidate image;
+* per layer r, the prefix forward (no graph) of each selected image, once;
+* per layer r, the tail forward + backward (to the feature map only; parameters are frozen) of
+  each selected image's J noisy copies.
+
+``total = candidates·F_model + Σ_r selected·(F_prefix(r) + J·F_tail(r))``. The counts come from
+:class:`torch.utils.flop_counter.FlopCounterMode` run on one example through the same
+:class:`~model_doctor.split.LayerSplit` ``diagnose`` uses, so hook-mode layers (whose "tail" is
+the whole network) are counted as they run. Only matrix products and convolutions are counted;
+element-wise ops (noise, BatchNorm, ReLU, pooling) are counted separately as
+:attr:`DiagnosisCost.copy_elements`, since at the usual last layers the tail has almost no
+convolution left and that element-wise work is what grows with J. ``benchmarks/bench_diagnose.py``
+fits ``seconds ≈ a + total / rate + copy_elements · c`` on this machine (docs/results/diagnosis.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..hooks import preserved_state
+from ..layers import LayerSpec, resolve_layers
+from ..split import LayerSplit
+
+__all__ = ["DiagnosisCost", "diagnosis_flops"]
+
+
+@dataclass
+class DiagnosisCost:
+    """Per-image FLOPs of each part, and the total for the given counts."""
+
+    model_forward: int                                          # F_model: one image, full forward
+    prefix: dict[str, int] = field(default_factory=dict)        # F_prefix(r): one image
+    tail: dict[str, int] = field(default_factory=dict)          # F_tail(r): one copy, forward + backward
+    modes: dict[str, str] = field(default_factory=dict)         # split mode per layer (fx | hook)
+    feature_elements: dict[str, int] = field(default_factory=dict)  # numel of one image's feature map at r
+    candidates: int = 0
+    selected: int = 0
+    noise_draws: int = 10
+
+    @property
+    def total(self) -> int:
+        j = max(self.noise_draws, 1)
+        return self.candidates * self.model_forward + sum(
+            self.selected * (self.prefix[r] + j * self.tail[r]) for r in self.prefix)
+
+    @property
+    def copy_elements(self) -> int:
+        """``selected · J · Σ_r numel(m_r)``: what the tail's element-wise work (noise, BatchNorm,
+        ReLU, pooling, their backward) scales with; it dominates when the tail has few convolutions."""
+        return self.selected * max(self.noise_draws, 1) * sum(self.feature_elements.values())
+
+
+def _flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def diagnosis_flops(model: nn.Module, example: torch.Tensor, layers: LayerSpec = "auto", *, candidates: int,
+                    selected: int, noise_draws: int = 10) -> DiagnosisCost:
+    """Count the FLOPs of ``diagnose(model, …)`` for ``candidates`` training images of which
+    ``selected`` (≤ samples_per_class × classes) pass the confidence test.
+
+    Args:
+        example: one input batch ``[1, C, H, W]`` of the size you will diagnose at.
+    """
+    if example.dim() < 2 or example.shape[0] != 1:
+        raise ValueError(f"example has shape {tuple(example.shape)}; pass one image as a batch of 1, e.g. x[:1]")
+    if candidates < 0 or selected < 0 or noise_draws < 0:
+        raise ValueError(f"candidates={candidates}, selected={selected}, noise_draws={noise_draws}; all must be >= 0")
+    if selected > candidates:
+        raise ValueError(f"selected={selected} > candidates={candidates}; selected images come from the candidates")
+    with preserved_state(model):
+        named = resolve_layers(model, layers, example)
+        with torch.no_grad():
+            cost = DiagnosisCost(_flops(lambda: model(example)), candidates=candidates, selected=selected,
+                                 noise_draws=noise_draws)
+        for name, _module in named:
+            split = LayerSplit(model, name)
+            cost.modes[name] = split.mode
+            with torch.no_grad():
+                m, extras = split.prefix(example)
+                cost.feature_elements[name] = int(m[0].numel())
+                cost.prefix[name] = _flops(lambda: split.prefix(example))
+            z = m.detach().requires_grad_(True)
+
+            def tail() -> None:
+                out = split.tail(z, extras, 1)
+                out[:, 0].sum().backward()  # FlopCounterMode's module hooks refuse autograd.grad on a leaf
+
+            cost.tail[name] = _flops(tail)
+    return cost
+
