@@ -24,3 +24,45 @@ def emit(lines: list[str], out: str | None) -> int:
 
         atomic_write_text(out, text)
     return 0
+
+
+def interleaved(arms, rounds: int, *, warmup: int = 1, sync=None, keep_going=None) -> dict[str, list[float]]:
+    """Time each arm once per round, ``rounds`` times, rotating the order every round so that no
+    arm always runs first (or right after the heaviest one); ``warmup`` untimed calls each first.
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before and after each timed call;
+    ``keep_going()`` returning False ends the rounds early (a budget).
+    """
+    import time
+
+    names = list(arms)
+    for _ in range(warmup):
+        for k in names:
+            arms[k]()
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        if keep_going is not None and not keep_going():
+            break
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            if sync:
+                sync()
+            t = time.perf_counter()
+            arms[k]()
+            if sync:
+                sync()
+            out[k].append(time.perf_counter() - t)
+    return out
+
+
+def spread(xs, fmt: str = ".2f") -> str:
+    """``median (min–max)`` formatted with ``fmt``, or an em dash when nothing was measured."""
+    import statistics
+
+    if not xs:
+        return "—"
+    return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
+
+
+def per_round(a, b, scale: float = 1.0) -> list[float]:
+    """Round-by-round ratios ``scale · a_i / b_i`` (arms timed in the same round share its load)."""
+    return [scale * x / y for x, y in zip(a, b)]

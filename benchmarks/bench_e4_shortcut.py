@@ -20,7 +20,6 @@ Usage: python benchmarks/bench_e4_shortcut.py [--study finetune|scratch] [--budg
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -33,8 +32,8 @@ from _common import emit, header  # noqa: E402
 from bench_e2_space import decoy_data  # noqa: E402  (E2's decoy splits, with a kind and a base)
 
 from model_doctor.data.masks import KeepMasks  # noqa: E402
-from model_doctor.experiment import cached_run, copy_of, fmt, mean_std, subset  # noqa: E402
-from model_doctor.training import FitConfig, evaluate, split_train_val  # noqa: E402
+from model_doctor.experiment import cached_run, copy_of, fmt, mean_std  # noqa: E402
+from model_doctor.training import FitConfig, evaluate  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
 from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss,  # noqa: E402
                                           InputGradientLoss, background_reliance, selection_score)

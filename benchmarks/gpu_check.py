@@ -10,7 +10,8 @@ that would start past the budget is listed as skipped. Stages:
 
 1. CLI on CUDA: ``train`` (resnet34, 32 px, full Fashion-MNIST) -> ``diagnose`` -> ``treat`` with
    its CE-only control, each with ``--device cuda``.
-2. Whole ``diagnose()`` images/s for ResNet-50 at 224 px, J=1 and J=10, against the limit (one
+2. Whole ``diagnose()`` images/s for ResNet-50 at 224 px, J=1 and J=10 (fp32) and J=10 under bf16
+   autocast, against the limit (one
    no-grad forward over the candidates + prefix forward of the selected + batched tail
    forward/backward over the J copies); interleaved rounds, median (min–max).
 3. Treatment step ÷ plain CE step (J=1, J=10; fp32 and bf16) and peak-memory ratios, ResNet-50.
@@ -26,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -37,10 +37,13 @@ from torch.utils.data import TensorDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
 
+from _common import interleaved, per_round, spread  # noqa: E402
+from bench_diagnose import limit  # noqa: E402  (the same limit as the CPU benchmark)
 from model_doctor import diagnose  # noqa: E402
-from model_doctor.split import LayerSplit  # noqa: E402
+from model_doctor.precision import autocast  # noqa: E402
 from model_doctor.zoo import build_model, default_layers  # noqa: E402
 
 
@@ -57,36 +60,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device) -> float:
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
-
-
-def rounds(arms: dict, device, n: int, budget: Budget, per_round: float) -> dict[str, list[float]]:
+def rounds(arms: dict, device, n: int, budget: Budget, min_left: float) -> dict[str, list[float]]:
     """Arms interleaved over up to ``n`` rounds (fewer when the budget runs out); one warm-up each."""
-    for fn in arms.values():
-        fn()
-    out: dict[str, list[float]] = {k: [] for k in arms}
-    for _ in range(n):
-        if budget.left() < per_round:
-            break
-        for k, fn in arms.items():
-            out[k].append(timed(fn, device))
-    return out
+    return interleaved(arms, n, sync=lambda: sync(device), keep_going=lambda: budget.left() >= min_left)
 
 
 def med(xs: list[float]) -> str:
-    return f"{statistics.median(xs):.3g} ({min(xs):.3g}–{max(xs):.3g})" if xs else "—"
+    return spread(xs, ".3g")
 
 
 def ratio(a: list[float], b: list[float]) -> str:
-    if not a or not b:
-        return "—"
-    r = [x / y for x, y in zip(a, b)]
-    return f"{statistics.median(r):.2f} ({min(r):.2f}–{max(r):.2f})"
+    return spread(per_round(a, b))
 
 
 def cli_stage(args, device, lines, budget: Budget) -> None:
@@ -123,19 +107,6 @@ def cli_stage(args, device, lines, budget: Budget) -> None:
     lines.append("")
 
 
-def limit_fn(model, x, y, layer, j):
-    split = LayerSplit(model, layer)
-
-    def run():
-        with torch.no_grad():
-            model(x)                       # the selection pass over the candidates
-            m, extras = split.prefix(x)    # prefix forward of the selected
-        z = m.repeat_interleave(j, 0).requires_grad_(True)
-        out = split.tail(z, extras, j)
-        torch.autograd.grad(out.gather(1, y.repeat_interleave(j)[:, None]).sum(), z)
-    return run
-
-
 def diagnose_stage(args, device, lines, budget: Budget) -> None:
     name, size, n = ("tinycnn", 32, 64) if args.tiny else ("resnet50", 224, 512)
     torch.manual_seed(0)
@@ -150,25 +121,26 @@ def diagnose_stage(args, device, lines, budget: Budget) -> None:
         y = model(x).argmax(1)
     ds = TensorDataset(x.cpu(), y.cpu())
     lines += [f"## 2. Whole `diagnose()` on {name} at {size} px ({n} images, layer {layer})", "",
-              "| J | diagnose() img/s, median (min–max) | limit img/s | diagnose ÷ limit |", "|---|---|---|---|"]
-    for j in (1, 10):
+              "| J | precision | diagnose() img/s, median (min–max) | limit img/s | diagnose ÷ limit |", "|---|---|---|---|---|"]
+    for j, precision in ((1, "fp32"), (10, "fp32"), (10, "bf16")):
         if budget.left() < 20:
-            lines.append(f"| {j} | skipped: budget spent | | |")
+            lines.append(f"| {j} | {precision} | skipped: budget spent | | |")
             continue
         bs = 64 if j == 1 else 16
 
         def whole():
             diagnose(model, ds, layers=[layer], num_classes=10, samples_per_class=n, min_confidence=0.0,
-                     noise_draws=j, batch_size=bs, allow_empty_classes=True)
+                     noise_draws=j, batch_size=bs, allow_empty_classes=True, precision=precision)
 
-        parts = [limit_fn(model, x[s:s + bs], y[s:s + bs], layer, j) for s in range(0, n, bs)]
+        batches = [(x[s:s + bs], y[s:s + bs]) for s in range(0, n, bs)]
 
-        def limit():
-            for run in parts:
-                run()
-        t = rounds({"whole": whole, "limit": limit}, device, 5, budget, per_round=10 if not args.tiny else 1)
+        def lim():
+            with autocast(device, precision):
+                limit(model, batches, layer, j)
+        t = rounds({"whole": whole, "limit": lim}, device, 5, budget, min_left=10 if not args.tiny else 1)
         ips = lambda xs: [n / v for v in xs]  # noqa: E731
-        lines.append(f"| {j} | {med(ips(t['whole']))} | {med(ips(t['limit']))} | {ratio(t['whole'], t['limit'])} |")
+        lines.append(f"| {j} | {precision} | {med(ips(t['whole']))} | {med(ips(t['limit']))} | "
+                     f"{ratio(t['whole'], t['limit'])} |")
     lines.append("")
 
 
@@ -224,7 +196,7 @@ def treat_stage(args, device, lines, budget: Budget) -> None:
                     fn()
                     sync(device)
                     return torch.cuda.max_memory_allocated(device) - base
-                t = rounds({"plain": step(False), "treat": step(True)}, device, 5, budget, per_round=2)
+                t = rounds({"plain": step(False), "treat": step(True)}, device, 5, budget, min_left=2)
                 mem = peak(step(True)) / max(peak(step(False)), 1)
             lines.append(f"| {precision} | {j} | {med(t['plain'])} | {med(t['treat'])} | {ratio(t['treat'], t['plain'])} | "
                          f"{'—' if mem != mem else f'{mem:.2f}'} |")

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script,expect", [("bench_treat.py", "treat step ÷ plain step"),
-                                           ("bench_diagnose.py", "naive loop ÷ ours")])
+                                           ("bench_diagnose.py", "whole ÷ limit")])
 def test_benchmark_small_budget(script, expect, tmp_path):
     out = tmp_path / "result.md"
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--budget", "small", "--out", str(out)],
@@ -19,6 +19,9 @@ def test_benchmark_small_budget(script, expect, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
     assert expect in text and "Command: `python benchmarks/" in text and text.count("\n|") >= 4
+    if script == "bench_diagnose.py":  # every arm and every scaling row measured, the cost model fitted
+        assert "| smallcnn | features.8 (128×8×8) |" in text and "| resnet18 | layer4.1.conv2 (512×4×4) |" in text
+        assert text.count("Fit: a = ") == 2 and text.count("| 10 | 2 | 20 |") == 1 and "—" not in text
 
 
 def _run(script: str, tmp_path, *extra: str) -> str:
@@ -63,11 +66,13 @@ def test_collect_performance_copies_tables_and_provenance(tmp_path):
 
     for md, ratio in (("diagnosis.md", "16.2"), ("treatment.md", "1.46")):
         (tmp_path / md).write_text(f"# x\n\nCommand: `python benchmarks/{md}`  \nDate: 2026-01-01\n\n| a | b |\n|---|---|\n"
-                                   f"| m | {ratio} |\n\nmore text\n")
+                                   f"| m | {ratio} |\n\nmore text\n\n### smallcnn\n\nFit: a = 0.1 s, rate = 9 GFLOP/s.\n\n"
+                                   "| second table |\n")
     out = tmp_path / "performance.md"
     assert collect_performance.main(["--results", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
     assert "| m | 16.2 |" in text and "| m | 1.46 |" in text and text.count("Date: 2026-01-01") == 2
+    assert text.count("smallcnn: Fit: a = 0.1 s, rate = 9 GFLOP/s.") == 2 and "second table" not in text
     (tmp_path / "treatment.md").unlink()
     with pytest.raises(SystemExit, match="treatment.md is missing"):
         collect_performance.main(["--results", str(tmp_path)])
