@@ -184,7 +184,7 @@ def auroc_rows(budget):
     from model_doctor.pipeline import misclassification_auroc
     from model_doctor.training import FitConfig, evaluate, fit, split_train_val
 
-    n_train, n_test, epochs = (6000, 2000, 3) if budget == "small" else (20000, 10000, 8)
+    n_train, n_test, epochs = (2000, 500, 2) if budget == "small" else (20000, 10000, 8)
     train = load_dataset("fashion-mnist", "train", root=str(SHARED))
     test = load_dataset("fashion-mnist", "test", root=str(SHARED))
     train = Subset(train, range(n_train))

@@ -35,7 +35,7 @@ import _studies as S  # noqa: E402
 from _common import emit, header  # noqa: E402
 
 BUDGETS = {
-    "small": dict(base="digits", n_train=1000, n_test=300, orig_epochs=6, ft_epochs=1, seeds=[0], betas=["1"],
+    "small": dict(base="digits", n_train=600, n_test=200, orig_epochs=4, ft_epochs=1, seeds=[0], betas=["1"],
                   per_class=8),
     "full": dict(base="fashion-mnist", n_train=3000, n_test=2000, orig_epochs=10, ft_epochs=4, seeds=[0, 1, 2],
                  betas=["0.3", "1"], per_class=20),

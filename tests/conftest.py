@@ -64,3 +64,14 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "FashionMNIST" / "raw").is_dir():
         pytest.skip(f"needs ../shared/data (not found at {SHARED_DATA}); a fresh clone has no shared/ folder")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo at test size, run once for every test that reads its outputs: ``(folder, result)``."""
+    from model_doctor.demo import run_demo
+
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    result = run_demo(str(root), epochs=20, treat_epochs=1, shortcut_epochs=3, shortcut_treat_epochs=1,
+                      shortcut_seeds=(0,))
+    return root, result
