@@ -190,6 +190,19 @@ def test_duplicate_annotations_and_empty_box_files(tmp_path):
                                 "annotations": []}))
     with pytest.raises(ValueError, match="listed under several image ids"):
         coco_masks(coco)
+    for ann, needle in (({"bbox": [1, 1, 0, 5]}, r"bbox \[1, 1, 0, 5\] has no area"),
+                        ({"bbox": [1, "a", 2, 2]}, "is not four numbers"),
+                        ({}, "has neither a segmentation nor a bbox"),
+                        ({"segmentation": [], "bbox": [0, 0, -2, 3]}, "has no area")):
+        coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.png"}],
+                                    "annotations": [{"id": 7, "image_id": 1, **ann}]}))
+        with pytest.raises(ValueError, match=needle) as err:
+            coco_masks(coco)
+        assert "annotation 7 of 'x.png'" in str(err.value)
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.png"}],
+                                "annotations": [{"id": 7, "image_id": 1, "bbox": [1, 2, 3, 2]}]}))
+    mask = coco_masks(coco)["x"](6, 6)
+    assert int(mask.sum()) == 6 and bool(mask[2, 1]) and not bool(mask[1, 1])  # a good box still draws
     csvf = tmp_path / "b.csv"
     csvf.write_text("image,x0,y0,x1,y1\n")
     with pytest.raises(ValueError, match="no box rows"):

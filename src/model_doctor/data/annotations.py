@@ -151,6 +151,7 @@ def coco_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskF
     for a in data.get("annotations", []):
         if a["image_id"] not in images:
             raise ValueError(f"{str(path)!r}: annotation {a.get('id')} refers to missing image id {a['image_id']}")
+        _check_coco_shape(a, f"{str(path)!r}: annotation {a.get('id')} of {images[a['image_id']].get('file_name')!r}")
         anns.setdefault(a["image_id"], []).append(a)
     out: dict[str, MaskFn] = {}
     for iid, items in anns.items():
@@ -172,12 +173,28 @@ def coco_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskF
                         raise ValueError(f"{str(path)!r} holds RLE masks; pip install pycocotools to read them") from None
                     rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
                     mask |= torch.from_numpy(mask_utils.decode(rle).astype(bool))
-                elif a.get("bbox"):
-                    x, y, bw, bh = a["bbox"]
+                else:  # a box (checked when loading)
+                    x, y, bw, bh = (float(v) for v in a["bbox"])
                     mask |= _draw(h, w, [], [(x, y, x + bw, y + bh)], f"{path}: {im['file_name']}", allow_outside)
             return mask
         out[str(im["file_name"]).rsplit(".", 1)[0]] = fn
     return out
+
+
+def _check_coco_shape(a: dict, where: str) -> None:
+    """An annotation must draw something: a polygon list, an RLE, or a box with positive area."""
+    seg = a.get("segmentation")
+    if (isinstance(seg, list) and seg) or isinstance(seg, dict):
+        return
+    box = a.get("bbox")
+    if box is None:
+        raise ValueError(f"{where} has neither a segmentation nor a bbox; export it again with one of them")
+    try:
+        x, y, bw, bh = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: bbox {box!r} is not four numbers [x, y, width, height]; fix the annotation") from None
+    if not all(np.isfinite((x, y, bw, bh))) or bw <= 0 or bh <= 0:
+        raise ValueError(f"{where}: bbox {box!r} has no area (needs width > 0 and height > 0); redraw it")
 
 
 def box_csv_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskFn]:
