@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     _diag_opts(p)
     p.add_argument("--precision", dest="diagnose.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 (default) or bf16 autocast (GPUs); fp16 is refused")
+    p.add_argument("--estimate", dest="diagnose.estimate", action="store_const", const=True,
+                   help="do not diagnose: time a few images and print how long the run would take, with its FLOPs")
 
     p = sub.add_parser("examine", help="per-sample deviation from the class profile, derivative maps, AUROC")
     _common(p)

@@ -49,6 +49,7 @@ class DiagnoseConfig:
     theta: float = DEFAULT_THETA
     allow_empty_classes: bool = False
     precision: str = "fp32"          # fp32 | bf16 (autocast, for GPUs); treat uses train.precision instead
+    estimate: bool = False           # only predict the run's time (a few images timed) and its FLOPs
 
 
 @dataclass

@@ -19,7 +19,7 @@ from . import __version__
 from .config import Config, save_config
 from .data.base import class_names_of
 from .data.datasets import load_dataset
-from .diagnosis import Diagnosis, diagnose, examine
+from .diagnosis import Diagnosis, diagnose, estimate_diagnosis, examine
 from .distributed import barrier, is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .training import FitConfig, evaluate, fit, split_train_val
@@ -232,6 +232,17 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
     data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     d = cfg.diagnose
     _save_config(cfg, out, {"versions": versions(), "model": meta})
+    if d.estimate:
+        est = estimate_diagnosis(model, data, d.layers or meta["default_layers"], num_classes=meta["num_classes"],
+                                 samples_per_class=d.samples_per_class, noise_draws=d.noise_draws, noise=d.noise,
+                                 batch_size=d.batch_size, precision=d.precision)
+        if is_main():
+            atomic_write_json(out / "estimate.json", est)
+        log(f"estimate: about {est['estimate_seconds']:.0f} s here for {est['candidates']} candidates "
+            f"({est['seconds_per_candidate'] * 1e3:.2f} ms each) and at most {est['selected_at_most']} selected "
+            f"({est['seconds_per_selected'] * 1e3:.2f} ms each at {', '.join(est['layers'])}); "
+            f"{est['gflops']:.0f} GFLOPs -> {out / 'estimate.json'}")
+        return est
     diag = diagnose(model, data, layers=d.layers or meta["default_layers"], num_classes=meta["num_classes"],
                     samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
                     noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]

@@ -70,3 +70,24 @@ def test_fp16_is_refused_everywhere(trained, tmp_path, capsys):
     for args in (["diagnose", *w], ["examine", *w, "--diagnosis", str(tmp_path)], ["treat", *w]):
         assert main([*args, "--precision", "fp16", "--out", str(tmp_path / args[0])]) == 2
         assert "GradScaler" in capsys.readouterr().err
+
+
+def test_diagnose_estimate_predicts_the_run(trained, tmp_path, capsys):
+    """`diagnose --estimate` writes no diagnosis, prints one line, and predicts the real run's time
+    within a loose factor (timings on a shared machine; the check is that the model is not off by
+    an order of magnitude)."""
+    import json
+    import time
+
+    w = ["--weights", str(trained / "model.safetensors"), "--min-confidence", "0", "--allow-empty-classes",
+         "--samples-per-class", "1000"]
+    assert main(["diagnose", *w, "--estimate", "--out", str(tmp_path / "est")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("estimate: about ") and "GFLOPs" in line
+    est = json.loads((tmp_path / "est" / "estimate.json").read_text())
+    assert not (tmp_path / "est" / "diagnosis.json").exists()
+    assert est["candidates"] == est["selected_at_most"] > 0 and est["gflops"] > est["gflops_selection"] > 0
+    t = time.perf_counter()
+    assert main(["diagnose", *w, "--out", str(tmp_path / "real")]) == 0
+    real = time.perf_counter() - t
+    assert 0.1 < est["estimate_seconds"] / real < 10, (est["estimate_seconds"], real)

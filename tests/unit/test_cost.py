@@ -36,3 +36,15 @@ def test_model_left_as_found_and_bad_counts_refused():
         diagnosis_flops(net, torch.randn(1, 1, 8, 8), ["2"], candidates=2, selected=5)
     with pytest.raises(ValueError, match="batch of 1"):
         diagnosis_flops(net, torch.randn(3, 1, 8, 8), ["2"], candidates=2, selected=1)
+
+
+def test_estimate_refuses_bad_calibration():
+    from torch.utils.data import TensorDataset
+
+    from model_doctor.diagnosis import estimate_diagnosis
+
+    ds = TensorDataset(torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="calibrate=0"):
+        estimate_diagnosis(_net(), ds, ["0"], num_classes=4, calibrate=0)
+    est = estimate_diagnosis(_net(), ds, ["0"], num_classes=4, samples_per_class=1, calibrate=2, repeats=1)
+    assert est["selected_at_most"] == 4 and est["calibration_images"] == 2 and est["estimate_seconds"] > 0

@@ -30,7 +30,7 @@ from ..hooks import preserved_state
 from ..layers import LayerSpec, resolve_layers
 from ..split import LayerSplit
 
-__all__ = ["DiagnosisCost", "diagnosis_flops"]
+__all__ = ["DiagnosisCost", "diagnosis_flops", "estimate_diagnosis"]
 
 
 @dataclass
@@ -100,3 +100,57 @@ def diagnosis_flops(model: nn.Module, example: torch.Tensor, layers: LayerSpec =
             cost.tail[name] = _flops(tail)
     return cost
 
+
+
+def estimate_diagnosis(model: nn.Module, dataset, layers: LayerSpec = "auto", *, num_classes: int,
+                       samples_per_class: int = 100, noise_draws: int = 10, noise: float = 0.1, batch_size: int = 64,
+                       calibrate: int = 64, repeats: int = 3, precision: str = "fp32") -> dict:
+    """Predict how long ``diagnose`` takes on ``dataset`` here, by timing its two parts on a few images.
+
+    On the first ``calibrate`` images, after a warm-up, the median of ``repeats`` timings of the
+    selection forward (per candidate: ``s``) and of the gradient phase at every layer (per
+    selected image: ``g``). Estimate = candidates·s + selected·g, where ``selected`` is at most
+    min(candidates, classes · samples_per_class): how many pass the confidence test is known
+    only after the selection pass, so the estimate is an upper bound. Also the FLOP counts.
+    """
+    import statistics
+    import time
+
+    from ..data.base import IndexedSubset, as_dataset
+    from ..precision import autocast
+    from .engine import _model_device_dtype, aggregate_correlations, predict
+
+    ds, _ = as_dataset(dataset)
+    n = len(ds)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError("the dataset is empty; pass the training split")
+    if calibrate < 1 or repeats < 1:
+        raise ValueError(f"calibrate={calibrate}, repeats={repeats}; both must be >= 1")
+    m = min(n, calibrate)
+    device, dtype = _model_device_dtype(model)
+    example = ds[0][0][None].to(device, dtype)
+    part = IndexedSubset(ds, list(range(m)))
+
+    def median_time(fn) -> float:
+        fn()  # warm-up: tracing, allocator, kernels
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times) / m
+
+    with preserved_state(model), autocast(device, precision):
+        named = resolve_layers(model, layers, example)
+        sel = median_time(lambda: predict(model, part, batch_size))
+        grad = median_time(lambda: aggregate_correlations(
+            model, ds, {0: list(range(m))}, named, num_classes, noise=noise, noise_draws=noise_draws,
+            batch_size=batch_size, seed=0, reduce="abs"))
+    selected = min(n, num_classes * samples_per_class)
+    cost = diagnosis_flops(model, example, [name for name, _ in named], candidates=n, selected=selected,
+                           noise_draws=noise_draws)
+    return {"candidates": n, "selected_at_most": selected, "calibration_images": m, "repeats": repeats,
+            "seconds_per_candidate": sel, "seconds_per_selected": grad,
+            "estimate_seconds": n * sel + selected * grad, "layers": [name for name, _ in named],
+            "gflops": cost.total / 1e9, "gflops_selection": n * cost.model_forward / 1e9,
+            "copy_elements": cost.copy_elements, "split_mode": cost.modes}
