@@ -86,8 +86,9 @@ def feature_gradients(
     """Eq. 4 for one batch, without a graph to the parameters (diagnosis and examination)."""
     with torch.no_grad():
         m, extras = split.prefix(x)
-    if m.dtype in (torch.bfloat16, torch.float16):  # under autocast: noise and gradients in float32,
-        m = m.float()                                # the tail's convolutions still run in bf16
+    own = next(split.model.parameters(), m).dtype
+    if m.dtype != own and m.dtype in (torch.bfloat16, torch.float16):  # autocast lowered it: noise and
+        m = m.to(own)  # gradients in the model's own dtype; the tail's convolutions still autocast to bf16
     with torch.enable_grad():
         z, logits = noisy_logits(split, m, extras, draws=draws, delta=delta, seed=seed,
                                  layer_index=layer_index, sample_keys=sample_keys)

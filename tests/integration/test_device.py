@@ -91,3 +91,24 @@ def test_diagnose_estimate_predicts_the_run(trained, tmp_path, capsys):
     assert main(["diagnose", *w, "--out", str(tmp_path / "real")]) == 0
     real = time.perf_counter() - t
     assert 0.1 < est["estimate_seconds"] / real < 10, (est["estimate_seconds"], real)
+
+
+def test_model_with_bf16_weights_still_diagnoses():
+    """The float32 cast under autocast must not touch a model whose own weights are bf16."""
+    import warnings
+
+    from torch.utils.data import TensorDataset
+
+    from model_doctor import diagnose
+    from model_doctor.zoo import build_model
+
+    model = build_model("tinycnn").to(torch.bfloat16).eval()
+    x = torch.randn(8, 1, 32, 32)
+    with torch.no_grad():
+        y = model(x.bfloat16()).argmax(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diag = diagnose(model, TensorDataset(x, y), "features.8", num_classes=10, min_confidence=0.0,
+                        allow_empty_classes=True, noise_draws=2)
+    corr = diag.correlations["features.8"]
+    assert corr.dtype == torch.float64 and torch.isfinite(corr).all() and corr.sum() > 0
