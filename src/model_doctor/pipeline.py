@@ -379,6 +379,10 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     from .treatment.plan import choose_weight, needs_diagnosis, verdict, weights_of
     from .treatment.space import background_reliance, selection_score
 
+    if cfg.diagnose.estimate:
+        raise ValueError("diagnose.estimate is set, but only `model-doctor diagnose` estimates; remove it from the "
+                         "config to treat, or run `model-doctor diagnose --estimate`")
+
     out = _out_dir(cfg)
     t = cfg.treat
     betas = weights_of(t.beta)

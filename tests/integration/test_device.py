@@ -112,3 +112,11 @@ def test_model_with_bf16_weights_still_diagnoses():
                         allow_empty_classes=True, noise_draws=2)
     corr = diag.correlations["features.8"]
     assert corr.dtype == torch.float64 and torch.isfinite(corr).all() and corr.sum() > 0
+
+
+def test_estimate_in_a_treat_config_is_refused(trained, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("diagnose:\n  estimate: true\n")
+    assert main(["treat", "--config", str(cfg), "--weights", str(trained / "model.safetensors"),
+                 "--out", str(tmp_path / "t")]) == 2
+    assert "only `model-doctor diagnose` estimates" in capsys.readouterr().err

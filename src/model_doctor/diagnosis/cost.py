@@ -20,15 +20,20 @@ fits ``seconds ≈ a + total / rate + copy_elements · c`` on this machine (docs
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..data.base import IndexedSubset, as_dataset
 from ..hooks import preserved_state
 from ..layers import LayerSpec, resolve_layers
+from ..precision import autocast
 from ..split import LayerSplit
+from .engine import _model_device_dtype, aggregate_correlations, predict
 
 __all__ = ["DiagnosisCost", "diagnosis_flops", "estimate_diagnosis"]
 
@@ -113,13 +118,6 @@ def estimate_diagnosis(model: nn.Module, dataset, layers: LayerSpec = "auto", *,
     min(candidates, classes · samples_per_class): how many pass the confidence test is known
     only after the selection pass, so the estimate is an upper bound. Also the FLOP counts.
     """
-    import statistics
-    import time
-
-    from ..data.base import IndexedSubset, as_dataset
-    from ..precision import autocast
-    from .engine import _model_device_dtype, aggregate_correlations, predict
-
     ds, _ = as_dataset(dataset)
     n = len(ds)  # type: ignore[arg-type]
     if n == 0:
