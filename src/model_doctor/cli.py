@@ -32,6 +32,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", dest="out", help="output folder (created; the resolved config.yaml is written there)")
     g.add_argument("--device", dest="device", help="auto (CUDA when available; default), cpu, cuda or cuda:N; "
                                                   "under torchrun each rank uses cuda:LOCAL_RANK")
+    g.add_argument("--workers", dest="train.workers", type=int,
+                   help="DataLoader worker processes (default: 0 on CPU, up to 8 per GPU process on CUDA)")
 
 
 def _diag_opts(p: argparse.ArgumentParser) -> None:
@@ -51,7 +53,6 @@ def _diag_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _scale_opts(g) -> None:
-    g.add_argument("--workers", dest="train.workers", type=int, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
     g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
     g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
@@ -135,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
     g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
-    g.add_argument("--workers", dest="train.workers", type=int, help="DataLoader worker processes (default: 0 on CPU, up to 8 on CUDA)")
 
     p = sub.add_parser("select", help="export low-confidence training images per class for annotation (LabelMe)")
     _common(p)

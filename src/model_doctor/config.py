@@ -78,7 +78,7 @@ class TrainConfig:
     freeze_bn: bool = False          # BatchNorm in eval mode while training (needed for exact DDP equality on CPU)
     sync_bn: bool = False            # SyncBatchNorm under torchrun (CUDA only)
     precision: str = "fp32"          # fp32 | bf16 (autocast); fp16 is refused
-    workers: int | None = None       # DataLoader workers (default: 0 on CPU, min(8, cores/GPUs) on CUDA)
+    workers: int | None = None       # DataLoader workers of every job (default: 0 on CPU, min(8, cores/GPU processes - 1) on CUDA)
 
 
 @dataclass

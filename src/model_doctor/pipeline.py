@@ -180,8 +180,10 @@ def _save_config(cfg: Config, out: Path, extra: dict[str, Any]) -> None:
 
 
 def _workers(cfg: Config, device: str) -> int:
-    """DataLoader workers: the user's number; else none on CPU (the data here is in memory or small)
-    and up to 8 per GPU process on CUDA, so decoding does not starve the GPU."""
+    """DataLoader workers for every loader a job opens (training, validation, selection, diagnosis,
+    examination): the user's ``--workers``; else none on CPU (the data here is in memory or small)
+    and up to 8 per GPU process on CUDA (the cores split between this machine's GPU processes,
+    one left for the main process), so decoding does not starve the GPU."""
     import os
 
     if cfg.train.workers is not None:
@@ -190,8 +192,9 @@ def _workers(cfg: Config, device: str) -> int:
         return cfg.train.workers
     if not device.startswith("cuda"):
         return 0
-    gpus = max(1, torch.cuda.device_count())
-    return max(0, min(8, (os.cpu_count() or 1) // gpus - 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: GPU processes on this machine
+    return max(0, min(8, cores // procs - 1))
 
 
 def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
@@ -247,7 +250,7 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
                     samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
                     noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]
                     theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
-                    precision=d.precision)
+                    precision=d.precision, num_workers=_workers(cfg, meta["device"]))
     if is_main():
         diag.save(out)
     counts = diag.counts()
@@ -268,7 +271,7 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     indices = list(range(min(len(data), cfg.examine.limit))) if cfg.examine.limit else None
     _save_config(cfg, out, {"versions": versions(), "model": meta})
     ex = examine(model, diag, data, indices=indices, batch_size=cfg.examine.batch_size, top_k=cfg.examine.top_k,
-                 precision=cfg.examine.precision)
+                 precision=cfg.examine.precision, num_workers=_workers(cfg, meta["device"]))
     if is_main():
         ex.save(out)
     summary: dict[str, Any] = {"num_samples": len(ex.indices), "num_misclassified": int(ex.misclassified.sum()),
@@ -416,7 +419,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
                         min_confidence=d.min_confidence, noise=d.noise, noise_draws=d.noise_draws,
                         batch_size=d.batch_size, seed=d.seed, reduce=d.reduce, theta=d.theta,  # type: ignore[arg-type]
                         allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
-                        precision=cfg.train.precision)  # one precision per command
+                        precision=cfg.train.precision, num_workers=_workers(cfg, meta["device"]))  # one precision per command
         if is_main():
             diag.save(diag_dir)
         barrier()
@@ -584,7 +587,7 @@ def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
         raise ValueError(f"per_class={cfg.select.per_class}; use a positive integer (paper: 20)")
     model, meta = load_model(cfg)
     data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
-    labels, _pred, probs = predict(model, IndexedSubset(data), desc="select")
+    labels, _pred, probs = predict(model, IndexedSubset(data), num_workers=_workers(cfg, meta["device"]), desc="select")
     names = meta.get("classes") or class_names_of(data, meta["num_classes"])
     rows = export_low_confidence(data, labels, probs, cfg.select.per_class, out, names) if is_main() else []
     _save_config(cfg, out, {"versions": versions(), "model": meta})

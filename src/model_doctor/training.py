@@ -95,7 +95,8 @@ def split_train_val(dataset: Dataset, val_fraction: float, seed: int) -> tuple[S
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, batch_size: int = 256) -> dict[str, Any]:
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, batch_size: int = 256,
+             num_workers: int = 0) -> dict[str, Any]:
     """Accuracy, mean CE and per-class accuracy in eval mode (training flag restored)."""
     p = next(model.parameters())
     was = model.training
@@ -104,8 +105,9 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, batch_size: i
     total = torch.zeros(num_classes, dtype=torch.float64)
     loss_sum = 0.0
     try:
-        for batch in loader_for(dataset, batch_size):
-            x, y = batch[0].to(p.device, p.dtype), torch.as_tensor(batch[1]).to(p.device)
+        for batch in loader_for(dataset, batch_size, num_workers=num_workers, device=p.device):
+            x = batch[0].to(p.device, p.dtype, non_blocking=True)
+            y = torch.as_tensor(batch[1]).to(p.device, non_blocking=True)
             logits = model(x)
             loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             hit = (logits.argmax(1) == y).double().cpu()
@@ -229,7 +231,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                     n_steps += 1
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + float(v.detach())
-                val = evaluate(model, val_set, num_classes, batch_size=max(256, cfg.batch_size))
+                val = evaluate(model, val_set, num_classes, batch_size=max(256, cfg.batch_size),
+                               num_workers=cfg.num_workers)
                 row = {"tag": tag, "epoch": epoch + 1, **{f"loss_{k}": v / max(n_steps, 1) for k, v in sums.items()},
                        "val_acc": val["acc"], "val_loss": val["loss"], "lr": opt.param_groups[0]["lr"],
                        "skipped_steps": skipped}

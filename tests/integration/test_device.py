@@ -120,3 +120,75 @@ def test_estimate_in_a_treat_config_is_refused(trained, tmp_path, capsys):
     assert main(["treat", "--config", str(cfg), "--weights", str(trained / "model.safetensors"),
                  "--out", str(tmp_path / "t")]) == 2
     assert "only `model-doctor diagnose` estimates" in capsys.readouterr().err
+
+
+def test_torchrun_rank_takes_its_local_gpu(monkeypatch):
+    """Under torchrun `auto`/`cuda` mean cuda:LOCAL_RANK; an index past the GPUs is an error (CUDA mocked)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # an explicit index wins
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="only 4 CUDA device"):
+        resolve_device("cuda:4")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+
+
+def test_default_workers_follow_the_device(monkeypatch):
+    import os
+
+    from model_doctor.config import Config
+    from model_doctor.pipeline import _workers
+
+    cfg = Config()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert _workers(cfg, "cpu") == 0
+    assert _workers(cfg, "cuda:0") == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 GPU processes share 16 cores
+    assert _workers(cfg, "cuda:3") == 3
+    cfg.train.workers = 2
+    assert _workers(cfg, "cpu") == 2
+    cfg.train.workers = -1
+    with pytest.raises(ValueError, match="workers=-1; use 0 or more"):
+        _workers(cfg, "cpu")
+
+
+def test_workers_reach_every_loader_and_change_nothing(trained, tmp_path, monkeypatch):
+    """`--workers N` is a flag of every job, saved in config.yaml, and the diagnosis, examination and
+    selection loaders really use N worker processes, with the same numbers as N = 0."""
+    from model_doctor import Diagnosis
+    from model_doctor.data import base
+
+    seen = []
+    real = base.loader_for
+
+    def spy(*args, **kw):
+        seen.append(kw.get("num_workers", 0))
+        return real(*args, **kw)
+
+    import importlib
+
+    for mod in ("model_doctor.diagnosis.engine", "model_doctor.diagnosis.examine", "model_doctor.training"):
+        monkeypatch.setattr(importlib.import_module(mod), "loader_for", spy)
+    w = ["--weights", str(trained / "model.safetensors")]
+    for n in (0, 2):
+        seen.clear()
+        assert main(["diagnose", *w, "--min-confidence", "0", "--allow-empty-classes", "--workers", str(n),
+                     "--out", str(tmp_path / f"d{n}")]) == 0
+        assert seen and set(seen) == {n}, seen
+        seen.clear()
+        assert main(["examine", *w, "--diagnosis", str(tmp_path / f"d{n}"), "--limit", "40", "--workers", str(n),
+                     "--out", str(tmp_path / f"e{n}")]) == 0
+        assert seen and set(seen) == {n}, seen
+        assert yaml.safe_load((tmp_path / f"e{n}" / "config.yaml").read_text())["train"]["workers"] == n
+    a, b = (Diagnosis.load(tmp_path / f"d{n}") for n in (0, 2))
+    assert a.sample_indices == b.sample_indices
+    for name in a.layers:
+        assert torch.equal(a.correlations[name], b.correlations[name])
+    for job in (["select", *w, "--per-class", "1"], ["train", "--data", "digits", "--model", "tinycnn", "--epochs", "1"]):
+        assert main([*job, "--workers", "1", "--device", "cpu", "--out", str(tmp_path / job[0])]) == 0
+        assert yaml.safe_load((tmp_path / job[0] / "config.yaml").read_text())["train"]["workers"] == 1

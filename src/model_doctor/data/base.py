@@ -56,9 +56,13 @@ class IndexedSubset(Dataset):
 
 
 def loader_for(dataset: Dataset, batch_size: int, *, shuffle: bool = False, num_workers: int = 0,
-               generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
+               generator: torch.Generator | None = None, drop_last: bool = False,
+               device: torch.device | str | None = None) -> DataLoader:
+    """A plain loader; with a CUDA ``device`` its batches come in pinned memory, so that
+    ``.to(device, non_blocking=True)`` overlaps the copy with the GPU's work."""
+    pin = device is not None and torch.device(device).type == "cuda"
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=generator, drop_last=drop_last)
+                      generator=generator, drop_last=drop_last, pin_memory=pin)
 
 
 def class_names_of(dataset: Dataset, num_classes: int) -> list[str]:

@@ -64,8 +64,9 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     n = len(dataset)  # type: ignore[arg-type]
     mine = shard(range(n))  # one process: everything; under torchrun: this rank's share
     with preserved_state(model):
-        for x, y, *_ in progress(loader_for(Subset(dataset, mine), batch_size, num_workers=num_workers), desc=desc):
-            logits = model(x.to(device, dtype))
+        loader = loader_for(Subset(dataset, mine), batch_size, num_workers=num_workers, device=device)
+        for x, y, *_ in progress(loader, desc=desc):
+            logits = model(x.to(device, dtype, non_blocking=True))
             probs.append(torch.softmax(logits.double(), 1).cpu())  # float64: near-equal logits stay ordered
             labels.append(torch.as_tensor(y))
     p = torch.cat(probs) if probs else torch.zeros(0, 0, dtype=torch.float64)
@@ -140,8 +141,9 @@ def aggregate_correlations(
         split = LayerSplit(model, name)
         modes[name] = split.mode
         state: CorrelationState | None = None
-        for x, y, idx in progress(loader_for(subset, batch_size, num_workers=num_workers), desc=f"diagnose {name}"):
-            res = feature_gradients(split, x.to(device, dtype), y.to(device), draws=noise_draws, delta=noise,
+        loader = loader_for(subset, batch_size, num_workers=num_workers, device=device)
+        for x, y, idx in progress(loader, desc=f"diagnose {name}"):
+            res = feature_gradients(split, x.to(device, dtype, non_blocking=True), y.to(device), draws=noise_draws, delta=noise,
                                     seed=seed, layer_index=layer_index, sample_keys=idx, reduce=reduce,
                                     spatial=False)
             if state is None:

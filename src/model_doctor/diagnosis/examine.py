@@ -132,8 +132,8 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
     maps: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
     with preserved_state(model), autocast(device, precision):
         splits = [LayerSplit(model, n) for n in diagnosis.layers]
-        for x, y, idx in progress(loader_for(subset, batch_size, num_workers=num_workers), desc="examine"):
-            x = x.to(device, dtype)
+        for x, y, idx in progress(loader_for(subset, batch_size, num_workers=num_workers, device=device), desc="examine"):
+            x = x.to(device, dtype, non_blocking=True)
             with torch.no_grad():
                 prob = torch.softmax(model(x).double(), 1).cpu()
             conf, pred = prob.max(1)
