@@ -11,10 +11,12 @@ that would start past the budget is listed as skipped. Stages:
 1. CLI on CUDA: ``train`` (resnet34, 32 px, full Fashion-MNIST) -> ``diagnose`` -> ``treat`` with
    its CE-only control, each with ``--device cuda``.
 2. Whole ``diagnose()`` images/s for ResNet-50 at 224 px, J=1 and J=10 (fp32) and J=10 under bf16
-   autocast, against the limit (one
-   no-grad forward over the candidates + prefix forward of the selected + batched tail
-   forward/backward over the J copies); interleaved rounds, median (min–max).
-3. Treatment step ÷ plain CE step (J=1, J=10; fp32 and bf16) and peak-memory ratios, ResNet-50.
+   autocast, against the limit (one no-grad forward over the candidates + prefix forward of the
+   selected + batched tail forward/backward over the J copies); at J=10 also the whole call with
+   the noise drawn in one thread (``MODEL_DOCTOR_NOISE_THREADS=1``), to show what the threaded
+   noise buys on a GPU; interleaved rounds, median (min–max).
+3. Treatment step ÷ plain CE step (J=1, J=10; fp32 and bf16; ``tail_bn`` train = the default, and
+   eval) and peak-memory ratios, ResNet-50.
 
 ``--tiny`` runs every stage at toy sizes on whatever device there is (the test suite runs it on
 the CPU so the script cannot rot).
@@ -43,6 +45,7 @@ os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
 from _common import interleaved, per_round, spread  # noqa: E402
 from bench_diagnose import limit  # noqa: E402  (the same limit as the CPU benchmark)
 from model_doctor import diagnose  # noqa: E402
+from model_doctor.noise import noise_threads  # noqa: E402
 from model_doctor.precision import autocast  # noqa: E402
 from model_doctor.zoo import build_model, default_layers  # noqa: E402
 
@@ -121,10 +124,12 @@ def diagnose_stage(args, device, lines, budget: Budget) -> None:
         y = model(x).argmax(1)
     ds = TensorDataset(x.cpu(), y.cpu())
     lines += [f"## 2. Whole `diagnose()` on {name} at {size} px ({n} images, layer {layer})", "",
-              "| J | precision | diagnose() img/s, median (min–max) | limit img/s | diagnose ÷ limit |", "|---|---|---|---|---|"]
+              f"Noise threads: {noise_threads(device)} (`model_doctor.noise.noise_threads`).", "",
+              "| J | precision | diagnose() img/s, median (min–max) | limit img/s | diagnose ÷ limit | "
+              "with the noise in one thread ÷ limit |", "|---|---|---|---|---|---|"]
     for j, precision in ((1, "fp32"), (10, "fp32"), (10, "bf16")):
         if budget.left() < 20:
-            lines.append(f"| {j} | {precision} | skipped: budget spent | | |")
+            lines.append(f"| {j} | {precision} | skipped: budget spent | | | |")
             continue
         bs = 64 if j == 1 else 16
 
@@ -137,10 +142,24 @@ def diagnose_stage(args, device, lines, budget: Budget) -> None:
         def lim():
             with autocast(device, precision):
                 limit(model, batches, layer, j)
-        t = rounds({"whole": whole, "limit": lim}, device, 5, budget, min_left=10 if not args.tiny else 1)
+
+        def one_thread():
+            old = os.environ.get("MODEL_DOCTOR_NOISE_THREADS")
+            os.environ["MODEL_DOCTOR_NOISE_THREADS"] = "1"
+            try:
+                whole()
+            finally:
+                if old is None:
+                    del os.environ["MODEL_DOCTOR_NOISE_THREADS"]
+                else:
+                    os.environ["MODEL_DOCTOR_NOISE_THREADS"] = old
+
+        arms = {"whole": whole, "limit": lim, **({"one_thread": one_thread} if j > 1 else {})}
+        t = rounds(arms, device, 5, budget, min_left=10 if not args.tiny else 1)
         ips = lambda xs: [n / v for v in xs]  # noqa: E731
+        single = ratio(t["one_thread"], t["limit"]) if j > 1 else "—"
         lines.append(f"| {j} | {precision} | {med(ips(t['whole']))} | {med(ips(t['limit']))} | "
-                     f"{ratio(t['whole'], t['limit'])} |")
+                     f"{ratio(t['whole'], t['limit'])} | {single} |")
     lines.append("")
 
 
@@ -159,25 +178,25 @@ def treat_stage(args, device, lines, budget: Budget) -> None:
         layer = resolve_layers(model, "auto", torch.zeros(1, 3, size, size, device=device))[0][0]
     x = torch.randn(b, 3, size, size, device=device)
     y = torch.randint(0, 10, (b,), device=device)
-    ds = TensorDataset(x.cpu(), model.eval()(x).argmax(1).cpu())
+    with torch.no_grad():
+        ds = TensorDataset(x.cpu(), model.eval()(x).argmax(1).cpu())
     model.train()
     diag = diagnose(model, ds, layers=[layer], num_classes=10, samples_per_class=b, min_confidence=0.0, noise_draws=1,
                     allow_empty_classes=True)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     lines += [f"## 3. Treatment step ÷ plain step, {name} at {size} px, batch {b}, layer {layer}", "",
-              "| precision | J | plain step s | treat step s | treat ÷ plain | peak memory treat ÷ plain |", "|---|---|---|---|---|---|"]
+              "| precision | J | tail_bn | plain step s | treat step s | treat ÷ plain | peak memory treat ÷ plain |",
+              "|---|---|---|---|---|---|---|"]
     for precision in ("fp32", "bf16"):
-        ac = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else None
-        for j in (1, 10):
+        for j, tail_bn in ((1, "train"), (10, "train"), (1, "eval"), (10, "eval")):
             if budget.left() < 15:
-                lines.append(f"| {precision} | {j} | skipped: budget spent | | | |")
+                lines.append(f"| {precision} | {j} | {tail_bn} | skipped: budget spent | | | |")
                 continue
-            loss = ModelDoctorLoss(diag, alpha=1.0, noise_draws=j, tail_bn="eval")
+            loss = ModelDoctorLoss(diag, alpha=1.0, noise_draws=j, tail_bn=tail_bn)
 
             def step(with_terms: bool):
                 def run():
-                    ctx = ac() if ac else torch.enable_grad()
-                    with ctx:
+                    with autocast(device, precision):
                         logits = model(x)
                         total = F.cross_entropy(logits.float(), y)
                         if with_terms:
@@ -198,8 +217,8 @@ def treat_stage(args, device, lines, budget: Budget) -> None:
                     return torch.cuda.max_memory_allocated(device) - base
                 t = rounds({"plain": step(False), "treat": step(True)}, device, 5, budget, min_left=2)
                 mem = peak(step(True)) / max(peak(step(False)), 1)
-            lines.append(f"| {precision} | {j} | {med(t['plain'])} | {med(t['treat'])} | {ratio(t['treat'], t['plain'])} | "
-                         f"{'—' if mem != mem else f'{mem:.2f}'} |")
+            lines.append(f"| {precision} | {j} | {tail_bn} | {med(t['plain'])} | {med(t['treat'])} | "
+                         f"{ratio(t['treat'], t['plain'])} | {'—' if mem != mem else f'{mem:.2f}'} |")
     lines.append("")
 
 
@@ -221,7 +240,8 @@ def main(argv=None) -> int:
     budget = Budget(args.budget_s)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     lines = ["# GPU check" + (" (tiny, CPU smoke run)" if args.tiny else ""), "",
-             f"Command: `PYTHONPATH=src python benchmarks/gpu_check.py{' --tiny' if args.tiny else ''} --device {args.device}`  ",
+             f"Command: `PYTHONPATH=src python benchmarks/gpu_check.py{' --tiny' if args.tiny else ''} --device {args.device} "
+             f"--data-root DATA --budget-s {args.budget_s:g}`  ",
              f"Device: {name}; torch {torch.__version__}; date {datetime.date.today().isoformat()}", ""]
     out = Path(args.out)
     for stage in (cli_stage, diagnose_stage, treat_stage):
