@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = ["init_from_env", "rank_world", "is_main", "barrier", "all_reduce_sum", "all_gather_objects",
-           "shard", "GlobalBatchSampler", "wrap_ddp", "shutdown", "resolve_device"]
+           "shard", "GlobalBatchSampler", "wrap_ddp", "shutdown", "resolve_device", "cores_per_process"]
 
 
 def init_from_env() -> bool:
@@ -64,6 +64,13 @@ def resolve_device(spec: str | None) -> torch.device:
                              f"cuda:{torch.cuda.device_count() - 1}")
         return torch.device("cuda", index)
     raise ValueError(f"--device {spec!r}; use auto, cpu, cuda or cuda:N")
+
+
+def cores_per_process() -> int:
+    """This process's share of the cores it may run on: under torchrun the machine's cores split
+    between its ``LOCAL_WORLD_SIZE`` processes (sizes loader workers and noise threads)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def shutdown() -> None:

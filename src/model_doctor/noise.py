@@ -53,14 +53,14 @@ def noise_threads(device: torch.device | str = "cpu") -> int:
     ``MODEL_DOCTOR_NOISE_THREADS`` overrides (1 = draw in the calling thread)."""
     env = os.environ.get("MODEL_DOCTOR_NOISE_THREADS")
     if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise ValueError(f"MODEL_DOCTOR_NOISE_THREADS={env!r}; use a positive integer") from None
+        if not env.strip().isdigit() or int(env) < 1:
+            raise ValueError(f"MODEL_DOCTOR_NOISE_THREADS={env!r}; use a positive integer (1 = no threads)")
+        return int(env)
     if torch.device(device).type == "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
+    from .distributed import cores_per_process
+
+    return min(8, cores_per_process())
 
 
 def _pool(size: int) -> ThreadPoolExecutor:

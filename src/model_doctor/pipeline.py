@@ -184,7 +184,7 @@ def _workers(cfg: Config, device: str) -> int:
     examination): the user's ``--workers``; else none on CPU (the data here is in memory or small)
     and up to 8 per GPU process on CUDA (the cores split between this machine's GPU processes,
     one left for the main process), so decoding does not starve the GPU."""
-    import os
+    from .distributed import cores_per_process
 
     if cfg.train.workers is not None:
         if cfg.train.workers < 0:
@@ -192,9 +192,7 @@ def _workers(cfg: Config, device: str) -> int:
         return cfg.train.workers
     if not device.startswith("cuda"):
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: GPU processes on this machine
-    return max(0, min(8, cores // procs - 1))
+    return max(0, min(8, cores_per_process() - 1))
 
 
 def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:

@@ -54,9 +54,10 @@ def test_noise_threads_limits(monkeypatch):
     assert noise_threads("cuda:3") == 4
     monkeypatch.setenv("MODEL_DOCTOR_NOISE_THREADS", "3")
     assert noise_threads("cpu") == 3
-    monkeypatch.setenv("MODEL_DOCTOR_NOISE_THREADS", "many")
-    with pytest.raises(ValueError, match="MODEL_DOCTOR_NOISE_THREADS='many'; use a positive integer"):
-        noise_threads("cpu")
+    for bad in ("many", "0", "-2"):
+        monkeypatch.setenv("MODEL_DOCTOR_NOISE_THREADS", bad)
+        with pytest.raises(ValueError, match=f"MODEL_DOCTOR_NOISE_THREADS='{bad}'; use a positive integer"):
+            noise_threads("cpu")
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
