@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .config import Config, apply_overrides, load_config, validate
+from .data.refine import REFINE_METHODS
 from .treatment.space import SPACE_METHODS
 from .zoo import model_names
 
@@ -92,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--masks", dest="examine.masks", help="foreground annotations of the examined split: adds background reliance "
                                                         "(background-swap accuracy, gradient share outside the masks)")
     g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")
+    g.add_argument("--refine", dest="examine.refine", choices=list(REFINE_METHODS),
+                   help="foreground inside each annotation: grabcut (default) or none (the annotation as given)")
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="samples per batch (default 64)")
     g.add_argument("--precision", dest="examine.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 (default) or bf16 autocast (GPUs); fp16 is refused")
@@ -111,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "input (input-gradient share or RRR), paper (Eq. 6, for the reproduction); see docs/method.md")
     g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share (default) or rrr")
     g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods (default 32)")
+    g.add_argument("--refine", dest="treat.refine", choices=list(REFINE_METHODS),
+                   help="foreground inside each annotation: grabcut (default: OpenCV GrabCut estimates the object's pixels, so "
+                        "background inside a box is swapped too) or none (the annotation as given)")
     g.add_argument("--holdout", dest="treat.holdout", type=float,
                    help="share of each class's annotated images held out to measure background reliance and select (default 0.25)")
     g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,

@@ -58,6 +58,7 @@ class ExamineConfig:
     split: str = "test"
     masks: str | None = None         # foreground annotations of the examined split: background reliance
     mask_format: str = "labelme"
+    refine: str = "grabcut"          # grabcut | none: the object's pixels inside each annotation (as treat.refine)
     limit: int | None = None         # examine only the first N samples
     top_k: int = 5
     batch_size: int = 64
@@ -90,6 +91,7 @@ class TreatConfig:
     space_method: str = "counterfactual"  # counterfactual | attribution | input | paper (Eq. 6); docs/method.md
     input_mode: str = "share"        # space_method=input: share (scale-invariant) | rrr (Ross et al.)
     pool_batch: int = 32             # annotated images drawn per step by attribution/input/counterfactual
+    refine: str = "grabcut"          # grabcut | none: estimate the object's pixels inside each annotation (boxes are not masks)
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
     annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
@@ -214,6 +216,9 @@ def validate(cfg: Config) -> Config:
             raise ValueError(f"{name}={value}; use a positive integer (or leave it unset for the default)")
     for value in (cfg.diagnose.precision, cfg.examine.precision, cfg.train.precision):
         check_precision(value)
+    for name, value in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):
+        if value not in ("grabcut", "none"):
+            raise ValueError(f"{name}={value!r}; use 'grabcut' (default) or 'none'")
     if len(set(cfg.treat.seeds)) != len(cfg.treat.seeds) or not cfg.treat.seeds:
         raise ValueError(f"treat.seeds={cfg.treat.seeds}; give one or more distinct seeds (e.g. --seeds 0 1 2)")
     return cfg

@@ -281,11 +281,14 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
         from .treatment.space import AnnotatedPool, background_reliance
 
         found = load_masks(cfg.examine.mask_format, cfg.examine.masks, dataset_root=cfg.examine.masks)
-        pool = AnnotatedPool.from_dataset(with_masks(data, found, 0))
+        pool = AnnotatedPool.from_dataset(with_masks(data, found, 0)).refine(cfg.examine.refine)
         summary["background_reliance"] = rel = background_reliance(model, pool)
-        log(f"background reliance on {rel['images']} annotated {cfg.examine.split} images: accuracy {_pct(rel['clean_acc'])}, "
-            f"with another image's background {_pct(rel['swap_acc'])} ({rel['pairs']} swaps), "
-            f"{_pct(rel['bg_grad_share'])} of the input gradient outside the masks")
+        summary["refine"] = pool.refine_report()
+        log(f"background reliance on {rel['images']} annotated {cfg.examine.split} images ({pool.refined.sum()} foregrounds "
+            f"refined by {cfg.examine.refine}): accuracy {_pct(rel['clean_acc'])}, with another image's background "
+            f"{_pct(rel['swap_acc'])} ({rel['pairs']} swaps), from the background alone {_pct(rel['bg_only_acc'])} "
+            f"(chance {_pct(rel['chance'])}), {_pct(rel['bg_grad_share'])} of the input gradient outside the masks")
+        log(reliance_table({"model": rel}, meta.get("classes")))
     _write_json(out / "examine_summary.json", summary)
     auroc = summary.get("auroc_deviation")
     log(f"examined {summary['num_samples']} {cfg.examine.split} samples, {summary['num_misclassified']} misclassified; "
@@ -359,7 +362,7 @@ def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, 
         raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "
                          "dataset with masks (decoy-digits, decoy-fashion-mnist)")
     raw_tr, exp_tr = Subset(raw_full, tr.indices), Subset(exp_full, tr.indices)
-    pools = make_pools(raw_tr, exp_tr, t.holdout, t.annotated_per_class, cfg.train.split_seed)
+    pools = make_pools(raw_tr, exp_tr, t.holdout, t.annotated_per_class, cfg.train.split_seed, t.refine)
     skipped = raw_full.skip_report() if hasattr(raw_full, "skip_report") else "skipped: none"
     pools.skipped_report = skipped
     log(f"masks: {pools.describe()} (expansion {expand} px for the gradient penalties); annotations {skipped}")
@@ -377,7 +380,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     """
     import copy
 
-    from .treatment.plan import choose_weight, needs_diagnosis, verdict, weights_of
+    from .treatment.plan import choose_weight, needs_diagnosis, reliance_verdicts, verdict, weights_of
     from .treatment.space import background_reliance, selection_score
 
     if cfg.diagnose.estimate:
@@ -404,6 +407,8 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     _save_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va),
                             **({"masks": pools.summary(), "expand": expand} if pools else {})})
 
+    if pools is not None and is_main():
+        _save_annotations(out, pools)
     diag_dir = Path(t.diagnosis) if t.diagnosis else out / "diagnosis"
     layers = _default_layers(original, meta, t.layers or cfg.diagnose.layers, train_full[0][0])
     if not needs_diagnosis(t, betas):  # counterfactual / attribution / input / RRR: no diagnosis needed
@@ -425,7 +430,8 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     if diag is not None:
         _check_diagnosis(diag, original, n_cls, str(diag_dir))
         layers = list(diag.layers) if not t.layers else layers
-    held = pools.held if pools is not None else None
+    held = pools.select if pools is not None else None
+    report = (pools.report if pools.report is not None else pools.select) if pools is not None else None
 
     def select(model: nn.Module) -> dict[str, Any]:
         """The no-test-data selection rule: validation accuracy and held-out background-swap accuracy."""
@@ -469,7 +475,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     # the test split is read here, once, after every arm has finished
     test = test_data if test_data is not None else load_data(cfg, "test", meta["in_channels"], n_cls, like=train_full)
     orig_test = evaluate(original, test, n_cls)
-    rel_orig = background_reliance(original, held, seed=cfg.train.split_seed) if held is not None else None
+    rel_orig = background_reliance(original, report, seed=cfg.train.split_seed) if report is not None else None
     report_arms = ["treated"] + (["control"] if t.control else [])
     runs = []
     for seed, fin in finished.items():
@@ -477,8 +483,8 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         for arm in report_arms + ([a for a in arms if a != "treated"] if len(arms) > 1 else []):
             model, res = fin["results"][arm]
             row[arm] = _arm_summary(res, evaluate(model, test, n_cls), res.best_val_acc)
-            if held is not None:
-                row[arm]["background_reliance"] = background_reliance(model, held, seed=cfg.train.split_seed)
+            if report is not None:
+                row[arm]["background_reliance"] = background_reliance(model, report, seed=cfg.train.split_seed)
         runs.append(row)
     summary: dict[str, Any] = {"original": {"val_acc": orig_val, "test_acc": orig_test["acc"], "per_class": orig_test["per_class"],
                                             **({"background_reliance": rel_orig} if rel_orig else {})}}
@@ -487,18 +493,19 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
         per_class = torch.tensor([r[arm]["per_class"] for r in runs], dtype=torch.float64).mean(0).tolist()
         summary[arm] = {"test_acc": _mean_std(accs)["mean"], "test_acc_std": _mean_std(accs)["std"],
                         "val_acc": _mean_std([r[arm]["val_acc"] for r in runs])["mean"], "per_class": per_class}
-        if held is not None:
+        if report is not None:
+            rels = [r[arm]["background_reliance"] for r in runs]
             summary[arm]["background_reliance"] = {
-                k: _mean_std([r[arm]["background_reliance"][k] for r in runs]) for k in ("swap_acc", "bg_grad_share")}
+                **{k: _mean_std([x[k] for x in rels]) for k in ("swap_acc", "bg_only_acc", "bg_only_conf", "bg_grad_share")},
+                "per_class": {c: {k: _mean_std([x["per_class"][c][k] for x in rels])["mean"] for k in v}
+                              for c, v in rels[0]["per_class"].items()}}
     verdicts = []
     if t.control:
         deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
         summary["delta_treated_minus_control"] = _mean_std(deltas)
         verdicts.append(verdict(deltas, "test accuracy"))
-        if held is not None:
-            verdicts.append(verdict([r["treated"]["background_reliance"]["swap_acc"] -
-                                     r["control"]["background_reliance"]["swap_acc"] for r in runs],
-                                    f"background-swap accuracy on {len(held)} held-out annotated images"))
+        if pools is not None:
+            verdicts += reliance_verdicts(runs, pools)
     summary["verdict"] = verdicts
     summary["selection"] = {
         "rule": "each arm's epoch, and the weight, by the mean of validation accuracy and held-out background-swap "
@@ -517,15 +524,34 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     if t.control:
         msg += f" | control (CE only) {_pct(summary['control']['test_acc'])}"
     log(f"test accuracy: {msg} -> {out / 'summary.json'}")
-    if held is not None:
-        log("background-swap accuracy on held-out annotated images: original "
-            f"{_pct(rel_orig['swap_acc'])} | treated {_pct(summary['treated']['background_reliance']['swap_acc']['mean'])}"
-            + (f" | control {_pct(summary['control']['background_reliance']['swap_acc']['mean'])}" if t.control else ""))
+    if rel_orig is not None:
+        for k, what in (("swap_acc", "background-swap accuracy"), ("bg_only_acc", "background-only accuracy")):
+            log(f"{what} on held-out annotated report images: original {_pct(rel_orig[k])} | treated "
+                f"{_pct(summary['treated']['background_reliance'][k]['mean'])}"
+                + (f" | control {_pct(summary['control']['background_reliance'][k]['mean'])}" if t.control else ""))
+    if rel_orig is not None:
+        log(reliance_table({"original": rel_orig, **{a: summary[a]["background_reliance"] for a in report_arms}},
+                           meta.get("classes")))
     if len(betas) > 1:
         log("chosen weight per seed (no test data): " + ", ".join(f"seed {s}: {f['beta']:g}" for s, f in finished.items()))
     for v in verdicts:
         log(f"verdict: {v['text']}")
     return summary
+
+
+def reliance_table(rels: dict[str, dict[str, Any]], classes: list[str] | None = None) -> str:
+    """Per class, for each model: background-swap accuracy and background-only accuracy (a plain
+    text table: which classes lean on their background)."""
+    first = next(iter(rels.values()))["per_class"]
+    names = list(rels)
+    head = "class".ljust(16) + "".join(f"{n[:10] + ' swap':>17}{n[:10] + ' bg-only':>20}" for n in names)
+    lines = ["background reliance per class (swap: label kept on another background; bg-only: label from the "
+             "background alone, lower is better)", head]
+    for c in first:
+        name = (classes[int(c)] if classes and int(c) < len(classes) else str(c))[:15]
+        lines.append(name.ljust(16) + "".join(f"{_pct(rels[n]['per_class'][c]['swap_acc']):>17}"
+                                              f"{_pct(rels[n]['per_class'][c]['bg_only_acc']):>20}" for n in names))
+    return "\n".join(lines)
 
 
 def _warn_skipped(res: Any, what: str, log: Log) -> None:
@@ -592,6 +618,20 @@ def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
     log(f"exported {len(rows)} low-confidence training images with empty LabelMe files to {out}; annotate them "
         f"(labelme {out}), then: model-doctor treat ... --masks {out} --mask-format labelme --beta 1")
     return {"count": len(rows), "out": str(out)}
+
+
+def _save_annotations(out: Path, pools: Any, count: int = 10) -> None:
+    """Up to ``count`` annotated images (report set first) with their annotation and the refined
+    foreground, for the report: ``annotations.safetensors``."""
+    from .io import atomic_save_safetensors
+
+    parts = [p for p in (pools.report, pools.select, pools.train) if p is not None]
+    take = [(p, i) for p in parts for i in range(len(p))][:count]
+    atomic_save_safetensors(out / "annotations.safetensors", {
+        "images": torch.stack([p.images[i] for p, i in take]).float().cpu(),
+        "coarse": torch.stack([p.coarse[i, 0] for p, i in take]).float().cpu(),
+        "refined": torch.stack([p.foreground[i, 0] for p, i in take]).float().cpu(),
+        "refined_ok": torch.tensor([bool(p.refined[i]) for p, i in take])}, metadata={"refine": pools.refine})
 
 
 def _save_treatment_maps(out: Path, original: nn.Module, finished: dict, test: Any, layer: str, arms: list[str],

@@ -68,20 +68,46 @@ def _verdict(sec: dict[str, Any], s: dict[str, Any], name: str) -> None:
                                         ", ".join(f"seed {k}: {v:g}" for k, v in sel.get("chosen_beta", {}).items()),
                                         sel.get("rule", "")]]})
     if "background_reliance" in s.get("original", {}):
-        n = len(s.get("runs", [])) or 1
-        rows = [["original", _pct(s["original"]["background_reliance"]["swap_acc"]),
-                 _pct(s["original"]["background_reliance"]["bg_grad_share"])]]
-        for arm in ("control", "treated"):
-            r = s.get(arm, {}).get("background_reliance")
-            if r:
-                rows.append([arm, _pct(r["swap_acc"]["mean"], r["swap_acc"]["std"], n),
-                             _pct(r["bg_grad_share"]["mean"], r["bg_grad_share"]["std"], n)])
-        held = s.get("masks", {}).get("held_out", "?")
-        sec["tables"].append({"header": ["model", f"background-swap accuracy ({held} held-out annotated images)",
-                                         "input-gradient share outside the masks"], "rows": rows})
+        _reliance_tables(sec, s)
     sec["note"] = ("Treated − control is the effect of the constraint itself: both arms fine-tune the same original "
                    "with the same schedule, seed and data order. Background reliance is measured on annotated "
-                   "training images that no constraint saw; the test split was read once, at the end.")
+                   "training images held out from every kind of training and from selection: swap = the label kept when "
+                   "everything outside the (refined) foreground comes from another image, inside the box too; bg-only = "
+                   "the label still predicted with the object removed (lower is better). The test split was read once, "
+                   "at the end.")
+
+
+def _reliance_tables(sec: dict[str, Any], s: dict[str, Any]) -> None:
+    """Background reliance of original / control / treated: overall, then per class."""
+    n = len(s.get("runs", [])) or 1
+    orig = s["original"]["background_reliance"]
+    keys = ("swap_acc", "bg_only_acc", "bg_grad_share")
+    rows = [["original"] + [_pct(orig.get(k)) for k in keys]]
+    arms = {"original": orig}
+    for arm in ("control", "treated"):
+        r = s.get(arm, {}).get("background_reliance")
+        if r:
+            arms[arm] = r
+            rows.append([arm] + [_pct(r[k]["mean"], r[k]["std"], n) if k in r else "–" for k in keys])
+    m = s.get("masks", {})
+    held = m.get("report") or m.get("held_out", "?")
+    ref = m.get("refine", {})
+    sec["tables"].append({"header": ["model", f"background-swap accuracy ({held} report images)",
+                                     f"background-only accuracy (chance {_pct(orig.get('chance'))})",
+                                     "input-gradient share outside the masks"], "rows": rows})
+    if ref:
+        sec["tables"].append({"header": ["refinement", "annotated images", "refined", "not refined (why)"],
+                              "rows": [[ref.get("method"), ref.get("images"), ref.get("refined"),
+                                        "; ".join(f"{v} {k}" for k, v in ref.get("not_refined", {}).items()) or "–"]]})
+    classes = s.get("classes") or []
+    per = {a: r.get("per_class", {}) for a, r in arms.items()}
+    if per.get("original"):
+        names = list(per)
+        rows = [[classes[int(c)] if int(c) < len(classes) else c]
+                + [_pct(per[a].get(c, {}).get(k)) for a in names for k in ("swap_acc", "bg_only_acc")]
+                for c in per["original"]]
+        sec["tables"].append({"header": ["class"] + [f"{a} {k}" for a in names for k in ("swap", "bg-only")],
+                              "rows": rows})
 
 
 def _find(run: Path, name: str) -> list[Path]:
@@ -195,6 +221,15 @@ def write_report(run_dir: str | Path) -> Path:
         _verdict(secs["verdict"], s, str(d.relative_to(run)))
         layers = s.get("config", {}).get("treat", {}).get("layers") or "default"
         depth_rows.append((str(layers), s["treated"]["test_acc"], s.get("control", {}).get("test_acc")))
+        ann = d / "annotations.safetensors"
+        if ann.is_file():
+            from safetensors.torch import load_file
+
+            a = load_file(str(ann))
+            add(secs["verdict"], fg.cutouts(a["images"], [a["coarse"], a["refined"]],
+                                            ["image", "annotation", "foreground used"],
+                                            ["refined" if ok else "as given" for ok in a["refined_ok"].tolist()]),
+                f"{d.relative_to(run)}: annotations and the foreground the treatment and the reliance measures use")
         maps = d / "maps.safetensors"
         if maps.is_file():
             from safetensors import safe_open

@@ -112,3 +112,26 @@ def shared_pairs(relevant: torch.Tensor, names: list[str], top: int = 5) -> list
             union = int((relevant[a] | relevant[b]).sum())
             out.append({"a": names[a], "b": names[b], "shared": inter, "jaccard": inter / union if union else 0.0})
     return sorted(out, key=lambda r: -r["jaccard"])[:top]
+
+
+def cutouts(images: torch.Tensor, masks: list[torch.Tensor], row_titles: list[str], col_titles: list[str] | None = None) -> bytes:
+    """Row 0 the images; each further row the image kept where its ``[B, H, W]`` mask is set and
+    dimmed elsewhere (what a mask calls foreground)."""
+    x = images.float()
+    lo = x.amin((1, 2, 3), keepdim=True)
+    x = (x - lo) / (x.amax((1, 2, 3), keepdim=True) - lo).clamp(min=1e-12)
+    rows = [x] + [x * (0.15 + 0.85 * m[:, None].float()) for m in masks]
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), x.shape[0], figsize=(x.shape[0] * 1.1, len(rows) * 1.2), squeeze=False)
+    for r, imgs in enumerate(rows):
+        for c in range(x.shape[0]):
+            ax = axes[r][c]
+            img = imgs[c]
+            ax.imshow(img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(row_titles[r], fontsize=7)
+            if col_titles and r == 0:
+                ax.set_title(col_titles[c], fontsize=6)
+    return to_png(fig)

@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 from ..data.masks import KeepMasks, expand_foreground
 from .space import AnnotatedPool, AttributionLoss, CounterfactualLoss, InputGradientLoss, SPACE_METHODS
 
-__all__ = ["Pools", "make_pools", "build_terms", "needs_diagnosis", "weights_of", "choose_weight", "verdict", "CombinedTerms"]
+__all__ = ["Pools", "make_pools", "pick_per_class", "build_terms", "needs_diagnosis", "weights_of", "choose_weight", "verdict", "reliance_verdicts",
+           "CombinedTerms"]
 
 
 class CombinedTerms:
@@ -51,52 +52,99 @@ class CombinedTerms:
 
 
 class Pools:
-    """Annotated training images: ``train`` (the constraints may use them), ``held`` (held out to
-    measure background reliance; None when there are too few), and the training part with masks
-    only on ``train``'s images (for Eq. 6 and RRR, which read masks from the batch)."""
+    """Annotated training images, in three disjoint parts:
 
-    def __init__(self, train: AnnotatedPool, held: AnnotatedPool | None, masked_train: Dataset, skipped: int = 0):
-        self.train, self.held, self.masked_train, self.skipped = train, held, masked_train, skipped
+    - ``train``: the constraints may use them (and CE trains on them);
+    - ``select``: held out from every kind of training; they choose each arm's epoch and weight;
+    - ``report``: held out from every kind of training *and* from selection; the verdict's
+      background reliance is measured on them.
+
+    ``masked_train`` is the training part without the held-out images, masks only on ``train``'s
+    images (for Eq. 6 and RRR, which read masks from the batch). ``select`` / ``report`` are None
+    when a class has too few annotated images to split."""
+
+    def __init__(self, train: AnnotatedPool, select: AnnotatedPool | None, report: AnnotatedPool | None,
+                 masked_train: Dataset, refine: str = "none"):
+        self.train, self.select, self.report, self.masked_train = train, select, report, masked_train
+        self.refine = refine
         self.skipped_report = "skipped: none"
 
+    @property
+    def held(self) -> AnnotatedPool | None:
+        """The images that choose epochs and weights (the selection set)."""
+        return self.select
+
+    def parts(self) -> list[AnnotatedPool]:
+        return [p for p in (self.train, self.select, self.report) if p is not None]
+
     def describe(self) -> str:
-        held = f", {len(self.held)} held out to measure background reliance" if self.held is not None else \
-            ", none held out (too few per class: background reliance is not measured)"
-        return f"{len(self.train)} annotated training images used by the constraint{held}"
+        if self.select is None:
+            held = ", none held out (too few per class: background reliance is not measured)"
+        else:
+            held = (f", {len(self.select)} held out to choose epochs and weights"
+                    + (f", {len(self.report)} held out to report background reliance" if self.report is not None else
+                       ", none left to report on (the reliance reported is the selection set's: optimistic)"))
+        n = sum(len(p) for p in self.parts())
+        done = sum(int(p.refined.sum()) for p in self.parts())
+        return (f"{len(self.train)} annotated training images used by the constraint{held} (never trained on); "
+                f"refine {self.refine}: {done} of {n} foregrounds refined")
 
     def summary(self) -> dict[str, Any]:
-        return {"train": len(self.train), "held_out": len(self.held) if self.held is not None else 0,
-                "train_per_class": self.train.counts(), "held_per_class": self.held.counts() if self.held else {},
-                "held_out_indices": list(self.held.indices) if self.held else [], "annotations": self.skipped_report}
+        parts = {"train": self.train, "select": self.select, "report": self.report}
+        refine: dict[str, Any] = {"method": self.refine, "images": 0, "refined": 0, "not_refined": {}}
+        for p in self.parts():
+            r = p.refine_report()
+            refine["images"] += r["images"]
+            refine["refined"] += r["refined"]
+            for k, v in r["not_refined"].items():
+                refine["not_refined"][k] = refine["not_refined"].get(k, 0) + v
+        return {**{k: len(v) if v is not None else 0 for k, v in parts.items()},
+                "held_out": sum(len(v) for k, v in parts.items() if k != "train" and v is not None),
+                "per_class": {k: v.counts() for k, v in parts.items() if v is not None},
+                "held_out_indices": {k: list(v.indices) for k, v in parts.items() if k != "train" and v is not None},
+                "refine": refine, "annotations": self.skipped_report}
+
+
+def pick_per_class(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """A seeded choice of ``per_class`` positions per class (all of a class that has fewer): bool ``[N]``."""
+    if per_class < 1:
+        raise ValueError(f"annotated_per_class={per_class}; use a positive count (paper: 20) or leave it unset")
+    g = torch.Generator().manual_seed(1000 + seed)
+    keep = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique().tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        keep[idx[torch.randperm(len(idx), generator=g)[:per_class]]] = True
+    return keep
 
 
 def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_class: int | None,
-               seed: int) -> Pools:
+               seed: int, refine: str = "grabcut") -> Pools:
     """Pools from the training part with raw (unexpanded) masks; ``expanded_train`` is the same
-    part with expanded masks (what Eq. 6 / RRR read from the batch).
+    part with expanded masks (what Eq. 6 / RRR read from the batch). Foregrounds are refined
+    (``refine``, :mod:`model_doctor.data.refine`) once, here. Half of the held-out images (per
+    class) select, the other half report.
 
     Raises:
         ValueError: no annotated image in the training part (masks that pair with nothing).
     """
+    from torch.utils.data import Subset
+
     pool = AnnotatedPool.from_dataset(raw_train)
     if per_class is not None:
-        if per_class < 1:
-            raise ValueError(f"annotated_per_class={per_class}; use a positive count (paper: 20) or leave it unset")
-        g = torch.Generator().manual_seed(1000 + seed)
-        keep = torch.zeros(len(pool), dtype=torch.bool)
-        for c in pool.labels.unique().tolist():
-            idx = torch.nonzero(pool.labels == c).flatten()
-            keep[idx[torch.randperm(len(idx), generator=g)[:per_class]]] = True
-        pool = pool._take(keep)
+        pool = pool._take(pick_per_class(pool.labels, per_class, seed))
+    pool = pool.refine(refine, seed)
     train, held = pool.split_holdout(holdout, seed)
-    return Pools(train, held, KeepMasks(expanded_train, train.indices))
+    select, report = held.split_holdout(0.5, seed + 1) if held is not None else (None, None)
+    out = {int(i) for p in (select, report) if p is not None for i in p.indices}
+    keep = [i for i in range(len(expanded_train)) if i not in out]  # type: ignore[arg-type]
+    return Pools(train, select, report, Subset(KeepMasks(expanded_train, train.indices), keep), refine)
 
 
 def _expanded(pool: AnnotatedPool, pixels: int) -> AnnotatedPool:
     if not pixels:
         return pool
     fg = torch.stack([expand_foreground(f[0], pixels).to(pool.foreground.dtype)[None] for f in pool.foreground])
-    return AnnotatedPool(pool.images, pool.labels, fg, pool.indices)
+    return AnnotatedPool(pool.images, pool.labels, fg, pool.indices, pool.coarse, pool.refined, pool.reasons)
 
 
 def weights_of(beta: Any) -> list[float]:
@@ -159,9 +207,11 @@ def choose_weight(scores: dict[float, float]) -> float:
     return max(sorted(scores), key=lambda w: scores[w])
 
 
-def verdict(deltas: Sequence[float], what: str, unit: str = "pts", scale: float = 100.0) -> dict[str, Any]:
+def verdict(deltas: Sequence[float], what: str, unit: str = "pts", scale: float = 100.0,
+            lower_is_better: bool = False, claim: bool = True) -> dict[str, Any]:
     """Treated − control over seeds: mean, sample std, and whether the mean is beyond seed noise
-    (mean − 2·std > 0 or mean + 2·std < 0, which needs ≥ 2 seeds). ``text`` is one plain line."""
+    (mean − 2·std > 0 or mean + 2·std < 0, which needs ≥ 2 seeds). ``text`` is one plain line.
+    ``claim=False`` (a number that chose a setting) reports the spread but never "beyond noise"."""
     vals = [float(d) for d in deltas if d is not None and not math.isnan(float(d))]
     if not vals:
         return {"what": what, "mean": None, "std": None, "seeds": 0, "beyond_noise": False,
@@ -169,14 +219,50 @@ def verdict(deltas: Sequence[float], what: str, unit: str = "pts", scale: float 
     t = torch.tensor(vals, dtype=torch.float64)
     mean = float(t.mean())
     std = float(t.std()) if len(vals) > 1 else None
-    beyond = std is not None and (mean - 2 * std > 0 or mean + 2 * std < 0)
+    beyond = claim and std is not None and (mean - 2 * std > 0 or mean + 2 * std < 0)
     spread = f" ± {std * scale:.1f}" if std is not None else ""
     n = f"{len(vals)} seed" + ("s" if len(vals) > 1 else "")
-    if std is None:
+    if not claim:
+        judgement = "used for selection (optimistic): no claim made on it"
+    elif std is None:
         judgement = "1 seed: cannot tell from seed noise; pass --seeds 0 1 2"
     elif beyond:
-        judgement = ("better" if mean > 0 else "worse") + " than the control beyond seed noise (|mean| > 2 std)"
+        judgement = ("better" if (mean > 0) != lower_is_better else "worse") + \
+            " than the control beyond seed noise (|mean| > 2 std)"
     else:
         judgement = "within seed noise of the control"
     return {"what": what, "mean": mean, "std": std, "seeds": len(vals), "beyond_noise": beyond,
             "text": f"{what}: treated − control {mean * scale:+.1f}{spread} {unit} ({n}); {judgement}"}
+
+
+def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
+    """The verdict lines on background reliance, honest by construction.
+
+    Measured on ``pools.report`` (never trained on, never used to select) when there is one, else
+    on the selection set and marked optimistic, with no "beyond noise". Says when part of the
+    report images had no refined foreground (a cue inside their annotation is invisible), and
+    when the treated model still predicts its class from the background alone."""
+    where = pools.report if pools.report is not None else pools.select
+    if where is None:
+        return []
+    claim = pools.report is not None
+    tag = (f"{len(where)} held-out annotated images (not trained on, not used to select)" if claim else
+           f"{len(where)} held-out annotated images that also chose the epochs (no report set: too few per class)")
+    rel = lambda r, a: r[a]["background_reliance"]  # noqa: E731
+    out = [verdict([rel(r, "treated")["swap_acc"] - rel(r, "control")["swap_acc"] for r in runs],
+                   f"background-swap accuracy on {tag}", claim=claim),
+           verdict([rel(r, "treated")["bg_only_acc"] - rel(r, "control")["bg_only_acc"] for r in runs],
+                   "background-only accuracy (object removed; lower is better)", lower_is_better=True, claim=claim)]
+    missing = len(where) - int(where.refined.sum())
+    if missing:
+        why = ", ".join(f"{v} {k}" for k, v in where.refine_report()["not_refined"].items())
+        out.append({"what": "coverage", "beyond_noise": False, "text": (
+            f"coverage: {missing} of {len(where)} report images have no refined foreground ({why}): a cue inside their "
+            "annotation would be invisible to both measures there")})
+    bg = [rel(r, "treated")["bg_only_acc"] for r in runs]
+    chance = rel(runs[0], "treated")["chance"] if runs else 0.0
+    if bg and sum(bg) / len(bg) > 2 * chance:
+        out.append({"what": "background only", "beyond_noise": False, "text": (
+            f"warning: the treated model still predicts the class from the background alone on "
+            f"{100 * sum(bg) / len(bg):.0f} % of report images (chance {100 * chance:.0f} %)")})
+    return out

@@ -57,7 +57,8 @@ class AnnotatedPool:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, foreground: torch.Tensor,
-                 indices: Sequence[int] | None = None):
+                 indices: Sequence[int] | None = None, coarse: torch.Tensor | None = None,
+                 refined: torch.Tensor | None = None, reasons: Sequence[str] | None = None):
         if len(images) == 0:
             raise ValueError("no annotated images: the pool needs at least one image with a foreground mask; "
                              "check that --masks pair with the training images")
@@ -71,6 +72,30 @@ class AnnotatedPool:
         self.labels = labels.long()
         self.foreground = foreground.to(self.images.dtype).clamp(0, 1)
         self.indices = list(indices) if indices is not None else list(range(len(images)))
+        #: the annotation as given (before :meth:`refine`), for figures
+        self.coarse = self.foreground if coarse is None else coarse.to(self.images.dtype)
+        #: per image: True where :meth:`refine` estimated the object's pixels, False where the
+        #: annotation is used as it is (``reasons`` says why)
+        self.refined = torch.zeros(len(labels), dtype=torch.bool) if refined is None else refined.bool()
+        self.reasons = list(reasons) if reasons is not None else ["not refined"] * len(labels)
+
+    def refine(self, method: str = "grabcut", seed: int = 0) -> "AnnotatedPool":
+        """A pool whose foregrounds are the object's estimated pixels inside each annotation
+        (:func:`model_doctor.data.refine.refine_foreground`, once per image); ``coarse`` keeps the annotation."""
+        from ..data.refine import refine_foreground
+
+        out = [refine_foreground(x, c[0], method, seed=seed) for x, c in zip(self.images, self.coarse)]
+        fg = torch.stack([r.mask for r in out])[:, None].to(self.images.dtype)
+        return AnnotatedPool(self.images, self.labels, fg, self.indices, self.coarse,
+                             torch.tensor([r.ok for r in out], dtype=torch.bool), [r.reason for r in out])
+
+    def refine_report(self) -> dict[str, Any]:
+        """How many foregrounds were refined, and why the others were not (counts per reason)."""
+        why: dict[str, int] = {}
+        for ok, r in zip(self.refined.tolist(), self.reasons):
+            if not ok:
+                why[r] = why.get(r, 0) + 1
+        return {"images": len(self), "refined": int(self.refined.sum()), "not_refined": why}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -112,7 +137,8 @@ class AnnotatedPool:
 
     def _take(self, sel: torch.Tensor) -> "AnnotatedPool":
         idx = torch.nonzero(sel).flatten().tolist()
-        return AnnotatedPool(self.images[idx], self.labels[idx], self.foreground[idx], [self.indices[i] for i in idx])
+        return AnnotatedPool(self.images[idx], self.labels[idx], self.foreground[idx], [self.indices[i] for i in idx],
+                             self.coarse[idx], self.refined[idx], [self.reasons[i] for i in idx])
 
     def counts(self) -> dict[int, int]:
         return {int(c): int((self.labels == c).sum()) for c in self.labels.unique().tolist()}
@@ -311,47 +337,70 @@ class CounterfactualLoss(_PoolTerm):
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+def _probs(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    return torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), 1) for i in range(0, len(x), batch_size)])
+
+
+def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every image, up to ``max_partners`` images of another class (a seeded choice)."""
+    g = torch.Generator().manual_seed(seed)
+    ia: list[int] = []
+    ib: list[int] = []
+    for i in range(len(labels)):
+        other = torch.nonzero(labels != labels[i]).flatten()
+        other = other[torch.randperm(len(other), generator=g)[:max_partners]]
+        ia += [i] * len(other)
+        ib += other.tolist()
+    return torch.tensor(ia, dtype=torch.long), torch.tensor(ib, dtype=torch.long)
+
+
+def _per_class(labels: torch.Tensor, hits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, dict[str, float]]:
+    """``{class: {measure: mean of hits over that class's rows}}``; ``hits[measure] = (row labels, values)``."""
+    out: dict[int, dict[str, float]] = {}
+    for c in labels.unique().tolist():
+        row: dict[str, float] = {"images": int((labels == c).sum())}
+        for k, (lab, v) in hits.items():
+            sel = lab == c
+            row[k] = float(v[sel].double().mean()) if sel.any() else float("nan")
+        out[int(c)] = row
+    return out
 
 
 def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
                         batch_size: int = 256) -> dict[str, Any]:
     """How much the model's predictions on annotated images depend on their background.
 
-    For every image a of ``pool`` (held-out annotated images) and up to ``max_partners`` other
-    images b of a different class (a seeded choice), ``x̃`` = a's foreground on b's background.
+    Two measures, each overall and per class (``per_class``):
 
-    Returns:
-        ``swap_acc`` (label of a predicted on x̃), ``swap_agreement`` (same prediction on x̃ as
-        on a), ``clean_acc`` (on the images themselves), ``bg_grad_share`` (mean share of
-        ``Σ_c |∂y_pred/∂x|`` outside the foreground), ``images`` and ``pairs``. Eval mode; the
-        model's training flag is restored.
+    - **swap**: for every image a and up to ``max_partners`` images b of another class, ``x̃`` =
+      a's foreground on b's background (:func:`composite`). Everything outside a's foreground is
+      b's, *inside a's box too* once the pool is refined (:meth:`AnnotatedPool.refine`).
+      ``swap_acc``: a's label predicted on x̃; ``swap_agreement``: the same prediction as on a.
+    - **background only**: the image with its foreground removed (filled with its background's
+      mean), no object at all. ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
+      label's mean softmax probability. A model that does not read the background sits near
+      chance (1 / classes) here; one that does predicts its class from the background alone.
+
+    Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
+    foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
+    cue inside an unrefined annotation is invisible to both measures), ``images`` and ``pairs``.
+    Eval mode; the model's training flag is restored.
     """
     dev, dt = _device(model)
     was = model.training
     model.eval()
     try:
         x, fg, y = pool.images.to(dev, dt), pool.foreground.to(dev, dt), pool.labels.to(dev)
-        pred = _predict(model, x, batch_size)
-        g = torch.Generator().manual_seed(seed)
-        ia, ib = [], []
-        for i in range(len(pool)):
-            other = torch.nonzero(pool.labels != pool.labels[i]).flatten()
-            if len(other) == 0:
-                continue
-            other = other[torch.randperm(len(other), generator=g)[:max_partners]]
-            ia += [i] * len(other)
-            ib += other.tolist()
+        pred = _probs(model, x, batch_size).argmax(1)
+        plate = _probs(model, composite(x, torch.zeros_like(fg), x, fg), batch_size)
+        ta, tb = _swap_pairs(pool.labels, max_partners, seed)
         swap_acc = swap_agree = float("nan")
-        if ia:
-            ta, tb = torch.tensor(ia), torch.tensor(ib)
-            preds = []
-            for s in range(0, len(ta), batch_size):
-                a, b = ta[s:s + batch_size], tb[s:s + batch_size]
-                preds.append(model(composite(x[a], fg[a], x[b], fg[b])).argmax(1))
-            pt = torch.cat(preds)
-            swap_acc = float((pt == y[ta]).double().mean())
+        swap_hit = torch.zeros(0)
+        if len(ta):
+            pt = torch.cat([_probs(model, composite(x[a], fg[a], x[b], fg[b]), batch_size).argmax(1)
+                            for a, b in zip(ta.split(batch_size), tb.split(batch_size))])
+            swap_hit = (pt == y[ta]).cpu()
+            swap_acc = float(swap_hit.double().mean())
             swap_agree = float((pt == pred[ta]).double().mean())
         shares = []
         with torch.enable_grad():
@@ -360,8 +409,15 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
                 out = model(xi)
                 (gx,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), xi)
                 shares.append(background_share(gx.abs().sum(1), 1.0 - fg[s:s + batch_size, 0]))
+        bg_hit = (plate.argmax(1) == y).cpu()
+        bg_conf = plate.gather(1, y[:, None])[:, 0].cpu()
+        per_class = _per_class(pool.labels, {"swap_acc": (pool.labels[ta], swap_hit),
+                                             "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
         return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "clean_acc": float((pred == y).double().mean()),
-                "bg_grad_share": float(torch.cat(shares).double().mean()), "images": len(pool), "pairs": len(ia)}
+                "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
+                "chance": 1.0 / max(int(plate.shape[1]), 1), "bg_grad_share": float(torch.cat(shares).double().mean()),
+                "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
+                "per_class": per_class}
     finally:
         model.train(was)
 

@@ -1,0 +1,170 @@
+"""E5 — shortcuts that show inside the annotated box: the CLI defaults, boxes vs exact masks.
+
+Decoys from ``inbox_decoys.py`` (texture, colour, pattern over the whole background; objects
+blended by their own pixels so the cue shows between them, inside their box). Per kind and seed,
+each seed with its own sample of objects and annotations and its own original:
+
+1. ``model-doctor train`` on cue-correlated images (the original);
+2. ``model-doctor train`` on uninformative cues (the ceiling; one per kind, trained longer, its
+   validation curve reported);
+3. ``model-doctor treat --masks masks-box`` and ``--masks masks-exact`` with the README's
+   recipe (``--alpha 0 --beta 0.3 1``), every other option at its default (``--refine grabcut``);
+   and, to show the mechanism, boxes with ``--refine none``.
+
+Shuffled-cue test accuracy is ``treat``'s test accuracy (test images carry a random class's cue).
+The reliance figures are what ``treat`` prints to the user, measured on held-out annotated images
+that were neither trained on nor used to select. Results: ``e5_inbox.md`` and ``e5_inbox.json``
+(every arm and seed, for ``reliance_vs_truth.py``).
+
+Usage: python benchmarks/bench_e5_inbox.py [--budget small|full] [--kinds texture colour pattern] [--out docs/results/e5_inbox.md]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _studies as S  # noqa: E402
+import inbox_decoys as D  # noqa: E402
+from _common import emit, header  # noqa: E402
+
+BUDGETS = {
+    "small": dict(n_train=400, n_test=200, orig_epochs=2, ceil_epochs=2, ft_epochs=1, seeds=[0], betas=["1"],
+                  per_class=8, arms=["box", "exact"]),
+    "full": dict(n_train=3000, n_test=1500, orig_epochs=8, ceil_epochs=30, ft_epochs=3, seeds=[0, 1, 2],
+                 betas=["0.3", "1"], per_class=20, arms=["box", "exact", "box-norefine"]),
+}
+
+
+def cli(args: list[str], threads: int | None) -> None:
+    env = {**os.environ, "MODEL_DOCTOR_QUIET": "1", "PYTHONPATH": str(S.ROOT / "src")}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "model_doctor", *args]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+
+
+def _treat_args(arm: str, folder: Path) -> list[str]:
+    sub = "masks-exact" if arm == "exact" else "masks-box"
+    return ["--masks", str(folder / sub), "--mask-format", "png"] + (["--refine", "none"] if arm == "box-norefine" else [])
+
+
+def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | None) -> list[dict]:
+    """Every arm of every seed of one decoy kind: rows for the table and the JSON."""
+    data = ["--in-channels", str(D.channels(kind)), "--image-size", str(D.CANVAS), "--model", "smallcnn"]
+    b = budget
+    ceil_dir = D.make_folder(cache / kind / "data-ceiling", kind, b["n_train"], b["n_test"], b["per_class"], root, seed=0,
+                             shuffled_train=True)
+    runs = cache / kind / "runs"
+    if not (runs / "ceiling" / "summary.json").is_file():
+        cli(["train", "--data", f"imagefolder:{ceil_dir}", *data, "--epochs", str(b["ceil_epochs"]), "--lr", "0.05",
+             "--out", str(runs / "ceiling")], threads)
+    rows = []
+    for seed in b["seeds"]:
+        folder = D.make_folder(cache / kind / f"data-seed{seed}", kind, b["n_train"], b["n_test"], b["per_class"], root,
+                               seed=seed)
+        orig = runs / f"orig-seed{seed}"
+        if not (orig / "summary.json").is_file():
+            cli(["train", "--data", f"imagefolder:{folder}", *data, "--epochs", str(b["orig_epochs"]), "--lr", "0.05",
+                 "--seed", str(seed), "--out", str(orig)], threads)
+        for arm in b["arms"]:
+            out = runs / f"treat-{arm}-seed{seed}"
+            if not (out / "summary.json").is_file():
+                cli(["treat", "--weights", str(orig / "model.safetensors"), "--data", f"imagefolder:{folder}", *data,
+                     *_treat_args(arm, folder), "--alpha", "0", "--beta", *b["betas"], "--epochs", str(b["ft_epochs"]),
+                     "--seeds", str(seed), "--out", str(out)], threads)
+            s = json.loads((out / "summary.json").read_text())
+            rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s,
+                         "original": json.loads((orig / "summary.json").read_text())["test_acc"]})
+    return rows
+
+
+def _ceiling(cache: Path, kind: str) -> tuple[float, list[float]]:
+    runs = cache / kind / "runs" / "ceiling"
+    curve = [json.loads(line)["val_acc"] for line in (runs / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return json.loads((runs / "summary.json").read_text())["test_acc"], curve
+
+
+def _ms(vals: list[float]) -> str:
+    import statistics
+
+    if len(vals) < 2:
+        return f"{100 * vals[0]:.1f}"
+    return f"{100 * statistics.mean(vals):.1f} ± {100 * statistics.stdev(vals):.1f}"
+
+
+def table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> list[str]:
+    import statistics
+
+    lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
+             "swap acc treated − control (verdict) | user's swap acc: treated / control | background-only acc: treated / control |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for kind in kinds:
+        ceil, _ = _ceiling(cache, kind)
+        for arm in arms:
+            rs = [r for r in rows if r["kind"] == kind and r["arm"] == arm]
+            if not rs:
+                continue
+            tr = [r["summary"]["treated"]["test_acc"] for r in rs]
+            co = [r["summary"]["control"]["test_acc"] for r in rs]
+            og = [r["original"] for r in rs]
+            gap = [(t - o) / max(ceil - o, 1e-9) for t, o in zip(tr, og)]
+            rel = lambda a, k: [r["summary"][a]["background_reliance"][k]["mean"] for r in rs]  # noqa: E731
+            sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
+            verdict = _ms(sd)
+            if len(sd) > 1:
+                verdict += " (beyond noise)" if statistics.mean(sd) - 2 * statistics.stdev(sd) > 0 else " (within noise)"
+            lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
+                         f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
+                         f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "
+                         f"{_ms(rel('treated', 'bg_only_acc'))} / {_ms(rel('control', 'bg_only_acc'))} |")
+    return lines
+
+
+def main() -> int:
+    ap = S.parser(__doc__)
+    ap.add_argument("--kinds", nargs="+", default=list(D.KINDS), choices=list(D.KINDS))
+    args = ap.parse_args()
+    budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
+    cache = Path(args.cache) / "e5-inbox" / args.budget
+    rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
+    lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
+    lines[2] = f"Command: `python benchmarks/bench_e5_inbox.py --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    b = budget
+    lines += [f"Fashion-MNIST objects (scaled 18-28 px, blended by their own pixels) on a {D.CANVAS} px canvas whose whole "
+              "background carries a class-coded cue (texture: stripes; colour: RGB background colour; pattern: a tiled "
+              f"binary glyph), visible inside each object's box. {b['n_train']} training images per seed (validation = "
+              f"10 % of them), {b['n_test']} test images with a random class's cue; masks for {b['per_class']} training "
+              f"images per class. Original: `train --epochs {b['orig_epochs']} --lr 0.05` per seed on its own sample; "
+              f"ceiling: `train --epochs {b['ceil_epochs']}` on uninformative cues (seed 0). Treatment: `treat --alpha 0 "
+              f"--beta {' '.join(b['betas'])} --epochs {b['ft_epochs']}` with every other option at its default; "
+              "`box-norefine` adds `--refine none` (the behaviour before refinement). Seeds: "
+              f"{', '.join(map(str, b['seeds']))}, each with its own original and annotated sample. Reliance figures are "
+              "what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
+    lines += table(rows, cache, args.kinds, b["arms"])
+    lines += ["", "Ceiling curves (validation accuracy per epoch, uninformative cues):", ""]
+    for kind in args.kinds:
+        _, curve = _ceiling(cache, kind)
+        lines.append(f"- {kind}: " + " ".join(f"{100 * v:.0f}" for v in curve))
+    lines += ["", S.SPLIT_NOTE]
+    if args.out:
+        slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
+                 "ceiling": _ceiling(cache, r["kind"])[0],
+                 **{a: {"test_acc": r["summary"][a]["test_acc"],
+                        **{k: r["summary"][a]["background_reliance"][k]["mean"] for k in ("swap_acc", "bg_only_acc")}}
+                    for a in ("treated", "control")},
+                 "verdict": [v["text"] for v in r["summary"]["verdict"]]} for r in rows]
+        from model_doctor.io import atomic_write_text
+
+        atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(slim, indent=1))
+    return emit(lines, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Decoys whose cue shows *inside* the object's box, written as a user's ImageFolder.
+
+Fashion-MNIST objects (scaled 18-28 px) are blended onto a 48 px canvas by their own pixels
+(alpha = the object's intensity), so between the object's pixels the background shows, inside
+its bounding box too. The background carries a class-coded cue over the whole canvas:
+
+- ``texture`` (grey): stripes whose orientation and period code the class, random phase;
+- ``colour`` (RGB): a class-coded background colour with per-pixel noise, the object in grey;
+- ``pattern`` (grey): a class-coded random 6×6 binary tile repeated over the canvas at a random offset.
+
+Training images carry their class's cue; test images (and the ceiling's training images) a random
+class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
+minority of nothing: every training image agrees with its cue) come as PNG masks in two kinds:
+``masks-box`` (the object's bounding box, the cheapest annotation) and ``masks-exact`` (the
+object's own pixels). The geometry lives here, in the benchmark only: the library never sees it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+CANVAS = 48
+KINDS = ("texture", "colour", "pattern")
+_PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
+                     [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
+
+
+def channels(kind: str) -> int:
+    return 3 if kind == "colour" else 1
+
+
+def _cue(kind: str, code: int, rng: np.random.Generator) -> np.ndarray:
+    """The background ``[S, S, C]`` float in [0, 255]."""
+    yy, xx = np.mgrid[0:CANVAS, 0:CANVAS].astype(np.float64)
+    if kind == "texture":
+        angle, period = np.pi * (code % 5) / 5, 4 + 3 * (code // 5)
+        t = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period + rng.uniform(0, 2 * np.pi))
+        return (45 + 35 * t)[..., None]
+    if kind == "colour":
+        base = _PALETTE[code % len(_PALETTE)] * 0.55
+        return np.clip(base + rng.normal(0, 12, (CANVAS, CANVAS, 3)), 0, 255)
+    if kind == "pattern":
+        tile = (np.random.default_rng(1000 + code).random((6, 6)) > 0.5).astype(np.float64)
+        oy, ox = rng.integers(0, 6, 2)
+        big = np.tile(tile, (CANVAS // 6 + 2, CANVAS // 6 + 2))[oy:oy + CANVAS, ox:ox + CANVAS]
+        return (25 + 70 * big)[..., None]
+    raise ValueError(f"kind={kind!r}; use one of {', '.join(KINDS)}")
+
+
+def _scaled(obj: np.ndarray, side: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(obj).resize((side, side), Image.BILINEAR), dtype=np.float64)
+
+
+def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(image uint8 [S,S] or [S,S,3], exact mask bool [S,S], box (y0, x0, y1, x1)) for one object."""
+    side = int(rng.integers(18, 29))
+    o = _scaled(obj, side)
+    oy, ox = rng.integers(0, CANVAS - side + 1, 2)
+    alpha = np.zeros((CANVAS, CANVAS))
+    alpha[oy:oy + side, ox:ox + side] = np.clip(o / 110.0, 0, 1)   # dark object pixels let the background through
+    shade = np.zeros((CANVAS, CANVAS))
+    shade[oy:oy + side, ox:ox + side] = np.clip(90 + o * 0.65, 0, 255)
+    bg = _cue(kind, code, rng)
+    img = alpha[..., None] * shade[..., None] + (1 - alpha[..., None]) * bg
+    exact = alpha > 0.5
+    ys, xs = np.nonzero(alpha > 0.1)
+    box = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+    img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    return (img[..., 0] if img.shape[2] == 1 else img), exact, box
+
+
+def load_objects(split: str, n: int, root: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` Fashion-MNIST images of a split, a seeded draw (each seed its own sample)."""
+    import torchvision
+
+    tv = torchvision.datasets.FashionMNIST(root, train=split == "train", download=False)
+    g = np.random.default_rng(10_000 * seed + (0 if split == "train" else 1))
+    idx = g.permutation(len(tv.targets))[:n]
+    return tv.data.numpy()[idx], tv.targets.numpy()[idx], list(tv.classes)
+
+
+def make_folder(root: Path, kind: str, n_train: int, n_test: int, per_class: int, data_root: str, seed: int,
+                shuffled_train: bool = False) -> Path:
+    """``root/{train,test}/<class>/<i>.png``, ``root/masks-box`` and ``root/masks-exact`` (annotated
+    training images only), and ``root/test-exact`` (every test image's exact mask, for the figures)."""
+    from PIL import Image
+
+    if (root / "done").is_file():
+        return root
+    for split, n in (("train", n_train), ("test", n_test)):
+        objs, labels, classes = load_objects(split, n, data_root, seed)
+        rng = np.random.default_rng(100 * seed + (7 if split == "train" else 8) + (50 if shuffled_train else 0))
+        shuffle = split == "test" or shuffled_train
+        counts = {c: 0 for c in range(len(classes))}
+        for i, (obj, c) in enumerate(zip(objs, labels)):
+            c = int(c)
+            code = int(rng.integers(len(classes))) if shuffle else c
+            img, exact, (y0, x0, y1, x1) = render(kind, obj, code, rng)
+            rel = Path(f"{c:02d}") / f"{i:05d}.png"
+            (root / split / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / split / rel)
+            if split == "train" and counts[c] < per_class:
+                counts[c] += 1
+                box = np.zeros((CANVAS, CANVAS), np.uint8)
+                box[y0:y1, x0:x1] = 255
+                for sub, m in (("masks-box", box), ("masks-exact", exact.astype(np.uint8) * 255)):
+                    (root / sub / rel).parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(m).save(root / sub / rel)
+    (root / "done").write_text("ok")
+    return root

@@ -1,0 +1,156 @@
+"""Boxes are not masks: refinement finds the object inside a box, the counterfactual and the
+reliance measures then replace the background inside the box too, failures are counted and
+reported, and held-out annotated images are never trained on."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from model_doctor.data.refine import is_box, refine_foreground, to_uint8
+from model_doctor.treatment.plan import make_pools, reliance_verdicts, verdict
+from model_doctor.treatment.space import AnnotatedPool, background_reliance, composite
+
+S = 24
+CUE_AT = (7, 7)   # inside the box (6:18), outside the object (a disk of radius 4 at the centre)
+
+
+def _disk() -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    return ((yy - 12) ** 2 + (xx - 12) ** 2) <= 16
+
+
+def _inbox_pool(n: int = 12) -> tuple[AnnotatedPool, torch.Tensor]:
+    """Stripes whose shade codes the class fill the whole background, inside the box too; a
+    bright disk is the object; the annotation is its box. Returns the pool and the disk."""
+    y = torch.arange(n) % 3
+    stripes = (torch.arange(S) % 2).float()[:, None].expand(S, S)
+    x = (-0.9 + 0.25 * y.float())[:, None, None] + 0.1 * stripes
+    disk = _disk()
+    x = torch.where(disk, torch.tensor(1.0), x)[:, None]
+    box = torch.zeros(n, 1, S, S)
+    box[:, :, 6:18, 6:18] = 1
+    return AnnotatedPool(x, y, box), disk
+
+
+class ReadsInBox(nn.Module):
+    """Predicts the class from one background pixel inside the box: an in-box shortcut."""
+
+    def __init__(self):
+        super().__init__()
+        self.centres = nn.Parameter(torch.tensor([-0.9, -0.65, -0.4]))
+
+    def forward(self, x):
+        v = x[:, 0, CUE_AT[0], CUE_AT[1]]
+        return -(v[:, None] - self.centres).pow(2) * 100
+
+
+def test_grabcut_finds_the_object_inside_the_box():
+    pool, disk = _inbox_pool()
+    r = refine_foreground(pool.images[0], pool.foreground[0, 0])
+    assert r.ok and r.reason == ""
+    iou = (r.mask & disk).sum() / (r.mask | disk).sum()
+    box_iou = disk.sum() / (pool.foreground[0, 0] > 0).sum()
+    assert iou > 0.9 > box_iou + 0.3
+    assert not r.mask[6:18, 6:18][~disk[6:18, 6:18]].any()   # no background pixel of the box kept
+
+
+def test_refine_failures_keep_the_annotation_and_say_why():
+    pool, _ = _inbox_pool(1)
+    x = pool.images[0]
+    empty = refine_foreground(x, torch.zeros(S, S))
+    assert not empty.ok and empty.reason == "empty annotation"
+    whole = refine_foreground(x, torch.ones(S, S))
+    assert not whole.ok and "whole image" in whole.reason and whole.mask.all()
+    none = refine_foreground(x, pool.foreground[0, 0], "none")
+    assert not none.ok and torch.equal(none.mask, pool.foreground[0, 0] > 0)
+    with pytest.raises(ValueError, match="refine='magic'"):
+        refine_foreground(x, pool.foreground[0, 0], "magic")
+    assert is_box(pool.foreground[0, 0]) and not is_box(_disk()) and not is_box(torch.zeros(S, S))
+    img = to_uint8(torch.randn(1, 5, 6))
+    assert img.shape == (5, 6, 3) and img.dtype.name == "uint8" and img.min() == 0 and img.max() == 255
+
+
+def test_refined_pool_counts_and_keeps_the_annotation():
+    pool, _ = _inbox_pool(6)
+    fg = pool.foreground.clone()
+    fg[0] = 1.0                                   # covers the whole image: refinement cannot work there
+    pool = AnnotatedPool(pool.images, pool.labels, fg)
+    ref = pool.refine("grabcut")
+    rep = ref.refine_report()
+    assert rep["images"] == 6 and rep["refined"] == 5
+    assert list(rep["not_refined"].values()) == [1] and "whole image" in next(iter(rep["not_refined"]))
+    assert torch.equal(ref.coarse, fg) and ref.foreground.sum() < fg.sum()
+    tr, held = ref.split_holdout(0.5)
+    assert held is not None and int(tr.refined.sum()) + int(held.refined.sum()) == 5  # flags follow their images
+
+
+def test_counterfactual_replaces_the_background_inside_the_box():
+    pool, disk = _inbox_pool()
+    ref = pool.refine("grabcut")
+    a, b = torch.tensor([0]), torch.tensor([1])   # classes 0 and 1
+    for p, expect_from_a in ((pool, True), (ref, False)):
+        xt = composite(p.images[a], p.foreground[a], p.images[b], p.foreground[b])
+        in_box_bg = (p.foreground.new_zeros(S, S).index_put_((torch.arange(6, 18)[:, None], torch.arange(6, 18)), torch.tensor(1.0)) > 0) & ~disk
+        from_a = torch.isclose(xt[0, 0][in_box_bg], pool.images[0, 0][in_box_bg]).double().mean()
+        assert (from_a > 0.99) == expect_from_a
+        assert torch.isclose(xt[0, 0][disk], pool.images[0, 0][disk]).all()   # the object itself is always a's
+
+
+def test_the_reliance_measure_is_fooled_by_boxes_and_not_by_refined_masks():
+    pool, _ = _inbox_pool()
+    model = ReadsInBox()
+    boxed = background_reliance(model, pool)
+    refined = background_reliance(model, pool.refine("grabcut"))
+    assert boxed["clean_acc"] == 1.0
+    assert boxed["swap_acc"] == 1.0 and boxed["refined_share"] == 0.0      # the box carries the cue along: fooled
+    assert refined["swap_acc"] == 0.0 and refined["refined_share"] == 1.0  # the partner's background inside the box
+    assert refined["bg_only_acc"] == 1.0 and refined["bg_only_conf"] > 0.8  # no object at all, the class still predicted
+    assert refined["chance"] == pytest.approx(1 / 3)
+    assert set(refined["per_class"]) == {0, 1, 2}
+    for c, row in refined["per_class"].items():
+        assert row["images"] == 4 and row["swap_acc"] == 0.0 and row["bg_only_acc"] == 1.0
+
+
+def _masked_ds(n=40, per=None):
+    pool, _ = _inbox_pool(n)
+    return [(pool.images[i], int(pool.labels[i]), pool.foreground[i], True) for i in range(n)]
+
+
+def test_held_out_annotated_images_are_never_trained_on():
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    held = set(pools.select.indices) | set(pools.report.indices)
+    assert not held & set(pools.train.indices) and not set(pools.select.indices) & set(pools.report.indices)
+    assert len(pools.train) + len(held) == 40 and len(pools.select) > 0 and len(pools.report) > 0
+    assert len(pools.masked_train) == 40 - len(held)            # CE never sees them either
+    seen = {int(pools.masked_train.indices[i]) for i in range(len(pools.masked_train))}
+    assert not seen & held
+    s = pools.summary()
+    assert s["select"] + s["report"] == s["held_out"] == len(held) and s["refine"]["method"] == "none"
+
+
+def test_verdict_claims_nothing_on_selection_numbers():
+    assert verdict([0.5, 0.52, 0.51], "swap")["beyond_noise"]
+    v = verdict([0.5, 0.52, 0.51], "swap", claim=False)
+    assert not v["beyond_noise"] and "used for selection (optimistic)" in v["text"]
+    lower = verdict([-0.3, -0.31, -0.29], "bg only", lower_is_better=True)
+    assert lower["beyond_noise"] and "better than the control" in lower["text"]
+    assert math.isnan(float("nan")) and verdict([float("nan")], "x")["text"] == "x: not measured"
+
+
+def test_reliance_verdicts_report_coverage_and_background_only():
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    rel = lambda s, b: {"swap_acc": s, "bg_only_acc": b, "chance": 1 / 3}  # noqa: E731
+    runs = [{"treated": {"background_reliance": rel(0.9, 0.95)}, "control": {"background_reliance": rel(0.1, 0.97)}}
+            for _ in range(3)]
+    runs[1]["treated"]["background_reliance"]["swap_acc"] = 0.85
+    texts = [v["text"] for v in reliance_verdicts(runs, pools)]
+    assert "not trained on, not used to select" in texts[0] and "beyond seed noise" in texts[0]
+    assert any(t.startswith("coverage:") and "not refined (--refine none)" in t for t in texts)
+    assert any("background alone on 95 %" in t for t in texts)
+    pools.report = None     # too few to split: the selection set is reported, marked optimistic, no claim
+    texts = [v["text"] for v in reliance_verdicts(runs, pools)]
+    assert "also chose the epochs" in texts[0] and "optimistic" in texts[0] and "beyond seed noise" not in texts[0]
