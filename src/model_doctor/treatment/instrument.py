@@ -127,7 +127,23 @@ class Instrument:
         Train-mode BatchNorm would update its running statistics in place, which both changes
         them and invalidates tensors the CE forward saved for backward; so each buffer is swapped
         for a throw-away copy during the pass and the original object put back afterwards.
+
+        In hook mode the tail is a whole forward of the model, which runs this block's own
+        capture hooks: the maps and the input they captured from the training forward are put
+        back afterwards, so the next layer's term reads the training forward, not this re-run.
         """
+        if self.mode == "hook":  # the re-run passes through this block's own hooks: keep what they captured
+            cap, inputs = self._cap, self.inputs
+            saved_maps = dict(cap.outputs)
+            try:
+                return self._tail(layer, z, extras, repeats, bn_eval)
+            finally:
+                cap.outputs.clear()
+                cap.outputs.update(saved_maps)
+                self.inputs = inputs
+        return self._tail(layer, z, extras, repeats, bn_eval)
+
+    def _tail(self, layer: str, z: torch.Tensor, extras: tuple, repeats: int, bn_eval: bool) -> torch.Tensor:
         names = ("running_mean", "running_var", "num_batches_tracked")
         bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
         if bn_eval:  # per-image derivatives: running statistics, no coupling through the batch
