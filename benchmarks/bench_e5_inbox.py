@@ -155,6 +155,7 @@ def main() -> int:
     lines += ["", S.SPLIT_NOTE]
     if args.out:
         slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
+                 "original_reliance": {k: r["summary"]["original"]["background_reliance"][k] for k in ("swap_acc", "bg_only_acc")},
                  "ceiling": _ceiling(cache, r["kind"])[0],
                  **{a: {"test_acc": r["summary"][a]["test_acc"],
                         **{k: r["summary"][a]["background_reliance"][k]["mean"] for k in ("swap_acc", "bg_only_acc")}}

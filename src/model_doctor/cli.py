@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--treat-reduce", dest="treat.reduce", choices=["abs", "relu"], help="abs (paper, default) or relu (official code)")
     g.add_argument("--every", dest="treat.every", type=int, help="lazy regularisation: apply every k steps with weight x k (default 1)")
     g.add_argument("--warmup-steps", dest="treat.warmup_steps", type=int, help="linear warm-up of the constraint weights (default 0)")
+    g.add_argument("--tail-bn", dest="treat.tail_bn", choices=["train", "eval"],
+                   help="BatchNorm after a constrained layer in the constraint passes: train (default: batch statistics, the "
+                        "derivative of the batch's summed logits; reaches earlier layers) or eval (running statistics: exact "
+                        "per-image derivatives, cheaper); docs/method.md")
     g.add_argument("--freeze-bn", dest="treat.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while treating")
     g.add_argument("--no-control", dest="treat.control", action="store_const", const=False, help="skip the CE-only control arm")
     g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds (default 0)")

@@ -104,6 +104,7 @@ class TreatConfig:
     every: int = 1                   # lazy regularisation: apply every k steps with weight x k
     warmup_steps: int = 0
     freeze_bn: bool = False
+    tail_bn: str = "train"           # train: batch-summed derivative through batch statistics | eval: per-image (running stats)
     control: bool = True             # also run the CE-only control arm with the identical schedule
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: int = 10
@@ -216,6 +217,8 @@ def validate(cfg: Config) -> Config:
             raise ValueError(f"{name}={value}; use a positive integer (or leave it unset for the default)")
     for value in (cfg.diagnose.precision, cfg.examine.precision, cfg.train.precision):
         check_precision(value)
+    if cfg.treat.tail_bn not in ("train", "eval"):
+        raise ValueError(f"treat.tail_bn={cfg.treat.tail_bn!r}; use 'train' (default) or 'eval' (docs/method.md)")
     for name, value in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):
         if value not in ("grabcut", "none"):
             raise ValueError(f"{name}={value!r}; use 'grabcut' (default) or 'none'")

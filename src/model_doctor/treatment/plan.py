@@ -188,7 +188,7 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
     if t.alpha or paper_beta:
         parts.append(ModelDoctorLoss(diag, layers, alpha=t.alpha, beta=paper_beta, v=t.v, noise_draws=t.noise_draws,
                                      noise=t.noise, variant=t.variant, reduce=t.reduce, normalize=t.normalize,
-                                     every=t.every, warmup_steps=t.warmup_steps, seed=seed))
+                                     every=t.every, warmup_steps=t.warmup_steps, seed=seed, tail_bn=t.tail_bn))
     if beta and t.space_method != "paper":
         assert pools is not None
         if t.space_method == "attribution":
