@@ -35,7 +35,7 @@ from _common import emit, header  # noqa: E402
 BUDGETS = {
     "small": dict(n_train=400, n_test=200, orig_epochs=2, ceil_epochs=2, ft_epochs=1, seeds=[0], betas=["1"],
                   per_class=8, arms=["box", "exact"]),
-    "full": dict(n_train=3000, n_test=1500, orig_epochs=8, ceil_epochs=30, ft_epochs=3, seeds=[0, 1, 2],
+    "full": dict(n_train=3000, n_test=1500, orig_epochs=8, ceil_epochs=30, ft_epochs=4, seeds=[0, 1, 2],
                  betas=["0.3", "1"], per_class=20, arms=["box", "exact", "box-norefine"]),
 }
 
@@ -137,7 +137,7 @@ def main() -> int:
     lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
     lines[2] = f"Command: `python benchmarks/bench_e5_inbox.py --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
     b = budget
-    lines += [f"Fashion-MNIST objects (scaled 18-28 px, blended by their own pixels) on a {D.CANVAS} px canvas whose whole "
+    lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
               "background carries a class-coded cue (texture: stripes; colour: RGB background colour; pattern: a tiled "
               f"binary glyph), visible inside each object's box. {b['n_train']} training images per seed (validation = "
               f"10 % of them), {b['n_test']} test images with a random class's cue; masks for {b['per_class']} training "

@@ -1,8 +1,8 @@
 """Decoys whose cue shows *inside* the object's box, written as a user's ImageFolder.
 
-Fashion-MNIST objects (scaled 18-28 px) are blended onto a 48 px canvas by their own pixels
-(alpha = the object's intensity), so between the object's pixels the background shows, inside
-its bounding box too. The background carries a class-coded cue over the whole canvas:
+Fashion-MNIST objects (scaled 18-28 px) are pasted onto a 48 px canvas by their own pixels
+(opaque where the object is, a soft edge), so between the object's pixels the background shows,
+inside its bounding box too; it never shows through the object itself. The background carries a class-coded cue over the whole canvas:
 
 - ``texture`` (grey): stripes whose orientation and period code the class, random phase;
 - ``colour`` (RGB): a class-coded background colour with per-pixel noise, the object in grey;
@@ -61,7 +61,7 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
     o = _scaled(obj, side)
     oy, ox = rng.integers(0, CANVAS - side + 1, 2)
     alpha = np.zeros((CANVAS, CANVAS))
-    alpha[oy:oy + side, ox:ox + side] = np.clip(o / 110.0, 0, 1)   # dark object pixels let the background through
+    alpha[oy:oy + side, ox:ox + side] = np.clip(o / 30.0, 0, 1)    # opaque object, soft one-pixel edge
     shade = np.zeros((CANVAS, CANVAS))
     shade[oy:oy + side, ox:ox + side] = np.clip(90 + o * 0.65, 0, 255)
     bg = _cue(kind, code, rng)

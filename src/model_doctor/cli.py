@@ -20,7 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", help="YAML config file; command-line flags override it")
     g.add_argument("--model", dest="model.name", help=_MODEL_HELP % ", ".join(model_names()))
     g.add_argument("--weights", dest="model.weights", help="trained weights: .safetensors or a state-dict .pt (loaded with weights_only=True)")
-    g.add_argument("--in-channels", dest="model.in_channels", type=int, help="input channels of the model (default 1)")
+    g.add_argument("--in-channels", dest="model.in_channels", type=int, help="input channels of the model (default: 3 for colour ImageFolder images, else 1; "
+                                                                                  "later commands read model.json)")
     g.add_argument("--num-classes", dest="model.num_classes", type=int, help="number of classes (default: from the data)")
     g.add_argument("--pretrained", dest="model.pretrained", action="store_const", const=True,
                    help="start from torchvision/timm ImageNet weights (cached locally or downloaded; never needed by tests)")
@@ -28,7 +29,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="small-image variant of the architecture (CIFAR-style stem); default: images < 64 px")
     g.add_argument("--data", dest="data.name", help="dataset: digits (embedded), mnist, fashion-mnist, imagefolder:PATH (default digits)")
     g.add_argument("--data-root", dest="data.root", help="folder holding torchvision datasets (e.g. ../shared/data)")
-    g.add_argument("--image-size", dest="data.image_size", type=int, help="resize images to this size (default per dataset)")
+    g.add_argument("--image-size", dest="data.image_size", type=int, help="resize images to this size (default: the size the model was trained at "
+                                                                                "(model.json), else per dataset)")
     g.add_argument("--download", dest="data.download", action="store_const", const=True, help="let torchvision download the dataset")
     g.add_argument("--out", dest="out", help="output folder (created; the resolved config.yaml is written there)")
     g.add_argument("--device", dest="device", help="auto (CUDA when available; default), cpu, cuda or cuda:N; "
@@ -212,8 +214,10 @@ def _one_line(exc: BaseException) -> str:
     """One line naming the problem; the fix is in our own messages, else a pointer to --debug."""
     import errno
 
+    from .training import NonFiniteLossError
+
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, UnicodeError):
+    if isinstance(exc, (ValueError, TypeError, NonFiniteLossError)) and not isinstance(exc, UnicodeError):
         return text
     if isinstance(exc, OSError):
         where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""

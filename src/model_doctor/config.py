@@ -215,6 +215,9 @@ def validate(cfg: Config) -> Config:
                         ("model.num_classes", cfg.model.num_classes), ("treat.annotated_per_class", cfg.treat.annotated_per_class)):
         if value is not None and value < 1:
             raise ValueError(f"{name}={value}; use a positive integer (or leave it unset for the default)")
+    if cfg.examine.limit is not None and cfg.examine.limit < 1:
+        raise ValueError(f"examine.limit={cfg.examine.limit}; use a positive number of samples (or leave it unset for all)")
+    _check_ranges(cfg)
     for value in (cfg.diagnose.precision, cfg.examine.precision, cfg.train.precision):
         check_precision(value)
     if cfg.treat.tail_bn not in ("train", "eval"):
@@ -225,6 +228,40 @@ def validate(cfg: Config) -> Config:
     if len(set(cfg.treat.seeds)) != len(cfg.treat.seeds) or not cfg.treat.seeds:
         raise ValueError(f"treat.seeds={cfg.treat.seeds}; give one or more distinct seeds (e.g. --seeds 0 1 2)")
     return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Numbers outside the range their meaning allows, as one-line errors."""
+    import math
+
+    d, t, tr, ex = cfg.diagnose, cfg.treat, cfg.train, cfg.examine
+    unit = [("diagnose.theta", d.theta), ("diagnose.min_confidence", d.min_confidence)] + \
+        ([("treat.v", t.v)] if t.v is not None else [])
+    for name, value in unit:
+        if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{name}={value}; it is a fraction, use a value in [0, 1]")
+    for name, value in (("train.val_fraction", tr.val_fraction),):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{name}={value}; use a fraction in (0, 1), e.g. 0.1")
+    if not 0.0 <= t.holdout < 1.0:
+        raise ValueError(f"treat.holdout={t.holdout}; use a fraction in [0, 1), e.g. 0.25")
+    positive = [("train.lr", tr.lr), ("treat.lr", t.lr)]
+    non_negative = [("diagnose.noise", d.noise), ("diagnose.noise_draws", d.noise_draws), ("treat.noise_draws", t.noise_draws),
+                    ("treat.alpha", t.alpha), ("treat.rrr", t.rrr), ("train.weight_decay", tr.weight_decay),
+                    ("train.momentum", tr.momentum), ("treat.warmup_steps", t.warmup_steps)] + \
+        ([("treat.noise", t.noise)] if t.noise is not None else [])
+    for name, value in positive:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name}={value}; use a finite positive learning rate (e.g. 0.01)")
+    for name, value in non_negative:
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}={value}; use a finite value >= 0")
+    for name, value in (("diagnose.samples_per_class", d.samples_per_class), ("examine.top_k", ex.top_k),
+                        ("treat.every", t.every), ("select.per_class", cfg.select.per_class)):
+        if value < 1:
+            raise ValueError(f"{name}={value}; use a positive integer")
+    if tr.workers is not None and tr.workers < 0:
+        raise ValueError(f"train.workers={tr.workers}; use 0 (load in the main process) or more")
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:

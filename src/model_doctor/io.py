@@ -73,6 +73,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ValueError: the file is not a state dict (with the fix).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--weights {str(path)!r} is a folder; pass the weights file inside it (e.g. model.safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist; check --weights")
     if path.suffix == ".safetensors":

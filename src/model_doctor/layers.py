@@ -19,7 +19,7 @@ from .hooks import RemovableHandleList
 
 LayerSpec = Union[str, nn.Module, Callable[[str, nn.Module], bool], Sequence[Union[str, nn.Module]]]
 
-__all__ = ["LayerSpec", "resolve_layers", "conv_layers_in_order", "DEFAULT_AUTO_K"]
+__all__ = ["LayerSpec", "resolve_layers", "conv_layers_in_order", "require_feature_maps", "DEFAULT_AUTO_K"]
 
 DEFAULT_AUTO_K = 1
 
@@ -124,3 +124,34 @@ def resolve_layers(
             raise ValueError("empty layer list; name at least one layer or use 'auto'")
         return out
     raise TypeError(f"unsupported layer spec {spec!r}; use a name, a module, a list, a predicate or 'auto'")
+
+
+def require_feature_maps(model: nn.Module, named: Sequence[tuple[str, nn.Module]], example: torch.Tensor) -> None:
+    """Every named layer must output a feature map ``[B, C, H, W]``: the method sums gradients over
+    space, so a linear layer (``[B, C]``) has nothing to aggregate.
+
+    Raises:
+        ValueError: naming the layer, the shape it outputs and how to list the conv layers.
+    """
+    shapes: dict[str, object] = {}
+
+    def record(name: str):
+        def hook(_m: nn.Module, _i: object, out: object) -> None:   # returns None: the output is left as it is
+            shapes.setdefault(name, getattr(out, "shape", type(out).__name__))
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in named]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    for n, _ in named:
+        shape = shapes.get(n)
+        if shape is None:
+            raise ValueError(f"layer {n!r} does not run in the forward pass; pick a layer the model uses "
+                             "(`model-doctor layers NAME` lists the conv layers)")
+        if not isinstance(shape, torch.Size) or len(shape) != 4:
+            raise ValueError(f"layer {n!r} outputs {tuple(shape) if isinstance(shape, torch.Size) else shape}, not a "
+                             "feature map [B, C, H, W]; pick a conv layer or block (`model-doctor layers NAME` lists them)")

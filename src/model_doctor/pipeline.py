@@ -135,6 +135,15 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     name = cfg.model.name or side.get("model") or "smallcnn"
     in_ch = cfg.model.in_channels or side.get("in_channels") or 1
     n_cls = cfg.model.num_classes or side.get("num_classes") or num_classes or 10
+    trained = side.get("image_size")
+    if trained and cfg.data.image_size is None:
+        cfg.data.image_size = int(trained)  # later commands see the images at the size the model was trained at
+    elif trained and int(cfg.data.image_size) != int(trained):  # type: ignore[arg-type]
+        import warnings
+
+        warnings.warn(f"model_doctor: --image-size {cfg.data.image_size} differs from the {trained} px the model was "
+                      f"trained at ({Path(cfg.model.weights or '').with_name('model.json')}); drop --image-size to use "
+                      f"{trained}", stacklevel=2)
     size = cfg.data.image_size or side.get("image_size") or 32
     small = cfg.model.small if cfg.model.small is not None else side.get("small")
     from .distributed import resolve_device
@@ -147,6 +156,14 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
         load_pretrained(model, name)
     if cfg.model.weights:
         state = load_state_dict(cfg.model.weights)
+        own = model.state_dict()
+        bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape]
+        if bad:
+            k, got, want = bad[0]
+            raise ValueError(f"weights {cfg.model.weights!r} do not fit model {name!r} with {in_ch} input channels and "
+                             f"{n_cls} classes: {k} is {list(got)} in the file but {list(want)} in the model"
+                             f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; pass the --num-classes / "
+                             "--in-channels / --model the weights were trained with (or drop them to use model.json)")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
@@ -195,11 +212,44 @@ def _workers(cfg: Config, device: str) -> int:
     return max(0, min(8, cores_per_process() - 1))
 
 
+def _image_channels(cfg: Config, log: Log) -> int:
+    """The default ``in_channels`` for training: 3 when an ImageFolder's first image is in colour
+    (so a colour cue is not silently turned into a grey level), else 1."""
+    if not cfg.data.name.startswith("imagefolder:"):
+        return 1
+    from PIL import Image
+
+    from .data.annotations import IMAGE_EXTS
+
+    root = Path(cfg.data.name.split(":", 1)[1]) / "train"
+    first = next((p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_EXTS), None) if root.is_dir() else None
+    if first is None:
+        return 1
+    try:
+        with Image.open(first) as im:
+            colour = im.mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    except Exception:
+        return 1  # the dataset reports the unreadable file with its own message
+    if colour:
+        log(f"images are in colour ({first.name}: {im.mode}): training with 3 input channels (--in-channels 1 for grey)")
+    return 3 if colour else 1
+
+
+def _need_weights(cfg: Config, job: str) -> None:
+    """A job that reads what a model learned refuses a randomly initialised one."""
+    if not cfg.model.weights and not cfg.model.pretrained:
+        raise ValueError(f"{job} needs the trained model: pass --weights FILE (model.safetensors from `model-doctor "
+                         "train`), or --pretrained for the architecture's ImageNet weights")
+
+
 def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     """Train the original classifier (paper protocol) and evaluate it once on the test split."""
     out = _out_dir(cfg)
-    in_ch = cfg.model.in_channels or 1
+    if cfg.model.in_channels is None:
+        cfg.model.in_channels = _image_channels(cfg, log)
+    in_ch = cfg.model.in_channels
     train_full = load_data(cfg, "train", in_ch)
+    cfg.data.image_size = cfg.data.image_size or int(train_full[0][0].shape[-1])  # model.json records what it saw
     classes = class_names_of(train_full, len(getattr(train_full, "classes", [])) or (cfg.model.num_classes or 10))
     cfg.model.num_classes = cfg.model.num_classes or len(classes)
     torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
@@ -229,6 +279,8 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
 def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
     """Diagnose the model on its training split; save the :class:`Diagnosis` into ``cfg.out``."""
     out = _out_dir(cfg)
+    if not cfg.diagnose.estimate:
+        _need_weights(cfg, "diagnose")
     model, meta = load_model(cfg)
     data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     d = cfg.diagnose
@@ -262,6 +314,7 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     out = _out_dir(cfg)
     if not cfg.examine.diagnosis:
         raise ValueError("examine needs a diagnosis; pass --diagnosis DIR (the --out of `model-doctor diagnose`)")
+    _need_weights(cfg, "examine")
     diag = Diagnosis.load(cfg.examine.diagnosis)
     model, meta = load_model(cfg, diag.num_classes)
     _check_diagnosis(diag, model, meta["num_classes"], cfg.examine.diagnosis)
@@ -584,9 +637,15 @@ def describe_layers(name: str, in_channels: int = 3, image_size: int = 32, small
     """Conv layers of a model in forward execution order, with channel counts and default marks."""
     from .layers import conv_layers_in_order
 
+    if image_size < 1 or in_channels < 1:
+        raise ValueError(f"--image-size {image_size}, --in-channels {in_channels}; both must be positive")
     model = build_model(name, in_channels=in_channels, num_classes=10, image_size=image_size, small=small)
     defaults = default_layers(name)
-    convs = conv_layers_in_order(model, torch.zeros(1, in_channels, image_size, image_size))
+    try:
+        convs = conv_layers_in_order(model, torch.zeros(1, in_channels, image_size, image_size))
+    except RuntimeError as exc:
+        raise ValueError(f"{name} cannot run on {image_size}x{image_size} images ({str(exc).splitlines()[0][:80]}); "
+                         "pass a larger --image-size (e.g. 32)") from None
     chosen = {convs[-1][0]} if defaults == "auto" else {defaults}
     rows = [{"index": i, "name": n, "in": m.in_channels, "out": m.out_channels,
              "kernel": "x".join(map(str, m.kernel_size)), "stride": m.stride[0], "default": n in chosen}
@@ -609,6 +668,7 @@ def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
         raise ValueError("only --low-confidence selection is implemented")
     if cfg.select.per_class < 1:
         raise ValueError(f"per_class={cfg.select.per_class}; use a positive integer (paper: 20)")
+    _need_weights(cfg, "select")
     model, meta = load_model(cfg)
     data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     labels, _pred, probs = predict(model, IndexedSubset(data), num_workers=_workers(cfg, meta["device"]), desc="select")

@@ -220,8 +220,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                         skipped += 1
                         if skipped > cfg.max_nonfinite:
                             raise NonFiniteLossError(
-                                f"{skipped} steps had a non-finite loss (last: { {k: float(v) for k, v in parts.items()} }); "
-                                "lower the learning rate or the constraint weights"
+                                f"{tag}: {skipped} steps had a non-finite loss (last: { {k: float(v.detach()) for k, v in parts.items()} }) "
+                                f"at learning rate {cfg.lr:g}; lower the learning rate or the constraint weights"
                             )
                         sched.step()
                         continue
@@ -231,6 +231,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                     n_steps += 1
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + float(v.detach())
+                if n_steps == 0 or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    raise NonFiniteLossError(
+                        f"{tag} epoch {epoch + 1} diverged: " + ("every step's loss was NaN/inf" if n_steps == 0 else
+                                                                "the weights became NaN/inf")
+                        + f" at learning rate {cfg.lr:g}; lower the learning rate (or the constraint weights)")
                 val = evaluate(model, val_set, num_classes, batch_size=max(256, cfg.batch_size),
                                num_workers=cfg.num_workers)
                 row = {"tag": tag, "epoch": epoch + 1, **{f"loss_{k}": v / max(n_steps, 1) for k, v in sums.items()},

@@ -48,12 +48,29 @@ def _draw(height: int, width: int, polygons: list[list[tuple[float, float]]], bo
     return torch.from_numpy(np.array(img, dtype=np.uint8) > 0)
 
 
+def _no_files(root: Path, ext: str, fix: str) -> None:
+    """Raise: no ``*ext`` file under ``root``, saying whether the folder is empty or what it holds."""
+    files = [p for p in root.rglob("*") if p.is_file()]
+    if not files:
+        raise ValueError(f"--masks folder {str(root)!r} is empty; put the annotations there (e.g. from `model-doctor select`)")
+    exts: dict[str, int] = {}
+    for p in files:
+        exts[p.suffix.lower() or "(none)"] = exts.get(p.suffix.lower() or "(none)", 0) + 1
+    held = ", ".join(f"{n} {e}" for e, n in sorted(exts.items(), key=lambda kv: -kv[1])[:4])
+    raise ValueError(f"0 of {len(files)} files under {str(root)!r} match *{ext} (found {held}); {fix}")
+
+
 def png_masks(folder: str | Path) -> dict[str, MaskFn]:
     """``folder/<relpath stem>.png`` masks; the key is the mask's relative path without extension,
     matched to images whatever their extension."""
     root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"--masks {str(root)!r} is not a folder; png masks are read from a folder of <class>/<file>.png")
     out: dict[str, MaskFn] = {}
-    for p in sorted(root.rglob("*.png")):
+    found = sorted(root.rglob("*.png"))
+    if not found:
+        _no_files(root, ".png", "save the masks as PNG (non-zero = foreground) or pass the matching --mask-format")
+    for p in found:
         def fn(h: int, w: int, p: Path = p) -> torch.Tensor:
             try:
                 arr = np.array(Image.open(p))
@@ -64,6 +81,8 @@ def png_masks(folder: str | Path) -> dict[str, MaskFn]:
             if arr.shape != (h, w):
                 raise ValueError(f"mask {str(p)!r} is {arr.shape[1]}x{arr.shape[0]} but its image is {w}x{h}; "
                                  "masks must have their image's size")
+            if not (arr != 0).any():
+                raise ValueError(f"mask {str(p)!r} has no foreground pixel (all zero); draw the object in it or delete it")
             return torch.from_numpy(arr != 0)
         out[_rel(p, root)[: -len(p.suffix)]] = fn
     return out
@@ -88,8 +107,13 @@ def labelme_masks(folder: str | Path, dataset_root: str | Path | None = None, al
     the image, which must lie inside ``dataset_root`` (default: ``folder``)."""
     root = Path(folder).resolve()
     base = Path(dataset_root).resolve() if dataset_root else root
+    if not root.is_dir():
+        raise ValueError(f"--masks {str(root)!r} is not a folder; LabelMe annotations are read from a folder of *.json")
     out: dict[str, MaskFn] = {}
-    for jp in sorted(root.rglob("*.json")):
+    found = sorted(root.rglob("*.json"))
+    if not found:
+        _no_files(root, ".json", "annotate with LabelMe (one JSON beside each image) or pass the matching --mask-format")
+    for jp in found:
         try:
             data = json.loads(jp.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -139,7 +163,10 @@ def coco_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskF
     """COCO instances JSON: the union of every annotation of an image (polygons, RLE, or its box)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        images = {im["id"]: im for im in data.get("images", [])}
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise ValueError(f"{str(path)!r} has no 'images' list; export COCO instances JSON (images with ids and "
+                             "file_name, annotations with image_id)")
+        images = {im["id"]: im for im in data["images"]}
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
         raise ValueError(f"{str(path)!r} is not a COCO instances JSON ({type(exc).__name__}: {exc}); export it again "
                          "(images with ids, annotations with image_id)") from None
@@ -150,7 +177,8 @@ def coco_masks(path: str | Path, allow_outside: bool = False) -> dict[str, MaskF
     anns: dict[int, list[dict]] = {}
     for a in data.get("annotations", []):
         if a["image_id"] not in images:
-            raise ValueError(f"{str(path)!r}: annotation {a.get('id')} refers to missing image id {a['image_id']}")
+            raise ValueError(f"{str(path)!r}: annotation {a.get('id')} refers to missing image id {a['image_id']}; "
+                             "list that image under 'images' or remove the annotation")
         _check_coco_shape(a, f"{str(path)!r}: annotation {a.get('id')} of {images[a['image_id']].get('file_name')!r}")
         anns.setdefault(a["image_id"], []).append(a)
     out: dict[str, MaskFn] = {}

@@ -166,6 +166,9 @@ class Diagnosis:
                 if t is None or t.dim() != 2 or t.shape[0] != len(meta["class_names"]):
                     raise ValueError(f"{str(folder)!r}: the correlation of {layer!r} does not match its "
                                      f"{len(meta['class_names'])} class names; re-run `model-doctor diagnose`")
+                if not bool(t.isfinite().all()) or bool((t < 0).any()):
+                    raise ValueError(f"{str(tensor_path)!r}: the correlation of {layer!r} holds NaN, infinite or negative "
+                                     "values (a diagnosis is a sum of |gradients|); re-run `model-doctor diagnose`")
         except ValueError:
             raise
         except Exception as exc:  # a truncated or foreign safetensors file

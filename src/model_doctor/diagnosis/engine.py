@@ -16,7 +16,7 @@ from ..distributed import all_gather_objects, all_reduce_sum, rank_world, shard
 from ..gradients import Reduce, feature_gradients
 from ..hooks import preserved_state
 from ..io import weights_fingerprint
-from ..layers import LayerSpec, resolve_layers
+from ..layers import LayerSpec, require_feature_maps, resolve_layers
 from ..precision import autocast, check_precision
 from ..progress import progress
 from ..split import LayerSplit
@@ -231,6 +231,7 @@ def diagnose(
             raise ValueError(f"num_classes={num_classes} but the model outputs {out.shape[1]} logits; pass num_classes={out.shape[1]}")
         check_sample(first, num_classes)
         named = resolve_layers(model, layers, example)
+        require_feature_maps(model, named, example)
         names = class_names or class_names_of(ds, num_classes)
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for {num_classes} classes; pass one name per class")

@@ -110,6 +110,23 @@ def _reliance_tables(sec: dict[str, Any], s: dict[str, Any]) -> None:
                               "rows": rows})
 
 
+def _read_json(path: Path) -> Any:
+    """A run artifact as JSON, or one line naming the file (a truncated write, a hand edit)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({type(exc).__name__} at line {getattr(exc, 'lineno', '?')}); "
+                         "re-run the command that wrote it, or move the file out of the run folder") from None
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} has a line that is not valid JSON ({type(exc).__name__}); re-run the command "
+                         "that wrote it, or move the file out of the run folder") from None
+
+
 def _find(run: Path, name: str) -> list[Path]:
     return sorted(p.parent for p in run.rglob(name))
 
@@ -173,7 +190,7 @@ def write_report(run_dir: str | Path) -> Path:
         from safetensors.torch import load_file
 
         found = True
-        meta = json.loads((e / "examination.json").read_text(encoding="utf-8"))
+        meta = _read_json(e / "examination.json")
         t = load_file(str(e / "examination.safetensors"))
         layer = meta["layers"][-1]
         if "highlight/high/images" in t:
@@ -191,16 +208,20 @@ def write_report(run_dir: str | Path) -> Path:
                       "; ".join(f"{k}: {v}" for k, v in r["top_channels"].items())] for r in rows]})
         summ = e / "examine_summary.json"
         if summ.is_file():
-            s = json.loads(summ.read_text(encoding="utf-8"))
+            s = _read_json(summ)
             secs["misclassified"]["note"] = (f"{s['num_misclassified']} of {s['num_samples']} misclassified. AUROC for "
                                              f"detecting them: deviation {s.get('auroc_deviation')}, max-softmax {s.get('auroc_msp')}.")
 
     # treatment runs
-    treat_dirs = [d for d in _find(run, "summary.json") if "treated" in json.loads((d / "summary.json").read_text())]
+    treat_dirs = [d for d in _find(run, "summary.json") if "treated" in _read_json(d / "summary.json")]
     depth_rows = []
     for d in treat_dirs:
         found = True
-        s = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+        s = _read_json(d / "summary.json")
+        for key in ("original", "treated", "runs"):
+            if not isinstance(s.get(key), (dict, list)):
+                raise ValueError(f"{str(d / 'summary.json')!r} lacks {key!r}: not a complete `model-doctor treat` summary; "
+                                 "re-run treat there, or move the file out of the run folder")
         arms = [a for a in ("original", "treated", "control") if a in s]
         classes = s.get("classes") or [str(i) for i in range(len(s["original"]["per_class"]))]
         runs = s.get("runs", [])
@@ -244,12 +265,12 @@ def write_report(run_dir: str | Path) -> Path:
             add(secs["maps"], fg.image_grid(t["images"], overlays, titles), f"{d.relative_to(run)}: {layer}")
         for arm in ("treated", "control"):
             for m in sorted(d.rglob(f"{arm}/metrics.jsonl"))[:1]:
-                rows = [json.loads(line) for line in m.read_text().splitlines() if line.strip()]
+                rows = _read_jsonl(m)
                 ep = [r["epoch"] for r in rows]
                 ser = {k: [r[k] for r in rows] for k in rows[0] if k.startswith("loss_") or k == "val_acc"}
                 add(secs["curves"], fg.lines(ep, ser, f"{m.relative_to(run)}", "epoch", "value"), f"{arm} curves")
     for m in sorted(run.rglob("original/metrics.jsonl")) + sorted(run.rglob("metrics.jsonl"))[:0]:
-        rows = [json.loads(line) for line in m.read_text().splitlines() if line.strip()]
+        rows = _read_jsonl(m)
         if rows:
             add(secs["curves"], fg.lines([r["epoch"] for r in rows], {k: [r[k] for r in rows] for k in rows[0]
                                          if k.startswith("loss_") or k == "val_acc"}, str(m.relative_to(run)), "epoch", "value"),
@@ -267,7 +288,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     for rdir in _find(run, "robustness.json"):
         found = True
-        r = json.loads((rdir / "robustness.json").read_text(encoding="utf-8"))
+        r = _read_json(rdir / "robustness.json")
         add(secs["robustness"], fg.lines(r["ranges"], {"normal": r["normal"], "adversarial (true label)": r["adversarial"],
                                                        "adversarial (same wrong label)": r["adversarial_same_wrong"]},
                                          f"noise at {r['layer']}, FGSM eps {r['eps']}, {r['samples']} samples",
