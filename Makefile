@@ -33,6 +33,9 @@ evidence: $(STAMP)
 	$(PY) benchmarks/bench_e4_shortcut.py --out docs/results/e4_shortcut.md
 	$(PY) benchmarks/bench_e4_shortcut.py --study scratch --out docs/results/e4_scratch.md
 	$(PY) benchmarks/bench_e4_newdecoys.py --out docs/results/e4_newdecoys.md
+	$(PY) benchmarks/bench_e5_inbox.py --out docs/results/e5_inbox.md
+	$(PY) benchmarks/reliance_vs_truth.py docs/results/e5_inbox.json --out docs/results/reliance_vs_truth.md
+	$(PY) benchmarks/bench_counterfactual.py --out docs/results/counterfactual_cost.md
 	$(PY) benchmarks/collect_performance.py --out docs/results/performance.md
 	$(PY) -m model_doctor reproduce cpu-small
 	cp runs/reproduce/cpu-small/table.md docs/results/reproduce_cpu_small.md  # it carries its own command, machine, date

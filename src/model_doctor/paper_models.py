@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .archs import SimpleNetV1, WideResNet
-from .zoo import register_model
+from .registry import register_model
 
 __all__ = ["PAPER_MODELS", "set_in_channels"]
 

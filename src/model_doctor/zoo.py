@@ -9,59 +9,17 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
+
+from .registry import _REGISTRY, ModelEntry, default_layers, model_entry, model_names, register_model
 
 __all__ = ["register_model", "build_model", "model_names", "model_entry", "default_layers", "SmallCNN",
            "ModelEntry", "SMALL_IMAGE_THRESHOLD", "PAPER_MODELS", "load_pretrained"]
 
 #: Inputs smaller than this (px) get each architecture's small-image variant by default.
 SMALL_IMAGE_THRESHOLD = 64
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A registered architecture: how to build it and what to diagnose by default."""
-
-    name: str
-    factory: Callable[..., nn.Module]
-    source: str                      # "ours" | "torchvision" | "timm"
-    default_layers: str = "auto"     # a dotted name, or "auto" (last conv in execution order)
-    paper_name: str = ""
-    small_variant: str = ""          # what the small-image variant changes
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register_model(name: str, *, source: str = "ours", default_layers: str = "auto", paper_name: str = "",
-                   small_variant: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``factory(in_channels, num_classes, image_size, small) -> nn.Module`` under ``name``."""
-
-    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model name {name!r} is already registered; pick another name")
-        _REGISTRY[name] = ModelEntry(name, factory, source, default_layers, paper_name or name, small_variant)
-        return factory
-
-    return deco
-
-
-def model_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def model_entry(name: str) -> ModelEntry:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; use one of {', '.join(model_names())}")
-    return _REGISTRY[name]
-
-
-def default_layers(spec: str) -> str:
-    """Default layers to diagnose/treat for a model spec (``"auto"`` for unregistered ones)."""
-    return _REGISTRY[spec].default_layers if spec in _REGISTRY else "auto"
 
 
 class SmallCNN(nn.Module):

@@ -64,15 +64,16 @@ def test_collect_performance_copies_tables_and_provenance(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import collect_performance
 
-    for md, ratio in (("diagnosis.md", "16.2"), ("treatment.md", "1.46")):
+    for md, ratio in (("diagnosis.md", "16.2"), ("treatment.md", "1.46"), ("counterfactual_cost.md", "2.01")):
         (tmp_path / md).write_text(f"# x\n\nCommand: `python benchmarks/{md}`  \nDate: 2026-01-01\n\n| a | b |\n|---|---|\n"
                                    f"| m | {ratio} |\n\nmore text\n\n### smallcnn\n\nFit: a = 0.1 s, rate = 9 GFLOP/s.\n\n"
                                    "| second table |\n")
     out = tmp_path / "performance.md"
     assert collect_performance.main(["--results", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "| m | 16.2 |" in text and "| m | 1.46 |" in text and text.count("Date: 2026-01-01") == 2
-    assert text.count("smallcnn: Fit: a = 0.1 s, rate = 9 GFLOP/s.") == 2 and "second table" not in text
+    assert "| m | 16.2 |" in text and "| m | 1.46 |" in text and "| m | 2.01 |" in text
+    assert text.count("Date: 2026-01-01") == 3
+    assert text.count("smallcnn: Fit: a = 0.1 s, rate = 9 GFLOP/s.") == 3 and "second table" not in text
     (tmp_path / "treatment.md").unlink()
     with pytest.raises(SystemExit, match="treatment.md is missing"):
         collect_performance.main(["--results", str(tmp_path)])
@@ -116,3 +117,47 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
                  "## 3. Treatment step ÷ plain step", "Resolved device recorded in config.yaml: `cpu`"):
         assert part in text, part
     assert "failed" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
+    text = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture")
+    assert "| texture | box |" in text and "| texture | exact |" in text and "Ceiling curves" in text
+    rows = __import__("json").loads((tmp_path / "bench_e5_inbox.py.json").read_text())
+    assert {r["arm"] for r in rows} == {"box", "exact"} and all("original_reliance" in r for r in rows)
+    out = tmp_path / "rel.md"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reliance_vs_truth.py"),
+                          str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rel = out.read_text()
+    assert "| bench_e5_inbox.py | 6 |" in rel and "| texture | box | 0 | treated |" in rel
+
+
+def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
+    """A measure that reports success where the truth does not is caught by the checks."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import reliance_vs_truth as R
+
+    def row(seed, swap_t, acc_t, arm="box"):
+        return {"kind": "k", "arm": arm, "seed": seed, "original": 0.1, "original_reliance": {"swap_acc": 0.05},
+                "control": {"swap_acc": 0.05, "test_acc": 0.1}, "treated": {"swap_acc": swap_t, "test_acc": acc_t}}
+
+    fooled = [row(s, 0.97 + 0.001 * s, 0.1 + d) for s, d in enumerate((0.01, -0.01, 0.005))]  # claim, no truth
+    _, res = R.check(fooled)
+    assert res["false_claims"] == ["k / box"] and res["worst_treated_gap"] > 0.8
+    honest = [row(s, 0.5 + 0.01 * s, 0.52 + 0.01 * s) for s in range(3)]
+    _, res = R.check(honest + [row(0, 0.99, 0.1, arm="box-norefine")])   # norefine rows are shown, not checked
+    assert res["false_claims"] == [] and res["worst_treated_gap"] < 0.05 and res["models"] == 9
+    assert res["spearman"] > 0.8
+
+
+@pytest.mark.slow
+def test_counterfactual_cost_small(tmp_path):
+    out = tmp_path / "cf.md"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_counterfactual.py"), "--budget", "small",
+                          "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    assert "| counterfactual step ÷ plain step |" in text and "| whole default `treat` ÷ its three fine-tunes" in text
+    assert "—" not in text.split("| what |")[1].split("\n")[3]
