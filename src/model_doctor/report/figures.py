@@ -116,11 +116,13 @@ def shared_pairs(relevant: torch.Tensor, names: list[str], top: int = 5) -> list
 
 def cutouts(images: torch.Tensor, masks: list[torch.Tensor], row_titles: list[str], col_titles: list[str] | None = None) -> bytes:
     """Row 0 the images; each further row the image kept where its ``[B, H, W]`` mask is set and
-    dimmed elsewhere (what a mask calls foreground)."""
+    dimmed and tinted red elsewhere (what the mask calls background shows, even on a black image)."""
     x = images.float()
     lo = x.amin((1, 2, 3), keepdim=True)
     x = (x - lo) / (x.amax((1, 2, 3), keepdim=True) - lo).clamp(min=1e-12)
-    rows = [x] + [x * (0.15 + 0.85 * m[:, None].float()) for m in masks]
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+    red = torch.tensor([0.55, 0.0, 0.0])[None, :, None, None]
+    rows = [x] + [torch.where(m[:, None].float() > 0.5, x, 0.35 * x + red) for m in masks]
     plt = _plt()
     fig, axes = plt.subplots(len(rows), x.shape[0], figsize=(x.shape[0] * 1.1, len(rows) * 1.2), squeeze=False)
     for r, imgs in enumerate(rows):
