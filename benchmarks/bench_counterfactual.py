@@ -91,7 +91,7 @@ def step_arms(budget: dict):
 def run_arms(budget: dict, tmp: Path):
     """(whole default treat, the same three fine-tunes as plain fits) on decoy-digits."""
     from model_doctor.config import Config
-    from model_doctor.pipeline import load_data, load_model, run_train, run_treat, train_val_split
+    from model_doctor.pipeline import _trained_lr, load_data, load_model, run_train, run_treat, train_val_split
     from model_doctor.training import FitConfig, fit
 
     base = Config()
@@ -118,7 +118,8 @@ def run_arms(budget: dict, tmp: Path):
         tr, va = train_val_split(cfg, full, meta["in_channels"])
         t = cfg.treat
         for _ in range(3):   # two weights and the control
-            fit(copy.deepcopy(original), tr, va, FitConfig(epochs=budget["epochs"], lr=t.lr, batch_size=t.batch_size),
+            fit(copy.deepcopy(original), tr, va, FitConfig(epochs=budget["epochs"], lr=_trained_lr(weights),
+                                                           batch_size=t.batch_size),
                 meta["num_classes"])
 
     return {"plain fine-tunes": plain, "treat": treat}

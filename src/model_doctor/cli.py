@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-control", dest="treat.control", action="store_const", const=False, help="skip the CE-only control arm")
     g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds (default 0)")
     g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs (default 10)")
-    g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default 0.01, as the paper)")
+    g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default: the rate the original was trained at, from "
+                                                                      "the config.yaml beside --weights; else 0.01, as the paper)")
     g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="fine-tuning batch size (default 64)")
     g.add_argument("--masks", dest="treat.masks", help="foreground annotations for --beta/--rrr: a folder (labelme, png) or file (coco, boxes)")
     g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")

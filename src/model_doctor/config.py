@@ -108,7 +108,7 @@ class TreatConfig:
     control: bool = True             # also run the CE-only control arm with the identical schedule
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: int = 10
-    lr: float = 0.01
+    lr: float | None = None          # None: the rate the original was trained at (config.yaml beside its weights), else 0.01
     batch_size: int = 64
     masks: str | None = None         # folder/file of foreground annotations for beta / rrr
     mask_format: str = "labelme"     # labelme | png | coco | boxes
@@ -245,7 +245,7 @@ def _check_ranges(cfg: Config) -> None:
             raise ValueError(f"{name}={value}; use a fraction in (0, 1), e.g. 0.1")
     if not 0.0 <= t.holdout < 1.0:
         raise ValueError(f"treat.holdout={t.holdout}; use a fraction in [0, 1), e.g. 0.25")
-    positive = [("train.lr", tr.lr), ("treat.lr", t.lr)]
+    positive = [("train.lr", tr.lr)] + ([("treat.lr", t.lr)] if t.lr is not None else [])
     non_negative = [("diagnose.noise", d.noise), ("diagnose.noise_draws", d.noise_draws), ("treat.noise_draws", t.noise_draws),
                     ("treat.alpha", t.alpha), ("treat.rrr", t.rrr), ("train.weight_decay", tr.weight_decay),
                     ("train.momentum", tr.momentum), ("treat.warmup_steps", t.warmup_steps)] + \

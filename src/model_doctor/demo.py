@@ -60,7 +60,7 @@ def _shortcut(root: Path, epochs: int, treat_epochs: int, seeds: list[int]) -> d
     weights = run_train(cfg)["weights"]
     cfg = Config(out=str(root / "shortcut" / "treat"))
     cfg.data.name, cfg.model.weights = "decoy-digits", weights
-    cfg.treat.alpha, cfg.treat.beta, cfg.treat.space_method = 0.0, [0.3, 1.0], "counterfactual"
+    cfg.treat.alpha, cfg.treat.beta, cfg.treat.space_method = 0.0, [1.0, 3.0], "counterfactual"  # the README recipe
     cfg.treat.annotated_per_class, cfg.treat.epochs, cfg.treat.seeds = 20, treat_epochs, seeds
     s = run_treat(cfg)
     print(f"== shuffled-decoy test accuracy  original {s['original']['test_acc']:.4f}  treated {s['treated']['test_acc']:.4f}  "

@@ -235,6 +235,22 @@ def _image_channels(cfg: Config, log: Log) -> int:
     return 3 if colour else 1
 
 
+def _trained_lr(weights: str | None, default: float = 0.01) -> float:
+    """The learning rate the original was trained at: ``train.lr`` of the ``config.yaml`` that
+    ``model-doctor train`` wrote beside the weights (read with ``safe_load``), else ``default``.
+    Fine-tuning at the original's rate lets a constraint undo what that rate learned."""
+    import math
+
+    import yaml
+
+    path = Path(weights or "").with_name("config.yaml")
+    try:
+        lr = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train", {}).get("lr")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return default
+    return float(lr) if isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0 else default
+
+
 def _need_weights(cfg: Config, job: str) -> None:
     """A job that reads what a model learned refuses a randomly initialised one."""
     if not cfg.model.weights and not cfg.model.pretrained:
@@ -449,6 +465,9 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     if not cfg.model.weights:
         raise ValueError("treat needs the trained original; pass --weights (from `model-doctor train`)")
     original, meta = load_model(cfg)
+    if t.lr is None:
+        t.lr = _trained_lr(cfg.model.weights)
+        log(f"fine-tuning at learning rate {t.lr:g} (the original's; --lr to change)")
     n_cls = meta["num_classes"]
     train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"], n_cls)
     tr, va = train_val_split(cfg, train_full, meta["in_channels"])
