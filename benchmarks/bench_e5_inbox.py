@@ -85,9 +85,49 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                      *(["--epochs", str(b["ft_epochs"])] if b["ft_epochs"] else []), "--seeds", str(seed),
                      "--out", str(out)], threads)
             s = json.loads((out / "summary.json").read_text())
-            rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s,
+            rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s, "reliance": remeasure(out, folder, arm, seed),
                          "original": json.loads((orig / "summary.json").read_text())["test_acc"]})
     return rows
+
+
+def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
+    """Background reliance of the run's original, control and treated model on its report set,
+    measured again from the saved weights with the library's current measure (``reliance.json``),
+    so every row of the table uses one definition whichever code version trained it."""
+    path = run_dir / "reliance.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from model_doctor import pipeline as P
+    from model_doctor.config import Config
+    from model_doctor.treatment.space import background_reliance
+
+    s = json.loads((run_dir / "summary.json").read_text())
+    cfg = Config()
+    cfg.data.name, cfg.model.weights = f"imagefolder:{folder}", s["config"]["model"]["weights"]
+    cfg.data.image_size, cfg.model.in_channels = s["config"]["data"]["image_size"], s["config"]["model"]["in_channels"]
+    t = cfg.treat
+    t.masks, t.mask_format, t.refine = str(folder / ("masks-exact" if arm == "exact" else "masks-box")), "png", \
+        s["config"]["treat"]["refine"]
+    original, meta = P.load_model(cfg)
+    full = P.load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
+    tr, _ = P.train_val_split(cfg, full, meta["in_channels"])
+    _, pools, _ = P._treat_masks(cfg, full, tr, log=lambda *_: None)
+    beta = s["selection"]["chosen_beta"][str(seed)]
+    arms = {"original": None, "control": "control",
+            "treated": "treated" if len(s["selection"]["weights"]) == 1 else f"treated-beta{beta:g}"}
+    out = {}
+    for name, sub in arms.items():
+        model = original
+        if sub is not None:
+            c = Config()
+            c.model.weights = str(run_dir / f"seed{seed}" / sub / "model.safetensors")
+            model, _ = P.load_model(c)
+        rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
+        out[name] = {k: rel[k] for k in ("swap_acc", "bg_only_acc", "chance", "refined_share", "images", "per_class")}
+    from model_doctor.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(out))
+    return out
 
 
 def _ceiling(cache: Path, kind: str) -> tuple[float, list[float]]:
@@ -120,7 +160,7 @@ def table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> l
             co = [r["summary"]["control"]["test_acc"] for r in rs]
             og = [r["original"] for r in rs]
             gap = [(t - o) / max(ceil - o, 1e-9) for t, o in zip(tr, og)]
-            rel = lambda a, k: [r["summary"][a]["background_reliance"][k]["mean"] for r in rs]  # noqa: E731
+            rel = lambda a, k: [r["reliance"][a][k] for r in rs]  # noqa: E731
             sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
             verdict = _ms(sd)
             if len(sd) > 1:
@@ -162,12 +202,11 @@ def main() -> int:
     lines += ["", S.SPLIT_NOTE]
     if args.out:
         slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
-                 "original_reliance": {k: r["summary"]["original"]["background_reliance"][k] for k in ("swap_acc", "bg_only_acc")},
+                 "original_reliance": {k: r["reliance"]["original"][k] for k in ("swap_acc", "bg_only_acc")},
                  "ceiling": _ceiling(cache, r["kind"])[0],
-                 **{a: {"test_acc": r["summary"][a]["test_acc"],
-                        **{k: r["summary"][a]["background_reliance"][k]["mean"] for k in ("swap_acc", "bg_only_acc")}}
+                 **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in ("swap_acc", "bg_only_acc")}}
                     for a in ("treated", "control")},
-                 "verdict": [v["text"] for v in r["summary"]["verdict"]]} for r in rows]
+                 "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])]} for r in rows]
         from model_doctor.io import atomic_write_text
 
         atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(slim, indent=1))

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--treat-layers", dest="treat.layers", nargs="+", help="layers to constrain (default: the diagnosed ones)")
     g.add_argument("--alpha", dest="treat.alpha", type=float, help="channel-wise weight, Eq. 5 (default 1.0)")
     g.add_argument("--beta", dest="treat.beta", type=float, nargs="+",
-                   help="space-wise weight(s); needs masks (default 0). Several (e.g. 0.3 1) train one arm each and keep, "
+                   help="space-wise weight(s); needs masks (default 0). Several (e.g. 1 3) train one arm each and keep, "
                         "per seed, the one the selection rule picks (validation + held-out background-swap accuracy)")
     g.add_argument("--space-method", dest="treat.space_method", choices=list(SPACE_METHODS),
                    help="space-wise constraint: counterfactual (background swap; default), attribution (gradient x activation share), "

@@ -154,3 +154,20 @@ def test_reliance_verdicts_report_coverage_and_background_only():
     pools.report = None     # too few to split: the selection set is reported, marked optimistic, no claim
     texts = [v["text"] for v in reliance_verdicts(runs, pools)]
     assert "also chose the epochs" in texts[0] and "optimistic" in texts[0] and "beyond seed noise" not in texts[0]
+
+
+def test_background_only_removes_the_whole_annotated_box():
+    """The background-only image fills the annotation's bounding box, not the object's silhouette
+    (a flat region in the object's exact shape would still tell the class)."""
+    from model_doctor.treatment.space import bounding_boxes
+
+    g = torch.Generator().manual_seed(0)
+    m = (torch.rand(5, 1, 9, 11, generator=g) > 0.8).float()
+    m[3] = 0.0                                          # an empty mask has no box
+    got = bounding_boxes(m)
+    for i in range(5):
+        ref = torch.zeros(9, 11)
+        ys, xs = torch.nonzero(m[i, 0] > 0, as_tuple=True)
+        if len(ys):
+            ref[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = 1
+        assert torch.equal(got[i, 0], ref)

@@ -39,7 +39,7 @@ from .instrument import Instrument
 from .losses import resize_background
 
 __all__ = ["AnnotatedPool", "AttributionLoss", "InputGradientLoss", "CounterfactualLoss", "background_share",
-           "composite", "background_reliance", "selection_score", "SPACE_METHODS"]
+           "composite", "bounding_boxes", "background_reliance", "selection_score", "SPACE_METHODS"]
 
 #: the CLI's ``--space-method`` choices
 SPACE_METHODS = ("paper", "attribution", "input", "counterfactual")
@@ -341,6 +341,20 @@ def _probs(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Te
     return torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), 1) for i in range(0, len(x), batch_size)])
 
 
+def bounding_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, H, W]`` masks -> the filled bounding box of each (all zero where a mask is empty)."""
+    m = masks[:, 0] > 0.5
+    rows, cols = m.any(2), m.any(1)                        # [B, H], [B, W]
+
+    def span(v: torch.Tensor) -> torch.Tensor:             # fill between the first and the last set entry
+        idx = torch.arange(v.shape[1], device=v.device)
+        first = torch.where(v, idx, v.shape[1]).min(1).values
+        last = torch.where(v, idx, -1).max(1).values
+        return (idx[None] >= first[:, None]) & (idx[None] <= last[:, None])
+
+    return (span(rows)[:, :, None] & span(cols)[:, None, :])[:, None].to(masks.dtype)
+
+
 def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For every image, up to ``max_partners`` images of another class (a seeded choice)."""
     g = torch.Generator().manual_seed(seed)
@@ -376,8 +390,9 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
       a's foreground on b's background (:func:`composite`). Everything outside a's foreground is
       b's, *inside a's box too* once the pool is refined (:meth:`AnnotatedPool.refine`).
       ``swap_acc``: a's label predicted on x̃; ``swap_agreement``: the same prediction as on a.
-    - **background only**: the image with its foreground removed (filled with its background's
-      mean), no object at all. ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
+    - **background only**: the image with the bounding box of its annotation filled with the mean
+      of the background outside it: no object, and not its silhouette either (a flat region in
+      the object's exact shape would still show the class). ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
       label's mean softmax probability. A model that does not read the background sits near
       chance (1 / classes) here; one that does predicts its class from the background alone.
 
@@ -392,7 +407,8 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
     try:
         x, fg, y = pool.images.to(dev, dt), pool.foreground.to(dev, dt), pool.labels.to(dev)
         pred = _probs(model, x, batch_size).argmax(1)
-        plate = _probs(model, composite(x, torch.zeros_like(fg), x, fg), batch_size)
+        box = bounding_boxes(pool.coarse.to(dev, dt))
+        plate = _probs(model, composite(x, torch.zeros_like(box), x, box), batch_size)
         ta, tb = _swap_pairs(pool.labels, max_partners, seed)
         swap_acc = swap_agree = float("nan")
         swap_hit = torch.zeros(0)
