@@ -84,9 +84,9 @@ def refine_foreground(image: torch.Tensor, coarse: torch.Tensor, method: str = "
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(to_uint8(image), gc, None, bgd, fgd, int(iterations), cv2.GC_INIT_WITH_MASK)
-    except cv2.error as exc:
-        return Refined(fg, False, f"GrabCut failed ({str(exc).strip().splitlines()[-1][:80]})")
+    except cv2.error:
+        return Refined(fg, False, "GrabCut raised an error")
     out = torch.from_numpy((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)) & fg
-    if int(out.sum()) < MIN_KEEP * area:
-        return Refined(fg, False, f"GrabCut kept {int(out.sum())} of {area} annotated pixels")
+    if int(out.sum()) < MIN_KEEP * area:   # a category, not a count: reports group images by reason
+        return Refined(fg, False, f"GrabCut kept under {MIN_KEEP:.0%} of the annotation")
     return Refined(out, True)
