@@ -119,3 +119,17 @@ def empty_classes(d: Diagnosis) -> int:
 
 def finetune_cfg(epochs: int, seed: int, arch: str = "") -> FitConfig:
     return FitConfig(epochs=epochs, lr=original_lr(arch) * FINETUNE_LR_RATIO, seed=seed)
+
+
+def cli(args: list[str], threads: int | None = None) -> None:
+    """Run ``python -m model_doctor ARGS`` as a user would (quiet, this checkout's source); exit
+    with its output's tail when it fails."""
+    import subprocess
+
+    env = {**os.environ, "MODEL_DOCTOR_QUIET": "1", "PYTHONPATH": str(ROOT / "src")}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "model_doctor", *args]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")

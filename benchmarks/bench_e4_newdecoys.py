@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -107,16 +106,6 @@ def make_folder(root: Path, kind: str, base: str, budget: dict, data_root: str, 
     (root / "done").write_text("ok")
 
 
-def cli(args: list[str], threads: int | None) -> None:
-    env = {**os.environ, "MODEL_DOCTOR_QUIET": "1", "PYTHONPATH": str(S.ROOT / "src")}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "model_doctor", *args]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-
-
 def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--kinds", nargs="+", default=["texture", "glyph"], choices=["texture", "glyph"])
@@ -143,10 +132,10 @@ def main() -> int:
         runs = cache / kind / "runs"
         for name, f in (("orig", folder), ("ceiling", ceil_folder)):
             if not (runs / name / "summary.json").is_file():
-                cli(["train", "--data", f"imagefolder:{f}", *data, "--epochs", str(budget["orig_epochs"]), "--lr", "0.05",
+                S.cli(["train", "--data", f"imagefolder:{f}", *data, "--epochs", str(budget["orig_epochs"]), "--lr", "0.05",
                      "--out", str(runs / name)], args.threads)
         if not (runs / "treat" / "summary.json").is_file():
-            cli(["treat", "--weights", str(runs / "orig" / "model.safetensors"), "--data", f"imagefolder:{folder}",
+            S.cli(["treat", "--weights", str(runs / "orig" / "model.safetensors"), "--data", f"imagefolder:{folder}",
                  "--masks", str(folder / "masks"), "--mask-format", "png", "--alpha", "0", "--beta", *budget["betas"],
                  "--epochs", str(budget["ft_epochs"]), "--seeds", *map(str, budget["seeds"]), "--allow-empty-classes",
                  "--out", str(runs / "treat")], args.threads)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -42,16 +41,6 @@ BUDGETS = {
 LR = "0.05"
 
 
-def cli(args: list[str], threads: int | None) -> None:
-    env = {**os.environ, "MODEL_DOCTOR_QUIET": "1", "PYTHONPATH": str(S.ROOT / "src")}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "model_doctor", *args]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-
-
 def _treat_args(arm: str, folder: Path) -> list[str]:
     sub = "masks-exact" if arm == "exact" else "masks-box"
     return ["--masks", str(folder / sub), "--mask-format", "png"] + (["--refine", "none"] if arm == "box-norefine" else [])
@@ -65,7 +54,7 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                              shuffled_train=True)
     runs = cache / kind / "runs"
     if not (runs / "ceiling" / "summary.json").is_file():
-        cli(["train", "--data", f"imagefolder:{ceil_dir}", *data, "--epochs", str(b["ceil_epochs"]), "--lr", LR,
+        S.cli(["train", "--data", f"imagefolder:{ceil_dir}", *data, "--epochs", str(b["ceil_epochs"]), "--lr", LR,
              "--out", str(runs / "ceiling")], threads)
     rows = []
     for seed in b["seeds"]:
@@ -73,14 +62,14 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                                seed=seed)
         orig = runs / f"orig-seed{seed}"
         if not (orig / "summary.json").is_file():
-            cli(["train", "--data", f"imagefolder:{folder}", *data, "--epochs", str(b["orig_epochs"]), "--lr", LR,
+            S.cli(["train", "--data", f"imagefolder:{folder}", *data, "--epochs", str(b["orig_epochs"]), "--lr", LR,
                  "--seed", str(seed), "--out", str(orig)], threads)
         for arm in b["arms"]:
             if arm == "box-norefine" and seed not in b["norefine_seeds"]:
                 continue
             out = runs / f"treat-{arm}-seed{seed}"
             if not (out / "summary.json").is_file():
-                cli(["treat", "--weights", str(orig / "model.safetensors"), "--data", f"imagefolder:{folder}", *data,
+                S.cli(["treat", "--weights", str(orig / "model.safetensors"), "--data", f"imagefolder:{folder}", *data,
                      *_treat_args(arm, folder), "--alpha", "0", "--beta", *b["betas"], "--lr", LR,
                      *(["--epochs", str(b["ft_epochs"])] if b["ft_epochs"] else []), "--seeds", str(seed),
                      "--out", str(out)], threads)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn

@@ -69,6 +69,16 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, xlabel: st
     return to_png(fig)
 
 
+def _label(ax, r: int, c: int, row_titles: list[str], col_titles: list[str] | None) -> None:
+    """No ticks; the row's title on the first column, the column's title on the first row."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if c == 0:
+        ax.set_ylabel(row_titles[r], fontsize=7)
+    if col_titles and r == 0:
+        ax.set_title(col_titles[c], fontsize=6)
+
+
 def image_grid(images: torch.Tensor, overlays: list[torch.Tensor | None], row_titles: list[str],
                col_titles: list[str] | None = None) -> bytes:
     """Rows of images; each row optionally overlaid with a [B,H,W] map in [0, 1] (jet, alpha)."""
@@ -86,12 +96,7 @@ def image_grid(images: torch.Tensor, overlays: list[torch.Tensor | None], row_ti
                 m = ov[c].float()
                 m = (m - m.min()) / (m.max() - m.min()).clamp(min=1e-12)
                 ax.imshow(m.numpy(), cmap="jet", alpha=0.45)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(row_titles[r], fontsize=7)
-            if col_titles and r == 0:
-                ax.set_title(col_titles[c], fontsize=6)
+            _label(ax, r, c, row_titles, col_titles)
     return to_png(fig)
 
 
@@ -130,10 +135,5 @@ def cutouts(images: torch.Tensor, masks: list[torch.Tensor], row_titles: list[st
             ax = axes[r][c]
             img = imgs[c]
             ax.imshow(img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(row_titles[r], fontsize=7)
-            if col_titles and r == 0:
-                ax.set_title(col_titles[c], fontsize=6)
+            _label(ax, r, c, row_titles, col_titles)
     return to_png(fig)
