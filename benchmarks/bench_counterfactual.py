@@ -91,7 +91,9 @@ def step_arms(budget: dict):
 def run_arms(budget: dict, tmp: Path):
     """(whole default treat, the same three fine-tunes as plain fits) on decoy-digits."""
     from model_doctor.config import Config
-    from model_doctor.pipeline import _trained_lr, load_data, load_model, run_train, run_treat, train_val_split
+    from model_doctor.jobs import run_train, run_treat
+    from model_doctor.runtime import load_data, load_model, train_val_split
+    from model_doctor.runtime import trained_lr as _trained_lr
     from model_doctor.training import FitConfig, fit
 
     base = Config()

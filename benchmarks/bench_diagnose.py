@@ -181,7 +181,7 @@ def auroc_rows(budget):
     if not (SHARED / "FashionMNIST" / "raw").is_dir():
         return None, f"skipped: ../shared/data not found at {SHARED}"
     from model_doctor.data.datasets import load_dataset
-    from model_doctor.pipeline import misclassification_auroc
+    from model_doctor.diagnosis.metrics import misclassification_auroc
     from model_doctor.training import FitConfig, evaluate, fit, split_train_val
 
     n_train, n_test, epochs = (2000, 500, 2) if budget == "small" else (20000, 10000, 8)

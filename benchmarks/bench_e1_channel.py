@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _studies as S  # noqa: E402
 from _common import emit, header  # noqa: E402
 
-from model_doctor.experiment import cached_run, copy_of, fmt, mean_std  # noqa: E402
+from model_doctor.experiment import cached_run, copy_of, fmt, spread  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
 from model_doctor.zoo import default_layers  # noqa: E402
 
@@ -83,7 +83,7 @@ def table(records: list[dict], budget: dict) -> list[str]:
     for arch in budget["archs"]:
         rs = [r for r in records if r["arch"] == arch]
         arms = budget["arms"][arch]
-        best = max(arms, key=lambda a: mean_std([r[a]["val_acc"] for r in rs])[0])
+        best = max(arms, key=lambda a: spread([r[a]["val_acc"] for r in rs]).mean)
         deltas = [r[best]["test_acc"] - r["control"]["test_acc"] for r in rs]
         lines.append(f"| {arch} | {rs[0]['layer']} | {fmt([r['original']['test_acc'] for r in rs])} | "
                      f"{fmt([r['control']['test_acc'] for r in rs])} | {fmt([r[best]['test_acc'] for r in rs])} | "
@@ -94,7 +94,7 @@ def table(records: list[dict], budget: dict) -> list[str]:
             detail.append(f"| {arch} | {a} | {fmt([r[a]['val_acc'] for r in rs])} | {fmt([r['control']['val_acc'] for r in rs])} | "
                           f"{fmt([r[a]['test_acc'] for r in rs])} | "
                           f"{fmt([r[a]['test_acc'] - r['control']['test_acc'] for r in rs], signed=True)} | "
-                          f"{mean_std(ratio)[0]:.3f} |")
+                          f"{spread(ratio).mean:.3f} |")
     return lines + [""] + detail
 
 

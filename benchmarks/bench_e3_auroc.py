@@ -21,7 +21,7 @@ from _common import emit, header  # noqa: E402
 
 from model_doctor import examine  # noqa: E402
 from model_doctor.experiment import fmt  # noqa: E402
-from model_doctor.pipeline import misclassification_auroc  # noqa: E402
+from model_doctor.diagnosis.metrics import misclassification_auroc  # noqa: E402
 
 
 def run(args, budget: dict) -> list[dict]:

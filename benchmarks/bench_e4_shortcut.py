@@ -32,7 +32,7 @@ from _common import emit, header  # noqa: E402
 from bench_e2_space import decoy_data  # noqa: E402  (E2's decoy splits, with a kind and a base)
 
 from model_doctor.data.masks import KeepMasks  # noqa: E402
-from model_doctor.experiment import cached_run, copy_of, fmt, mean_std  # noqa: E402
+from model_doctor.experiment import cached_run, copy_of, fmt, spread  # noqa: E402
 from model_doctor.training import FitConfig, evaluate  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
 from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss,  # noqa: E402
@@ -213,7 +213,7 @@ def finetune_study(args, budget) -> list[str]:
             d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
             gap = [(c[ch]["test_shuffled"] - c["original"]["test_shuffled"]) /
                    max(c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9) for c, ch in zip(cs, chosen)]
-            m, s = mean_std(d)
+            m, s, _ = spread(d)
             beyond = len(d) > 1 and m - 2 * s > 0
             lines += ["", f"Chosen by the rule (per seed): {', '.join(chosen)}. Shuffled-decoy Δ vs control "
                       f"{fmt(d, signed=True)} pts ({len(d)} seeds; {'beyond' if beyond else 'not beyond'} 2σ of the "

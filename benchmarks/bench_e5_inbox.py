@@ -86,7 +86,8 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     path = run_dir / "reliance.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from model_doctor import pipeline as P
+    from model_doctor import runtime as P
+    from model_doctor.jobs.treat import _treat_masks
     from model_doctor.config import Config
     from model_doctor.treatment.space import background_reliance
 
@@ -100,7 +101,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     original, meta = P.load_model(cfg)
     full = P.load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     tr, _ = P.train_val_split(cfg, full, meta["in_channels"])
-    _, pools, _ = P._treat_masks(cfg, full, tr, log=lambda *_: None)
+    _, pools, _ = _treat_masks(cfg, full, tr, log=lambda *_: None)
     beta = s["selection"]["chosen_beta"][str(seed)]
     arms = {"original": None, "control": "control",
             "treated": "treated" if len(s["selection"]["weights"]) == 1 else f"treated-beta{beta:g}"}

@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")
     g.add_argument("--refine", dest="examine.refine", choices=list(REFINE_METHODS),
                    help="foreground inside each annotation: grabcut (default) or none (the annotation as given)")
+    g.add_argument("--erode", dest="examine.erode", type=int, help="shrink each foreground by N pixels after refinement (default 0)")
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="samples per batch (default 64)")
     g.add_argument("--precision", dest="examine.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 (default) or bf16 autocast (GPUs); fp16 is refused")
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--refine", dest="treat.refine", choices=list(REFINE_METHODS),
                    help="foreground inside each annotation: grabcut (default: OpenCV GrabCut estimates the object's pixels, so "
                         "background inside a box is swapped too) or none (the annotation as given)")
+    g.add_argument("--erode", dest="treat.erode", type=int,
+                   help="shrink each foreground by N pixels after refinement, so the object's edge pixels (which blend with "
+                        "its background) are swapped too (default 0)")
     g.add_argument("--holdout", dest="treat.holdout", type=float,
                    help="share of each class's annotated images held out to measure background reliance and select (default 0.25)")
     g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,
@@ -242,19 +246,20 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     args = build_parser().parse_args(argv)
-    from . import pipeline
+    from . import jobs
+    from .layers import describe_layers
     from .distributed import init_from_env, is_main, shutdown
 
     distributed = init_from_env()  # under torchrun: join the process group
     if distributed and not is_main():
         os.environ["MODEL_DOCTOR_QUIET"] = "1"
         warnings.simplefilter("ignore")  # rank 0 reports
-        pipeline_log = lambda *_a, **_k: None  # noqa: E731
+        job_log = lambda *_a, **_k: None  # noqa: E731
     else:
-        pipeline_log = print
+        job_log = print
     try:
         if args.command == "layers":
-            rows = pipeline.describe_layers(args.model, args.in_channels, args.image_size, args.small)
+            rows = describe_layers(args.model, args.in_channels, args.image_size, args.small)
             print(f"{'#':>3}  {'layer':<40} {'in':>5} {'out':>5}  kernel/stride")
             for r in rows:
                 mark = "  <- default" if r["default"] else ""
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {write_report(args.run_dir)}")
             return 0
         if args.command == "analyze":
-            pipeline.run_robustness(_to_config(args), args.layer, args.eps, args.samples, log=pipeline_log)
+            jobs.run_robustness(_to_config(args), args.layer, args.eps, args.samples, log=job_log)
             return 0
         if args.command == "reproduce":
             from .reproduce import load_grid, plan, run_grid
@@ -280,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run:
                 print(plan(grid))
                 return 0
-            run_grid(grid, log=pipeline_log)
+            run_grid(grid, log=job_log)
             return 0
         if args.command == "demo":
             from .demo import run_demo
@@ -288,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args.out, epochs=args.epochs)
             return 0
         cfg = _to_config(args)
-        jobs = {"train": pipeline.run_train, "diagnose": pipeline.run_diagnose, "examine": pipeline.run_examine,
-                "treat": pipeline.run_treat, "select": pipeline.run_select}
-        jobs[args.command](cfg, log=pipeline_log)
+        jobs = {"train": jobs.run_train, "diagnose": jobs.run_diagnose, "examine": jobs.run_examine,
+                "treat": jobs.run_treat, "select": jobs.run_select}
+        jobs[args.command](cfg, log=job_log)
         return 0
     except expected as exc:
         if debug or os.environ.get("MODEL_DOCTOR_DEBUG") == "1":

@@ -59,6 +59,7 @@ class ExamineConfig:
     masks: str | None = None         # foreground annotations of the examined split: background reliance
     mask_format: str = "labelme"
     refine: str = "grabcut"          # grabcut | none: the object's pixels inside each annotation (as treat.refine)
+    erode: int = 0                   # shrink each foreground by N pixels after refinement (as treat.erode)
     limit: int | None = None         # examine only the first N samples
     top_k: int = 5
     batch_size: int = 64
@@ -92,6 +93,7 @@ class TreatConfig:
     input_mode: str = "share"        # space_method=input: share (scale-invariant) | rrr (Ross et al.)
     pool_batch: int = 32             # annotated images drawn per step by attribution/input/counterfactual
     refine: str = "grabcut"          # grabcut | none: estimate the object's pixels inside each annotation (boxes are not masks)
+    erode: int = 0                   # shrink each foreground by N pixels after refinement: edge pixels blend with the background
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
     annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
@@ -222,6 +224,9 @@ def validate(cfg: Config) -> Config:
         check_precision(value)
     if cfg.treat.tail_bn not in ("train", "eval"):
         raise ValueError(f"treat.tail_bn={cfg.treat.tail_bn!r}; use 'train' (default) or 'eval' (docs/method.md)")
+    for name, px in (("treat.erode", cfg.treat.erode), ("examine.erode", cfg.examine.erode)):
+        if not isinstance(px, int) or isinstance(px, bool) or px < 0:
+            raise ValueError(f"{name}={px!r}; use a whole number of pixels >= 0 (0 = no erosion)")
     for name, value in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):
         if value not in ("grabcut", "none"):
             raise ValueError(f"{name}={value!r}; use 'grabcut' (default) or 'none'")

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from .config import Config
-from .pipeline import run_diagnose, run_examine, run_robustness, run_train, run_treat
+from .jobs import run_diagnose, run_examine, run_robustness, run_train, run_treat
 from .report import write_report
 
 

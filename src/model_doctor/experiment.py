@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Subset
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .training import FitConfig, LossTerms, evaluate, fit
 
-__all__ = ["subset", "mean_std", "fmt", "cached_run", "copy_of", "RUN_FILE"]
+__all__ = ["subset", "Spread", "spread", "fmt", "cached_run", "copy_of", "RUN_FILE"]
 
 RUN_FILE = "result.json"
 
@@ -39,45 +39,61 @@ def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     return Subset(dataset, sorted(perm.tolist()))
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+class Spread(NamedTuple):
+    """Mean and sample standard deviation over seeds (std 0 for one value; both NaN for none)."""
+
+    mean: float
+    std: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std}
+
+
+def spread(values: Sequence[float | None]) -> Spread:
+    """The one aggregate over seeds: :class:`Spread` of the finite values (``None``/NaN dropped)."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return Spread(math.nan, math.nan, 0)
+    t = torch.tensor(vals, dtype=torch.float64)
+    return Spread(float(t.mean()), float(t.std()) if len(vals) > 1 else 0.0, len(vals))
 
 
 def fmt(values: Sequence[float], scale: float = 100.0, digits: int = 2, signed: bool = False) -> str:
     """``"91.23 ± 0.40"`` (percent by default; sample std), ``"91.23 (1 run)"``, ``"—"`` when empty."""
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
+    m, s, n = spread(values)
+    if not n:
         return "—"
-    m, s = mean_std(vals)
     sign = "+" if signed else ""
-    spread = f" ± {s * scale:.{digits}f}" if len(vals) > 1 else " (1 run)"
-    return f"{m * scale:{sign}.{digits}f}{spread}"
+    tail = f" ± {s * scale:.{digits}f}" if n > 1 else " (1 run)"
+    return f"{m * scale:{sign}.{digits}f}{tail}"
 
 
 def cached_run(out_dir: str | Path, start: Callable[[], nn.Module], train: Dataset, val: Dataset,
                fit_cfg: FitConfig, num_classes: int, *, test: Dataset | None = None,
                terms: Callable[[], LossTerms | None] | None = None, tag: str = "run",
                extra: dict[str, Any] | None = None,
-               select: Callable[[nn.Module], dict[str, Any]] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+               select: Callable[[nn.Module], dict[str, Any]] | None = None,
+               say: Callable[[str], None] | None = None, log: Callable[[dict[str, Any]], None] | None = None,
+               resume: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``start()`` (a fresh model, or a copy of an original) once and cache the result.
 
     Returns the model holding its best-validation weights and the result: ``val_acc``,
     ``best_epoch``, ``test_acc`` (when ``test`` is given; read after training), the last epoch's
-    mean loss terms, ``seconds`` and ``extra``.
+    mean loss terms, ``seconds`` and ``extra``. ``resume=False`` ignores a finished or interrupted
+    run in ``out_dir`` and trains again; ``say`` / ``log`` are :func:`fit`'s progress callbacks.
     """
     out = Path(out_dir)
     model = start()
     done = out / RUN_FILE
-    if done.is_file():
+    if done.is_file() and resume:
         import json
 
         model.load_state_dict(load_state_dict(out / "best.safetensors"))
         return model, json.loads(done.read_text())
     t0 = time.perf_counter()
-    res = fit(model, train, val, fit_cfg, num_classes, terms=terms() if terms else None, out_dir=out, resume=True, tag=tag,
-              select=select)
+    res = fit(model, train, val, fit_cfg, num_classes, terms=terms() if terms else None, out_dir=out, resume=resume,
+              tag=tag, select=select, say=say, log=log)
     seconds = time.perf_counter() - t0
     atomic_save_safetensors(out / "best.safetensors", {k: v.detach().contiguous() for k, v in model.state_dict().items()})
     result: dict[str, Any] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from .hooks import RemovableHandleList
 
 LayerSpec = Union[str, nn.Module, Callable[[str, nn.Module], bool], Sequence[Union[str, nn.Module]]]
 
-__all__ = ["LayerSpec", "resolve_layers", "conv_layers_in_order", "require_feature_maps", "DEFAULT_AUTO_K"]
+__all__ = ["LayerSpec", "resolve_layers", "conv_layers_in_order", "require_feature_maps", "describe_layers", "DEFAULT_AUTO_K"]
 
 DEFAULT_AUTO_K = 1
 
@@ -155,3 +155,27 @@ def require_feature_maps(model: nn.Module, named: Sequence[tuple[str, nn.Module]
         if not isinstance(shape, torch.Size) or len(shape) != 4:
             raise ValueError(f"layer {n!r} outputs {tuple(shape) if isinstance(shape, torch.Size) else shape}, not a "
                              "feature map [B, C, H, W]; pick a conv layer or block (`model-doctor layers NAME` lists them)")
+
+
+def describe_layers(name: str, in_channels: int = 3, image_size: int = 32, small: bool | None = None) -> list[dict[str, Any]]:
+    """Conv layers of a model in forward execution order, with channel counts and default marks."""
+    from .zoo import build_model, default_layers
+
+    if image_size < 1 or in_channels < 1:
+        raise ValueError(f"--image-size {image_size}, --in-channels {in_channels}; both must be positive")
+    model = build_model(name, in_channels=in_channels, num_classes=10, image_size=image_size, small=small)
+    defaults = default_layers(name)
+    try:
+        convs = conv_layers_in_order(model, torch.zeros(1, in_channels, image_size, image_size))
+    except RuntimeError as exc:
+        raise ValueError(f"{name} cannot run on {image_size}x{image_size} images ({str(exc).splitlines()[0][:80]}); "
+                         "pass a larger --image-size (e.g. 32)") from None
+    chosen = {convs[-1][0]} if defaults == "auto" else {defaults}
+    rows = [{"index": i, "name": n, "in": m.in_channels, "out": m.out_channels,
+             "kernel": "x".join(map(str, m.kernel_size)), "stride": m.stride[0], "default": n in chosen}
+            for i, (n, m) in enumerate(convs)]
+    if defaults != "auto" and not any(r["default"] for r in rows):
+        mod = model.get_submodule(defaults)
+        rows.append({"index": len(rows), "name": defaults, "in": "", "out": "", "kernel": type(mod).__name__,
+                     "stride": "", "default": True, "block": True})
+    return rows

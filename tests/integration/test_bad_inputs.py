@@ -474,7 +474,7 @@ def test_later_commands_use_the_trained_size_and_colour(tmp_path, capsys):
     meta = json.loads((out / "model.json").read_text())
     assert meta["in_channels"] == 3 and meta["image_size"] == 20
     from model_doctor.config import Config
-    from model_doctor.pipeline import load_data, load_model
+    from model_doctor.runtime import load_data, load_model
 
     cfg = Config()
     cfg.data.name, cfg.model.weights = f"imagefolder:{root}", str(out / "model.safetensors")

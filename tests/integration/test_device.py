@@ -141,7 +141,7 @@ def test_default_workers_follow_the_device(monkeypatch):
     import os
 
     from model_doctor.config import Config
-    from model_doctor.pipeline import _workers
+    from model_doctor.runtime import workers as _workers
 
     cfg = Config()
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model_doctor import pipeline
+from model_doctor import experiment
+from model_doctor.jobs import run_treat
 from model_doctor.cli import main
 from model_doctor.config import Config
 from model_doctor.data.datasets import load_dataset
@@ -51,7 +52,7 @@ class Recorder(torch.utils.data.Dataset):
 
 def test_test_split_only_read_after_training(original, tmp_path, monkeypatch):
     events = []
-    real_fit = pipeline.fit
+    real_fit = experiment.fit
 
     def fit(*a, **k):
         events.append("fit")
@@ -59,9 +60,9 @@ def test_test_split_only_read_after_training(original, tmp_path, monkeypatch):
         events.append("fit-done")
         return out
 
-    monkeypatch.setattr(pipeline, "fit", fit)
+    monkeypatch.setattr(experiment, "fit", fit)
     test = Recorder(load_dataset("digits", "test"), events)
-    summary = pipeline.run_treat(_treat_cfg(original, tmp_path / "t"), log=lambda s: None, test_data=test)
+    summary = run_treat(_treat_cfg(original, tmp_path / "t"), log=lambda s: None, test_data=test)
     first_test = events.index("test")
     assert events[:first_test] == ["fit", "fit-done", "fit", "fit-done"]  # treated, control, then test
     assert set(events[first_test:]) == {"test"}

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from model_doctor.data.masks import ExpandedMasks, LimitedMasks, expand_foreground
-from model_doctor.experiment import cached_run, copy_of, fmt, mean_std, subset
+from model_doctor.experiment import cached_run, copy_of, fmt, spread, subset
 from model_doctor.training import FitConfig
 
 
@@ -49,8 +49,8 @@ def test_limited_masks_keep_per_class_and_are_seeded():
         LimitedMasks(ds, -1)
 
 
-def test_fmt_and_mean_std():
-    m, s = mean_std([0.9, 0.92, 0.94])
+def test_fmt_and_spread():
+    m, s, _ = spread([0.9, 0.92, 0.94])
     assert m == pytest.approx(0.92) and s == pytest.approx(0.02)
     assert fmt([0.9, 0.92, 0.94]) == "92.00 ± 2.00"
     assert fmt([0.01, -0.01], signed=True) == "+0.00 ± 1.41"

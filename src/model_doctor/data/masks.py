@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["expand_foreground", "scaled_expansion", "MaskedDataset", "ExpandedMasks", "LimitedMasks", "KeepMasks", "PAPER_EXPANSION",
+__all__ = ["pick_per_class", "expand_foreground", "scaled_expansion", "MaskedDataset", "ExpandedMasks", "LimitedMasks", "KeepMasks", "PAPER_EXPANSION",
            "PAPER_IMAGE_SIZE"]
 
 PAPER_EXPANSION = 30
@@ -96,6 +96,20 @@ class ExpandedMasks(Dataset):
         return x, y, fg, has
 
 
+def pick_per_class(labels: torch.Tensor, per_class: int, seed: int, eligible: torch.Tensor | None = None) -> torch.Tensor:
+    """A seeded choice of ``per_class`` positions per class among ``eligible`` ones (all of a class
+    that has fewer): bool ``[N]``. The one picker of annotated subsets."""
+    if per_class < 1:
+        raise ValueError(f"annotated_per_class={per_class}; use a positive count (paper: 20) or leave it unset")
+    ok = torch.ones(len(labels), dtype=torch.bool) if eligible is None else eligible.bool()
+    g = torch.Generator().manual_seed(1000 + seed)
+    keep = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique().tolist():
+        idx = torch.nonzero((labels == c) & ok).flatten()
+        keep[idx[torch.randperm(len(idx), generator=g)[:per_class]]] = True
+    return keep
+
+
 class LimitedMasks(Dataset):
     """View of a ``(image, label, foreground, has_mask)`` dataset in which only ``per_class``
     annotated images per class (a seeded random choice) keep their mask: the paper's "we only
@@ -107,11 +121,7 @@ class LimitedMasks(Dataset):
         self.dataset = dataset
         labels = torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])  # type: ignore[arg-type]
         has = torch.tensor([bool(dataset[i][3]) for i in range(len(dataset))])  # type: ignore[arg-type]
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-        keep = torch.zeros(len(labels), dtype=torch.bool)
-        for c in labels.unique().tolist():
-            idx = order[(labels[order] == c) & has[order]][:per_class]
-            keep[idx] = True
+        keep = pick_per_class(labels, per_class, seed, eligible=has) if per_class else torch.zeros(len(labels), dtype=torch.bool)
         self.keep = keep
         #: annotated images per class actually kept (fewer than ``per_class`` where a class has fewer)
         self.counts = {int(c): int((keep & (labels == c)).sum()) for c in labels.unique().tolist()}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["REFINE_METHODS", "Refined", "refine_foreground", "to_uint8", "is_box"]
+__all__ = ["REFINE_METHODS", "Refined", "refine_foreground", "erode", "to_uint8", "is_box"]
 
 #: ``--refine`` choices: ``grabcut`` (default) or ``none`` (use the annotation as the foreground)
 REFINE_METHODS = ("grabcut", "none")
@@ -60,9 +60,23 @@ def is_box(mask: torch.Tensor) -> bool:
     return int(m.sum()) == (int(ys.max()) - int(ys.min()) + 1) * (int(xs.max()) - int(xs.min()) + 1)
 
 
+def erode(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """``mask`` (``[H, W]`` bool) shrunk by ``pixels`` (a square structuring element), or unchanged when
+    that would keep under :data:`MIN_KEEP` of it. Why: an object's outermost pixels blend with the
+    background it was photographed on (anti-aliasing, blur), so a colour cue shows in them too."""
+    if pixels <= 0 or not mask.any():
+        return mask
+    import cv2
+
+    k = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    out = torch.from_numpy(cv2.erode(mask.numpy().astype(np.uint8), k, borderType=cv2.BORDER_REPLICATE) != 0)
+    return out if int(out.sum()) >= MIN_KEEP * int(mask.sum()) else mask
+
+
 def refine_foreground(image: torch.Tensor, coarse: torch.Tensor, method: str = "grabcut",
-                      iterations: int = 5, seed: int = 0) -> Refined:
-    """The object's pixels inside ``coarse`` (``[H, W]``, non-zero = annotated) of ``image`` (``[C, H, W]``).
+                      iterations: int = 5, seed: int = 0, erode_px: int = 0) -> Refined:
+    """The object's pixels inside ``coarse`` (``[H, W]``, non-zero = annotated) of ``image`` (``[C, H, W]``),
+    eroded by ``erode_px`` (:func:`erode`; applied with either method).
 
     Raises:
         ValueError: an unknown ``method``.
@@ -71,7 +85,7 @@ def refine_foreground(image: torch.Tensor, coarse: torch.Tensor, method: str = "
         raise ValueError(f"refine={method!r}; use one of {', '.join(REFINE_METHODS)}")
     fg = coarse.reshape(coarse.shape[-2:]) != 0
     if method == "none":
-        return Refined(fg, False, "not refined (--refine none)")
+        return Refined(erode(fg, erode_px), False, "not refined (--refine none)")
     area = int(fg.sum())
     if area == 0:
         return Refined(fg, False, "empty annotation")
@@ -88,5 +102,5 @@ def refine_foreground(image: torch.Tensor, coarse: torch.Tensor, method: str = "
         return Refined(fg, False, "GrabCut raised an error")
     out = torch.from_numpy((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)) & fg
     if int(out.sum()) < MIN_KEEP * area:   # a category, not a count: reports group images by reason
-        return Refined(fg, False, f"GrabCut kept under {MIN_KEEP:.0%} of the annotation")
-    return Refined(out, True)
+        return Refined(erode(fg, erode_px), False, f"GrabCut kept under {MIN_KEEP:.0%} of the annotation")
+    return Refined(erode(out, erode_px), True)

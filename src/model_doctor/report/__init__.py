@@ -17,6 +17,7 @@ import torch
 
 from ..diagnosis import Diagnosis
 from ..io import atomic_write_bytes, atomic_write_text
+from ..summary import TreatSummary, read_treat_summary
 
 __all__ = ["write_report", "SECTIONS"]
 
@@ -55,19 +56,19 @@ def _pct(x: float | None, std: float | None = None, n: int = 1, signed: bool = F
     return f"{v}{unit}" + (" (1 seed)" if n == 1 and std is not None else "")
 
 
-def _verdict(sec: dict[str, Any], s: dict[str, Any], name: str) -> None:
+def _verdict(sec: dict[str, Any], s: TreatSummary, name: str) -> None:
     """The plain verdict of one treat run, and background reliance of original / control / treated."""
-    texts = [v["text"] for v in s.get("verdict", [])]
-    if not texts and "delta_treated_minus_control" not in s:
+    texts = [v["text"] for v in s.verdict]
+    if not texts and s.delta_treated_minus_control is None:
         texts = ["no CE-only control was run (--no-control): the treatment cannot be judged against fine-tuning alone"]
     sec["tables"].append({"header": ["run", "verdict"], "rows": [[name, t] for t in texts] or [[name, "–"]]})
-    sel = s.get("selection", {})
+    sel = s.selection
     if sel.get("space_method"):
         sec["tables"].append({"header": ["space method", "weights tried", "chosen per seed", "selection rule"],
                               "rows": [[sel["space_method"], ", ".join(f"{w:g}" for w in sel.get("weights", [])),
                                         ", ".join(f"seed {k}: {v:g}" for k, v in sel.get("chosen_beta", {}).items()),
                                         sel.get("rule", "")]]})
-    if "background_reliance" in s.get("original", {}):
+    if s.original.background_reliance is not None:
         _reliance_tables(sec, s)
     sec["note"] = ("Treated − control is the effect of the constraint itself: both arms fine-tune the same original "
                    "with the same schedule, seed and data order. Background reliance is measured on annotated "
@@ -77,19 +78,20 @@ def _verdict(sec: dict[str, Any], s: dict[str, Any], name: str) -> None:
                    "at the end.")
 
 
-def _reliance_tables(sec: dict[str, Any], s: dict[str, Any]) -> None:
+def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     """Background reliance of original / control / treated: overall, then per class."""
-    n = len(s.get("runs", [])) or 1
-    orig = s["original"]["background_reliance"]
+    n = len(s.runs) or 1
+    orig = s.original.background_reliance or {}
     keys = ("swap_acc", "bg_only_acc", "bg_grad_share")
     rows = [["original"] + [_pct(orig.get(k)) for k in keys]]
     arms = {"original": orig}
     for arm in ("control", "treated"):
-        r = s.get(arm, {}).get("background_reliance")
+        a = s.arms().get(arm)
+        r = a.background_reliance if a is not None else None
         if r:
             arms[arm] = r
             rows.append([arm] + [_pct(r[k]["mean"], r[k]["std"], n) if k in r else "–" for k in keys])
-    m = s.get("masks", {})
+    m = s.masks or {}
     held = m.get("report") or m.get("held_out", "?")
     ref = m.get("refine", {})
     sec["tables"].append({"header": ["model", f"background-swap accuracy ({held} report images)",
@@ -99,7 +101,7 @@ def _reliance_tables(sec: dict[str, Any], s: dict[str, Any]) -> None:
         sec["tables"].append({"header": ["refinement", "annotated images", "refined", "not refined (why)"],
                               "rows": [[ref.get("method"), ref.get("images"), ref.get("refined"),
                                         "; ".join(f"{v} {k}" for k, v in ref.get("not_refined", {}).items()) or "–"]]})
-    classes = s.get("classes") or []
+    classes = s.classes or []
     per = {a: r.get("per_class", {}) for a, r in arms.items()}
     if per.get("original"):
         names = list(per)
@@ -213,35 +215,30 @@ def write_report(run_dir: str | Path) -> Path:
                                              f"detecting them: deviation {s.get('auroc_deviation')}, max-softmax {s.get('auroc_msp')}.")
 
     # treatment runs
-    treat_dirs = [d for d in _find(run, "summary.json") if "treated" in _read_json(d / "summary.json")]
+    treat_dirs = [d for d in _find(run, "summary.json") if "treated" in _read_json(d / "summary.json")]  # treat's, not train's
     depth_rows = []
     for d in treat_dirs:
         found = True
-        s = _read_json(d / "summary.json")
-        for key in ("original", "treated", "runs"):
-            if not isinstance(s.get(key), (dict, list)):
-                raise ValueError(f"{str(d / 'summary.json')!r} lacks {key!r}: not a complete `model-doctor treat` summary; "
-                                 "re-run treat there, or move the file out of the run folder")
-        arms = [a for a in ("original", "treated", "control") if a in s]
-        classes = s.get("classes") or [str(i) for i in range(len(s["original"]["per_class"]))]
-        runs = s.get("runs", [])
-        per = {a: s[a]["per_class"] for a in arms}
+        s = read_treat_summary(d / "summary.json")
+        arms = s.arms()
+        classes = s.classes or [str(i) for i in range(len(s.original.per_class))]
+        runs = s.runs
         errs = {a: torch.tensor([r[a]["per_class"] for r in runs]).std(0).tolist() for a in ("treated", "control")
                 if a in arms and len(runs) > 1}
         sec = secs["treatment"]
-        add(sec, fg.bars(["overall"] + classes, {a: [s[a]["test_acc"]] + per[a] for a in arms},
-                         {a: [s[a].get("test_acc_std", 0.0)] + errs[a] for a in errs} or None,
+        add(sec, fg.bars(["overall"] + classes, {a: [v.test_acc] + v.per_class for a, v in arms.items()},
+                         {a: [arms[a].test_acc_std] + errs[a] for a in errs} or None,
                          f"{d.relative_to(run)}: test accuracy ({len(runs)} seed(s))", "accuracy"), "per-class accuracy")
-        delta = s.get("delta_treated_minus_control", {})
+        delta = s.delta_treated_minus_control
         n = len(runs) or 1
         sec["tables"].append({"header": ["run", "original", "treated", "CE-only control", "treated − control"],
-                              "rows": [[str(d.relative_to(run)), _pct(s["original"]["test_acc"]),
-                                        _pct(s["treated"]["test_acc"], s["treated"].get("test_acc_std"), n),
-                                        _pct(s["control"]["test_acc"], s["control"].get("test_acc_std"), n) if "control" in s else "–",
+                              "rows": [[str(d.relative_to(run)), _pct(s.original.test_acc),
+                                        _pct(s.treated.test_acc, s.treated.test_acc_std, n),
+                                        _pct(s.control.test_acc, s.control.test_acc_std, n) if s.control else "–",
                                         _pct(delta["mean"], delta.get("std"), n, signed=True, unit=" pts") if delta else "–"]]})
         _verdict(secs["verdict"], s, str(d.relative_to(run)))
-        layers = s.get("config", {}).get("treat", {}).get("layers") or "default"
-        depth_rows.append((str(layers), s["treated"]["test_acc"], s.get("control", {}).get("test_acc")))
+        layers = s.config.get("treat", {}).get("layers") or "default"
+        depth_rows.append((str(layers), s.treated.test_acc, s.control.test_acc if s.control else None))
         ann = d / "annotations.safetensors"
         if ann.is_file():
             from safetensors.torch import load_file

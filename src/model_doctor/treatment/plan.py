@@ -1,5 +1,5 @@
-"""What ``treat`` decides before and after training: the annotated pools, the loss of each arm,
-the weight chosen without test data, and the verdict.
+"""What ``treat`` decides before and after training: the annotated pools, the loss of each arm
+and the verdict on background reliance (the study itself is :mod:`model_doctor.study`).
 
 **Selection without test data** (the rule ``treat`` applies, documented in ``docs/method.md``):
 a quarter (``holdout``) of each class's annotated training images is held out — their masks are
@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..data.masks import KeepMasks, expand_foreground
+from ..data.masks import KeepMasks, expand_foreground, pick_per_class
+from ..study import verdict
 from .space import AnnotatedPool, AttributionLoss, CounterfactualLoss, InputGradientLoss, SPACE_METHODS
 
-__all__ = ["Pools", "make_pools", "pick_per_class", "build_terms", "needs_diagnosis", "weights_of", "choose_weight", "verdict", "reliance_verdicts",
-           "CombinedTerms"]
+__all__ = ["Pools", "make_pools", "build_terms", "needs_diagnosis", "weights_of", "reliance_verdicts", "CombinedTerms"]
 
 
 class CombinedTerms:
@@ -105,20 +105,8 @@ class Pools:
                 "refine": refine, "annotations": self.skipped_report}
 
 
-def pick_per_class(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """A seeded choice of ``per_class`` positions per class (all of a class that has fewer): bool ``[N]``."""
-    if per_class < 1:
-        raise ValueError(f"annotated_per_class={per_class}; use a positive count (paper: 20) or leave it unset")
-    g = torch.Generator().manual_seed(1000 + seed)
-    keep = torch.zeros(len(labels), dtype=torch.bool)
-    for c in labels.unique().tolist():
-        idx = torch.nonzero(labels == c).flatten()
-        keep[idx[torch.randperm(len(idx), generator=g)[:per_class]]] = True
-    return keep
-
-
 def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_class: int | None,
-               seed: int, refine: str = "grabcut") -> Pools:
+               seed: int, refine: str = "grabcut", erode_px: int = 0) -> Pools:
     """Pools from the training part with raw (unexpanded) masks; ``expanded_train`` is the same
     part with expanded masks (what Eq. 6 / RRR read from the batch). Foregrounds are refined
     (``refine``, :mod:`model_doctor.data.refine`) once, here. Half of the held-out images (per
@@ -132,7 +120,7 @@ def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_
     pool = AnnotatedPool.from_dataset(raw_train)
     if per_class is not None:
         pool = pool._take(pick_per_class(pool.labels, per_class, seed))
-    pool = pool.refine(refine, seed)
+    pool = pool.refine(refine, seed, erode_px)
     train, held = pool.split_holdout(holdout, seed)
     select, report = held.split_holdout(0.5, seed + 1) if held is not None else (None, None)
     out = {int(i) for p in (select, report) if p is not None for i in p.indices}
@@ -200,39 +188,6 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
         else:  # the pasted foreground is the annotation itself: expansion would carry background along
             parts.append(CounterfactualLoss(pools.train, beta, pool_batch=t.pool_batch, seed=seed))
     return parts[0] if len(parts) == 1 else CombinedTerms(parts)
-
-
-def choose_weight(scores: dict[float, float]) -> float:
-    """The weight whose chosen epoch has the highest selection score (ties: the smaller weight)."""
-    return max(sorted(scores), key=lambda w: scores[w])
-
-
-def verdict(deltas: Sequence[float], what: str, unit: str = "pts", scale: float = 100.0,
-            lower_is_better: bool = False, claim: bool = True) -> dict[str, Any]:
-    """Treated − control over seeds: mean, sample std, and whether the mean is beyond seed noise
-    (mean − 2·std > 0 or mean + 2·std < 0, which needs ≥ 2 seeds). ``text`` is one plain line.
-    ``claim=False`` (a number that chose a setting) reports the spread but never "beyond noise"."""
-    vals = [float(d) for d in deltas if d is not None and not math.isnan(float(d))]
-    if not vals:
-        return {"what": what, "mean": None, "std": None, "seeds": 0, "beyond_noise": False,
-                "text": f"{what}: not measured"}
-    t = torch.tensor(vals, dtype=torch.float64)
-    mean = float(t.mean())
-    std = float(t.std()) if len(vals) > 1 else None
-    beyond = claim and std is not None and (mean - 2 * std > 0 or mean + 2 * std < 0)
-    spread = f" ± {std * scale:.1f}" if std is not None else ""
-    n = f"{len(vals)} seed" + ("s" if len(vals) > 1 else "")
-    if not claim:
-        judgement = "used for selection (optimistic): no claim made on it"
-    elif std is None:
-        judgement = "1 seed: cannot tell from seed noise; pass --seeds 0 1 2"
-    elif beyond:
-        judgement = ("better" if (mean > 0) != lower_is_better else "worse") + \
-            " than the control beyond seed noise (|mean| > 2 std)"
-    else:
-        judgement = "within seed noise of the control"
-    return {"what": what, "mean": mean, "std": std, "seeds": len(vals), "beyond_noise": beyond,
-            "text": f"{what}: treated − control {mean * scale:+.1f}{spread} {unit} ({n}); {judgement}"}
 
 
 def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:

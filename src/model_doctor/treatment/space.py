@@ -79,12 +79,12 @@ class AnnotatedPool:
         self.refined = torch.zeros(len(labels), dtype=torch.bool) if refined is None else refined.bool()
         self.reasons = list(reasons) if reasons is not None else ["not refined"] * len(labels)
 
-    def refine(self, method: str = "grabcut", seed: int = 0) -> "AnnotatedPool":
+    def refine(self, method: str = "grabcut", seed: int = 0, erode_px: int = 0) -> "AnnotatedPool":
         """A pool whose foregrounds are the object's estimated pixels inside each annotation
         (:func:`model_doctor.data.refine.refine_foreground`, once per image); ``coarse`` keeps the annotation."""
         from ..data.refine import refine_foreground
 
-        out = [refine_foreground(x, c[0], method, seed=seed) for x, c in zip(self.images, self.coarse)]
+        out = [refine_foreground(x, c[0], method, seed=seed, erode_px=erode_px) for x, c in zip(self.images, self.coarse)]
         fg = torch.stack([r.mask for r in out])[:, None].to(self.images.dtype)
         return AnnotatedPool(self.images, self.labels, fg, self.indices, self.coarse,
                              torch.tensor([r.ok for r in out], dtype=torch.bool), [r.reason for r in out])

@@ -1,0 +1,35 @@
+"""``model-doctor select``: Export the lowest-confidence training images per class for annotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Config
+from ..data.base import class_names_of
+from ..distributed import is_main
+from ..runtime import Log, load_data, load_model, need_weights, out_dir, save_run_config, versions, workers
+
+__all__ = ["run_select"]
+
+
+def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
+    """Export the lowest-confidence training images per class for annotation (LabelMe stubs)."""
+    from ..data.base import IndexedSubset
+    from ..data.workflow import export_low_confidence
+    from ..diagnosis import predict
+
+    out = out_dir(cfg)
+    if not cfg.select.low_confidence:
+        raise ValueError("only --low-confidence selection is implemented")
+    if cfg.select.per_class < 1:
+        raise ValueError(f"per_class={cfg.select.per_class}; use a positive integer (paper: 20)")
+    need_weights(cfg, "select")
+    model, meta = load_model(cfg)
+    data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
+    labels, _pred, probs = predict(model, IndexedSubset(data), num_workers=workers(cfg, meta["device"]), desc="select")
+    names = meta.get("classes") or class_names_of(data, meta["num_classes"])
+    rows = export_low_confidence(data, labels, probs, cfg.select.per_class, out, names) if is_main() else []
+    save_run_config(cfg, out, {"versions": versions(), "model": meta})
+    log(f"exported {len(rows)} low-confidence training images with empty LabelMe files to {out}; annotate them "
+        f"(labelme {out}), then: model-doctor treat ... --masks {out} --mask-format labelme --beta 1")
+    return {"count": len(rows), "out": str(out)}

@@ -1,0 +1,24 @@
+"""Plain-text tables the jobs print (the report draws the same numbers as figures)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..runtime import pct
+
+__all__ = ["reliance_table"]
+
+
+def reliance_table(rels: dict[str, dict[str, Any]], classes: list[str] | None = None) -> str:
+    """Per class, for each model: background-swap accuracy and background-only accuracy (a plain
+    text table: which classes lean on their background)."""
+    first = next(iter(rels.values()))["per_class"]
+    names = list(rels)
+    head = "class".ljust(16) + "".join(f"{n[:10] + ' swap':>17}{n[:10] + ' bg-only':>20}" for n in names)
+    lines = ["background reliance per class (swap: label kept on another background; bg-only: label from the "
+             "background alone, lower is better)", head]
+    for c in first:
+        name = (classes[int(c)] if classes and int(c) < len(classes) else str(c))[:15]
+        lines.append(name.ljust(16) + "".join(f"{pct(rels[n]['per_class'][c]['swap_acc']):>17}"
+                                              f"{pct(rels[n]['per_class'][c]['bg_only_acc']):>20}" for n in names))
+    return "\n".join(lines)

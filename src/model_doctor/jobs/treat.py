@@ -1,0 +1,295 @@
+"""``model-doctor treat``: the constrained fine-tune next to a CE-only control, as one study per seed.
+
+Steps: load the original and its data; annotated pools (when a weight needs masks); the diagnosis
+(when α or Eq. 6 needs it); per seed :func:`model_doctor.study.run_study` over the treated arms
+(one per β) and the control; then, once, the test split; then ``summary.json``
+(:class:`model_doctor.summary.TreatSummary`), the verdict lines and the report's artifacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config import Config
+from ..diagnosis import Diagnosis, diagnose
+from ..distributed import barrier, is_main
+from ..experiment import spread
+from ..report.artifacts import save_annotations, save_treatment_maps
+from ..runtime import (Log, check_diagnosis, check_resume, load_data, load_model, out_dir, pct, save_model,
+                       save_run_config, trained_lr, train_val_split, versions, warn_skipped, workers, write_json)
+from ..study import ArmSpec, StudyResult, run_study, verdict
+from ..summary import ArmSummary, TreatSummary
+from ..training import FitConfig, evaluate
+from ..treatment.plan import Pools, build_terms, make_pools, needs_diagnosis, reliance_verdicts, weights_of
+from ..treatment.space import background_reliance, selection_score
+from .text import reliance_table
+
+__all__ = ["run_treat"]
+
+SELECTION_RULE = ("each arm's epoch, and the weight, by the mean of validation accuracy and held-out background-swap "
+                  "accuracy (validation accuracy alone without held-out annotated images); test data never used")
+
+
+@dataclass
+class _Setup:
+    """What every seed of a treat run shares."""
+
+    original: nn.Module
+    meta: dict[str, Any]
+    train_full: Any
+    train: Any
+    val: Any
+    betas: list[float]
+    pools: Pools | None
+    expand: int
+    layers: list[str]
+    diag: Diagnosis | None
+
+    @property
+    def classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def report(self) -> Any:
+        """The annotated images the reliance figures are measured on (report set, else selection set)."""
+        if self.pools is None:
+            return None
+        return self.pools.report if self.pools.report is not None else self.pools.select
+
+
+def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: Any = None) -> dict[str, Any]:
+    """Fine-tune the original with the constraints and, with ``treat.control``, a CE-only control
+    with the identical schedule, data order and seed; pick each arm's best epoch and the weight
+    without test data; evaluate original, treated and control on the test split once, at the end.
+
+    ``train_data`` / ``test_data`` replace the named dataset (e.g. a ``MaskedDataset`` for beta > 0).
+    """
+    out = _checked_out(cfg)
+    s = _setup(cfg, out, log, train_data)
+    arms = _arms(cfg, s)
+    studies = {seed: _run_seed(cfg, s, arms, seed, out / f"seed{seed}", log) for seed in cfg.treat.seeds}
+    # the test split is read here, once, after every arm has finished
+    test = test_data if test_data is not None else load_data(cfg, "test", s.meta["in_channels"], s.classes,
+                                                                 like=s.train_full)
+    summary = _summarize(cfg, s, studies, test)
+    if is_main():
+        report_arms = ["treated"] + (["control"] if cfg.treat.control else [])
+        first = studies[next(iter(studies))]
+        save_treatment_maps(out, s.original, {a: first.arm(a).model for a in report_arms}, test, s.layers[-1])
+    write_json(out / "summary.json", summary.to_dict())
+    _say(cfg, summary, studies, out, log)
+    return summary.to_dict()
+
+
+def _checked_out(cfg: Config):
+    if cfg.diagnose.estimate:
+        raise ValueError("diagnose.estimate is set, but only `model-doctor diagnose` estimates; remove it from the "
+                         "config to treat, or run `model-doctor diagnose --estimate`")
+    out = out_dir(cfg)
+    for name in ("alpha", "rrr"):
+        if getattr(cfg.treat, name) < 0:
+            raise ValueError(f"{name}={getattr(cfg.treat, name)}; constraint weights must be >= 0")
+    if not cfg.model.weights:
+        raise ValueError("treat needs the trained original; pass --weights (from `model-doctor train`)")
+    return out
+
+
+def _setup(cfg: Config, out: Path, log: Log, train_data: Any) -> _Setup:
+    """Model, data, pools, layers and diagnosis; writes config.yaml (and the annotations' figure data)."""
+    t = cfg.treat
+    betas = weights_of(t.beta)
+    original, meta = load_model(cfg)
+    if t.lr is None:
+        t.lr = trained_lr(cfg.model.weights)
+        log(f"fine-tuning at learning rate {t.lr:g} (the original's; --lr to change)")
+    n_cls = meta["num_classes"]
+    train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"], n_cls)
+    tr, va = train_val_split(cfg, train_full, meta["in_channels"])
+    check_resume(cfg, out)
+    pools, expand = None, 0
+    if any(betas) or t.rrr:
+        tr, pools, expand = _treat_masks(cfg, train_full, tr, log)
+    save_run_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va),
+                               **({"masks": pools.summary(), "expand": expand} if pools else {})})
+    if pools is not None and is_main():
+        save_annotations(out, pools)
+    layers = _layers(original, meta, t.layers or cfg.diagnose.layers, train_full[0][0])
+    diag = _diagnosis(cfg, original, meta, tr, out, log) if needs_diagnosis(t, betas) else None
+    if diag is not None and not t.layers:
+        layers = list(diag.layers)
+    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag)
+
+
+def _layers(model: nn.Module, meta: dict[str, Any], spec: Any, example: Any) -> list[str]:
+    """Layer names from a spec (or the architecture's default; "auto" = the last conv in execution order)."""
+    from ..layers import resolve_layers
+
+    return [n for n, _ in resolve_layers(model, spec or meta["default_layers"], example[None])]
+
+
+def _diagnosis(cfg: Config, original: nn.Module, meta: dict[str, Any], tr: Any, out: Path, log: Log) -> Diagnosis:
+    """The saved diagnosis (``--diagnosis`` or OUT/diagnosis), else one made now on the training part."""
+    t, d = cfg.treat, cfg.diagnose
+    diag_dir = Path(t.diagnosis) if t.diagnosis else out / "diagnosis"
+    if t.diagnosis or (diag_dir / "diagnosis.json").is_file():
+        diag = Diagnosis.load(diag_dir)
+    else:  # diagnosis samples come from the training part only, never from validation
+        diag = diagnose(original, tr, layers=d.layers or meta["default_layers"], num_classes=meta["num_classes"],
+                        samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
+                        noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]  # validated by config
+                        theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
+                        precision=d.precision, num_workers=workers(cfg, meta["device"]))
+        if is_main():
+            diag.save(diag_dir)
+        barrier()
+        log(f"diagnosed the original at {', '.join(diag.layers)} -> {diag_dir}")
+    check_diagnosis(diag, original, meta["num_classes"], str(diag_dir))
+    return diag
+
+
+def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, Pools, int]:
+    """(training part with expanded masks, pools, expansion) for a run that uses masks."""
+    from torch.utils.data import Subset
+
+    from ..data.masks import ExpandedMasks, scaled_expansion
+
+    t = cfg.treat
+    expand = t.expand if t.expand is not None else scaled_expansion(30, int(train_full[0][0].shape[-1]))
+    if t.masks:
+        from ..data.annotations import load_masks
+        from ..data.workflow import with_masks
+
+        found = load_masks(t.mask_format, t.masks, dataset_root=t.masks)
+        raw_full, exp_full = with_masks(train_full, found, 0), with_masks(train_full, found, expand)
+    elif len(train_full[0]) >= 4:  # a dataset with its own masks (decoy-*)
+        raw_full, exp_full = train_full, ExpandedMasks(train_full, expand)
+    else:
+        raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "
+                         "dataset with masks (decoy-digits, decoy-fashion-mnist)")
+    raw_tr, exp_tr = Subset(raw_full, tr.indices), Subset(exp_full, tr.indices)
+    pools = make_pools(raw_tr, exp_tr, t.holdout, t.annotated_per_class, cfg.train.split_seed, t.refine, t.erode)
+    pools.skipped_report = raw_full.skip_report() if hasattr(raw_full, "skip_report") else "skipped: none"
+    log(f"masks: {pools.describe()} (expansion {expand} px for the gradient penalties); annotations {pools.skipped_report}")
+    return pools.masked_train, pools, expand
+
+
+def _arms(cfg: Config, s: _Setup) -> list[tuple[str, float | None]]:
+    """(name, weight) of every arm: one treated arm per β (group "treated"), then the control."""
+    names = [f"treated-beta{b:g}" if len(s.betas) > 1 else "treated" for b in s.betas]
+    return list(zip(names, s.betas)) + ([("control", None)] if cfg.treat.control else [])  # type: ignore[arg-type]
+
+
+def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed: int, seed_dir: Path,
+              log: Log) -> StudyResult:
+    t = cfg.treat
+    held = s.pools.select if s.pools is not None else None
+
+    def select(model: nn.Module) -> dict[str, Any]:
+        """The no-test-data selection rule: validation accuracy and held-out background-swap accuracy."""
+        val = evaluate(model, s.val, s.classes)["acc"]
+        rel = background_reliance(model, held, seed=cfg.train.split_seed)  # type: ignore[arg-type]  # select runs only with held
+        return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
+                "select_score": selection_score(val, rel)}
+
+    def terms(beta: float):
+        return lambda: build_terms(t, s.diag, seed, beta, s.pools, s.expand, s.layers)
+
+    specs = [ArmSpec(name, terms(w), group="treated", weight=w) if w is not None else ArmSpec(name)
+             for name, w in arms]
+    fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
+                     batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn,
+                     sync_bn=cfg.train.sync_bn, precision=cfg.train.precision, num_workers=workers(cfg, s.meta["device"]))
+    study = run_study(s.original, s.train, s.val, specs, fcfg, s.classes, seed_dir,
+                      select=select if held is not None else None, resume=cfg.train.resume, log=log,
+                      on_epoch=lambda arm, r: log(_epoch_line(seed, arm, r)))
+    for name, run in study.arms.items():
+        warn_skipped(run.result, f"seed {seed} {name}", log)
+        save_model(run.model, seed_dir / name, s.meta)
+    return study
+
+
+def _epoch_line(seed: int, arm: str, r: dict[str, Any]) -> str:
+    return (f"seed {seed} {arm} epoch {r['epoch']}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in r.items()
+                                                                  if k.startswith("loss_"))
+            + f" val_acc {r['val_acc']:.4f}"
+            + (f" held-out swap acc {r['held_swap_acc']:.4f}" if r.get("held_swap_acc") is not None else ""))
+
+
+def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: Any) -> TreatSummary:
+    """Per-seed rows, arms over seeds, verdicts: the test split read once per model."""
+    report, seed_ = s.report, cfg.train.split_seed
+    orig_test = evaluate(s.original, test, s.classes)
+    rel_orig = background_reliance(s.original, report, seed=seed_) if report is not None else None
+    report_arms = ["treated"] + (["control"] if cfg.treat.control else [])
+    runs = []
+    for seed, study in studies.items():
+        chosen = study.arm("treated")
+        scores = {r.spec.weight: r.score for r in study.arms.values() if r.spec.group == "treated"}
+        row: dict[str, Any] = {"seed": seed, "chosen_beta": chosen.spec.weight, "selection_scores": scores}
+        names = report_arms + ([n for n in study.arms if study.arms[n].spec.group == "treated"] if len(scores) > 1 else [])
+        for name in names:
+            run = study.arm(name)
+            row[name] = {"val_acc": run.result["val_acc"], **_test_of(run.model, test, s.classes),
+                         "best_epoch": run.result.get("best_epoch"), "skipped_steps": run.result.get("skipped_steps", 0)}
+            if report is not None:
+                row[name]["background_reliance"] = background_reliance(run.model, report, seed=seed_)
+        runs.append(row)
+    original = ArmSummary(orig_test["acc"], evaluate(s.original, s.val, s.classes)["acc"], orig_test["per_class"],
+                          background_reliance=rel_orig)
+    arms = {a: _over_seeds(runs, a, report is not None) for a in report_arms}
+    verdicts, delta = [], None
+    if cfg.treat.control:
+        deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
+        delta = spread(deltas).as_dict()
+        verdicts.append(verdict(deltas, "test accuracy"))
+        if s.pools is not None:
+            verdicts += reliance_verdicts(runs, s.pools)
+    selection = {"rule": SELECTION_RULE, "space_method": cfg.treat.space_method if any(s.betas) else None,
+                 "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs}}
+    return TreatSummary(original=original, treated=arms["treated"], control=arms.get("control"), runs=runs,
+                        verdict=verdicts, selection=selection, config=cfg.to_dict(), versions=versions(),
+                        delta_treated_minus_control=delta, masks=s.pools.summary() if s.pools is not None else None,
+                        classes=s.meta.get("classes"))
+
+
+def _test_of(model: nn.Module, test: Any, n_cls: int) -> dict[str, Any]:
+    res = evaluate(model, test, n_cls)
+    return {"test_acc": res["acc"], "per_class": res["per_class"]}
+
+
+def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool) -> ArmSummary:
+    import torch
+
+    acc = spread([r[arm]["test_acc"] for r in runs])
+    per_class = torch.tensor([r[arm]["per_class"] for r in runs], dtype=torch.float64).mean(0).tolist()
+    out = ArmSummary(acc.mean, spread([r[arm]["val_acc"] for r in runs]).mean, per_class, test_acc_std=acc.std)
+    if reliance:
+        rels = [r[arm]["background_reliance"] for r in runs]
+        out.background_reliance = {
+            **{k: spread([x[k] for x in rels]).as_dict() for k in ("swap_acc", "bg_only_acc", "bg_only_conf", "bg_grad_share")},
+            "per_class": {c: {k: spread([x["per_class"][c][k] for x in rels]).mean for k in v}
+                          for c, v in rels[0]["per_class"].items()}}
+    return out
+
+
+def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Path, log: Log) -> None:
+    """The lines the user reads last: test accuracy, reliance, the chosen weights, the verdict."""
+    msg = f"original {pct(s.original.test_acc)} | treated {pct(s.treated.test_acc)}"
+    if s.control is not None:
+        msg += f" | control (CE only) {pct(s.control.test_acc)}"
+    log(f"test accuracy: {msg} -> {out / 'summary.json'}")
+    rel_orig = s.original.background_reliance
+    if rel_orig is not None:
+        arms = {a: v.background_reliance for a, v in s.arms().items() if a != "original"}
+        for k, what in (("swap_acc", "background-swap accuracy"), ("bg_only_acc", "background-only accuracy")):
+            log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} | "
+                + " | ".join(f"{a} {pct(r[k]['mean'])}" for a, r in arms.items() if r is not None))
+        log(reliance_table({"original": rel_orig, **{a: r for a, r in arms.items() if r is not None}}, s.classes))
+    if len(weights_of(cfg.treat.beta)) > 1:
+        log("chosen weight per seed (no test data): " + ", ".join(f"seed {r['seed']}: {r['chosen_beta']:g}" for r in s.runs))
+    for v in s.verdict:
+        log(f"verdict: {v['text']}")

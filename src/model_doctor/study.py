@@ -1,0 +1,135 @@
+"""The treated-vs-control study, written once: what ``treat``, ``reproduce`` and the benchmarks share.
+
+One *study* fine-tunes copies of one original under several arms (a CE-only control and one or
+more constrained arms) with the same schedule, seed and data order; each arm is a
+:func:`~model_doctor.experiment.cached_run` (resumable, ``result.json`` last); each arm's epoch is
+chosen by a selection rule that never reads test data, and among the arms of one *group* (e.g.
+the weights β tried) the one whose chosen epoch scores best stands for the group. Over seeds,
+:func:`spread` aggregates and :func:`verdict` says whether treated − control is beyond seed noise.
+
+The annotated-subset picker (:func:`pick_per_class`, from :mod:`model_doctor.data.masks`) is the
+one that ``treat``, ``reproduce`` and every benchmark use, so that N annotated images per class
+are the same images everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from .data.masks import pick_per_class
+from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
+from .training import FitConfig, LossTerms
+
+__all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "pick_per_class", "spread", "choose",
+           "verdict"]
+
+K = TypeVar("K", bound=Hashable)
+Select = Callable[[nn.Module], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm: its name (also its cache folder), its loss terms (``None`` = CE only, the control),
+    the training data when it differs from the study's (e.g. images with masks), and the group
+    whose best arm stands for it (``None``: reported on its own)."""
+
+    name: str
+    terms: Callable[[], LossTerms | None] | None = None
+    train: Dataset | None = None
+    group: str | None = None
+    weight: float | None = None
+
+
+@dataclass
+class ArmRun:
+    """A finished arm: the model at its chosen epoch and ``cached_run``'s result."""
+
+    spec: ArmSpec
+    model: nn.Module
+    result: dict[str, Any]
+
+    @property
+    def score(self) -> float:
+        """The chosen epoch's selection score (validation accuracy when there is no rule)."""
+        row = self.result.get("best_row") or {}
+        return float(row.get("select_score", self.result["val_acc"]))
+
+
+@dataclass
+class StudyResult:
+    """Every arm of one study, and per group the arm chosen by :attr:`ArmRun.score`."""
+
+    arms: dict[str, ArmRun]
+    chosen: dict[str, str] = field(default_factory=dict)
+
+    def arm(self, name: str) -> ArmRun:
+        """An arm by name, or the chosen arm of a group by the group's name."""
+        return self.arms[self.chosen.get(name, name)]
+
+    def scores(self, group: str) -> dict[str, float]:
+        return {n: a.score for n, a in self.arms.items() if a.spec.group == group}
+
+
+def run_study(original: nn.Module, train: Dataset, val: Dataset, arms: Sequence[ArmSpec], fit_cfg: FitConfig,
+              num_classes: int, cache: str | Path, *, select: Select | None = None, resume: bool = True,
+              log: Callable[[str], None] | None = None,
+              on_epoch: Callable[[str, dict[str, Any]], None] | None = None) -> StudyResult:
+    """Fine-tune a copy of ``original`` per arm into ``cache/<arm.name>`` and choose per group.
+
+    Test data is never read here: evaluate the returned models once, afterwards.
+    ``resume=False`` retrains an arm even when its cache holds a finished run."""
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"arm names {names} repeat; give each arm its own name (it is its cache folder)")
+    out = Path(cache)
+    runs: dict[str, ArmRun] = {}
+    for spec in arms:
+        if not resume:
+            (out / spec.name / RUN_FILE).unlink(missing_ok=True)
+        cb = (lambda r, n=spec.name: on_epoch(n, r)) if on_epoch else None
+        model, res = cached_run(out / spec.name, copy_of(original), spec.train if spec.train is not None else train, val,
+                                fit_cfg, num_classes, terms=spec.terms, tag=spec.name, select=select, say=log,
+                                log=cb, resume=resume)
+        runs[spec.name] = ArmRun(spec, model, res)
+    chosen = {}
+    for group in dict.fromkeys(a.group for a in arms if a.group is not None):
+        members = {n: r for n, r in runs.items() if r.spec.group == group}
+        chosen[group] = choose({n: r.score for n, r in members.items()})
+    return StudyResult(runs, chosen)
+
+
+def choose(scores: dict[K, float]) -> K:
+    """The key with the highest score; ties go to the first in sorted order (the smaller weight)."""
+    return max(sorted(scores), key=lambda k: scores[k])  # type: ignore[type-var]  # keys are one sortable type
+
+
+def verdict(deltas: Sequence[float | None], what: str, unit: str = "pts", scale: float = 100.0,
+            lower_is_better: bool = False, claim: bool = True) -> dict[str, Any]:
+    """Treated − control over seeds: mean, sample std, and whether the mean is beyond seed noise
+    (mean − 2·std > 0 or mean + 2·std < 0, which needs ≥ 2 seeds). ``text`` is one plain line.
+    ``claim=False`` (a number that chose a setting) reports the spread but never "beyond noise"."""
+    s = spread(deltas)
+    if not s.n:
+        return {"what": what, "mean": None, "std": None, "seeds": 0, "beyond_noise": False,
+                "text": f"{what}: not measured"}
+    std = s.std if s.n > 1 else None
+    beyond = claim and std is not None and (s.mean - 2 * std > 0 or s.mean + 2 * std < 0)
+    spread_txt = f" ± {std * scale:.1f}" if std is not None else ""
+    n = f"{s.n} seed" + ("s" if s.n > 1 else "")
+    if not claim:
+        judgement = "used for selection (optimistic): no claim made on it"
+    elif std is None:
+        judgement = "1 seed: cannot tell from seed noise; pass --seeds 0 1 2"
+    elif beyond:
+        judgement = ("better" if (s.mean > 0) != lower_is_better else "worse") + \
+            " than the control beyond seed noise (|mean| > 2 std)"
+    else:
+        judgement = "within seed noise of the control"
+    return {"what": what, "mean": s.mean, "std": std, "seeds": s.n, "beyond_noise": beyond,
+            "text": f"{what}: treated − control {s.mean * scale:+.1f}{spread_txt} {unit} ({n}); {judgement}"}
