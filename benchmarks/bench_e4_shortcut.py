@@ -32,7 +32,9 @@ from _common import emit, header  # noqa: E402
 from bench_e2_space import decoy_data  # noqa: E402  (E2's decoy splits, with a kind and a base)
 
 from model_doctor.data.masks import KeepMasks  # noqa: E402
-from model_doctor.experiment import cached_run, copy_of, fmt, spread  # noqa: E402
+from model_doctor.data.masks import pick_per_class  # noqa: E402
+from model_doctor.experiment import cached_run, fmt, spread  # noqa: E402
+from model_doctor.study import ArmSpec, run_study  # noqa: E402
 from model_doctor.training import FitConfig, evaluate  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
 from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss,  # noqa: E402
@@ -73,14 +75,11 @@ SCRATCH_ARMS = [("rrr λ=1000", "input", 1000.0, "rrr"),
 
 
 def annotated(train, per_class: int | None, seed: int) -> list[int]:
-    """Positions in ``train`` of N images per class (seeded; all for None)."""
+    """Positions in ``train`` of N images per class: the library's one picker (all for None)."""
     labels = torch.tensor([int(train[i][1]) for i in range(len(train))])
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(1000 + seed))
-    keep = []
-    for c in labels.unique().tolist():
-        idx = order[labels[order] == c]
-        keep += idx[: per_class].tolist() if per_class is not None else idx.tolist()
-    return sorted(keep)
+    if per_class is None:
+        return list(range(len(labels)))
+    return torch.nonzero(pick_per_class(labels, per_class, seed)).flatten().tolist()
 
 
 def make_terms(method: str, weight: float, option, pool: AnnotatedPool, diag, seed: int):
@@ -149,14 +148,17 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
         diag = None
     ft = S.finetune_cfg(budget["ft_epochs"], seed)
     tag = "all" if per_class is None else str(per_class)
-    m, r = cached_run(base / "control", copy_of(orig), data["train"], data["train_val"], ft, 10, tag="control", select=select)
-    out["control"] = measure(m, data, r, base / "control")
     masked_train = KeepMasks(data["train"], train_pos)
+    # one study per (kind, seed, N): the control is cached with its N, since its epoch is chosen on that N's held-out set
+    specs = [ArmSpec("control")] + [
+        ArmSpec(name.replace(" ", "_"), make_terms(method, weight, option, pool, diag, seed),
+                train=masked_train if method == "paper" else None) for name, method, weight, option in arms]
+    study = run_study(orig, data["train"], data["train_val"], specs, ft, 10, base / f"n{tag}", select=select)
+    out["control"] = measure(study.arms["control"].model, data, study.arms["control"].result, base / f"n{tag}" / "control")
     for name, method, weight, option in arms:
-        run_dir = base / f"n{tag}" / name.replace(" ", "_")
-        m, r = cached_run(run_dir, copy_of(orig), masked_train if method == "paper" else data["train"], data["train_val"],
-                          ft, 10, terms=make_terms(method, weight, option, pool, diag, seed), tag=name, select=select)
-        out[name] = {**measure(m, data, r, run_dir), "method": method, "weight": weight}
+        run = study.arms[name.replace(" ", "_")]
+        out[name] = {**measure(run.model, data, run.result, base / f"n{tag}" / run.spec.name), "method": method,
+                     "weight": weight}
     out["_pool"] = {"train": len(pool), "held_out": len(held) if held is not None else 0}
     return out
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 import yaml
 
-from .experiment import RUN_FILE, cached_run, copy_of, fmt, subset
+from .experiment import RUN_FILE, cached_run, fmt, subset
 from .io import atomic_write_text
 
 __all__ = ["GridConfig", "load_grid", "plan", "run_grid", "grid_table", "VARIANTS"]
@@ -157,17 +157,15 @@ def _data(grid: GridConfig, name: str):
         from .data.masks import LimitedMasks
 
         tr_masked = LimitedMasks(tr_masked, grid.treat.annotated_per_class, seed=0)  # annotations in the training part
-    return tr, va, test, tr_masked, int(train_full[0][0].shape[0]), int(train_full[0][0].shape[-1])
+    n_cls = len(getattr(test.dataset if isinstance(test, torch.utils.data.Subset) else test, "classes", [])) or \
+        int(max(int(tr[i][1]) for i in range(len(tr)))) + 1
+    return tr, va, test, tr_masked, int(train_full[0][0].shape[0]), int(train_full[0][0].shape[-1]), n_cls
 
 
 def run_grid(grid: GridConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) every cell; returns ``{"cells": [...], "skipped": [...]}`` and writes
     ``table.md`` and ``cells.json`` under ``grid.out``."""
-    from .diagnosis import Diagnosis, diagnose
     from .io import atomic_write_json
-    from .training import FitConfig
-    from .treatment import ModelDoctorLoss
-    from .zoo import build_model, default_layers
 
     out = Path(grid.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,64 +173,87 @@ def run_grid(grid: GridConfig, log: Callable[[str], None] = print) -> dict[str, 
     cells: list[dict[str, Any]] = []
     skipped: list[str] = []
     for ds in grid.datasets:
-        tr, va, te, tr_masked, in_ch, size = _data(grid, ds)
-        n_cls = len(getattr(te.dataset if isinstance(te, torch.utils.data.Subset) else te, "classes", [])) or \
-            int(max(int(tr[i][1]) for i in range(len(tr)))) + 1
+        data = _data(grid, ds)
         for model_name in grid.models:
-            layer = grid.treat.layers or default_layers(model_name)
-            layers = [layer] if isinstance(layer, str) else list(layer)
             for seed in grid.seeds:
-                cell_dir = out / ds / model_name / f"seed{seed}"
-
-                def fresh(seed=seed, model_name=model_name):
-                    torch.manual_seed(seed)
-                    return build_model(model_name, in_channels=in_ch, num_classes=n_cls, image_size=size)
-
-                was_done = (cell_dir / "base" / RUN_FILE).is_file()
-                base, res = cached_run(cell_dir / "base", fresh, tr, va, FitConfig(
-                    epochs=grid.train.epochs, lr=grid.train.lr, batch_size=grid.train.batch_size, seed=seed), n_cls,
-                    test=te, tag="base")
-                log(f"{ds} {model_name} seed {seed} base: test {res['test_acc']:.4f}" + (" (cached)" if was_done else ""))
-                cells.append({"dataset": ds, "model": model_name, "seed": seed, "variant": "base", **res})
-                rest = [v for v in grid.variants if v != "base"]
-                if not rest:
-                    continue
-                diag_dir = cell_dir / "diagnosis"
-                if (diag_dir / "diagnosis.json").is_file():
-                    diag = Diagnosis.load(diag_dir)
-                else:
-                    d = grid.diagnose
-                    try:
-                        diag = diagnose(base, tr, layers=layers, num_classes=n_cls, samples_per_class=d.samples_per_class,
-                                        min_confidence=d.min_confidence, noise_draws=d.noise_draws,
-                                        allow_empty_classes=True)
-                    except ValueError as exc:  # e.g. an untrained base with no confident sample: skip, reported
-                        skipped.append(f"{ds} {model_name} seed {seed} {', '.join(rest)}: cannot diagnose the base ({exc})")
-                        continue
-                    diag.save(diag_dir)
-                t = grid.treat
-                ft = FitConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=seed)
-                for variant in rest:
-                    alpha = t.alpha if variant in ("channel", "all") else 0.0
-                    beta = t.beta if variant in ("space", "all") else 0.0
-                    if beta and tr_masked is None:
-                        skipped.append(f"{ds} {model_name} seed {seed} {variant}: no masks for {ds} "
-                                       f"(set masks.{ds}: {{path, format}} in the grid)")
-                        continue
-                    train = tr_masked if beta else tr
-                    terms = None if variant == "control" else (
-                        lambda a=alpha, b=beta: ModelDoctorLoss(diag, layers, alpha=a, beta=b, noise_draws=t.noise_draws,
-                                                                variant=t.variant, seed=seed))  # type: ignore[arg-type]
-                    was_done = (cell_dir / variant / RUN_FILE).is_file()
-                    _, r = cached_run(cell_dir / variant, copy_of(base), train, va, ft, n_cls, test=te, terms=terms,
-                                      tag=variant)
-                    log(f"{ds} {model_name} seed {seed} {variant}: test {r['test_acc']:.4f}" + (" (cached)" if was_done else ""))
-                    cells.append({"dataset": ds, "model": model_name, "seed": seed, "variant": variant, **r})
+                _run_cell(grid, data, ds, model_name, seed, cells, skipped, log)
     result = {"cells": cells, "skipped": skipped}
     atomic_write_json(out / "cells.json", result)
     atomic_write_text(out / "table.md", grid_table(grid, result))
     log(f"{len(cells)} cells, {len(skipped)} skipped -> {out / 'table.md'}")
     return result
+
+
+def _run_cell(grid: GridConfig, data: tuple, ds: str, model_name: str, seed: int, cells: list[dict[str, Any]],
+              skipped: list[str], log: Callable[[str], None]) -> None:
+    """One (dataset, model, seed): the base trained from scratch, then every variant as one study."""
+    from .diagnosis import Diagnosis, diagnose
+    from .study import run_study
+    from .training import FitConfig, evaluate
+    from .zoo import build_model, default_layers
+
+    tr, va, te, tr_masked, in_ch, size, n_cls = data
+    layer = grid.treat.layers or default_layers(model_name)
+    layers = [layer] if isinstance(layer, str) else list(layer)
+    cell_dir = Path(grid.out) / ds / model_name / f"seed{seed}"
+    where = f"{ds} {model_name} seed {seed}"
+
+    def fresh():
+        torch.manual_seed(seed)
+        return build_model(model_name, in_channels=in_ch, num_classes=n_cls, image_size=size)
+
+    was_done = (cell_dir / "base" / RUN_FILE).is_file()
+    base, res = cached_run(cell_dir / "base", fresh, tr, va, FitConfig(
+        epochs=grid.train.epochs, lr=grid.train.lr, batch_size=grid.train.batch_size, seed=seed), n_cls,
+        test=te, tag="base")
+    log(f"{where} base: test {res['test_acc']:.4f}" + (" (cached)" if was_done else ""))
+    cells.append({"dataset": ds, "model": model_name, "seed": seed, "variant": "base", **res})
+    rest = [v for v in grid.variants if v != "base"]
+    if not rest:
+        return
+    diag_dir = cell_dir / "diagnosis"
+    if (diag_dir / "diagnosis.json").is_file():
+        diag = Diagnosis.load(diag_dir)
+    else:
+        d = grid.diagnose
+        try:
+            diag = diagnose(base, tr, layers=layers, num_classes=n_cls, samples_per_class=d.samples_per_class,
+                            min_confidence=d.min_confidence, noise_draws=d.noise_draws, allow_empty_classes=True)
+        except ValueError as exc:  # e.g. an untrained base with no confident sample: skip, reported
+            skipped.append(f"{where} {', '.join(rest)}: cannot diagnose the base ({exc})")
+            return
+        diag.save(diag_dir)
+    arms = _variant_arms(grid, rest, diag, layers, seed, tr_masked, where, skipped)
+    t = grid.treat
+    study = run_study(base, tr, va, arms, FitConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=seed),
+                      n_cls, cell_dir)
+    for name, run in study.arms.items():  # the test split, read once per finished variant
+        r = {**run.result, "test_acc": evaluate(run.model, te, n_cls)["acc"]}
+        log(f"{where} {name}: test {r['test_acc']:.4f}" + (" (cached)" if run.cached else ""))
+        cells.append({"dataset": ds, "model": model_name, "seed": seed, "variant": name, **r})
+
+
+def _variant_arms(grid: GridConfig, variants: list[str], diag: Any, layers: list[str], seed: int, tr_masked: Any,
+                  where: str, skipped: list[str]) -> list[Any]:
+    """control (CE only), channel (Eq. 5), space (Eq. 6) and all (both) as study arms; a space
+    variant without masks is skipped and reported."""
+    from .study import ArmSpec
+    from .treatment import ModelDoctorLoss
+
+    t = grid.treat
+    arms = []
+    for variant in variants:
+        alpha = t.alpha if variant in ("channel", "all") else 0.0
+        beta = t.beta if variant in ("space", "all") else 0.0
+        if beta and tr_masked is None:
+            skipped.append(f"{where} {variant}: no masks for {where.split()[0]} (set masks.{where.split()[0]}: "
+                           "{path, format} in the grid)")
+            continue
+        terms = None if variant == "control" else (
+            lambda a=alpha, b=beta: ModelDoctorLoss(diag, layers, alpha=a, beta=b, noise_draws=t.noise_draws,
+                                                    variant=t.variant, seed=seed))  # type: ignore[arg-type]  # validated by load_grid
+        arms.append(ArmSpec(variant, terms, train=tr_masked if beta else None))
+    return arms
 
 
 def grid_table(grid: GridConfig, result: dict[str, Any]) -> str:

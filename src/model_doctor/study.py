@@ -53,6 +53,7 @@ class ArmRun:
     spec: ArmSpec
     model: nn.Module
     result: dict[str, Any]
+    cached: bool = False   # loaded from a finished run in the cache, not trained now
 
     @property
     def score(self) -> float:
@@ -92,11 +93,12 @@ def run_study(original: nn.Module, train: Dataset, val: Dataset, arms: Sequence[
     for spec in arms:
         if not resume:
             (out / spec.name / RUN_FILE).unlink(missing_ok=True)
+        cached = resume and (out / spec.name / RUN_FILE).is_file()
         cb = (lambda r, n=spec.name: on_epoch(n, r)) if on_epoch else None
         model, res = cached_run(out / spec.name, copy_of(original), spec.train if spec.train is not None else train, val,
                                 fit_cfg, num_classes, terms=spec.terms, tag=spec.name, select=select, say=log,
                                 log=cb, resume=resume)
-        runs[spec.name] = ArmRun(spec, model, res)
+        runs[spec.name] = ArmRun(spec, model, res, cached)
     chosen = {}
     for group in dict.fromkeys(a.group for a in arms if a.group is not None):
         members = {n: r for n, r in runs.items() if r.spec.group == group}

@@ -1,0 +1,107 @@
+"""One study protocol: ``run_study`` equals the fits composed by hand, and ``treat`` and
+``reproduce`` equal that protocol written out naively (the code before ``model_doctor.study``)."""
+
+import copy
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Subset, TensorDataset
+
+from model_doctor.config import Config
+from model_doctor.jobs import run_treat
+from model_doctor.study import ArmSpec, run_study
+from model_doctor.training import FitConfig, evaluate, fit
+
+
+def _toy(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    y = (x[:, 0, :4].mean((1, 2)) > 0).long() + (x[:, 0, 4:].mean((1, 2)) > 0).long()
+    return TensorDataset(x, y)
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3))
+
+
+def test_run_study_equals_fits_by_hand_and_chooses_by_the_selection_score(tmp_path):
+    data, val = _toy(96, 0), _toy(48, 1)
+    original = _net()
+    cfg = FitConfig(epochs=2, lr=0.1, batch_size=16, seed=3)
+    half = Subset(data, range(48))
+    select = lambda m: {"select_score": evaluate(m, val, 3)["acc"]}  # noqa: E731
+    arms = [ArmSpec("control"), ArmSpec("a", train=half, group="treated", weight=1.0),
+            ArmSpec("b", group="treated", weight=2.0)]
+    study = run_study(original, data, val, arms, cfg, 3, tmp_path / "s", select=select)
+    for name, train in (("control", data), ("a", half), ("b", data)):
+        ref = copy.deepcopy(original)
+        res = fit(ref, train, val, cfg, 3, select=select)
+        got = study.arms[name]
+        for k, v in ref.state_dict().items():
+            assert torch.equal(v, got.model.state_dict()[k]), (name, k)
+        assert got.result["best_epoch"] == res.best_epoch and got.score == res.best_row["select_score"]
+    scores = study.scores("treated")
+    assert study.chosen["treated"] == max(sorted(scores), key=scores.get)
+    assert study.arm("treated") is study.arms[study.chosen["treated"]]
+    again = run_study(original, data, val, arms, cfg, 3, tmp_path / "s", select=select)
+    assert all(r.cached for r in again.arms.values())
+    assert all(torch.equal(again.arms["b"].model.state_dict()[k], v) for k, v in study.arms["b"].model.state_dict().items())
+    fresh = run_study(original, data, val, arms[:1], cfg, 3, tmp_path / "s", select=select, resume=False)
+    assert not fresh.arms["control"].cached
+    with pytest.raises(ValueError, match="repeat"):
+        run_study(original, data, val, [ArmSpec("x"), ArmSpec("x")], cfg, 3, tmp_path / "t")
+
+
+@pytest.fixture(scope="module")
+def decoy_original(tmp_path_factory):
+    from model_doctor.cli import main
+
+    out = tmp_path_factory.mktemp("orig")
+    assert main(["train", "--data", "decoy-digits", "--model", "tinycnn", "--epochs", "2", "--out", str(out)]) == 0
+    return out / "model.safetensors"
+
+
+@pytest.mark.slow
+def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
+    """treat (β 1 and 3, control, counterfactual, 2 seeds) against a naive loop over seeds and arms."""
+    from model_doctor.runtime import load_data, load_model, train_val_split
+    from model_doctor.treatment.plan import build_terms, make_pools
+    from model_doctor.treatment.space import background_reliance, selection_score
+    from model_doctor.data.masks import ExpandedMasks
+
+    cfg = Config(out=str(tmp_path / "t"))
+    cfg.model.weights = str(decoy_original)
+    cfg.data.name = "decoy-digits"
+    cfg.treat.alpha, cfg.treat.beta, cfg.treat.epochs, cfg.treat.seeds = 0.0, [1.0, 3.0], 1, [0, 1]
+    cfg.treat.annotated_per_class, cfg.treat.refine = 6, "none"
+    summary = run_treat(copy.deepcopy(cfg), log=lambda s: None)
+
+    cfg.treat.lr = 0.01
+    original, meta = load_model(cfg)
+    full = load_data(cfg, "train", 1, 10)
+    tr, va = train_val_split(cfg, full, 1)
+    pools = make_pools(Subset(full, tr.indices), Subset(ExpandedMasks(full, 0), tr.indices), 0.25, 6, 0, "none")
+    test = load_data(cfg, "test", 1, 10)
+    for row in summary["runs"]:
+        seed, accs, scores = row["seed"], {}, {}
+        for name, beta in (("treated-beta1", 1.0), ("treated-beta3", 3.0), ("control", None)):
+            model = copy.deepcopy(original)
+
+            def select(m):
+                rel = background_reliance(m, pools.select, seed=0)
+                return {"select_score": selection_score(evaluate(m, va, 10)["acc"], rel)}
+
+            fcfg = FitConfig(epochs=1, lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64, seed=seed)
+            terms = build_terms(cfg.treat, None, seed, beta, pools, 0) if beta else None
+            res = fit(model, pools.masked_train, va, fcfg, 10, terms=terms, select=select)
+            accs[name], scores[name] = evaluate(model, test, 10)["acc"], res.best_row["select_score"]
+        chosen = 1.0 if scores["treated-beta1"] >= scores["treated-beta3"] else 3.0
+        assert row["chosen_beta"] == chosen
+        assert row["treated"]["test_acc"] == accs[f"treated-beta{chosen:g}"]
+        assert row["control"]["test_acc"] == accs["control"]
+        assert row["treated-beta3"]["test_acc"] == accs["treated-beta3"]
+    on_disk = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert on_disk["schema"] == 2 and on_disk["treated"]["test_acc"] == summary["treated"]["test_acc"]
