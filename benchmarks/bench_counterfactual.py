@@ -55,7 +55,7 @@ def _pool(n: int, size: int):
 
 def step_arms(budget: dict):
     from model_doctor.treatment.space import CounterfactualLoss
-    from model_doctor.zoo import build_model
+    from model_doctor.models import build_model
 
     torch.manual_seed(0)
     model = build_model("smallcnn", in_channels=1, num_classes=10, image_size=48)

@@ -41,7 +41,7 @@ from model_doctor import diagnose, examine  # noqa: E402
 from model_doctor.diagnosis import diagnosis_flops  # noqa: E402
 from model_doctor.hooks import preserved_state  # noqa: E402
 from model_doctor.split import LayerSplit  # noqa: E402
-from model_doctor.zoo import SmallCNN, build_model, default_layers  # noqa: E402
+from model_doctor.models import SmallCNN, build_model, default_layers  # noqa: E402
 
 BATCH = 64  # diagnose()'s default batch size, used by every arm
 DELTA = 0.1

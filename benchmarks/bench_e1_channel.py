@@ -22,7 +22,7 @@ from _common import emit, header  # noqa: E402
 
 from model_doctor.experiment import cached_run, copy_of, fmt, spread  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
-from model_doctor.zoo import default_layers  # noqa: E402
+from model_doctor.models import default_layers  # noqa: E402
 
 #: treated arms: label -> (cache folder, ModelDoctorLoss settings); J = noise draws in the constraint passes
 ARMS = {

@@ -31,7 +31,7 @@ from model_doctor.data.decoy import DecoyConfig, make_decoy  # noqa: E402
 from model_doctor.experiment import cached_run, copy_of, fmt, subset  # noqa: E402
 from model_doctor.training import FitConfig, evaluate, split_train_val  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss, RRRLoss  # noqa: E402
-from model_doctor.zoo import build_model  # noqa: E402
+from model_doctor.models import build_model  # noqa: E402
 
 BUDGETS = {
     "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=500, orig_epochs=5, ft_epochs=2,

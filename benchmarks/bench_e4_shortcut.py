@@ -40,7 +40,7 @@ from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
 from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss,  # noqa: E402
                                           InputGradientLoss, background_reliance, selection_score)
 from model_doctor import diagnose  # noqa: E402
-from model_doctor.zoo import build_model  # noqa: E402
+from model_doctor.models import build_model  # noqa: E402
 
 LAYER = "features.8"        # smallcnn's default (last conv) layer
 HOLDOUT = 0.25              # share of each class's annotated images held out to measure reliance

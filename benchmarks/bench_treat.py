@@ -38,7 +38,7 @@ CASES = {"smallcnn": ((1, 32, 32), 64), "resnet18": ((3, 32, 32), 32)}
 
 def make_case(name: str):
     from model_doctor import Diagnosis
-    from model_doctor.zoo import build_model, default_layers
+    from model_doctor.models import build_model, default_layers
 
     shape, batch = CASES[name]
     torch.manual_seed(0)

@@ -47,7 +47,7 @@ from bench_diagnose import limit  # noqa: E402  (the same limit as the CPU bench
 from model_doctor import diagnose  # noqa: E402
 from model_doctor.noise import noise_threads  # noqa: E402
 from model_doctor.precision import autocast  # noqa: E402
-from model_doctor.zoo import build_model, default_layers  # noqa: E402
+from model_doctor.models import build_model, default_layers  # noqa: E402
 
 
 class Budget:

@@ -10,7 +10,7 @@ from typing import Any
 from .config import Config, apply_overrides, load_config, validate
 from .data.refine import REFINE_METHODS
 from .treatment.space import SPACE_METHODS
-from .zoo import model_names
+from .models import model_names
 
 _MODEL_HELP = "architecture: {%s}, torchvision:NAME or file:path.py:factory (default: from model.json beside --weights, else smallcnn)"
 

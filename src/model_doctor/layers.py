@@ -159,7 +159,7 @@ def require_feature_maps(model: nn.Module, named: Sequence[tuple[str, nn.Module]
 
 def describe_layers(name: str, in_channels: int = 3, image_size: int = 32, small: bool | None = None) -> list[dict[str, Any]]:
     """Conv layers of a model in forward execution order, with channel counts and default marks."""
-    from .zoo import build_model, default_layers
+    from .models import build_model, default_layers
 
     if image_size < 1 or in_channels < 1:
         raise ValueError(f"--image-size {image_size}, --in-channels {in_channels}; both must be positive")

@@ -103,7 +103,7 @@ def load_grid(path: str | Path) -> GridConfig:
     bad = [v for v in grid.variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"unknown variant {bad[0]!r}; use some of {', '.join(VARIANTS)}")
-    from .zoo import model_names
+    from .models import model_names
 
     unknown = [m for m in grid.models if m not in model_names() and not m.startswith(("torchvision:", "timm:", "file:"))]
     if unknown:
@@ -190,7 +190,7 @@ def _run_cell(grid: GridConfig, data: tuple, ds: str, model_name: str, seed: int
     from .diagnosis import Diagnosis, diagnose
     from .study import run_study
     from .training import FitConfig, evaluate
-    from .zoo import build_model, default_layers
+    from .models import build_model, default_layers
 
     tr, va, te, tr_masked, in_ch, size, n_cls = data
     layer = grid.treat.layers or default_layers(model_name)

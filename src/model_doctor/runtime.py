@@ -19,7 +19,7 @@ from .data.datasets import load_dataset
 from .distributed import is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .training import split_train_val
-from .zoo import build_model, default_layers
+from .models import build_model, default_layers
 
 __all__ = ["Log", "versions", "sidecar", "out_dir", "check_resume", "load_data", "train_val_split", "load_model",
            "save_model", "write_json", "save_run_config", "workers", "image_channels", "trained_lr", "need_weights",
@@ -152,7 +152,7 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     device = resolve_device(cfg.device)
     model = build_model(name, in_channels=in_ch, num_classes=n_cls, image_size=size, small=small)
     if cfg.model.pretrained and not cfg.model.weights:
-        from .zoo import load_pretrained
+        from .models import load_pretrained
 
         load_pretrained(model, name)
     if cfg.model.weights:

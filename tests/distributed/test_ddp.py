@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from model_doctor.data.datasets import load_dataset
 from model_doctor.training import FitConfig, fit
-from model_doctor.zoo import SmallCNN
+from model_doctor.models import SmallCNN
 
 N_TRAIN, BATCH = 256, 32
 

@@ -100,7 +100,7 @@ def test_model_with_bf16_weights_still_diagnoses():
     from torch.utils.data import TensorDataset
 
     from model_doctor import diagnose
-    from model_doctor.zoo import build_model
+    from model_doctor.models import build_model
 
     model = build_model("tinycnn").to(torch.bfloat16).eval()
     x = torch.randn(8, 1, 32, 32)

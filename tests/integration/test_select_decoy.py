@@ -55,7 +55,7 @@ def test_decoy_is_deterministic_and_masks_exclude_the_decoy():
 @pytest.mark.slow
 def test_decoy_shortcut_is_real(tmp_path):
     from model_doctor.training import FitConfig, evaluate, fit, split_train_val
-    from model_doctor.zoo import SmallCNN
+    from model_doctor.models import SmallCNN
 
     train = make_decoy(DecoyConfig(split="train"))
     test = make_decoy(DecoyConfig(split="test"))

@@ -12,7 +12,7 @@ from model_doctor import diagnose
 from model_doctor.cli import main
 from model_doctor.hooks import count_hooks
 from model_doctor.treatment import ModelDoctorLoss
-from model_doctor.zoo import PAPER_MODELS, build_model, default_layers
+from model_doctor.models import PAPER_MODELS, build_model, default_layers
 
 HEAVY = {"wideresnet28_10", "densenet121", "alexnet", "vgg16_bn", "inceptionv3", "efficientnetv2_s", "xception"}
 

@@ -9,7 +9,7 @@ from conftest import ResidualNet, randomize_bn, self_labelled
 from model_doctor import Diagnosis, diagnose, examine, resolve_layers
 from model_doctor.diagnosis import select_samples
 from model_doctor.hooks import count_hooks
-from model_doctor.zoo import SmallCNN
+from model_doctor.models import SmallCNN
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The paper's 16 architectures (Table 1), for 28-px grey digits as well as 224-px photos.
 
 Each comes from torchvision or timm where they have it; WRN-28-10 and SimpleNet-v1 are ours
-(``archs.py``). ``small=True`` (default below 64 px) switches to the usual CIFAR-style variant:
+(:mod:`model_doctor.models.archs`). ``small=True`` (default below 64 px) switches to the usual CIFAR-style variant:
 the stem convolution becomes 3x3 stride 1 and the stem's max-pool is dropped, so a 32-px image
 is not reduced to 1x1 before the deep layers the method works on. ``in_channels`` replaces the
 stem convolution (torchvision) or is passed to timm (``in_chans``).
@@ -15,7 +15,7 @@ from torch import nn
 from .archs import SimpleNetV1, WideResNet
 from .registry import register_model
 
-__all__ = ["PAPER_MODELS", "set_in_channels"]
+__all__ = ["PAPER_MODELS", "set_in_channels", "timm_model"]
 
 #: Registry names of the paper's architectures, in Table 1's order.
 PAPER_MODELS = ["alexnet", "vgg16_bn", "resnet34", "resnet50", "senet34", "wideresnet28_10", "resnext50",
@@ -73,13 +73,19 @@ def _tv(name: str, num_classes: int, **kw) -> nn.Module:
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kw)
 
 
-def _timm(name: str, in_channels: int, num_classes: int) -> nn.Module:
-    import timm
-
+def timm_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    """A freshly initialised timm model (``timm:NAME`` and the timm-sourced paper architectures)."""
+    try:
+        import timm
+    except ImportError:
+        raise ValueError("timm:NAME needs the timm package; pip install timm") from None
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 
 @register_model("vgg16_bn", source="torchvision", default_layers="features.40", paper_name="VGG-16 (BN)",
+                pretrained="torchvision:vgg16_bn",
                 small_variant="7x7 average pool + 3 FC layers -> global average pool + 1 FC (CIFAR VGG)")
 def vgg16_bn(in_channels=3, num_classes=10, image_size=224, small=False):
     m = _stem(_tv("vgg16_bn", num_classes), "features.0", in_channels, False)
@@ -105,6 +111,7 @@ def simplenetv1(in_channels=3, num_classes=10, image_size=32, small=True):
 
 
 @register_model("googlenet", source="torchvision", default_layers="inception5b", paper_name="GoogLeNet",
+                pretrained="torchvision:googlenet",
                 small_variant="stem 7x7/2 -> 3x3/1, first max-pool dropped")
 def googlenet(in_channels=3, num_classes=10, image_size=224, small=False):
     m = _tv("googlenet", num_classes, aux_logits=False, init_weights=True)
@@ -113,9 +120,10 @@ def googlenet(in_channels=3, num_classes=10, image_size=224, small=False):
 
 
 @register_model("xception", source="timm (legacy_xception)", default_layers="conv4", paper_name="Xception",
+                pretrained="timm:legacy_xception",
                 small_variant="stem stride 2 -> 1 (padding 1)")
 def xception(in_channels=3, num_classes=10, image_size=299, small=False):
-    m = _timm("legacy_xception", in_channels, num_classes)
+    m = timm_model("legacy_xception", in_channels, num_classes)
     if small:
         m.conv1 = _conv_like(m.conv1, in_channels, kernel=3, stride=1)
     return m
@@ -140,13 +148,14 @@ class _InceptionV3(nn.Module):
 
 
 @register_model("inceptionv3", source="torchvision (inception_v3)", default_layers="net.Mixed_7c",
+                pretrained="torchvision:inception_v3",
                 paper_name="Inception-v3", small_variant="inputs < 75 px resized to 75 px inside the model")
 def inceptionv3(in_channels=3, num_classes=10, image_size=299, small=False):
     return _InceptionV3(in_channels, num_classes)
 
 
 # Architectures whose only adaptation is the stem: (name, builder, stem conv, stem pools dropped when
-# small, default layers, paper name, source, what the small variant changes).
+# small, default layers, paper name, source, what the small variant changes); ImageNet weights in _PRETRAINED.
 _STEM_ONLY = [
     ("alexnet", lambda c, n: _tv("alexnet", n), "features.0", (), "features.10", "AlexNet", "torchvision",
      "stem 11x11/4 -> 3x3/1"),
@@ -157,7 +166,7 @@ _STEM_ONLY = [
      "stem 7x7/2 -> 3x3/1, no max-pool"),
     ("resnet50", lambda c, n: _tv("resnet50", n), "conv1", ("maxpool",), "layer4.2.conv3", "ResNet-50", "torchvision",
      "stem 7x7/2 -> 3x3/1, no max-pool"),
-    ("senet34", lambda c, n: _timm("seresnet34", c, n), "conv1", ("maxpool",), "layer4.2.conv2",
+    ("senet34", lambda c, n: timm_model("seresnet34", c, n), "conv1", ("maxpool",), "layer4.2.conv2",
      "SENet-34 (SE-ResNet-34)", "timm (seresnet34)", "stem 7x7/2 -> 3x3/1, no max-pool"),
     ("resnext50", lambda c, n: _tv("resnext50_32x4d", n), "conv1", ("maxpool",), "layer4.2.conv3",
      "ResNeXt-50 (32x4d)", "torchvision (resnext50_32x4d)", "stem 7x7/2 -> 3x3/1, no max-pool"),
@@ -183,6 +192,8 @@ def _stem_only_factory(builder, stem: str, pools: tuple[str, ...]):
     return factory
 
 
+_PRETRAINED = {'alexnet': 'torchvision:alexnet', 'resnet18': 'torchvision:resnet18', 'resnet34': 'torchvision:resnet34', 'resnet50': 'torchvision:resnet50', 'senet34': 'timm:seresnet34', 'resnext50': 'torchvision:resnext50_32x4d', 'densenet121': 'torchvision:densenet121', 'efficientnetv2_s': 'torchvision:efficientnet_v2_s', 'mobilenetv2': 'torchvision:mobilenet_v2', 'shufflenetv2': 'torchvision:shufflenet_v2_x1_0', 'squeezenet': 'torchvision:squeezenet1_1', 'mnasnet': 'torchvision:mnasnet1_0'}
+
 for _name, _builder, _stem_conv, _pools, _default, _paper, _source, _small in _STEM_ONLY:
-    register_model(_name, source=_source, default_layers=_default, paper_name=_paper,
-                   small_variant=_small)(_stem_only_factory(_builder, _stem_conv, _pools))
+    register_model(_name, source=_source, default_layers=_default, paper_name=_paper, small_variant=_small,
+                   pretrained=_PRETRAINED[_name])(_stem_only_factory(_builder, _stem_conv, _pools))

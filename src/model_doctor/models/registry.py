@@ -1,5 +1,6 @@
-"""The architecture registry (timm's ``@register_model`` pattern), apart from the zoo so that
-modules defining architectures (``paper_models``) import it without importing the zoo."""
+"""The architecture registry (timm's ``@register_model`` pattern): each entry carries its factory,
+its default layers and where its pretrained weights come from. Modules that define architectures
+import this module only, so nothing imports in a circle."""
 
 from __future__ import annotations
 
@@ -21,19 +22,20 @@ class ModelEntry:
     default_layers: str = "auto"     # a dotted name, or "auto" (last conv in execution order)
     paper_name: str = ""
     small_variant: str = ""          # what the small-image variant changes
+    pretrained: str = ""             # "torchvision:NAME" | "timm:NAME" (ImageNet weights), "" = none
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, *, source: str = "ours", default_layers: str = "auto", paper_name: str = "",
-                   small_variant: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+                   small_variant: str = "", pretrained: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``factory(in_channels, num_classes, image_size, small) -> nn.Module`` under ``name``."""
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered; pick another name")
-        _REGISTRY[name] = ModelEntry(name, factory, source, default_layers, paper_name or name, small_variant)
+        _REGISTRY[name] = ModelEntry(name, factory, source, default_layers, paper_name or name, small_variant, pretrained)
         return factory
 
     return deco

@@ -1,8 +1,5 @@
-"""Model registry: ``NAME`` | ``torchvision:NAME`` | ``file:path.py:factory`` -> ``nn.Module``.
-
-Extension is a decorated factory (timm's ``@register_model`` pattern); the CLI's ``--model``
-choices come from :func:`model_names`. A duplicate name raises.
-"""
+"""``NAME`` | ``torchvision:NAME`` | ``timm:NAME`` | ``file:path.py:factory`` -> ``nn.Module``, and
+ImageNet weights for the registered names that have them (each entry's ``pretrained``)."""
 
 from __future__ import annotations
 
@@ -12,78 +9,23 @@ from pathlib import Path
 
 from torch import nn
 
-from .registry import _REGISTRY, ModelEntry, default_layers, model_entry, model_names, register_model
+from .paper import set_in_channels, timm_model
+from .registry import _REGISTRY, model_names
 
-__all__ = ["register_model", "build_model", "model_names", "model_entry", "default_layers", "SmallCNN",
-           "ModelEntry", "SMALL_IMAGE_THRESHOLD", "PAPER_MODELS", "load_pretrained"]
+__all__ = ["build_model", "load_pretrained", "SMALL_IMAGE_THRESHOLD"]
 
 #: Inputs smaller than this (px) get each architecture's small-image variant by default.
 SMALL_IMAGE_THRESHOLD = 64
 
 
-class SmallCNN(nn.Module):
-    """Three conv blocks (conv-BN-ReLU, max-pool after the first two), global average pool, linear.
-
-    Small enough to train on CPU in about a minute on 32x32 digits; ``features.8`` is its last
-    conv layer (the default layer to diagnose).
-    """
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32):
-        super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(inplace=True),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(4 * w, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.pool(self.features(x)).flatten(1))
-
-
-@register_model("smallcnn", default_layers="features.8", paper_name="(small 3-conv CNN)")
-def smallcnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32, small: bool | None = None) -> nn.Module:
-    return SmallCNN(in_channels, num_classes, width=32)
-
-
-@register_model("tinycnn", default_layers="features.8", paper_name="(tiny 3-conv CNN for tests)")
-def tinycnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 32, small: bool | None = None) -> nn.Module:
-    return SmallCNN(in_channels, num_classes, width=8)
-
-
-@register_model("wrn10_1", default_layers="block3.0.conv2", paper_name="(WideResNet-10-1: the paper's WRN family at CPU size)")
-def wrn10_1(in_channels: int = 1, num_classes: int = 10, image_size: int = 32, small: bool | None = None) -> nn.Module:
-    from .archs import WideResNet
-
-    return WideResNet(10, 1, in_channels, num_classes)
-
-
-from . import paper_models  # noqa: E402,F401  (registers the paper's 16 architectures)
-from .paper_models import PAPER_MODELS  # noqa: E402
-
-
 def _torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
     import torchvision
-
-    from .paper_models import set_in_channels
 
     try:
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
     except ValueError:
         raise ValueError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from None
     return set_in_channels(model, in_channels)
-
-
-def _timm(name: str, in_channels: int, num_classes: int) -> nn.Module:
-    try:
-        import timm
-    except ImportError:
-        raise ValueError("timm:NAME needs the timm package; pip install timm") from None
-    if not timm.is_model(name):
-        raise ValueError(f"unknown timm model {name!r}; see timm.list_models()")
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 
 def _from_file(spec: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
@@ -115,11 +57,13 @@ def load_pretrained(model: nn.Module, spec: str) -> nn.Module:
     Raises:
         ValueError: no pretrained weights for this spec, or they cannot be fetched (offline).
     """
-    name = spec.split(":", 1)[1] if ":" in spec else _PRETRAINED.get(spec)
-    if name is None or spec.startswith("file:"):
+    source = spec if spec.startswith(("timm:", "torchvision:")) else (
+        _REGISTRY[spec].pretrained if spec in _REGISTRY else "")
+    if not source:
         raise ValueError(f"no pretrained weights known for {spec!r}; pass --weights with your own checkpoint")
+    name = source.split(":", 1)[1]
     try:
-        if spec.startswith("timm:") or spec in ("senet34", "xception"):
+        if source.startswith("timm:"):
             import timm
 
             ref = timm.create_model(name, pretrained=True)
@@ -137,13 +81,6 @@ def load_pretrained(model: nn.Module, spec: str) -> nn.Module:
     own.update(matched)
     model.load_state_dict(own)
     return model
-
-
-_PRETRAINED = {"alexnet": "alexnet", "vgg16_bn": "vgg16_bn", "resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50",
-               "senet34": "seresnet34", "resnext50": "resnext50_32x4d", "densenet121": "densenet121",
-               "efficientnetv2_s": "efficientnet_v2_s", "googlenet": "googlenet", "xception": "legacy_xception",
-               "mobilenetv2": "mobilenet_v2", "inceptionv3": "inception_v3", "shufflenetv2": "shufflenet_v2_x1_0",
-               "squeezenet": "squeezenet1_1", "mnasnet": "mnasnet1_0"}
 
 
 def build_model(spec: str, in_channels: int = 1, num_classes: int = 10, image_size: int = 32,
@@ -166,7 +103,7 @@ def build_model(spec: str, in_channels: int = 1, num_classes: int = 10, image_si
     if spec.startswith("torchvision:"):
         return _torchvision(spec.split(":", 1)[1], in_channels, num_classes)
     if spec.startswith("timm:"):
-        return _timm(spec.split(":", 1)[1], in_channels, num_classes)
+        return timm_model(spec.split(":", 1)[1], in_channels, num_classes)
     if spec not in _REGISTRY:
         raise ValueError(
             f"unknown model {spec!r}; use one of {', '.join(model_names())}, torchvision:NAME, timm:NAME "
