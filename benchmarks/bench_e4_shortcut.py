@@ -37,8 +37,8 @@ from model_doctor.experiment import cached_run, fmt, spread  # noqa: E402
 from model_doctor.study import ArmSpec, run_study  # noqa: E402
 from model_doctor.training import FitConfig, evaluate  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
-from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss,  # noqa: E402
-                                          InputGradientLoss, background_reliance, selection_score)
+from model_doctor.treatment.space import (SPACE_METHODS, AnnotatedPool, background_reliance,  # noqa: E402
+                                          selection_score)
 from model_doctor import diagnose  # noqa: E402
 from model_doctor.models import build_model  # noqa: E402
 
@@ -85,13 +85,8 @@ def annotated(train, per_class: int | None, seed: int) -> list[int]:
 def make_terms(method: str, weight: float, option, pool: AnnotatedPool, diag, seed: int):
     if method == "paper":
         return lambda: ModelDoctorLoss(diag, [LAYER], alpha=0.0, beta=weight, noise_draws=1, seed=seed)
-    if method == "attribution":
-        return lambda: AttributionLoss(pool, [LAYER], weight, pool_batch=POOL_BATCH, seed=seed)
-    if method == "input":
-        return lambda: InputGradientLoss(pool, weight, mode=option, pool_batch=POOL_BATCH, seed=seed)
-    if method == "counterfactual":
-        return lambda: CounterfactualLoss(pool, weight, pool_batch=POOL_BATCH, seed=seed)
-    raise ValueError(method)
+    m = SPACE_METHODS[method]
+    return lambda: m.build(pool, weight, layers=[LAYER], pool_batch=POOL_BATCH, seed=seed, input_mode=option or "share")
 
 
 def measure(model, data: dict, res: dict, run_dir: Path | None = None) -> dict:

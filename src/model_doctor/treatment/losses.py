@@ -1,4 +1,4 @@
-"""The treatment constraints as a drop-in loss (paper Eq. 5-7) and the RRR baseline.
+"""The treatment constraints as a drop-in loss (paper Eq. 5-7); the RRR baseline is the input-gradient term (``space.py``).
 
 Usage in any training loop::
 
@@ -41,11 +41,11 @@ from torch import nn
 from ..diagnosis.artifact import Diagnosis
 from ..distributed import rank_world
 from ..gradients import _reduce_fn
-from ..hooks import RemovableHandleList
 from ..noise import batch_noise
 from .instrument import Instrument
+from .terms import LossTerm, MaskedBatch
 
-__all__ = ["ModelDoctorLoss", "RRRLoss", "channel_term", "space_term", "masked_channel_sum", "resize_background"]
+__all__ = ["ModelDoctorLoss", "channel_term", "space_term", "masked_channel_sum", "resize_background"]
 
 Variant = Literal["paper", "official"]
 
@@ -97,7 +97,7 @@ def space_term(g_n: torch.Tensor, background: torch.Tensor, has_mask: torch.Tens
     return _finish(r.sum((1, 2, 3)), g_n, normalize, draws)                # Σ_j Σ_hw
 
 
-class ModelDoctorLoss:
+class ModelDoctorLoss(LossTerm):
     """Channel-wise (α, Eq. 5) and space-wise (β, Eq. 6) constraints at the diagnosed layers.
 
     Args:
@@ -129,6 +129,7 @@ class ModelDoctorLoss:
                  warmup_steps: int = 0, seed: int = 0, tail_bn: str = "train"):
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha={alpha}, beta={beta}; constraint weights must be >= 0")
+        super().__init__(1.0)  # alpha and beta weigh the two terms; the base holds the model
         if variant not in ("paper", "official"):
             raise ValueError(f"variant={variant!r}; use 'paper' (Eq. 5) or 'official'")
         if reduce not in ("abs", "relu"):
@@ -154,14 +155,14 @@ class ModelDoctorLoss:
 
     # -- hooks -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def attach(self, model: nn.Module) -> Iterator["ModelDoctorLoss"]:
+    def hooks(self, model: nn.Module) -> Iterator[None]:
         """Capture the constrained layers during forward passes inside the block."""
         self.diagnosis.check_compatible(model)
         inst = Instrument(model, self.layers, need_tail=self.draws > 0 or self.tail_bn == "eval")
         with inst.attach():
             self._inst = inst
             try:
-                yield self
+                yield
             finally:
                 self._inst = None
 
@@ -202,11 +203,10 @@ class ModelDoctorLoss:
 
         ``batch`` may carry ``(x, y, fg_mask [B,1,H,W], has_mask [B])`` for the space-wise term.
         """
+        self.need_model()
         zero = logits.sum() * 0.0
         out: dict[str, torch.Tensor] = {}
         scale = self.weight_scale(step)
-        if self._inst is None:
-            raise RuntimeError("call the loss inside `with loss.attach(model):`")
         if scale == 0.0:
             if self.alpha:
                 out["channel"] = zero
@@ -217,10 +217,8 @@ class ModelDoctorLoss:
         n, s = top2[:, 0], top2[:, 1]
         masks = None
         if self.beta:
-            if len(batch) < 4:
-                raise ValueError("beta > 0 needs batches of (image, label, foreground_mask, has_mask); use a MaskedDataset")
-            fg, has = batch[2].to(logits.device), batch[3].to(logits.device).bool()
-            masks = (fg, has)
+            b = MaskedBatch.of(batch, "beta > 0", logits.device)
+            masks = (b.foreground, b.has_mask)
         ch_total, sp_total = zero, zero
         for layer in self.layers:
             norm = self._normalized[layer].to(logits.device)
@@ -249,46 +247,3 @@ class ModelDoctorLoss:
         if self.beta:
             out["space"] = self.beta * scale * sp_total
         return out
-
-
-class RRRLoss:
-    """"Right for the right reasons" (Ross et al. 2017): λ · Σ_pixels (I_bg ⊙ ∂Σ_c log p_c/∂x)².
-
-    Same API as :class:`ModelDoctorLoss`. ``attach`` makes the model's input require grad via a
-    forward pre-hook. Normalised (default) as the mean over samples and pixels.
-    """
-
-    def __init__(self, weight: float = 1.0, normalize: bool = True):
-        if weight < 0:
-            raise ValueError(f"weight={weight}; must be >= 0")
-        self.weight, self.normalize = float(weight), normalize
-        self._x: torch.Tensor | None = None
-
-    @contextlib.contextmanager
-    def attach(self, model: nn.Module) -> Iterator["RRRLoss"]:
-        def pre(_m: nn.Module, args: tuple):
-            x = args[0].detach().requires_grad_(True)
-            self._x = x
-            return (x, *args[1:])
-
-        handles = RemovableHandleList([model.register_forward_pre_hook(pre)])
-        try:
-            yield self
-        finally:
-            handles.remove()
-            self._x = None
-
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
-        if self._x is None:
-            raise RuntimeError("call the loss inside `with loss.attach(model):`")
-        if len(batch) < 4:
-            raise ValueError("RRR needs batches of (image, label, foreground_mask, has_mask); use a MaskedDataset")
-        fg, has = batch[2].to(logits.device).float(), batch[3].to(logits.device).float()
-        if fg.dim() == 3:
-            fg = fg[:, None]
-        logp = torch.log_softmax(logits, 1).sum()
-        (gx,) = torch.autograd.grad(logp, self._x, create_graph=True)
-        bg = (1.0 - fg) * has.view(-1, 1, 1, 1)
-        pen = (bg * gx).pow(2).sum((1, 2, 3))
-        value = pen.mean() / (gx[0].numel() if self.normalize else 1)
-        return {"rrr": self.weight * value}

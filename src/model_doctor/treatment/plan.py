@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from ..data.masks import KeepMasks, expand_foreground, pick_per_class
 from ..study import verdict
-from .space import AnnotatedPool, AttributionLoss, CounterfactualLoss, InputGradientLoss, SPACE_METHODS
+from .space import SPACE_METHODS, AnnotatedPool
 
 __all__ = ["Pools", "make_pools", "build_terms", "needs_diagnosis", "weights_of", "reliance_verdicts", "CombinedTerms"]
 
@@ -159,7 +159,8 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
     """The loss terms of one treated arm from a :class:`~model_doctor.config.TreatConfig`.
 
     ``layers``: where ``attribution`` works when neither ``t.layers`` nor a diagnosis names them."""
-    from .losses import ModelDoctorLoss, RRRLoss
+    from .losses import ModelDoctorLoss
+    from .space import RRRLoss
 
     if t.space_method not in SPACE_METHODS:
         raise ValueError(f"space_method={t.space_method!r}; use one of {', '.join(SPACE_METHODS)}")
@@ -177,16 +178,12 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
         parts.append(ModelDoctorLoss(diag, layers, alpha=t.alpha, beta=paper_beta, v=t.v, noise_draws=t.noise_draws,
                                      noise=t.noise, variant=t.variant, reduce=t.reduce, normalize=t.normalize,
                                      every=t.every, warmup_steps=t.warmup_steps, seed=seed, tail_bn=t.tail_bn))
-    if beta and t.space_method != "paper":
+    method = SPACE_METHODS[t.space_method]
+    if beta and method is not None:
         assert pools is not None
-        if t.space_method == "attribution":
-            parts.append(AttributionLoss(_expanded(pools.train, expand), layers or (list(diag.layers) if diag is not None else list(layers_default)), beta,
-                                         pool_batch=t.pool_batch, seed=seed))
-        elif t.space_method == "input":
-            parts.append(InputGradientLoss(_expanded(pools.train, expand), beta, mode=t.input_mode,
-                                           pool_batch=t.pool_batch, seed=seed))
-        else:  # the pasted foreground is the annotation itself: expansion would carry background along
-            parts.append(CounterfactualLoss(pools.train, beta, pool_batch=t.pool_batch, seed=seed))
+        pool = _expanded(pools.train, expand) if method.expanded else pools.train
+        parts.append(method.build(pool, beta, layers=layers or (list(diag.layers) if diag is not None else list(layers_default)),
+                                  pool_batch=t.pool_batch, seed=seed, input_mode=t.input_mode))
     return parts[0] if len(parts) == 1 else CombinedTerms(parts)
 
 

@@ -28,21 +28,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..hooks import RemovableHandleList
 from .instrument import Instrument
 from .losses import resize_background
+from .terms import LossTerm, MaskedBatch
 
-__all__ = ["AnnotatedPool", "AttributionLoss", "InputGradientLoss", "CounterfactualLoss", "background_share",
-           "composite", "bounding_boxes", "background_reliance", "selection_score", "SPACE_METHODS"]
+__all__ = ["AnnotatedPool", "AttributionLoss", "InputGradientLoss", "RRRLoss", "CounterfactualLoss", "background_share",
+           "composite", "bounding_boxes", "background_reliance", "selection_score", "SPACE_METHODS", "SpaceMethod"]
 
-#: the CLI's ``--space-method`` choices
-SPACE_METHODS = ("paper", "attribution", "input", "counterfactual")
 
 
 class AnnotatedPool:
@@ -182,39 +182,22 @@ def _device(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
-class _PoolTerm:
-    """Shared plumbing: weight, pool, per-step draw, attach/detach of the model."""
+class _PoolTerm(LossTerm):
+    """A term that draws ``pool_batch`` annotated images per step from a pool (seeded by step)."""
 
     name = "space"
 
     def __init__(self, pool: AnnotatedPool, weight: float, pool_batch: int, seed: int):
-        if weight < 0:
-            raise ValueError(f"weight={weight}; constraint weights must be >= 0")
+        super().__init__(weight)
         if pool_batch < 1:
             raise ValueError(f"pool_batch={pool_batch}; use a positive number of annotated images per step")
-        self.pool, self.weight, self.pool_batch, self.seed = pool, float(weight), int(pool_batch), int(seed)
-        self._model: nn.Module | None = None
+        self.pool, self.pool_batch, self.seed = pool, int(pool_batch), int(seed)
 
-    @contextlib.contextmanager
-    def attach(self, model: nn.Module) -> Iterator["_PoolTerm"]:
-        """These terms run their own forward; they only need the model (no hooks)."""
-        self._model = model
-        try:
-            yield self
-        finally:
-            self._model = None
-
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        assert self._model is not None
-        dev, dt = _device(self._model)
+    def _batch(self, model: nn.Module, step: int) -> MaskedBatch:
+        dev, dt = _device(model)
         idx = self.pool.draw(self.pool_batch, self.seed, step)
-        return (self.pool.images[idx].to(dev, dt), self.pool.labels[idx].to(dev), self.pool.foreground[idx].to(dev, dt),
-                idx)
-
-    def _need_model(self) -> nn.Module:
-        if self._model is None:
-            raise RuntimeError("call the loss inside `with loss.attach(model):`")
-        return self._model
+        return MaskedBatch(self.pool.images[idx].to(dev, dt), self.pool.labels[idx].to(dev),
+                           self.pool.foreground[idx].to(dev, dt), torch.ones(len(idx), dtype=torch.bool, device=dev))
 
 
 class AttributionLoss(_PoolTerm):
@@ -235,20 +218,18 @@ class AttributionLoss(_PoolTerm):
         self._inst: Instrument | None = None
 
     @contextlib.contextmanager
-    def attach(self, model: nn.Module) -> Iterator["AttributionLoss"]:
+    def hooks(self, model: nn.Module) -> Iterator[None]:
         inst = Instrument(model, self.layers, need_tail=False)
         with inst.attach():
-            self._inst, self._model = inst, model
+            self._inst = inst
             try:
-                yield self
+                yield
             finally:
-                self._inst, self._model = None, None
+                self._inst = None
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
-        model = self._need_model()
-        if self.weight == 0.0:
-            return {self.name: logits.sum() * 0.0}
-        x, y, fg, _ = self._batch(step)
+    def value(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, batch: Sequence[Any],
+              step: int) -> torch.Tensor:
+        x, y, fg, _ = self._batch(model, step)
         out = model(x)
         assert self._inst is not None
         total = out.sum() * 0.0
@@ -258,41 +239,69 @@ class AttributionLoss(_PoolTerm):
             (g,) = torch.autograd.grad(score, m, create_graph=True, retain_graph=True)
             attr = (m * g).abs().sum(1)                                        # Σ_k |m ⊙ g| -> [B, h, w]
             total = total + background_share(attr, resize_background(fg, attr.shape[-2:])).mean()
-        return {self.name: self.weight * total / len(self.layers)}
+        return total / len(self.layers)
 
 
-class InputGradientLoss(_PoolTerm):
-    """Input-gradient penalties on drawn annotated images.
+class InputGradientLoss(LossTerm):
+    """Input-gradient penalties on annotated images: drawn from ``pool``, or (``pool=None``) the
+    annotated images of the training batch itself, read from its masks.
 
-    ``mode="rrr"``: λ · mean over images and pixels of ``(I_bg ⊙ ∂Σ_c log p_c/∂x)²`` (Ross et al.
-    2017, as :class:`~model_doctor.treatment.RRRLoss`). ``mode="share"``: λ · mean of the
-    background share of ``Σ_channels |∂y_label/∂x|`` (scale-invariant).
+    ``mode="rrr"``: λ · mean over images of ``Σ_pixels (I_bg ⊙ ∂Σ_c log p_c/∂x)²`` (Ross et al.
+    2017), divided by the pixel count when ``normalize`` (default). ``mode="share"``: λ · mean of
+    the background share of ``Σ_channels |∂y_label/∂x|`` (scale-invariant). On the training batch
+    the input gradient is that of the CE forward (a pre-hook makes the input require grad), and
+    images without a mask contribute zero.
     """
 
-    name = "input"
-
-    def __init__(self, pool: AnnotatedPool, weight: float = 1.0, mode: str = "share", pool_batch: int = 32,
-                 seed: int = 0):
+    def __init__(self, pool: AnnotatedPool | None, weight: float = 1.0, mode: str = "share", pool_batch: int = 32,
+                 seed: int = 0, normalize: bool = True):
         if mode not in ("rrr", "share"):
             raise ValueError(f"input-gradient mode={mode!r}; use 'share' (scale-invariant) or 'rrr' (Ross et al.)")
-        super().__init__(pool, weight, pool_batch, seed)
-        self.mode = mode
+        super().__init__(weight)
+        self._draw = _PoolTerm(pool, weight, pool_batch, seed) if pool is not None else None
+        self.mode, self.normalize = mode, normalize
+        self.name = "input" if pool is not None else mode
+        self._x: torch.Tensor | None = None
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
-        model = self._need_model()
-        if self.weight == 0.0:
-            return {self.name: logits.sum() * 0.0}
-        x, y, fg, _ = self._batch(step)
-        x = x.detach().requires_grad_(True)
-        out = model(x)
-        bg = 1.0 - fg
+    @contextlib.contextmanager
+    def hooks(self, model: nn.Module) -> Iterator[None]:
+        if self._draw is not None:   # the pool's images go through their own forward
+            yield
+            return
+
+        def pre(_m: nn.Module, args: tuple):
+            self._x = args[0].detach().requires_grad_(True)
+            return (self._x, *args[1:])
+
+        handles = RemovableHandleList([model.register_forward_pre_hook(pre)])
+        try:
+            yield
+        finally:
+            handles.remove()
+            self._x = None
+
+    def value(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, batch: Sequence[Any],
+              step: int) -> torch.Tensor:
+        if self._draw is not None:
+            b = self._draw._batch(model, step)
+            x = b.images.detach().requires_grad_(True)
+            out, y, bg = model(x), b.labels, 1.0 - b.foreground
+        else:
+            b = MaskedBatch.of(batch, f"{self.mode.upper()} on the training batch", logits.device)
+            x, out, y = self._x, logits, labels
+            bg = (1.0 - b.foreground.to(logits.dtype)) * b.has_mask.to(logits.dtype).view(-1, 1, 1, 1)
+        assert x is not None
         if self.mode == "rrr":
             (gx,) = torch.autograd.grad(torch.log_softmax(out, 1).sum(), x, create_graph=True)
-            value = (bg * gx).pow(2).sum((1, 2, 3)).mean() / gx[0].numel()
-        else:
-            (gx,) = torch.autograd.grad(out.gather(1, y[:, None]).sum(), x, create_graph=True)
-            value = background_share(gx.abs().sum(1), bg[:, 0]).mean()
-        return {self.name: self.weight * value}
+            return (bg * gx).pow(2).sum((1, 2, 3)).mean() / (gx[0].numel() if self.normalize else 1)
+        (gx,) = torch.autograd.grad(out.gather(1, y[:, None]).sum(), x, create_graph=True)
+        return background_share(gx.abs().sum(1), bg[:, 0]).mean()
+
+
+def RRRLoss(weight: float = 1.0, normalize: bool = True) -> InputGradientLoss:  # noqa: N802  (kept as the class name it replaced)
+    """"Right for the right reasons" (Ross et al. 2017) on the training batch's masks: the
+    input-gradient term in ``rrr`` mode with no pool."""
+    return InputGradientLoss(None, weight, mode="rrr", normalize=normalize)
 
 
 class CounterfactualLoss(_PoolTerm):
@@ -316,10 +325,8 @@ class CounterfactualLoss(_PoolTerm):
         a = self.pool.draw(self.pool_batch, self.seed, step)
         return a, self.pool.partners(a, self.seed, step)
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
-        model = self._need_model()
-        if self.weight == 0.0:
-            return {self.name: logits.sum() * 0.0}
+    def value(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, batch: Sequence[Any],
+              step: int) -> torch.Tensor:
         dev, dt = _device(model)
         a, b = self.pairs(step)
         p = self.pool
@@ -333,7 +340,7 @@ class CounterfactualLoss(_PoolTerm):
         if self.kl_weight:
             value = value + self.kl_weight * F.kl_div(torch.log_softmax(lt, 1), torch.log_softmax(la, 1),
                                                       reduction="batchmean", log_target=True)
-        return {self.name: self.weight * value}
+        return value
 
 
 @torch.no_grad()
@@ -445,3 +452,35 @@ def selection_score(val_acc: float, reliance: dict[str, Any] | None) -> float:
         return float(val_acc)
     return 0.5 * (float(val_acc) + float(reliance["swap_acc"]))
 
+
+class SpaceMethod(NamedTuple):
+    """A ``--space-method``: how to build its term from the pool, and whether it reads the pool
+    with expanded foregrounds (gradient penalties) or as annotated (pasting must not carry background)."""
+
+    build: Callable[..., LossTerm]
+    expanded: bool
+
+
+def _attribution(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
+                 input_mode: str = "share") -> LossTerm:
+    return AttributionLoss(pool, layers, weight, pool_batch=pool_batch, seed=seed)
+
+
+def _input(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
+           input_mode: str = "share") -> LossTerm:
+    return InputGradientLoss(pool, weight, mode=input_mode, pool_batch=pool_batch, seed=seed)
+
+
+def _counterfactual(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
+                    input_mode: str = "share") -> LossTerm:
+    return CounterfactualLoss(pool, weight, pool_batch=pool_batch, seed=seed)
+
+
+#: ``--space-method`` -> its term; a new method is one class and one line here. ``paper`` (Eq. 6)
+#: is the β of :class:`~model_doctor.treatment.losses.ModelDoctorLoss`, built with the channel term.
+SPACE_METHODS: dict[str, SpaceMethod | None] = {
+    "paper": None,
+    "attribution": SpaceMethod(_attribution, expanded=True),
+    "input": SpaceMethod(_input, expanded=True),
+    "counterfactual": SpaceMethod(_counterfactual, expanded=False),
+}
