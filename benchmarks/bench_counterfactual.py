@@ -36,7 +36,7 @@ from _common import emit, header, interleaved, per_round, spread  # noqa: E402
 
 def _pool(n: int, size: int):
     """Annotated images with box annotations: a bright blob on stripes, the box twice the blob."""
-    from model_doctor.treatment.space import AnnotatedPool
+    from model_doctor.treatment.pool import AnnotatedPool
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(n) % 10

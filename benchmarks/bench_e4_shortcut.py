@@ -4,7 +4,7 @@ Study ``finetune`` (the practical setting): a decoy-trained original (10 epochs)
 4 epochs with N annotated training images per class (default 20; also 5, 100 and all). A
 quarter of the annotated images per class is held out (never trained on with masks) to measure
 background reliance; every arm's epoch, and the method and weight, are chosen by the no-test-data
-rule :func:`model_doctor.treatment.space.selection_score` (mean of validation accuracy — decoys as
+rule :func:`model_doctor.treatment.reliance.selection_score` (mean of validation accuracy — decoys as
 in training — and held-out background-swap accuracy). Arms: the CE-only control, Eq. 6 (``paper``),
 ``attribution``, ``input`` (share and RRR) and ``counterfactual``, several weights each, all with
 the same seed, schedule and data order. The ceiling is trained from scratch on shuffled
@@ -37,8 +37,9 @@ from model_doctor.experiment import cached_run, fmt, spread  # noqa: E402
 from model_doctor.study import ArmSpec, run_study  # noqa: E402
 from model_doctor.training import FitConfig, evaluate  # noqa: E402
 from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
-from model_doctor.treatment.space import (SPACE_METHODS, AnnotatedPool, background_reliance,  # noqa: E402
-                                          selection_score)
+from model_doctor.treatment.pool import AnnotatedPool  # noqa: E402
+from model_doctor.treatment.reliance import background_reliance, selection_score  # noqa: E402
+from model_doctor.treatment.space import SPACE_METHODS  # noqa: E402
 from model_doctor import diagnose  # noqa: E402
 from model_doctor.models import build_model  # noqa: E402
 

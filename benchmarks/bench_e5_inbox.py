@@ -89,7 +89,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     from model_doctor import runtime as P
     from model_doctor.jobs.treat import _treat_masks
     from model_doctor.config import Config
-    from model_doctor.treatment.space import background_reliance
+    from model_doctor.treatment.reliance import background_reliance
 
     s = json.loads((run_dir / "summary.json").read_text())
     cfg = Config()

@@ -151,7 +151,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
 
     ``select(model)`` (optional) is called after each epoch's validation; its dict is logged in the
     epoch's row and its ``"select_score"`` replaces validation accuracy as the criterion for the
-    best epoch (e.g. :func:`model_doctor.treatment.space.selection_score`; never test data).
+    best epoch (e.g. :func:`model_doctor.treatment.reliance.selection_score`; never test data).
 
     Files in ``out_dir`` (when given): ``checkpoint.pt`` (every epoch, atomic), ``best.safetensors``
     and ``metrics.jsonl`` (one line per epoch).

@@ -10,7 +10,8 @@ from torch import nn
 
 from model_doctor.data.refine import is_box, refine_foreground, to_uint8
 from model_doctor.treatment.plan import make_pools, reliance_verdicts, verdict
-from model_doctor.treatment.space import AnnotatedPool, background_reliance, composite
+from model_doctor.treatment.pool import AnnotatedPool, composite
+from model_doctor.treatment.reliance import background_reliance
 
 S = 24
 CUE_AT = (7, 7)   # inside the box (6:18), outside the object (a disk of radius 4 at the centre)
@@ -159,7 +160,7 @@ def test_reliance_verdicts_report_coverage_and_background_only():
 def test_background_only_removes_the_whole_annotated_box():
     """The background-only image fills the annotation's bounding box, not the object's silhouette
     (a flat region in the object's exact shape would still tell the class)."""
-    from model_doctor.treatment.space import bounding_boxes
+    from model_doctor.treatment.reliance import bounding_boxes
 
     g = torch.Generator().manual_seed(0)
     m = (torch.rand(5, 1, 9, 11, generator=g) > 0.8).float()

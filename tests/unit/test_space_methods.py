@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from model_doctor.hooks import count_hooks
-from model_doctor.treatment.space import (AnnotatedPool, AttributionLoss, CounterfactualLoss, InputGradientLoss,
-                                          background_reliance, composite, selection_score)
+from model_doctor.treatment.pool import AnnotatedPool, composite
+from model_doctor.treatment.reliance import background_reliance, selection_score
+from model_doctor.treatment.space import AttributionLoss, CounterfactualLoss, InputGradientLoss
 
 
 class Net(nn.Module):

@@ -36,7 +36,8 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     if cfg.examine.masks:
         from ..data.annotations import load_masks
         from ..data.workflow import with_masks
-        from ..treatment.space import AnnotatedPool, background_reliance
+        from ..treatment.pool import AnnotatedPool
+        from ..treatment.reliance import background_reliance
 
         found = load_masks(cfg.examine.mask_format, cfg.examine.masks, dataset_root=cfg.examine.masks)
         pool = AnnotatedPool.from_dataset(with_masks(data, found, 0)).refine(cfg.examine.refine, erode_px=cfg.examine.erode)

@@ -25,7 +25,7 @@ from ..study import ArmSpec, StudyResult, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import FitConfig, evaluate
 from ..treatment.plan import Pools, build_terms, make_pools, needs_diagnosis, reliance_verdicts, weights_of
-from ..treatment.space import background_reliance, selection_score
+from ..treatment.reliance import background_reliance, selection_score
 from .text import reliance_table
 
 __all__ = ["run_treat"]

@@ -4,7 +4,7 @@ and the verdict on background reliance (the study itself is :mod:`model_doctor.s
 **Selection without test data** (the rule ``treat`` applies, documented in ``docs/method.md``):
 a quarter (``holdout``) of each class's annotated training images is held out — their masks are
 never used by a constraint — and after every epoch each arm (the control too) is scored by
-:func:`~model_doctor.treatment.space.selection_score`: the mean of validation accuracy and the
+:func:`~model_doctor.treatment.reliance.selection_score`: the mean of validation accuracy and the
 held-out background-swap accuracy. Each arm keeps its best-scoring epoch; with several weights
 (``--beta 1 3 10``) each seed keeps the weight whose chosen epoch scores best. The test split is
 read only afterwards, to report.
@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 
 from ..data.masks import KeepMasks, expand_foreground, pick_per_class
 from ..study import verdict
-from .space import SPACE_METHODS, AnnotatedPool
+from .pool import AnnotatedPool
+from .space import SPACE_METHODS
 
 __all__ = ["Pools", "make_pools", "build_terms", "needs_diagnosis", "weights_of", "reliance_verdicts", "CombinedTerms"]
 

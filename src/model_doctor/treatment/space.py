@@ -1,4 +1,4 @@
-"""Space-wise constraints that reach the feature extractor, and the pool of annotated images.
+"""Space-wise constraints that reach the feature extractor, and their registry (``SPACE_METHODS``).
 
 Eq. 6 (``ModelDoctorLoss(beta=...)``, space method ``paper``) penalises ``|∂y/∂m|`` on the
 background at layer r. For a piecewise-linear tail that derivative does not depend on the
@@ -33,143 +33,16 @@ from typing import Any, Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
 from ..hooks import RemovableHandleList
 from .instrument import Instrument
 from .losses import resize_background
+from .pool import AnnotatedPool, composite
 from .terms import LossTerm, MaskedBatch
 
-__all__ = ["AnnotatedPool", "AttributionLoss", "InputGradientLoss", "RRRLoss", "CounterfactualLoss", "background_share",
-           "composite", "bounding_boxes", "background_reliance", "selection_score", "SPACE_METHODS", "SpaceMethod"]
+__all__ = ["AttributionLoss", "InputGradientLoss", "RRRLoss", "CounterfactualLoss", "background_share",
+           "SPACE_METHODS", "SpaceMethod"]
 
-
-
-class AnnotatedPool:
-    """The annotated images of a ``(image, label, foreground, has_mask)`` dataset, in memory.
-
-    Args:
-        images: ``[N, C, H, W]``; labels: ``[N]``; foreground: ``[N, 1, H, W]`` in [0, 1].
-        indices: the dataset index of each (for reporting).
-
-    Raises:
-        ValueError: no images, or shapes that disagree.
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, foreground: torch.Tensor,
-                 indices: Sequence[int] | None = None, coarse: torch.Tensor | None = None,
-                 refined: torch.Tensor | None = None, reasons: Sequence[str] | None = None):
-        if len(images) == 0:
-            raise ValueError("no annotated images: the pool needs at least one image with a foreground mask; "
-                             "check that --masks pair with the training images")
-        if foreground.dim() == 3:
-            foreground = foreground[:, None]
-        if len(labels) != len(images) or tuple(foreground.shape[-2:]) != tuple(images.shape[-2:]) \
-                or len(foreground) != len(images):
-            raise ValueError(f"pool shapes disagree: images {tuple(images.shape)}, labels {tuple(labels.shape)}, "
-                             f"foreground {tuple(foreground.shape)}")
-        self.images = images if images.is_floating_point() else images.float()
-        self.labels = labels.long()
-        self.foreground = foreground.to(self.images.dtype).clamp(0, 1)
-        self.indices = list(indices) if indices is not None else list(range(len(images)))
-        #: the annotation as given (before :meth:`refine`), for figures
-        self.coarse = self.foreground if coarse is None else coarse.to(self.images.dtype)
-        #: per image: True where :meth:`refine` estimated the object's pixels, False where the
-        #: annotation is used as it is (``reasons`` says why)
-        self.refined = torch.zeros(len(labels), dtype=torch.bool) if refined is None else refined.bool()
-        self.reasons = list(reasons) if reasons is not None else ["not refined"] * len(labels)
-
-    def refine(self, method: str = "grabcut", seed: int = 0, erode_px: int = 0) -> "AnnotatedPool":
-        """A pool whose foregrounds are the object's estimated pixels inside each annotation
-        (:func:`model_doctor.data.refine.refine_foreground`, once per image); ``coarse`` keeps the annotation."""
-        from ..data.refine import refine_foreground
-
-        out = [refine_foreground(x, c[0], method, seed=seed, erode_px=erode_px) for x, c in zip(self.images, self.coarse)]
-        fg = torch.stack([r.mask for r in out])[:, None].to(self.images.dtype)
-        return AnnotatedPool(self.images, self.labels, fg, self.indices, self.coarse,
-                             torch.tensor([r.ok for r in out], dtype=torch.bool), [r.reason for r in out])
-
-    def refine_report(self) -> dict[str, Any]:
-        """How many foregrounds were refined, and why the others were not (counts per reason)."""
-        why: dict[str, int] = {}
-        for ok, r in zip(self.refined.tolist(), self.reasons):
-            if not ok:
-                why[r] = why.get(r, 0) + 1
-        return {"images": len(self), "refined": int(self.refined.sum()), "not_refined": why}
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @classmethod
-    def from_dataset(cls, dataset: Dataset, indices: Sequence[int] | None = None) -> "AnnotatedPool":
-        """Every item with ``has_mask`` (or only ``indices``) of a masked dataset."""
-        xs, ys, fgs, keep = [], [], [], []
-        for i in (range(len(dataset)) if indices is None else indices):  # type: ignore[arg-type]
-            item = dataset[i]
-            if len(item) < 4:
-                raise ValueError("the dataset has no masks; use a MaskedDataset (or a decoy-* dataset)")
-            if bool(item[3]):
-                xs.append(torch.as_tensor(item[0]))
-                ys.append(int(item[1]))
-                fgs.append(torch.as_tensor(item[2]).float().reshape(1, *item[0].shape[-2:]))
-                keep.append(int(i))
-        if not xs:
-            raise ValueError("no annotated images: the pool needs at least one image with a foreground mask; "
-                             "check that --masks pair with the training images")
-        return cls(torch.stack(xs), torch.tensor(ys), torch.stack(fgs), keep)
-
-    def split_holdout(self, fraction: float, seed: int = 0) -> tuple["AnnotatedPool", "AnnotatedPool | None"]:
-        """(train pool, held-out pool): per class ``round(fraction · n)`` images are held out, at least
-        one where a class has two or more and ``fraction > 0``; the rest train."""
-        if not 0.0 <= fraction < 1.0:
-            raise ValueError(f"holdout fraction={fraction}; use 0 <= fraction < 1 (e.g. 0.25)")
-        g = torch.Generator().manual_seed(seed)
-        held = torch.zeros(len(self), dtype=torch.bool)
-        if fraction > 0:
-            for c in self.labels.unique().tolist():
-                idx = torch.nonzero(self.labels == c).flatten()
-                idx = idx[torch.randperm(len(idx), generator=g)]
-                k = max(1, int(round(fraction * len(idx)))) if len(idx) >= 2 else 0
-                held[idx[:k]] = True
-        if not held.any():
-            return self, None
-        return self._take(~held), self._take(held)
-
-    def _take(self, sel: torch.Tensor) -> "AnnotatedPool":
-        idx = torch.nonzero(sel).flatten().tolist()
-        return AnnotatedPool(self.images[idx], self.labels[idx], self.foreground[idx], [self.indices[i] for i in idx],
-                             self.coarse[idx], self.refined[idx], [self.reasons[i] for i in idx])
-
-    def counts(self) -> dict[int, int]:
-        return {int(c): int((self.labels == c).sum()) for c in self.labels.unique().tolist()}
-
-    def draw(self, k: int, seed: int, step: int) -> torch.Tensor:
-        """``k`` pool positions (with replacement when ``k`` > pool size), a function of (seed, step)."""
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        if k <= len(self):
-            return torch.randperm(len(self), generator=g)[:k]
-        return torch.randint(0, len(self), (k,), generator=g)
-
-    def partners(self, a: torch.Tensor, seed: int, step: int) -> torch.Tensor:
-        """For each position in ``a``, another pool image, of a different class where the pool has one."""
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
-        out = torch.empty_like(a)
-        for j, i in enumerate(a.tolist()):
-            other = torch.nonzero(self.labels != self.labels[i]).flatten()
-            if len(other) == 0:
-                other = torch.tensor([p for p in range(len(self)) if p != i] or [i])
-            out[j] = other[torch.randint(0, len(other), (1,), generator=g)]
-        return out
-
-
-def composite(x_fg: torch.Tensor, fg: torch.Tensor, x_bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:
-    """``x_fg``'s foreground pasted on ``x_bg``'s background: ``fg ⊙ x_fg + (1 − fg) ⊙ b`` where
-    ``b`` is ``x_bg`` with its own foreground replaced by the per-channel mean of its background
-    (so the background image's object does not show through). Shapes ``[B, C, H, W]`` / ``[B, 1, H, W]``."""
-    bg_w = 1.0 - fg_bg
-    fill = (x_bg * bg_w).sum((2, 3), keepdim=True) / bg_w.sum((2, 3), keepdim=True).clamp(min=1e-6)
-    b = bg_w * x_bg + fg_bg * fill
-    return fg * x_fg + (1.0 - fg) * b
 
 
 def background_share(attr: torch.Tensor, background: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -341,116 +214,6 @@ class CounterfactualLoss(_PoolTerm):
             value = value + self.kl_weight * F.kl_div(torch.log_softmax(lt, 1), torch.log_softmax(la, 1),
                                                       reduction="batchmean", log_target=True)
         return value
-
-
-@torch.no_grad()
-def _probs(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), 1) for i in range(0, len(x), batch_size)])
-
-
-def bounding_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """``[B, 1, H, W]`` masks -> the filled bounding box of each (all zero where a mask is empty)."""
-    m = masks[:, 0] > 0.5
-    rows, cols = m.any(2), m.any(1)                        # [B, H], [B, W]
-
-    def span(v: torch.Tensor) -> torch.Tensor:             # fill between the first and the last set entry
-        idx = torch.arange(v.shape[1], device=v.device)
-        first = torch.where(v, idx, v.shape[1]).min(1).values
-        last = torch.where(v, idx, -1).max(1).values
-        return (idx[None] >= first[:, None]) & (idx[None] <= last[:, None])
-
-    return (span(rows)[:, :, None] & span(cols)[:, None, :])[:, None].to(masks.dtype)
-
-
-def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every image, up to ``max_partners`` images of another class (a seeded choice)."""
-    g = torch.Generator().manual_seed(seed)
-    ia: list[int] = []
-    ib: list[int] = []
-    for i in range(len(labels)):
-        other = torch.nonzero(labels != labels[i]).flatten()
-        other = other[torch.randperm(len(other), generator=g)[:max_partners]]
-        ia += [i] * len(other)
-        ib += other.tolist()
-    return torch.tensor(ia, dtype=torch.long), torch.tensor(ib, dtype=torch.long)
-
-
-def _per_class(labels: torch.Tensor, hits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, dict[str, float]]:
-    """``{class: {measure: mean of hits over that class's rows}}``; ``hits[measure] = (row labels, values)``."""
-    out: dict[int, dict[str, float]] = {}
-    for c in labels.unique().tolist():
-        row: dict[str, float] = {"images": int((labels == c).sum())}
-        for k, (lab, v) in hits.items():
-            sel = lab == c
-            row[k] = float(v[sel].double().mean()) if sel.any() else float("nan")
-        out[int(c)] = row
-    return out
-
-
-def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
-                        batch_size: int = 256) -> dict[str, Any]:
-    """How much the model's predictions on annotated images depend on their background.
-
-    Two measures, each overall and per class (``per_class``):
-
-    - **swap**: for every image a and up to ``max_partners`` images b of another class, ``x̃`` =
-      a's foreground on b's background (:func:`composite`). Everything outside a's foreground is
-      b's, *inside a's box too* once the pool is refined (:meth:`AnnotatedPool.refine`).
-      ``swap_acc``: a's label predicted on x̃; ``swap_agreement``: the same prediction as on a.
-    - **background only**: the image with the bounding box of its annotation filled with the mean
-      of the background outside it: no object, and not its silhouette either (a flat region in
-      the object's exact shape would still show the class). ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
-      label's mean softmax probability. A model that does not read the background sits near
-      chance (1 / classes) here; one that does predicts its class from the background alone.
-
-    Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
-    foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
-    cue inside an unrefined annotation is invisible to both measures), ``images`` and ``pairs``.
-    Eval mode; the model's training flag is restored.
-    """
-    dev, dt = _device(model)
-    was = model.training
-    model.eval()
-    try:
-        x, fg, y = pool.images.to(dev, dt), pool.foreground.to(dev, dt), pool.labels.to(dev)
-        pred = _probs(model, x, batch_size).argmax(1)
-        box = bounding_boxes(pool.coarse.to(dev, dt))
-        plate = _probs(model, composite(x, torch.zeros_like(box), x, box), batch_size)
-        ta, tb = _swap_pairs(pool.labels, max_partners, seed)
-        swap_acc = swap_agree = float("nan")
-        swap_hit = torch.zeros(0)
-        if len(ta):
-            pt = torch.cat([_probs(model, composite(x[a], fg[a], x[b], fg[b]), batch_size).argmax(1)
-                            for a, b in zip(ta.split(batch_size), tb.split(batch_size))])
-            swap_hit = (pt == y[ta]).cpu()
-            swap_acc = float(swap_hit.double().mean())
-            swap_agree = float((pt == pred[ta]).double().mean())
-        shares = []
-        with torch.enable_grad():
-            for s in range(0, len(x), batch_size):
-                xi = x[s:s + batch_size].detach().requires_grad_(True)
-                out = model(xi)
-                (gx,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), xi)
-                shares.append(background_share(gx.abs().sum(1), 1.0 - fg[s:s + batch_size, 0]))
-        bg_hit = (plate.argmax(1) == y).cpu()
-        bg_conf = plate.gather(1, y[:, None])[:, 0].cpu()
-        per_class = _per_class(pool.labels, {"swap_acc": (pool.labels[ta], swap_hit),
-                                             "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
-        return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "clean_acc": float((pred == y).double().mean()),
-                "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
-                "chance": 1.0 / max(int(plate.shape[1]), 1), "bg_grad_share": float(torch.cat(shares).double().mean()),
-                "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
-                "per_class": per_class}
-    finally:
-        model.train(was)
-
-
-def selection_score(val_acc: float, reliance: dict[str, Any] | None) -> float:
-    """The no-test-data rule: mean of validation accuracy and held-out background-swap accuracy
-    (validation accuracy alone when there is no held-out annotated image)."""
-    if not reliance or reliance.get("swap_acc") is None or reliance["swap_acc"] != reliance["swap_acc"]:
-        return float(val_acc)
-    return 0.5 * (float(val_acc) + float(reliance["swap_acc"]))
 
 
 class SpaceMethod(NamedTuple):

@@ -1,0 +1,139 @@
+"""The annotated training images, in memory: what the pool-based space methods draw from each
+step and what the reliance measures swap backgrounds between."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["AnnotatedPool", "composite"]
+
+
+class AnnotatedPool:
+    """The annotated images of a ``(image, label, foreground, has_mask)`` dataset, in memory.
+
+    Args:
+        images: ``[N, C, H, W]``; labels: ``[N]``; foreground: ``[N, 1, H, W]`` in [0, 1].
+        indices: the dataset index of each (for reporting).
+
+    Raises:
+        ValueError: no images, or shapes that disagree.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, foreground: torch.Tensor,
+                 indices: Sequence[int] | None = None, coarse: torch.Tensor | None = None,
+                 refined: torch.Tensor | None = None, reasons: Sequence[str] | None = None):
+        if len(images) == 0:
+            raise ValueError("no annotated images: the pool needs at least one image with a foreground mask; "
+                             "check that --masks pair with the training images")
+        if foreground.dim() == 3:
+            foreground = foreground[:, None]
+        if len(labels) != len(images) or tuple(foreground.shape[-2:]) != tuple(images.shape[-2:]) \
+                or len(foreground) != len(images):
+            raise ValueError(f"pool shapes disagree: images {tuple(images.shape)}, labels {tuple(labels.shape)}, "
+                             f"foreground {tuple(foreground.shape)}")
+        self.images = images if images.is_floating_point() else images.float()
+        self.labels = labels.long()
+        self.foreground = foreground.to(self.images.dtype).clamp(0, 1)
+        self.indices = list(indices) if indices is not None else list(range(len(images)))
+        #: the annotation as given (before :meth:`refine`), for figures
+        self.coarse = self.foreground if coarse is None else coarse.to(self.images.dtype)
+        #: per image: True where :meth:`refine` estimated the object's pixels, False where the
+        #: annotation is used as it is (``reasons`` says why)
+        self.refined = torch.zeros(len(labels), dtype=torch.bool) if refined is None else refined.bool()
+        self.reasons = list(reasons) if reasons is not None else ["not refined"] * len(labels)
+
+    def refine(self, method: str = "grabcut", seed: int = 0, erode_px: int = 0) -> "AnnotatedPool":
+        """A pool whose foregrounds are the object's estimated pixels inside each annotation
+        (:func:`model_doctor.data.refine.refine_foreground`, once per image); ``coarse`` keeps the annotation."""
+        from ..data.refine import refine_foreground
+
+        out = [refine_foreground(x, c[0], method, seed=seed, erode_px=erode_px) for x, c in zip(self.images, self.coarse)]
+        fg = torch.stack([r.mask for r in out])[:, None].to(self.images.dtype)
+        return AnnotatedPool(self.images, self.labels, fg, self.indices, self.coarse,
+                             torch.tensor([r.ok for r in out], dtype=torch.bool), [r.reason for r in out])
+
+    def refine_report(self) -> dict[str, Any]:
+        """How many foregrounds were refined, and why the others were not (counts per reason)."""
+        why: dict[str, int] = {}
+        for ok, r in zip(self.refined.tolist(), self.reasons):
+            if not ok:
+                why[r] = why.get(r, 0) + 1
+        return {"images": len(self), "refined": int(self.refined.sum()), "not_refined": why}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, indices: Sequence[int] | None = None) -> "AnnotatedPool":
+        """Every item with ``has_mask`` (or only ``indices``) of a masked dataset."""
+        xs, ys, fgs, keep = [], [], [], []
+        for i in (range(len(dataset)) if indices is None else indices):  # type: ignore[arg-type]
+            item = dataset[i]
+            if len(item) < 4:
+                raise ValueError("the dataset has no masks; use a MaskedDataset (or a decoy-* dataset)")
+            if bool(item[3]):
+                xs.append(torch.as_tensor(item[0]))
+                ys.append(int(item[1]))
+                fgs.append(torch.as_tensor(item[2]).float().reshape(1, *item[0].shape[-2:]))
+                keep.append(int(i))
+        if not xs:
+            raise ValueError("no annotated images: the pool needs at least one image with a foreground mask; "
+                             "check that --masks pair with the training images")
+        return cls(torch.stack(xs), torch.tensor(ys), torch.stack(fgs), keep)
+
+    def split_holdout(self, fraction: float, seed: int = 0) -> tuple["AnnotatedPool", "AnnotatedPool | None"]:
+        """(train pool, held-out pool): per class ``round(fraction · n)`` images are held out, at least
+        one where a class has two or more and ``fraction > 0``; the rest train."""
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"holdout fraction={fraction}; use 0 <= fraction < 1 (e.g. 0.25)")
+        g = torch.Generator().manual_seed(seed)
+        held = torch.zeros(len(self), dtype=torch.bool)
+        if fraction > 0:
+            for c in self.labels.unique().tolist():
+                idx = torch.nonzero(self.labels == c).flatten()
+                idx = idx[torch.randperm(len(idx), generator=g)]
+                k = max(1, int(round(fraction * len(idx)))) if len(idx) >= 2 else 0
+                held[idx[:k]] = True
+        if not held.any():
+            return self, None
+        return self._take(~held), self._take(held)
+
+    def _take(self, sel: torch.Tensor) -> "AnnotatedPool":
+        idx = torch.nonzero(sel).flatten().tolist()
+        return AnnotatedPool(self.images[idx], self.labels[idx], self.foreground[idx], [self.indices[i] for i in idx],
+                             self.coarse[idx], self.refined[idx], [self.reasons[i] for i in idx])
+
+    def counts(self) -> dict[int, int]:
+        return {int(c): int((self.labels == c).sum()) for c in self.labels.unique().tolist()}
+
+    def draw(self, k: int, seed: int, step: int) -> torch.Tensor:
+        """``k`` pool positions (with replacement when ``k`` > pool size), a function of (seed, step)."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        if k <= len(self):
+            return torch.randperm(len(self), generator=g)[:k]
+        return torch.randint(0, len(self), (k,), generator=g)
+
+    def partners(self, a: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+        """For each position in ``a``, another pool image, of a different class where the pool has one."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
+        out = torch.empty_like(a)
+        for j, i in enumerate(a.tolist()):
+            other = torch.nonzero(self.labels != self.labels[i]).flatten()
+            if len(other) == 0:
+                other = torch.tensor([p for p in range(len(self)) if p != i] or [i])
+            out[j] = other[torch.randint(0, len(other), (1,), generator=g)]
+        return out
+
+
+def composite(x_fg: torch.Tensor, fg: torch.Tensor, x_bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:
+    """``x_fg``'s foreground pasted on ``x_bg``'s background: ``fg ⊙ x_fg + (1 − fg) ⊙ b`` where
+    ``b`` is ``x_bg`` with its own foreground replaced by the per-channel mean of its background
+    (so the background image's object does not show through). Shapes ``[B, C, H, W]`` / ``[B, 1, H, W]``."""
+    bg_w = 1.0 - fg_bg
+    fill = (x_bg * bg_w).sum((2, 3), keepdim=True) / bg_w.sum((2, 3), keepdim=True).clamp(min=1e-6)
+    b = bg_w * x_bg + fg_bg * fill
+    return fg * x_fg + (1.0 - fg) * b

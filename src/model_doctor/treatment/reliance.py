@@ -1,0 +1,125 @@
+"""How much a model reads the background of annotated images: background-swap accuracy,
+background-only accuracy (the object's box filled), the input-gradient share outside the masks,
+overall and per class; and the no-test-data selection score built on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .pool import AnnotatedPool, composite
+from .space import _device, background_share
+
+__all__ = ["background_reliance", "selection_score", "bounding_boxes"]
+
+
+@torch.no_grad()
+def _probs(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    return torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), 1) for i in range(0, len(x), batch_size)])
+
+
+def bounding_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, H, W]`` masks -> the filled bounding box of each (all zero where a mask is empty)."""
+    m = masks[:, 0] > 0.5
+    rows, cols = m.any(2), m.any(1)                        # [B, H], [B, W]
+
+    def span(v: torch.Tensor) -> torch.Tensor:             # fill between the first and the last set entry
+        idx = torch.arange(v.shape[1], device=v.device)
+        first = torch.where(v, idx, v.shape[1]).min(1).values
+        last = torch.where(v, idx, -1).max(1).values
+        return (idx[None] >= first[:, None]) & (idx[None] <= last[:, None])
+
+    return (span(rows)[:, :, None] & span(cols)[:, None, :])[:, None].to(masks.dtype)
+
+
+def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every image, up to ``max_partners`` images of another class (a seeded choice)."""
+    g = torch.Generator().manual_seed(seed)
+    ia: list[int] = []
+    ib: list[int] = []
+    for i in range(len(labels)):
+        other = torch.nonzero(labels != labels[i]).flatten()
+        other = other[torch.randperm(len(other), generator=g)[:max_partners]]
+        ia += [i] * len(other)
+        ib += other.tolist()
+    return torch.tensor(ia, dtype=torch.long), torch.tensor(ib, dtype=torch.long)
+
+
+def _per_class(labels: torch.Tensor, hits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, dict[str, float]]:
+    """``{class: {measure: mean of hits over that class's rows}}``; ``hits[measure] = (row labels, values)``."""
+    out: dict[int, dict[str, float]] = {}
+    for c in labels.unique().tolist():
+        row: dict[str, float] = {"images": int((labels == c).sum())}
+        for k, (lab, v) in hits.items():
+            sel = lab == c
+            row[k] = float(v[sel].double().mean()) if sel.any() else float("nan")
+        out[int(c)] = row
+    return out
+
+
+def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
+                        batch_size: int = 256) -> dict[str, Any]:
+    """How much the model's predictions on annotated images depend on their background.
+
+    Two measures, each overall and per class (``per_class``):
+
+    - **swap**: for every image a and up to ``max_partners`` images b of another class, ``x̃`` =
+      a's foreground on b's background (:func:`composite`). Everything outside a's foreground is
+      b's, *inside a's box too* once the pool is refined (:meth:`AnnotatedPool.refine`).
+      ``swap_acc``: a's label predicted on x̃; ``swap_agreement``: the same prediction as on a.
+    - **background only**: the image with the bounding box of its annotation filled with the mean
+      of the background outside it: no object, and not its silhouette either (a flat region in
+      the object's exact shape would still show the class). ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
+      label's mean softmax probability. A model that does not read the background sits near
+      chance (1 / classes) here; one that does predicts its class from the background alone.
+
+    Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
+    foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
+    cue inside an unrefined annotation is invisible to both measures), ``images`` and ``pairs``.
+    Eval mode; the model's training flag is restored.
+    """
+    dev, dt = _device(model)
+    was = model.training
+    model.eval()
+    try:
+        x, fg, y = pool.images.to(dev, dt), pool.foreground.to(dev, dt), pool.labels.to(dev)
+        pred = _probs(model, x, batch_size).argmax(1)
+        box = bounding_boxes(pool.coarse.to(dev, dt))
+        plate = _probs(model, composite(x, torch.zeros_like(box), x, box), batch_size)
+        ta, tb = _swap_pairs(pool.labels, max_partners, seed)
+        swap_acc = swap_agree = float("nan")
+        swap_hit = torch.zeros(0)
+        if len(ta):
+            pt = torch.cat([_probs(model, composite(x[a], fg[a], x[b], fg[b]), batch_size).argmax(1)
+                            for a, b in zip(ta.split(batch_size), tb.split(batch_size))])
+            swap_hit = (pt == y[ta]).cpu()
+            swap_acc = float(swap_hit.double().mean())
+            swap_agree = float((pt == pred[ta]).double().mean())
+        shares = []
+        with torch.enable_grad():
+            for s in range(0, len(x), batch_size):
+                xi = x[s:s + batch_size].detach().requires_grad_(True)
+                out = model(xi)
+                (gx,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), xi)
+                shares.append(background_share(gx.abs().sum(1), 1.0 - fg[s:s + batch_size, 0]))
+        bg_hit = (plate.argmax(1) == y).cpu()
+        bg_conf = plate.gather(1, y[:, None])[:, 0].cpu()
+        per_class = _per_class(pool.labels, {"swap_acc": (pool.labels[ta], swap_hit),
+                                             "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
+        return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "clean_acc": float((pred == y).double().mean()),
+                "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
+                "chance": 1.0 / max(int(plate.shape[1]), 1), "bg_grad_share": float(torch.cat(shares).double().mean()),
+                "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
+                "per_class": per_class}
+    finally:
+        model.train(was)
+
+
+def selection_score(val_acc: float, reliance: dict[str, Any] | None) -> float:
+    """The no-test-data rule: mean of validation accuracy and held-out background-swap accuracy
+    (validation accuracy alone when there is no held-out annotated image)."""
+    if not reliance or reliance.get("swap_acc") is None or reliance["swap_acc"] != reliance["swap_acc"]:
+        return float(val_acc)
+    return 0.5 * (float(val_acc) + float(reliance["swap_acc"]))
