@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
@@ -27,7 +28,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="start from torchvision/timm ImageNet weights (cached locally or downloaded; never needed by tests)")
     g.add_argument("--small", dest="model.small", action=argparse.BooleanOptionalAction, default=None,
                    help="small-image variant of the architecture (CIFAR-style stem); default: images < 64 px")
-    g.add_argument("--data", dest="data.name", help="dataset: digits (embedded), mnist, fashion-mnist, imagefolder:PATH (default digits)")
+    g.add_argument("--data", dest="data.name", help="dataset: digits (embedded), mnist, fashion-mnist, imagefolder:PATH")
     g.add_argument("--data-root", dest="data.root", help="folder holding torchvision datasets (e.g. ../shared/data)")
     g.add_argument("--image-size", dest="data.image_size", type=int, help="resize images to this size (default: the size the model was trained at "
                                                                                 "(model.json), else per dataset)")
@@ -42,15 +43,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _diag_opts(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("diagnosis (paper Eq. 4)")
     g.add_argument("--layers", dest="diagnose.layers", nargs="+",
-                   help="layers to diagnose: dotted names, or auto / auto:K = last K conv layers in execution order (default auto)")
-    g.add_argument("--samples-per-class", dest="diagnose.samples_per_class", type=int, help="T: confident samples per class (default 100)")
-    g.add_argument("--min-confidence", dest="diagnose.min_confidence", type=float, help="tau: softmax confidence a sample must exceed (default 0.9)")
-    g.add_argument("--noise", dest="diagnose.noise", type=float, help="delta: noise half-width in feature-map units (default 0.1; the paper gives none)")
-    g.add_argument("--noise-draws", dest="diagnose.noise_draws", type=int, help="J: noise draws per sample, 0 = no noise (default 10)")
-    g.add_argument("--reduce", dest="diagnose.reduce", choices=["abs", "relu"], help="abs = paper Eq. 3 (default), relu = official code")
-    g.add_argument("--theta", dest="diagnose.theta", type=float, help="threshold on min-max normalised correlation for relevant channels (default 0.2)")
-    g.add_argument("--batch-size", dest="diagnose.batch_size", type=int, help="samples per batch (default 64)")
-    g.add_argument("--seed", dest="diagnose.seed", type=int, help="noise seed (default 0)")
+                   help="layers to diagnose: dotted names, or auto / auto:K = last K conv layers in execution order (default: the "
+                        "architecture's own layer, marked by `model-doctor layers NAME`; auto for unregistered models)")
+    g.add_argument("--samples-per-class", dest="diagnose.samples_per_class", type=int, help="T: confident samples per class")
+    g.add_argument("--min-confidence", dest="diagnose.min_confidence", type=float, help="tau: softmax confidence a sample must exceed")
+    g.add_argument("--noise", dest="diagnose.noise", type=float, help="delta: noise half-width in feature-map units (the paper gives none)")
+    g.add_argument("--noise-draws", dest="diagnose.noise_draws", type=int, help="J: noise draws per sample, 0 = no noise")
+    g.add_argument("--reduce", dest="diagnose.reduce", choices=["abs", "relu"], help="abs = paper Eq. 3, relu = official code")
+    g.add_argument("--theta", dest="diagnose.theta", type=float, help="threshold on min-max normalised correlation for relevant channels")
+    g.add_argument("--batch-size", dest="diagnose.batch_size", type=int,
+                   help="the diagnosis's batch: samples per forward/backward (in treat too; --treat-batch-size is the fine-tune's)")
+    g.add_argument("--seed", dest="diagnose.seed", type=int, help="noise seed")
     g.add_argument("--allow-empty-classes", dest="diagnose.allow_empty_classes", action="store_const", const=True,
                    help="do not fail when a class has no eligible sample")
 
@@ -58,112 +61,158 @@ def _diag_opts(p: argparse.ArgumentParser) -> None:
 def _scale_opts(g) -> None:
     g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
+    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast; fp16 is refused")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command's flags; defaults come from :class:`~model_doctor.config.Config` and are
+    written into the help by :func:`_defaults_into_help` (never typed twice)."""
     parser = argparse.ArgumentParser(prog="model-doctor", description="Diagnose and treat CNN classifiers (Model Doctor, AAAI 2022).")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors (or MODEL_DOCTOR_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_diagnose, _add_examine, _add_treat, _add_select, _add_report, _add_analyze, _add_layers, _add_reproduce, _add_demo,):
+        add(sub)
+    _defaults_into_help(parser)
+    return parser
 
+
+def _config_default(dest: str) -> Any:
+    """The default of a ``section.key`` option in :class:`Config` (``None`` when it has none)."""
+    section, _, key = dest.partition(".")
+    return getattr(getattr(Config(), section, None), key, None) if key else None
+
+
+def _defaults_into_help(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default X)`` from :class:`Config` to each option's help; a choice marked
+    ``(default)`` in the help must be the Config default (checked here, so help cannot drift)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                _defaults_into_help(p)
+            continue
+        value = _config_default(action.dest) if "." in action.dest else None
+        if value is None or isinstance(value, bool) or action.help is None:
+            continue
+        marked = re.search(r"(\w+) \(default[):]", action.help)
+        if marked:
+            if str(value) != marked.group(1):
+                raise AssertionError(f"help of {action.option_strings} marks {marked.group(1)!r} as default, Config has {value!r}")
+            continue
+        shown = " ".join(map(str, value)) if isinstance(value, list) else value
+        action.help = f"{action.help} (default {shown})"
+
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the original classifier (SGD 0.01, momentum 0.9, wd 5e-4, cosine)")
     _common(p)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", dest="train.epochs", type=int, help="epochs (default 15)")
-    g.add_argument("--lr", dest="train.lr", type=float, help="learning rate (default 0.01)")
-    g.add_argument("--batch-size", dest="train.batch_size", type=int, help="batch size (default 64)")
-    g.add_argument("--seed", dest="train.seed", type=int, help="seed for initialisation, split and data order (default 0)")
-    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="share of the training split held out for validation (default 0.1)")
+    g.add_argument("--epochs", dest="train.epochs", type=int, help="epochs")
+    g.add_argument("--lr", dest="train.lr", type=float, help="learning rate")
+    g.add_argument("--batch-size", dest="train.batch_size", type=int, help="the training batch: images per SGD step")
+    g.add_argument("--seed", dest="train.seed", type=int, help="seed for initialisation, split and data order")
+    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="share of the training split held out for validation")
     g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue from OUT/checkpoint.pt")
     _scale_opts(g)
 
+
+def _add_diagnose(sub) -> None:
     p = sub.add_parser("diagnose", help="class x channel correlation per layer from confident training samples")
     _common(p)
     _diag_opts(p)
     p.add_argument("--precision", dest="diagnose.precision", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 (default) or bf16 autocast (GPUs); fp16 is refused")
+                   help="fp32 or bf16 autocast (GPUs); fp16 is refused")
     p.add_argument("--estimate", dest="diagnose.estimate", action="store_const", const=True,
                    help="do not diagnose: time a few images and print how long the run would take, with its FLOPs")
 
+
+def _add_examine(sub) -> None:
     p = sub.add_parser("examine", help="per-sample deviation from the class profile, derivative maps, AUROC")
     _common(p)
     g = p.add_argument_group("examination")
     g.add_argument("--diagnosis", dest="examine.diagnosis", help="folder written by `model-doctor diagnose`")
-    g.add_argument("--split", dest="examine.split", choices=["train", "test"], help="split to examine (default test)")
+    g.add_argument("--split", dest="examine.split", choices=["train", "test"], help="split to examine")
     g.add_argument("--limit", dest="examine.limit", type=int, help="examine only the first N samples")
-    g.add_argument("--top-k", dest="examine.top_k", type=int, help="most deviating channels to report (default 5)")
+    g.add_argument("--top-k", dest="examine.top_k", type=int, help="most deviating channels to report")
     g.add_argument("--masks", dest="examine.masks", help="foreground annotations of the examined split: adds background reliance "
                                                         "(background-swap accuracy, gradient share outside the masks)")
-    g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")
+    g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
     g.add_argument("--refine", dest="examine.refine", choices=list(REFINE_METHODS),
-                   help="foreground inside each annotation: grabcut (default) or none (the annotation as given)")
-    g.add_argument("--erode", dest="examine.erode", type=int, help="shrink each foreground by N pixels after refinement (default 0)")
-    g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="samples per batch (default 64)")
+                   help="foreground inside each annotation: grabcut or none (the annotation as given)")
+    g.add_argument("--erode", dest="examine.erode", type=int, help="shrink each foreground by N pixels after refinement")
+    g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="the examination's batch: samples per forward/backward")
     g.add_argument("--precision", dest="examine.precision", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 (default) or bf16 autocast (GPUs); fp16 is refused")
+                   help="fp32 or bf16 autocast (GPUs); fp16 is refused")
 
+
+def _add_treat(sub) -> None:
     p = sub.add_parser("treat", help="fine-tune with the channel-/space-wise constraints next to a CE-only control")
     _common(p)
     _diag_opts(p)
     g = p.add_argument_group("treatment (paper Eq. 5-7)")
     g.add_argument("--diagnosis", dest="treat.diagnosis", help="saved diagnosis of the original (default: diagnose it first into OUT/diagnosis)")
     g.add_argument("--treat-layers", dest="treat.layers", nargs="+", help="layers to constrain (default: the diagnosed ones)")
-    g.add_argument("--alpha", dest="treat.alpha", type=float, help="channel-wise weight, Eq. 5 (default 1.0)")
+    g.add_argument("--alpha", dest="treat.alpha", type=float, help="channel-wise weight, Eq. 5")
     g.add_argument("--beta", dest="treat.beta", type=float, nargs="+",
-                   help="space-wise weight(s); needs masks (default 0). Several (e.g. 1 3) train one arm each and keep, "
+                   help="space-wise weight(s); needs masks. Several (e.g. 1 3) train one arm each and keep, "
                         "per seed, the one the selection rule picks (validation + held-out background-swap accuracy)")
     g.add_argument("--space-method", dest="treat.space_method", choices=list(SPACE_METHODS),
-                   help="space-wise constraint: counterfactual (background swap; default), attribution (gradient x activation share), "
+                   help="space-wise constraint: counterfactual (background swap), attribution (gradient x activation share), "
                         "input (input-gradient share or RRR), paper (Eq. 6, for the reproduction); see docs/method.md")
-    g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share (default) or rrr")
-    g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods (default 32)")
+    g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share or rrr")
+    g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods")
     g.add_argument("--refine", dest="treat.refine", choices=list(REFINE_METHODS),
-                   help="foreground inside each annotation: grabcut (default: OpenCV GrabCut estimates the object's pixels, so "
+                   help="foreground inside each annotation: grabcut (OpenCV GrabCut estimates the object's pixels, so "
                         "background inside a box is swapped too) or none (the annotation as given)")
     g.add_argument("--erode", dest="treat.erode", type=int,
                    help="shrink each foreground by N pixels after refinement, so the object's edge pixels (which blend with "
-                        "its background) are swapped too (default 0)")
+                        "its background) are swapped too")
     g.add_argument("--holdout", dest="treat.holdout", type=float,
-                   help="share of each class's annotated images held out to measure background reliance and select (default 0.25)")
+                   help="share of each class's annotated images held out to measure background reliance and select")
     g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,
                    help="use masks of only N training images per class (seeded; e.g. 20 on a fully annotated decoy benchmark)")
-    g.add_argument("--rrr", dest="treat.rrr", type=float, help="RRR input-gradient baseline weight instead of alpha/beta (default 0)")
+    g.add_argument("--rrr", dest="treat.rrr", type=float, help="RRR input-gradient baseline weight instead of alpha/beta")
     g.add_argument("--v", dest="treat.v", type=float, help="Eq. 5 threshold on min-max normalised correlation (default: theta = 0.2)")
-    g.add_argument("--treat-noise-draws", dest="treat.noise_draws", type=int, help="J in the constraints (default 10; 0 = no noise)")
+    g.add_argument("--treat-noise-draws", dest="treat.noise_draws", type=int, help="J in the constraints (0 = no noise)")
     g.add_argument("--treat-noise", dest="treat.noise", type=float, help="delta in the constraints (default: the diagnosis's)")
-    g.add_argument("--variant", dest="treat.variant", choices=["paper", "official"], help="channel term: paper Eq. 5 (default) or official code")
-    g.add_argument("--treat-reduce", dest="treat.reduce", choices=["abs", "relu"], help="abs (paper, default) or relu (official code)")
-    g.add_argument("--every", dest="treat.every", type=int, help="lazy regularisation: apply every k steps with weight x k (default 1)")
-    g.add_argument("--warmup-steps", dest="treat.warmup_steps", type=int, help="linear warm-up of the constraint weights (default 0)")
+    g.add_argument("--variant", dest="treat.variant", choices=["paper", "official"], help="channel term: paper Eq. 5 or official code")
+    g.add_argument("--treat-reduce", dest="treat.reduce", choices=["abs", "relu"], help="abs (paper) or relu (official code)")
+    g.add_argument("--every", dest="treat.every", type=int, help="lazy regularisation: apply every k steps with weight x k")
+    g.add_argument("--warmup-steps", dest="treat.warmup_steps", type=int, help="linear warm-up of the constraint weights")
     g.add_argument("--tail-bn", dest="treat.tail_bn", choices=["train", "eval"],
-                   help="BatchNorm after a constrained layer in the constraint passes: train (default: batch statistics, the "
+                   help="BatchNorm after a constrained layer in the constraint passes: train (batch statistics, the "
                         "derivative of the batch's summed logits; reaches earlier layers) or eval (running statistics: exact "
                         "per-image derivatives, cheaper); docs/method.md")
     g.add_argument("--freeze-bn", dest="treat.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while treating")
     g.add_argument("--no-control", dest="treat.control", action="store_const", const=False, help="skip the CE-only control arm")
-    g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds (default 0)")
-    g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs (default 10)")
+    g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds")
+    g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs")
     g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default: the rate the original was trained at, from "
                                                                       "the config.yaml beside --weights; else 0.01, as the paper)")
-    g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="fine-tuning batch size (default 64)")
+    g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="the fine-tune's batch: images per SGD step (--batch-size is the diagnosis's)")
     g.add_argument("--masks", dest="treat.masks", help="foreground annotations for --beta/--rrr: a folder (labelme, png) or file (coco, boxes)")
-    g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format (default labelme)")
+    g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
     g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
-    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split (default 0.1)")
+    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split")
     g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default) or bf16 autocast; fp16 is refused")
+    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast; fp16 is refused")
 
+
+def _add_select(sub) -> None:
     p = sub.add_parser("select", help="export low-confidence training images per class for annotation (LabelMe)")
     _common(p)
     g = p.add_argument_group("selection")
     g.add_argument("--low-confidence", dest="select.low_confidence", action="store_const", const=True,
                    help="pick the images with the lowest true-class probability (the paper's choice; default)")
-    g.add_argument("--per-class", dest="select.per_class", type=int, help="images per class (default 20, as the paper)")
+    g.add_argument("--per-class", dest="select.per_class", type=int, help="images per class (the paper: 20)")
 
+
+def _add_report(sub) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.html from the artifacts in RUN_DIR (offline, self-contained)")
     p.add_argument("run_dir", help="a folder holding outputs of diagnose / examine / treat / analyze")
 
+
+def _add_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="analyses for the report")
     asub = p.add_subparsers(dest="analysis", required=True)
     pr = asub.add_parser("robustness", help="Discovery 2 (Fig. 3): accuracy vs feature-noise range, normal vs FGSM samples")
@@ -172,22 +221,27 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--eps", type=float, default=0.1, help="FGSM step in input units (default 0.1)")
     pr.add_argument("--samples", type=int, default=100, help="samples, as the paper (default 100)")
 
+
+def _add_layers(sub) -> None:
     p = sub.add_parser("layers", help="list a model's conv layers in execution order and mark the default ones")
     p.add_argument("model", help=_MODEL_HELP % ", ".join(model_names()))
     p.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
     p.add_argument("--image-size", type=int, default=32, help="input size used to trace the forward pass (default 32)")
     p.add_argument("--small", action=argparse.BooleanOptionalAction, default=None, help="small-image variant (default: size < 64)")
 
+
+def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="Table-1 grid: models x datasets x {base, control, +channel, +space, +all} x seeds "
                                          "(resumable: finished cells are skipped)")
     p.add_argument("grid", help="grid YAML, e.g. configs/cpu-small.yaml or configs/paper.yaml")
     p.add_argument("--out", default=None, help="output folder (default: the grid's out)")
     p.add_argument("--dry-run", action="store_true", help="print the cells the grid holds and stop")
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train, diagnose and examine a small CNN on the embedded digits (no network)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    return parser
 
 
 def _to_config(args: argparse.Namespace) -> Config:
@@ -237,65 +291,80 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}; rerun with --debug for the traceback"
 
 
+def _cmd_layers(args: argparse.Namespace, log: Any) -> None:
+    from .layers import describe_layers
+
+    rows = describe_layers(args.model, args.in_channels, args.image_size, args.small)
+    print(f"{'#':>3}  {'layer':<40} {'in':>5} {'out':>5}  kernel/stride")
+    for r in rows:
+        mark = "  <- default" if r["default"] else ""
+        if r.get("block"):
+            print(f"{'':>3}  {r['name']:<40} {'':>5} {'':>5}  ({r['kernel']} block output){mark}")
+        else:
+            print(f"{r['index']:>3}  {r['name']:<40} {r['in']:>5} {r['out']:>5}  {r['kernel']}/{r['stride']}{mark}")
+
+
+def _cmd_report(args: argparse.Namespace, log: Any) -> None:
+    from .report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+
+
+def _cmd_analyze(args: argparse.Namespace, log: Any) -> None:
+    from .jobs import run_robustness
+
+    run_robustness(_to_config(args), args.layer, args.eps, args.samples, log=log)
+
+
+def _cmd_reproduce(args: argparse.Namespace, log: Any) -> None:
+    from .reproduce import load_grid, plan, run_grid
+
+    grid = load_grid(args.grid)
+    if args.out:
+        grid.out = args.out
+    if args.dry_run:
+        print(plan(grid))
+        return
+    run_grid(grid, log=log)
+
+
+def _cmd_demo(args: argparse.Namespace, log: Any) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs)
+
+
+def _cmd_job(args: argparse.Namespace, log: Any) -> None:
+    """train / diagnose / examine / treat / select: a config, then the job of that name."""
+    from . import jobs
+
+    getattr(jobs, f"run_{args.command}")(_to_config(args), log=log)
+
+
+_COMMANDS = {"layers": _cmd_layers, "report": _cmd_report, "analyze": _cmd_analyze, "reproduce": _cmd_reproduce,
+             "demo": _cmd_demo}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: exit 0 on success, 2 with one line on stderr for an expected error (``--debug``: the traceback)."""
+    import warnings
+
+    from .distributed import init_from_env, is_main, shutdown
+
     expected = _expected()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]
-    import warnings
-
-    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]  # warnings' hook has a wider signature
     args = build_parser().parse_args(argv)
-    from . import jobs
-    from .layers import describe_layers
-    from .distributed import init_from_env, is_main, shutdown
-
     distributed = init_from_env()  # under torchrun: join the process group
+    log: Any = print
     if distributed and not is_main():
         os.environ["MODEL_DOCTOR_QUIET"] = "1"
         warnings.simplefilter("ignore")  # rank 0 reports
-        job_log = lambda *_a, **_k: None  # noqa: E731
-    else:
-        job_log = print
+        log = lambda *_a, **_k: None  # noqa: E731
     try:
-        if args.command == "layers":
-            rows = describe_layers(args.model, args.in_channels, args.image_size, args.small)
-            print(f"{'#':>3}  {'layer':<40} {'in':>5} {'out':>5}  kernel/stride")
-            for r in rows:
-                mark = "  <- default" if r["default"] else ""
-                if r.get("block"):
-                    print(f"{'':>3}  {r['name']:<40} {'':>5} {'':>5}  ({r['kernel']} block output){mark}")
-                else:
-                    print(f"{r['index']:>3}  {r['name']:<40} {r['in']:>5} {r['out']:>5}  {r['kernel']}/{r['stride']}{mark}")
-            return 0
-        if args.command == "report":
-            from .report import write_report
-
-            print(f"report: {write_report(args.run_dir)}")
-            return 0
-        if args.command == "analyze":
-            jobs.run_robustness(_to_config(args), args.layer, args.eps, args.samples, log=job_log)
-            return 0
-        if args.command == "reproduce":
-            from .reproduce import load_grid, plan, run_grid
-
-            grid = load_grid(args.grid)
-            if args.out:
-                grid.out = args.out
-            if args.dry_run:
-                print(plan(grid))
-                return 0
-            run_grid(grid, log=job_log)
-            return 0
-        if args.command == "demo":
-            from .demo import run_demo
-
-            run_demo(args.out, epochs=args.epochs)
-            return 0
-        cfg = _to_config(args)
-        jobs = {"train": jobs.run_train, "diagnose": jobs.run_diagnose, "examine": jobs.run_examine,
-                "treat": jobs.run_treat, "select": jobs.run_select}
-        jobs[args.command](cfg, log=job_log)
+        _COMMANDS.get(args.command, _cmd_job)(args, log)
         return 0
     except expected as exc:
         if debug or os.environ.get("MODEL_DOCTOR_DEBUG") == "1":

@@ -232,6 +232,8 @@ def validate(cfg: Config) -> Config:
             raise ValueError(f"{name}={value!r}; use 'grabcut' (default) or 'none'")
     if len(set(cfg.treat.seeds)) != len(cfg.treat.seeds) or not cfg.treat.seeds:
         raise ValueError(f"treat.seeds={cfg.treat.seeds}; give one or more distinct seeds (e.g. --seeds 0 1 2)")
+    if not cfg.select.low_confidence:
+        raise ValueError("select.low_confidence=False: only low-confidence selection is implemented; leave it on")
     return cfg
 
 

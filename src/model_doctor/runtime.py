@@ -54,9 +54,12 @@ def sidecar(weights: str | None) -> dict[str, Any]:
 
 
 def out_dir(cfg: Config) -> Path:
-    """Create ``cfg.out`` and hold its lock (rank 0) for the rest of this process."""
+    """Validate ``cfg`` (the one :func:`~model_doctor.config.validate`, also for library calls),
+    create ``cfg.out`` and hold its lock (rank 0) for the rest of this process."""
+    from .config import validate
     from .distributed import resolve_device
 
+    validate(cfg)
     resolve_device(cfg.device)  # every job fails early, before any work, on a device it cannot use
     if not cfg.out:
         raise ValueError("no output folder; pass --out DIR")
@@ -206,8 +209,6 @@ def workers(cfg: Config, device: str) -> int:
     from .distributed import cores_per_process
 
     if cfg.train.workers is not None:
-        if cfg.train.workers < 0:
-            raise ValueError(f"workers={cfg.train.workers}; use 0 or more")
         return cfg.train.workers
     if not device.startswith("cuda"):
         return 0

@@ -153,8 +153,10 @@ def test_default_workers_follow_the_device(monkeypatch):
     cfg.train.workers = 2
     assert _workers(cfg, "cpu") == 2
     cfg.train.workers = -1
-    with pytest.raises(ValueError, match="workers=-1; use 0 or more"):
-        _workers(cfg, "cpu")
+    from model_doctor.config import validate
+
+    with pytest.raises(ValueError, match="train.workers=-1; use 0"):
+        validate(cfg)
 
 
 def test_workers_reach_every_loader_and_change_nothing(trained, tmp_path, monkeypatch):

@@ -19,10 +19,6 @@ def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
     from ..diagnosis import predict
 
     out = out_dir(cfg)
-    if not cfg.select.low_confidence:
-        raise ValueError("only --low-confidence selection is implemented")
-    if cfg.select.per_class < 1:
-        raise ValueError(f"per_class={cfg.select.per_class}; use a positive integer (paper: 20)")
     need_weights(cfg, "select")
     model, meta = load_model(cfg)
     data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])

@@ -90,9 +90,6 @@ def _checked_out(cfg: Config):
         raise ValueError("diagnose.estimate is set, but only `model-doctor diagnose` estimates; remove it from the "
                          "config to treat, or run `model-doctor diagnose --estimate`")
     out = out_dir(cfg)
-    for name in ("alpha", "rrr"):
-        if getattr(cfg.treat, name) < 0:
-            raise ValueError(f"{name}={getattr(cfg.treat, name)}; constraint weights must be >= 0")
     if not cfg.model.weights:
         raise ValueError("treat needs the trained original; pass --weights (from `model-doctor train`)")
     return out
