@@ -18,32 +18,13 @@ import torch
 from ..diagnosis import Diagnosis
 from ..io import atomic_write_bytes, atomic_write_text
 from ..summary import TreatSummary, read_treat_summary
+from .template import TEMPLATE
 
 __all__ = ["write_report", "SECTIONS"]
 
 SECTIONS = ["verdict", "correlation", "confidence", "misclassified", "treatment", "maps", "curves", "robustness", "depth",
             "provenance"]
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Model Doctor report</title>
-<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{max-width:100%}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}
-section{margin-bottom:2.5em}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}.muted{color:#777}</style>
-</head><body>
-<h1>Model Doctor report</h1>
-<p class="muted">Run folder: {{ run_dir }}</p>
-{% for s in sections %}
-<section id="{{ s.id }}"><h2>{{ s.title }}</h2>
-{% if s.note %}<p>{{ s.note }}</p>{% endif %}
-{% for t in s.tables %}<table><tr>{% for h in t.header %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for row in t.rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table><br>{% endfor %}
-{% for img in s.images %}<figure><img alt="{{ img.alt }}" src="data:image/png;base64,{{ img.data }}"><figcaption class="muted">{{ img.alt }}</figcaption></figure>{% endfor %}
-{% for p in s.pres %}<details><summary>{{ p.split('\n', 1)[0][2:] }}</summary><pre>{{ p }}</pre></details>{% endfor %}
-{% if s.empty %}<p class="muted">{{ s.empty }}</p>{% endif %}
-</section>
-{% endfor %}
-</body></html>
-"""
 
 
 def _pct(x: float | None, std: float | None = None, n: int = 1, signed: bool = False, unit: str = " %") -> str:
@@ -137,6 +118,25 @@ def _section(sid: str, title: str) -> dict[str, Any]:
     return {"id": sid, "title": title, "note": "", "tables": [], "images": [], "pres": [], "empty": ""}
 
 
+class _Page:
+    """The sections being filled, the figures written so far, and whether any artifact was found."""
+
+    def __init__(self, run: Path):
+        self.run, self.files, self.count, self.found = run, run / "report_files", 0, False
+        self.secs = {s: _section(s, t) for s, t in zip(SECTIONS, [
+            "Verdict: did the treatment beat the CE-only control?", "Class x channel correlation (Fig. 2a)",
+            "High- vs low-confidence images with derivative maps (Fig. 2b)", "Misclassified samples ranked by deviation",
+            "Original vs treated vs CE-only control (Fig. 4)", "Derivative maps and Grad-CAM before/after treatment (Fig. 5)",
+            "Training curves", "Discovery 2: robustness to feature noise (Fig. 3)", "Accuracy vs constrained layer depth (Fig. 6)",
+            "Provenance: configs and versions"])}
+
+    def add(self, sec: dict, png: bytes, alt: str) -> None:
+        """A figure: written under ``report_files/`` and embedded in the page."""
+        self.count += 1
+        atomic_write_bytes(self.files / f"fig{self.count:02d}.png", png)
+        sec["images"].append({"alt": alt, "data": base64.b64encode(png).decode()})
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` (+ ``report_files/*.png``); returns the page's path.
 
@@ -145,36 +145,44 @@ def write_report(run_dir: str | Path) -> Path:
     """
     from jinja2 import Environment
 
-    from . import figures as fg
-
     run = Path(run_dir)
     if not run.is_dir():
         raise ValueError(f"run folder {str(run)!r} does not exist")
-    files = run / "report_files"
-    counter = [0]
+    page = _Page(run)
+    _provenance(page)
+    _correlation(page)
+    _examination(page)
+    depth_rows = _treatments(page)
+    _original_curves(page)
+    _depth(page, depth_rows)
+    _robustness(page)
+    if not page.found:
+        raise ValueError(f"{str(run)!r} holds no model-doctor artifacts; point report at the --out of diagnose/examine/treat")
+    for s in page.secs.values():
+        if not (s["images"] or s["tables"] or s["pres"]):
+            s["empty"] = "No artifact for this section in this run folder."
+    html = Environment(autoescape=True).from_string(TEMPLATE).render(run_dir=str(run), sections=list(page.secs.values()))
+    out = run / "report.html"
+    atomic_write_text(out, html)
+    return out
 
-    def add(sec: dict, png: bytes, alt: str) -> None:
-        counter[0] += 1
-        atomic_write_bytes(files / f"fig{counter[0]:02d}.png", png)
-        sec["images"].append({"alt": alt, "data": base64.b64encode(png).decode()})
 
-    secs = {s: _section(s, t) for s, t in zip(SECTIONS, [
-        "Verdict: did the treatment beat the CE-only control?", "Class x channel correlation (Fig. 2a)",
-        "High- vs low-confidence images with derivative maps (Fig. 2b)", "Misclassified samples ranked by deviation",
-        "Original vs treated vs CE-only control (Fig. 4)", "Derivative maps and Grad-CAM before/after treatment (Fig. 5)",
-        "Training curves", "Discovery 2: robustness to feature noise (Fig. 3)", "Accuracy vs constrained layer depth (Fig. 6)",
-        "Provenance: configs and versions"])}
-    found = False
-
-    # provenance
+def _provenance(page: _Page) -> None:
+    """Every config.yaml under the folder, verbatim."""
+    run, secs = page.run, page.secs
     for cfg in sorted(run.rglob("config.yaml")):
         secs["provenance"]["pres"].append(f"# {cfg.relative_to(run)}\n" + cfg.read_text(encoding="utf-8"))
-        found = True
+        page.found = True
 
-    # correlation
+
+def _correlation(page: _Page) -> None:
+    """Correlation heatmaps, sparsity and shared relevant channels of each diagnosis."""
+    from . import figures as fg
+
+    run, secs, add = page.run, page.secs, page.add
     for d in _find(run, "diagnosis.json"):
         diag = Diagnosis.load(d)
-        found = True
+        page.found = True
         sec = secs["correlation"]
         for layer in diag.layers:
             add(sec, fg.heatmap(diag.normalized(layer), diag.class_names, f"{d.relative_to(run)}: {layer} (min-max per class)"),
@@ -187,11 +195,16 @@ def write_report(run_dir: str | Path) -> Path:
                                   "rows": [[p["a"], p["b"], p["shared"], f"{p['jaccard']:.2f}"] for p in pairs]})
         sec["note"] = "Bright = channels the class relies on. Pairs sharing many relevant channels are likely confusions."
 
-    # examination: confidence pictures and misclassified ranking
+
+def _examination(page: _Page) -> None:
+    """Confidence pictures and the misclassified ranking of each examination."""
+    from . import figures as fg
+
+    run, secs, add = page.run, page.secs, page.add
     for e in _find(run, "examination.json"):
         from safetensors.torch import load_file
 
-        found = True
+        page.found = True
         meta = _read_json(e / "examination.json")
         t = load_file(str(e / "examination.safetensors"))
         layer = meta["layers"][-1]
@@ -214,64 +227,76 @@ def write_report(run_dir: str | Path) -> Path:
             secs["misclassified"]["note"] = (f"{s['num_misclassified']} of {s['num_samples']} misclassified. AUROC for "
                                              f"detecting them: deviation {s.get('auroc_deviation')}, max-softmax {s.get('auroc_msp')}.")
 
-    # treatment runs
-    treat_dirs = [d for d in _find(run, "summary.json") if "treated" in _read_json(d / "summary.json")]  # treat's, not train's
-    depth_rows = []
+
+def _treatments(page: _Page) -> list:
+    """Every treat run under the folder; returns (layers, treated, control) rows for the depth figure."""
+    treat_dirs = [d for d in _find(page.run, "summary.json") if "treated" in _read_json(d / "summary.json")]  # treat's, not train's
+    depth_rows: list = []
     for d in treat_dirs:
-        found = True
-        s = read_treat_summary(d / "summary.json")
-        arms = s.arms()
-        classes = s.classes or [str(i) for i in range(len(s.original.per_class))]
-        runs = s.runs
-        errs = {a: torch.tensor([r[a]["per_class"] for r in runs]).std(0).tolist() for a in ("treated", "control")
-                if a in arms and len(runs) > 1}
-        sec = secs["treatment"]
-        add(sec, fg.bars(["overall"] + classes, {a: [v.test_acc] + v.per_class for a, v in arms.items()},
-                         {a: [arms[a].test_acc_std] + errs[a] for a in errs} or None,
-                         f"{d.relative_to(run)}: test accuracy ({len(runs)} seed(s))", "accuracy"), "per-class accuracy")
-        delta = s.delta_treated_minus_control
-        n = len(runs) or 1
-        sec["tables"].append({"header": ["run", "original", "treated", "CE-only control", "treated − control"],
-                              "rows": [[str(d.relative_to(run)), _pct(s.original.test_acc),
-                                        _pct(s.treated.test_acc, s.treated.test_acc_std, n),
-                                        _pct(s.control.test_acc, s.control.test_acc_std, n) if s.control else "–",
-                                        _pct(delta["mean"], delta.get("std"), n, signed=True, unit=" pts") if delta else "–"]]})
-        _verdict(secs["verdict"], s, str(d.relative_to(run)))
-        layers = s.config.get("treat", {}).get("layers") or "default"
-        depth_rows.append((str(layers), s.treated.test_acc, s.control.test_acc if s.control else None))
-        ann = d / "annotations.safetensors"
-        if ann.is_file():
-            from safetensors.torch import load_file
+        _treat_run(page, d, depth_rows)
+    return depth_rows
 
-            a = load_file(str(ann))
-            add(secs["verdict"], fg.cutouts(a["images"], [a["coarse"], a["refined"]],
-                                            ["image", "annotation", "foreground used"],
-                                            ["refined" if ok else "as given" for ok in a["refined_ok"].tolist()]),
-                f"{d.relative_to(run)}: annotations and the foreground the treatment and the reliance measures use")
-        maps = d / "maps.safetensors"
-        if maps.is_file():
-            from safetensors import safe_open
-            from safetensors.torch import load_file
 
-            t = load_file(str(maps))
-            with safe_open(str(maps), "pt") as fh:
-                layer = (fh.metadata() or {}).get("layer", "")
-            names = [a for a in ("original", "treated", "control") if f"{a}/derivative" in t]
-            overlays = [None] + [t[f"{a}/{k}"] for a in names for k in ("derivative", "gradcam")]
-            titles = ["image"] + [f"{a} {k}" for a in names for k in ("Σ|∂y/∂m|", "Grad-CAM")]
-            add(secs["maps"], fg.image_grid(t["images"], overlays, titles), f"{d.relative_to(run)}: {layer}")
-        for arm in ("treated", "control"):
-            for m in sorted(d.rglob(f"{arm}/metrics.jsonl"))[:1]:
-                rows = _read_jsonl(m)
-                ep = [r["epoch"] for r in rows]
-                ser = {k: [r[k] for r in rows] for k in rows[0] if k.startswith("loss_") or k == "val_acc"}
-                add(secs["curves"], fg.lines(ep, ser, f"{m.relative_to(run)}", "epoch", "value"), f"{arm} curves")
-    for m in sorted(run.rglob("original/metrics.jsonl")) + sorted(run.rglob("metrics.jsonl"))[:0]:
-        rows = _read_jsonl(m)
-        if rows:
-            add(secs["curves"], fg.lines([r["epoch"] for r in rows], {k: [r[k] for r in rows] for k in rows[0]
-                                         if k.startswith("loss_") or k == "val_acc"}, str(m.relative_to(run)), "epoch", "value"),
-                "original training curves")
+def _treat_run(page: _Page, d: Path, depth_rows: list) -> None:
+    """One treat run's sections: accuracy bars and table, verdict, annotations, maps, curves."""
+    from . import figures as fg
+
+    run, secs, add = page.run, page.secs, page.add
+    page.found = True
+    s = read_treat_summary(d / "summary.json")
+    arms = s.arms()
+    classes = s.classes or [str(i) for i in range(len(s.original.per_class))]
+    runs = s.runs
+    errs = {a: torch.tensor([r[a]["per_class"] for r in runs]).std(0).tolist() for a in ("treated", "control")
+            if a in arms and len(runs) > 1}
+    sec = secs["treatment"]
+    add(sec, fg.bars(["overall"] + classes, {a: [v.test_acc] + v.per_class for a, v in arms.items()},
+                     {a: [arms[a].test_acc_std] + errs[a] for a in errs} or None,
+                     f"{d.relative_to(run)}: test accuracy ({len(runs)} seed(s))", "accuracy"), "per-class accuracy")
+    delta = s.delta_treated_minus_control
+    n = len(runs) or 1
+    sec["tables"].append({"header": ["run", "original", "treated", "CE-only control", "treated − control"],
+                          "rows": [[str(d.relative_to(run)), _pct(s.original.test_acc),
+                                    _pct(s.treated.test_acc, s.treated.test_acc_std, n),
+                                    _pct(s.control.test_acc, s.control.test_acc_std, n) if s.control else "–",
+                                    _pct(delta["mean"], delta.get("std"), n, signed=True, unit=" pts") if delta else "–"]]})
+    _verdict(secs["verdict"], s, str(d.relative_to(run)))
+    layers = s.config.get("treat", {}).get("layers") or "default"
+    depth_rows.append((str(layers), s.treated.test_acc, s.control.test_acc if s.control else None))
+    ann = d / "annotations.safetensors"
+    if ann.is_file():
+        from safetensors.torch import load_file
+
+        a = load_file(str(ann))
+        add(secs["verdict"], fg.cutouts(a["images"], [a["coarse"], a["refined"]],
+                                        ["image", "annotation", "foreground used"],
+                                        ["refined" if ok else "as given" for ok in a["refined_ok"].tolist()]),
+            f"{d.relative_to(run)}: annotations and the foreground the treatment and the reliance measures use")
+    maps = d / "maps.safetensors"
+    if maps.is_file():
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        t = load_file(str(maps))
+        with safe_open(str(maps), "pt") as fh:
+            layer = (fh.metadata() or {}).get("layer", "")
+        names = [a for a in ("original", "treated", "control") if f"{a}/derivative" in t]
+        overlays = [None] + [t[f"{a}/{k}"] for a in names for k in ("derivative", "gradcam")]
+        titles = ["image"] + [f"{a} {k}" for a in names for k in ("Σ|∂y/∂m|", "Grad-CAM")]
+        add(secs["maps"], fg.image_grid(t["images"], overlays, titles), f"{d.relative_to(run)}: {layer}")
+    for arm in ("treated", "control"):
+        for m in sorted(d.rglob(f"{arm}/metrics.jsonl"))[:1]:
+            rows = _read_jsonl(m)
+            ep = [r["epoch"] for r in rows]
+            ser = {k: [r[k] for r in rows] for k in rows[0] if k.startswith("loss_") or k == "val_acc"}
+            add(secs["curves"], fg.lines(ep, ser, f"{m.relative_to(run)}", "epoch", "value"), f"{arm} curves")
+
+
+def _depth(page: _Page, depth_rows: list) -> None:
+    """Accuracy against the constrained layer, when runs constrained different layers."""
+    from . import figures as fg
+
+    add, secs = page.add, page.secs
     if len({r[0] for r in depth_rows}) > 1:
         depth_rows.sort()
         add(secs["depth"], fg.lines(list(range(len(depth_rows))), {"treated": [r[1] for r in depth_rows],
@@ -283,20 +308,29 @@ def write_report(run_dir: str | Path) -> Path:
                                                  for r in depth_rows]})
         secs["depth"]["note"] = "Layers: " + ", ".join(r[0] for r in depth_rows)
 
+
+def _original_curves(page: _Page) -> None:
+    """The original's training curves."""
+    from . import figures as fg
+
+    run, secs, add = page.run, page.secs, page.add
+    for m in sorted(run.rglob("original/metrics.jsonl")) + sorted(run.rglob("metrics.jsonl"))[:0]:
+        rows = _read_jsonl(m)
+        if rows:
+            add(secs["curves"], fg.lines([r["epoch"] for r in rows], {k: [r[k] for r in rows] for k in rows[0]
+                                         if k.startswith("loss_") or k == "val_acc"}, str(m.relative_to(run)), "epoch", "value"),
+                "original training curves")
+
+
+def _robustness(page: _Page) -> None:
+    """Discovery 2 curves."""
+    from . import figures as fg
+
+    run, secs, add = page.run, page.secs, page.add
     for rdir in _find(run, "robustness.json"):
-        found = True
+        page.found = True
         r = _read_json(rdir / "robustness.json")
         add(secs["robustness"], fg.lines(r["ranges"], {"normal": r["normal"], "adversarial (true label)": r["adversarial"],
                                                        "adversarial (same wrong label)": r["adversarial_same_wrong"]},
                                          f"noise at {r['layer']}, FGSM eps {r['eps']}, {r['samples']} samples",
                                          "noise range δ", "accuracy"), "robustness curves")
-    if not found:
-        raise ValueError(f"{str(run)!r} holds no model-doctor artifacts; point report at the --out of diagnose/examine/treat")
-    for s in secs.values():
-        if not (s["images"] or s["tables"] or s["pres"]):
-            s["empty"] = "No artifact for this section in this run folder."
-    env = Environment(autoescape=True)
-    html = env.from_string(_TEMPLATE).render(run_dir=str(run), sections=list(secs.values()))
-    out = run / "report.html"
-    atomic_write_text(out, html)
-    return out
