@@ -129,7 +129,7 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
         rel = background_reliance(model, held, seed=seed) if held is not None else None
         val = evaluate(model, data["train_val"], 10)["acc"]
         return {"held_swap_acc": rel["swap_acc"] if rel else None, "held_bg_grad_share": rel["bg_grad_share"] if rel else None,
-                "select_score": selection_score(val, rel)}
+                "select_score": selection_score(val, rel, rule="mean")}  # the rule its tables were made with
 
     out["original"].update(select(orig))
     diag_dir = base / "diagnosis"

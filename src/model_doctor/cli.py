@@ -166,6 +166,10 @@ def _add_treat(sub) -> None:
     g.add_argument("--erode", dest="treat.erode", type=int,
                    help="shrink each foreground by N pixels after refinement, so the object's edge pixels (which blend with "
                         "its background) are swapped too")
+    g.add_argument("--select-rule", dest="treat.select_rule", choices=["swap", "mean"],
+                   help="what picks each arm's epoch and the weight without test data: swap (held-out background-swap "
+                        "accuracy, validation accuracy breaking ties) or mean (of validation and swap accuracy; the "
+                        "validation split carries the shortcut, so it favours weak constraints)")
     g.add_argument("--holdout", dest="treat.holdout", type=float,
                    help="share of each class's annotated images held out to measure background reliance and select")
     g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,

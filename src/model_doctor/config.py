@@ -95,6 +95,7 @@ class TreatConfig:
     refine: str = "grabcut"          # grabcut | none: estimate the object's pixels inside each annotation (boxes are not masks)
     erode: int = 0                   # shrink each foreground by N pixels after refinement: edge pixels blend with the background
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
+    select_rule: str = "swap"        # swap | mean: what picks each arm's epoch and the weight (treatment.reliance.selection_score)
     annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
     v: float | None = None           # Eq. 5 threshold on min-max normalised ā (default θ = 0.2)
@@ -227,6 +228,8 @@ def validate(cfg: Config) -> Config:
     for name, px in (("treat.erode", cfg.treat.erode), ("examine.erode", cfg.examine.erode)):
         if not isinstance(px, int) or isinstance(px, bool) or px < 0:
             raise ValueError(f"{name}={px!r}; use a whole number of pixels >= 0 (0 = no erosion)")
+    if cfg.treat.select_rule not in ("swap", "mean"):
+        raise ValueError(f"treat.select_rule={cfg.treat.select_rule!r}; use 'swap' (default) or 'mean'")
     for name, value in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):
         if value not in ("grabcut", "none"):
             raise ValueError(f"{name}={value!r}; use 'grabcut' (default) or 'none'")

@@ -142,6 +142,21 @@ def _state_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
+@dataclass
+class _State:
+    """What a training run carries from epoch to epoch (and what its checkpoint holds)."""
+
+    opt: torch.optim.Optimizer
+    sched: Any
+    steps_per_epoch: int
+    start_epoch: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    skipped: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, num_classes: int, *,
         terms: LossTerms | None = None, out_dir: str | Path | None = None, resume: bool = False,
         tag: str = "train", log: Callable[[dict[str, Any]], None] | None = None,
@@ -160,119 +175,130 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
         NonFiniteLossError: more than ``cfg.max_nonfinite`` steps with a NaN/inf loss.
     """
     cfg.validate()
-    p = next(model.parameters())
-    device, dtype = p.device, p.dtype
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(GlobalBatchSampler(len(train_set), cfg.batch_size, 0))  # type: ignore[arg-type]
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    steps_per_epoch = len(GlobalBatchSampler(len(train_set), cfg.batch_size, 0))  # type: ignore[arg-type]  # sized datasets only
+    st = _State(opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch), steps_per_epoch,
+                best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
     out = Path(out_dir) if out_dir is not None and is_main() else None  # only rank 0 writes
-    ckpt_in = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    ckpt_path = out / "checkpoint.pt" if out else None
-    start_epoch, best_acc, best_epoch, skipped = 0, -1.0, -1, 0
-    history: list[dict[str, Any]] = []
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if resume and ckpt_in is not None and ckpt_in.is_file():
-        ck = torch.load(ckpt_in, map_location=device, weights_only=True)
-        if ck.get("tag") != tag:
-            raise ValueError(f"{ckpt_in} is a {ck.get('tag')!r} checkpoint, not {tag!r}; use another --out")
-        before = json.loads(ck.get("config", "{}"))
-        diff = [f"{k}: {before[k]!r} -> {v!r}" for k, v in asdict(cfg).items() if k in before and before[k] != v]
-        if diff:
-            raise ValueError(f"{ckpt_in} was written with other settings ({'; '.join(diff)}); resume with the same "
-                             "settings or start a new --out")
-        if say is not None and is_main():
-            say(f"{tag}: resuming from epoch {ck['epoch'] + 1} of {cfg.epochs} ({ckpt_in})")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start_epoch, best_acc, best_epoch = ck["epoch"] + 1, ck["best_acc"], ck["best_epoch"]
-        skipped, history, best_state = ck["skipped"], json.loads(ck["history"]), ck["best_state"]
+    if resume and out_dir is not None and (Path(out_dir) / "checkpoint.pt").is_file():
+        _restore(st, model, Path(out_dir) / "checkpoint.pt", cfg, tag, say)
     writer = _tensorboard(out / "tensorboard") if out else None
     was_training = model.training
     net = wrap_ddp(model, cfg.sync_bn)  # the model itself in a single process
-    attach = terms.attach(model) if terms is not None else contextlib.nullcontext()
     try:
-        with attach:
-            for epoch in range(start_epoch, cfg.epochs):
-                torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout/noise RNG: a function of (seed, epoch)
-                sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, cfg.seed * 7919 + epoch)  # type: ignore[arg-type]
-                loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
-                                                     pin_memory=device.type == "cuda",
-                                                     persistent_workers=False)
-                model.train()
-                if cfg.freeze_bn:
-                    _set_bn_eval(model)
-                sums: dict[str, float] = {}
-                n_steps = 0
-                for i, batch in enumerate(progress(loader, desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}")):
-                    step = epoch * steps_per_epoch + i
-                    x = batch[0].to(device, dtype, non_blocking=True)
-                    y = torch.as_tensor(batch[1]).to(device, non_blocking=True)
-                    with autocast(device, cfg.precision):
-                        logits = net(x)
-                        ce = F.cross_entropy(logits.float(), y)
-                        parts = {"ce": ce}
-                        if terms is not None:
-                            parts.update({k: v.float() for k, v in terms(logits, y, tuple(batch), step).items()})
-                    loss = sum(parts.values())
-                    opt.zero_grad(set_to_none=True)
-                    if not torch.isfinite(loss):
-                        skipped += 1
-                        if skipped > cfg.max_nonfinite:
-                            raise NonFiniteLossError(
-                                f"{tag}: {skipped} steps had a non-finite loss (last: { {k: float(v.detach()) for k, v in parts.items()} }) "
-                                f"at learning rate {cfg.lr:g}; lower the learning rate or the constraint weights"
-                            )
-                        sched.step()
-                        continue
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    n_steps += 1
-                    for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach())
-                if n_steps == 0 or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                    raise NonFiniteLossError(
-                        f"{tag} epoch {epoch + 1} diverged: " + ("every step's loss was NaN/inf" if n_steps == 0 else
-                                                                "the weights became NaN/inf")
-                        + f" at learning rate {cfg.lr:g}; lower the learning rate (or the constraint weights)")
+        with terms.attach(model) if terms is not None else contextlib.nullcontext():
+            for epoch in range(st.start_epoch, cfg.epochs):
+                sums, n_steps = _train_epoch(st, model, net, train_set, cfg, terms, tag, epoch)
                 val = evaluate(model, val_set, num_classes, batch_size=max(256, cfg.batch_size),
                                num_workers=cfg.num_workers)
                 row = {"tag": tag, "epoch": epoch + 1, **{f"loss_{k}": v / max(n_steps, 1) for k, v in sums.items()},
-                       "val_acc": val["acc"], "val_loss": val["loss"], "lr": opt.param_groups[0]["lr"],
-                       "skipped_steps": skipped}
-                score = val["acc"]
-                if select is not None:
-                    row.update(select(model))
-                    score = float(row.get("select_score", score))
-                history.append(row)
-                if score > best_acc:
-                    best_acc, best_epoch = score, epoch + 1
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    if out:
-                        atomic_save_safetensors(out / "best.safetensors", best_state)
-                if out:
-                    # rewritten whole from the history so a resumed run never duplicates lines
-                    atomic_write_bytes(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
-                    atomic_write_bytes(ckpt_path, _state_bytes({
-                        "tag": tag, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "best_acc": best_acc, "best_epoch": best_epoch,
-                        "skipped": skipped, "history": json.dumps(history), "best_state": best_state,
-                        "config": json.dumps(asdict(cfg)),
-                    }))
-                if writer is not None:
-                    for k, v in row.items():
-                        if isinstance(v, (int, float)) and k != "epoch":
-                            writer.add_scalar(f"{tag}/{k}", v, epoch + 1)
-                    writer.flush()
-                barrier()
+                       "val_acc": val["acc"], "val_loss": val["loss"], "lr": st.opt.param_groups[0]["lr"],
+                       "skipped_steps": st.skipped}
+                _end_epoch(st, model, row, epoch, select, out, writer, cfg, tag)
                 if log and is_main():
                     log(row)
     finally:
         model.train(was_training)
         if writer is not None:
             writer.close()
-    model.load_state_dict(best_state)
-    best_row = next((r for r in history if r["epoch"] == best_epoch), {})
-    return FitResult(best_epoch=best_epoch, best_val_acc=float(best_row.get("val_acc", best_acc)), history=history,
-                     skipped_steps=skipped, best_row=best_row)
+    model.load_state_dict(st.best_state)
+    best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), {})
+    return FitResult(best_epoch=st.best_epoch, best_val_acc=float(best_row.get("val_acc", st.best_acc)),
+                     history=st.history, skipped_steps=st.skipped, best_row=best_row)
+
+
+def _restore(st: _State, model: nn.Module, path: Path, cfg: FitConfig, tag: str, say: Callable[[str], None] | None) -> None:
+    """Continue from ``checkpoint.pt``: the same tag and settings, or a one-line error."""
+    ck = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
+    if ck.get("tag") != tag:
+        raise ValueError(f"{path} is a {ck.get('tag')!r} checkpoint, not {tag!r}; use another --out")
+    before = json.loads(ck.get("config", "{}"))
+    diff = [f"{k}: {before[k]!r} -> {v!r}" for k, v in asdict(cfg).items() if k in before and before[k] != v]
+    if diff:
+        raise ValueError(f"{path} was written with other settings ({'; '.join(diff)}); resume with the same "
+                         "settings or start a new --out")
+    if say is not None and is_main():
+        say(f"{tag}: resuming from epoch {ck['epoch'] + 1} of {cfg.epochs} ({path})")
+    model.load_state_dict(ck["model"])
+    st.opt.load_state_dict(ck["optimizer"])
+    st.sched.load_state_dict(ck["scheduler"])
+    st.start_epoch, st.best_acc, st.best_epoch = ck["epoch"] + 1, ck["best_acc"], ck["best_epoch"]
+    st.skipped, st.history, st.best_state = ck["skipped"], json.loads(ck["history"]), ck["best_state"]
+
+
+def _train_epoch(st: _State, model: nn.Module, net: nn.Module, train_set: Dataset, cfg: FitConfig,
+                 terms: LossTerms | None, tag: str, epoch: int) -> tuple[dict[str, float], int]:
+    """One epoch of SGD steps; returns the summed loss terms and the number of finite steps."""
+    p = next(model.parameters())
+    device, dtype = p.device, p.dtype
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout/noise RNG: a function of (seed, epoch)
+    sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, cfg.seed * 7919 + epoch)  # type: ignore[arg-type]  # sized
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=False)
+    model.train()
+    if cfg.freeze_bn:
+        _set_bn_eval(model)
+    sums: dict[str, float] = {}
+    n_steps = 0
+    for i, batch in enumerate(progress(loader, desc=f"{tag} epoch {epoch + 1}/{cfg.epochs}")):
+        step = epoch * st.steps_per_epoch + i
+        x = batch[0].to(device, dtype, non_blocking=True)
+        y = torch.as_tensor(batch[1]).to(device, non_blocking=True)
+        with autocast(device, cfg.precision):
+            logits = net(x)
+            parts = {"ce": F.cross_entropy(logits.float(), y)}
+            if terms is not None:
+                parts.update({k: v.float() for k, v in terms(logits, y, tuple(batch), step).items()})
+        loss = sum(parts.values())
+        st.opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            st.skipped += 1
+            if st.skipped > cfg.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{tag}: {st.skipped} steps had a non-finite loss (last: { {k: float(v.detach()) for k, v in parts.items()} }) "
+                    f"at learning rate {cfg.lr:g}; lower the learning rate or the constraint weights")
+            st.sched.step()
+            continue
+        loss.backward()  # type: ignore[union-attr]  # a tensor: parts holds at least the CE
+        st.opt.step()
+        st.sched.step()
+        n_steps += 1
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+    if n_steps == 0 or not all(bool(torch.isfinite(q).all()) for q in model.parameters()):
+        raise NonFiniteLossError(
+            f"{tag} epoch {epoch + 1} diverged: " + ("every step's loss was NaN/inf" if n_steps == 0 else
+                                                    "the weights became NaN/inf")
+            + f" at learning rate {cfg.lr:g}; lower the learning rate (or the constraint weights)")
+    return sums, n_steps
+
+
+def _end_epoch(st: _State, model: nn.Module, row: dict[str, Any], epoch: int,
+               select: Callable[[nn.Module], dict[str, Any]] | None, out: Path | None, writer: Any,
+               cfg: FitConfig, tag: str) -> None:
+    """Score the epoch (selection rule or validation accuracy), keep the best weights, write the
+    metrics, the checkpoint and TensorBoard (rank 0), and wait for the other ranks."""
+    score = row["val_acc"]
+    if select is not None:
+        row.update(select(model))
+        score = float(row.get("select_score", score))
+    st.history.append(row)
+    if score > st.best_acc:
+        st.best_acc, st.best_epoch = score, epoch + 1
+        st.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if out:
+            atomic_save_safetensors(out / "best.safetensors", st.best_state)
+    if out:
+        # rewritten whole from the history so a resumed run never duplicates lines
+        atomic_write_bytes(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in st.history).encode())
+        atomic_write_bytes(out / "checkpoint.pt", _state_bytes({
+            "tag": tag, "epoch": epoch, "model": model.state_dict(), "optimizer": st.opt.state_dict(),
+            "scheduler": st.sched.state_dict(), "best_acc": st.best_acc, "best_epoch": st.best_epoch,
+            "skipped": st.skipped, "history": json.dumps(st.history), "best_state": st.best_state,
+            "config": json.dumps(asdict(cfg))}))
+    if writer is not None:
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k != "epoch":
+                writer.add_scalar(f"{tag}/{k}", v, epoch + 1)
+        writer.flush()
+    barrier()

@@ -191,7 +191,10 @@ def test_background_reliance_separates_shortcut_from_object():
     assert short["swap_acc"] == 0.0 and obj["swap_acc"] == 1.0   # partners always have another class
     assert short["bg_grad_share"] == pytest.approx(1.0) and obj["bg_grad_share"] == pytest.approx(0.0)
     assert short["pairs"] == n * 8
-    assert selection_score(0.9, obj) == pytest.approx(0.95) and selection_score(0.9, None) == 0.9
+    assert selection_score(0.9, obj, "mean") == pytest.approx(0.95) and selection_score(0.9, None) == 0.9
+    assert selection_score(0.9, obj) == pytest.approx(obj["swap_acc"] + 0.0009)
+    with pytest.raises(ValueError, match="select rule"):
+        selection_score(0.9, obj, "best")
 
 
 def test_bad_weights():

@@ -161,24 +161,44 @@ def aggregate_correlations(
     return correlations, modes
 
 
-def diagnose(
-    model: nn.Module,
-    dataset: Dataset | DataLoader,
-    layers: LayerSpec = "auto",
-    num_classes: int | None = None,
-    samples_per_class: int = 100,
-    min_confidence: float = 0.9,
-    noise: float = DEFAULT_NOISE,
-    noise_draws: int = 10,
-    batch_size: int | None = None,
-    seed: int = 0,
-    reduce: Reduce = "abs",
-    theta: float = DEFAULT_THETA,
-    class_names: Sequence[str] | None = None,
-    allow_empty_classes: bool = False,
-    num_workers: int = 0,
-    precision: str = "fp32",
-) -> Diagnosis:
+def _check_arguments(ds: Dataset, samples_per_class: int, min_confidence: float, noise: float, noise_draws: int,
+                     reduce: str, precision: str) -> None:
+    """One-line errors for arguments no diagnosis can use (before any forward pass)."""
+    if len(ds) == 0:  # type: ignore[arg-type]  # map-style datasets define __len__
+        raise ValueError("the dataset is empty; pass the training split")
+    if samples_per_class < 1:
+        raise ValueError(f"samples_per_class={samples_per_class}; use a positive integer (paper: 100)")
+    if not 0.0 <= min_confidence < 1.0:
+        raise ValueError(f"min_confidence={min_confidence}; use a probability in [0, 1) (paper: 0.9)")
+    if noise_draws < 0 or noise < 0:
+        raise ValueError(f"noise_draws={noise_draws}, noise={noise}; both must be >= 0 (noise_draws=0: no noise)")
+    if reduce not in ("abs", "relu"):
+        raise ValueError(f"reduce={reduce!r}; use 'abs' (paper) or 'relu' (official code)")
+    check_precision(precision)
+    check_sample(ds[0], None)
+
+
+def _check_model(model: nn.Module, first: Any, example: torch.Tensor, num_classes: int | None,
+                 layers: LayerSpec) -> tuple[int, list]:
+    """(number of classes, resolved layers): the model returns logits, the layers give ``[B, C, H, W]`` maps."""
+    with torch.no_grad():
+        out = model(example)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ValueError(f"the model returns {getattr(out, 'shape', type(out).__name__)}; expected logits [B, num_classes]")
+    num_classes = num_classes or int(out.shape[1])
+    if out.shape[1] != num_classes:
+        raise ValueError(f"num_classes={num_classes} but the model outputs {out.shape[1]} logits; pass num_classes={out.shape[1]}")
+    check_sample(first, num_classes)
+    named = resolve_layers(model, layers, example)
+    require_feature_maps(model, named, example)
+    return num_classes, named
+
+
+def diagnose(model: nn.Module, dataset: Dataset | DataLoader, layers: LayerSpec = "auto", num_classes: int | None = None,
+             samples_per_class: int = 100, min_confidence: float = 0.9, noise: float = DEFAULT_NOISE,
+             noise_draws: int = 10, batch_size: int | None = None, seed: int = 0, reduce: Reduce = "abs",
+             theta: float = DEFAULT_THETA, class_names: Sequence[str] | None = None, allow_empty_classes: bool = False,
+             num_workers: int = 0, precision: str = "fp32") -> Diagnosis:
     """Diagnose ``model``: the class x channel correlation ā^{n,r} (paper Eq. 4) at each layer.
 
     Samples: per class, the ``samples_per_class`` (T) training samples predicted correctly with
@@ -192,11 +212,10 @@ def diagnose(
     derivatives as the official code does (it drops evidence *against* the class, so it is not
     the default). ``theta`` (θ) is stored for :meth:`Diagnosis.relevant_channels`.
 
-    ``precision="bf16"`` runs the forward and backward passes under bfloat16 autocast (for
-    GPUs; the gradients are reduced in float32 and summed per class in float64).
+    ``precision="bf16"``: bfloat16 autocast (GPUs); gradients reduced in fp32, summed in fp64.
 
-    The model is put in eval mode with frozen parameters while diagnosing; its ``training``
-    flags and ``requires_grad`` flags are restored afterwards, and no hook is left behind.
+    The model is in eval mode with frozen parameters while diagnosing; its flags are restored
+    afterwards and no hook is left behind.
 
     Raises:
         ValueError / TypeError: bad arguments, a layer that does not exist, a dataset that does
@@ -205,33 +224,12 @@ def diagnose(
     """
     ds, loader_bs = as_dataset(dataset)
     batch_size = batch_size or loader_bs or 64
-    if len(ds) == 0:  # type: ignore[arg-type]
-        raise ValueError("the dataset is empty; pass the training split")
-    if samples_per_class < 1:
-        raise ValueError(f"samples_per_class={samples_per_class}; use a positive integer (paper: 100)")
-    if not 0.0 <= min_confidence < 1.0:
-        raise ValueError(f"min_confidence={min_confidence}; use a probability in [0, 1) (paper: 0.9)")
-    if noise_draws < 0 or noise < 0:
-        raise ValueError(f"noise_draws={noise_draws}, noise={noise}; both must be >= 0 (noise_draws=0: no noise)")
-    if reduce not in ("abs", "relu"):
-        raise ValueError(f"reduce={reduce!r}; use 'abs' (paper) or 'relu' (official code)")
-    check_precision(precision)
-    first = ds[0]
-    check_sample(first, None)
+    _check_arguments(ds, samples_per_class, min_confidence, noise, noise_draws, reduce, precision)
     device, dtype = _model_device_dtype(model)
-    example = first[0].unsqueeze(0).to(device, dtype)
+    example = ds[0][0].unsqueeze(0).to(device, dtype)
 
     with preserved_state(model):
-        with torch.no_grad():
-            out = model(example)
-        if not isinstance(out, torch.Tensor) or out.dim() != 2:
-            raise ValueError(f"the model returns {getattr(out, 'shape', type(out).__name__)}; expected logits [B, num_classes]")
-        num_classes = num_classes or int(out.shape[1])
-        if out.shape[1] != num_classes:
-            raise ValueError(f"num_classes={num_classes} but the model outputs {out.shape[1]} logits; pass num_classes={out.shape[1]}")
-        check_sample(first, num_classes)
-        named = resolve_layers(model, layers, example)
-        require_feature_maps(model, named, example)
+        num_classes, named = _check_model(model, ds[0], example, num_classes, layers)
         names = class_names or class_names_of(ds, num_classes)
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class names for {num_classes} classes; pass one name per class")
@@ -253,13 +251,9 @@ def diagnose(
                 model, ds, chosen, named, num_classes, noise=noise, noise_draws=noise_draws, batch_size=batch_size,
                 seed=seed, reduce=reduce, num_workers=num_workers)
 
-    settings: dict[str, Any] = {
-        "samples_per_class": samples_per_class, "min_confidence": min_confidence, "noise": noise,
-        "noise_draws": noise_draws, "seed": seed, "reduce": reduce, "theta": theta, "target": "logit",
-        "split_mode": modes, "precision": precision,
-    }
-    return Diagnosis(
-        layers=[n for n, _ in named], correlations=correlations, class_names=list(names),
-        sample_indices=chosen, settings=settings, model_fingerprint=weights_fingerprint(model),
-        version=__version__, extra={"shortfall": {str(k): v for k, v in short.items()}},
-    )
+    settings: dict[str, Any] = {"samples_per_class": samples_per_class, "min_confidence": min_confidence, "noise": noise,
+                                "noise_draws": noise_draws, "seed": seed, "reduce": reduce, "theta": theta,
+                                "target": "logit", "split_mode": modes, "precision": precision}
+    return Diagnosis(layers=[n for n, _ in named], correlations=correlations, class_names=list(names),
+                     sample_indices=chosen, settings=settings, model_fingerprint=weights_fingerprint(model),
+                     version=__version__, extra={"shortfall": {str(k): v for k, v in short.items()}})

@@ -30,8 +30,11 @@ from .text import reliance_table
 
 __all__ = ["run_treat"]
 
-SELECTION_RULE = ("each arm's epoch, and the weight, by the mean of validation accuracy and held-out background-swap "
-                  "accuracy (validation accuracy alone without held-out annotated images); test data never used")
+SELECTION_RULES = {
+    "swap": ("each arm's epoch, and the weight, by held-out background-swap accuracy on the selection set, validation "
+             "accuracy breaking ties (validation accuracy alone without held-out annotated images); test data never used"),
+    "mean": ("each arm's epoch, and the weight, by the mean of validation accuracy and held-out background-swap "
+             "accuracy (validation accuracy alone without held-out annotated images); test data never used")}
 
 
 @dataclass
@@ -190,7 +193,7 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
         val = evaluate(model, s.val, s.classes)["acc"]
         rel = background_reliance(model, held, seed=cfg.train.split_seed)  # type: ignore[arg-type]  # select runs only with held
         return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
-                "select_score": selection_score(val, rel)}
+                "select_score": selection_score(val, rel, cfg.treat.select_rule)}
 
     def terms(beta: float):
         return lambda: build_terms(t, s.diag, seed, beta, s.pools, s.expand, s.layers)
@@ -245,7 +248,7 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
         verdicts.append(verdict(deltas, "test accuracy"))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools)
-    selection = {"rule": SELECTION_RULE, "space_method": cfg.treat.space_method if any(s.betas) else None,
+    selection = {"rule": SELECTION_RULES[cfg.treat.select_rule], "select_rule": cfg.treat.select_rule, "space_method": cfg.treat.space_method if any(s.betas) else None,
                  "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs}}
     return TreatSummary(original=original, treated=arms["treated"], control=arms.get("control"), runs=runs,
                         verdict=verdicts, selection=selection, config=cfg.to_dict(), versions=versions(),
