@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench evidence clean
+.PHONY: demo test test-fast lint typecheck bench evidence clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,25 +18,31 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src benchmarks tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy src
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_diagnose.py
+	$(PY) -m benchmarks.bench_diagnose
 
 # The evidence studies at full budget (each under 2 h on one core; about 5 h together on 2 CPU cores; cached and resumable under runs/bench).
 evidence: $(STAMP)
-	$(PY) benchmarks/bench_e1_channel.py --out docs/results/e1_channel.md
-	$(PY) benchmarks/bench_e3_auroc.py --out docs/results/e3_auroc.md
-	$(PY) benchmarks/bench_e2_space.py --out docs/results/e2_space.md
-	$(PY) benchmarks/bench_ablations.py --out docs/results/ablations.md
-	$(PY) benchmarks/bench_e4_shortcut.py --out docs/results/e4_shortcut.md
-	$(PY) benchmarks/bench_e4_shortcut.py --study scratch --out docs/results/e4_scratch.md
-	$(PY) benchmarks/bench_e4_newdecoys.py --out docs/results/e4_newdecoys.md
-	$(PY) benchmarks/bench_e5_inbox.py --out docs/results/e5_inbox.md
-	$(PY) benchmarks/reliance_vs_truth.py docs/results/e5_inbox.json --out docs/results/reliance_vs_truth.md
-	$(PY) benchmarks/bench_counterfactual.py --out docs/results/counterfactual_cost.md
-	$(PY) benchmarks/collect_performance.py --out docs/results/performance.md
+	$(PY) -m benchmarks.bench_e1_channel --out docs/results/e1_channel.md
+	$(PY) -m benchmarks.bench_e3_auroc --out docs/results/e3_auroc.md
+	$(PY) -m benchmarks.bench_e2_space --out docs/results/e2_space.md
+	$(PY) -m benchmarks.bench_ablations --out docs/results/ablations.md
+	$(PY) -m benchmarks.bench_e4_shortcut --out docs/results/e4_shortcut.md
+	$(PY) -m benchmarks.bench_e4_shortcut --study scratch --out docs/results/e4_scratch.md
+	$(PY) -m benchmarks.bench_e4_newdecoys --out docs/results/e4_newdecoys.md
+	$(PY) -m benchmarks.bench_e5_inbox --out docs/results/e5_inbox.md
+	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json --out docs/results/reliance_vs_truth.md
+	$(PY) -m benchmarks.bench_counterfactual --out docs/results/counterfactual_cost.md
+	$(PY) -m benchmarks.collect_performance --out docs/results/performance.md
 	$(PY) -m model_doctor reproduce cpu-small
 	cp runs/reproduce/cpu-small/table.md docs/results/reproduce_cpu_small.md  # it carries its own command, machine, date
 

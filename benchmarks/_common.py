@@ -10,7 +10,7 @@ import torch
 
 
 def header(title: str, script: str, budget: str) -> list[str]:
-    return [f"# {title} ({budget})", "", f"Command: `python benchmarks/{script} --budget {budget}`  ",
+    return [f"# {title} ({budget})", "", f"Command: `python -m benchmarks.{script.removesuffix('.py')} --budget {budget}`  ",
             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, CPU only  ", f"Date: {datetime.date.today().isoformat()}", ""]
 

@@ -17,10 +17,10 @@ import torch
 
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
 
-from model_doctor import Diagnosis, diagnose  # noqa: E402
-from model_doctor.experiment import cached_run, subset  # noqa: E402
-from model_doctor.training import FitConfig, split_train_val  # noqa: E402
-from model_doctor.models import build_model  # noqa: E402
+from model_doctor import Diagnosis, diagnose
+from model_doctor.experiment import cached_run, subset
+from model_doctor.models import build_model
+from model_doctor.training import FitConfig, split_train_val
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

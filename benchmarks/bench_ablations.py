@@ -9,22 +9,17 @@ fine-tune of the same decoy-trained original with the control's schedule, seed a
 
 Reported: test accuracy on shuffled decoys and Δ against the control, mean ± std over seeds.
 
-Usage: python benchmarks/bench_ablations.py [--budget small|full] [--out docs/results/ablations.md]
+Usage: python -m benchmarks.bench_ablations [--budget small|full] [--out docs/results/ablations.md]
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _studies as S  # noqa: E402
-import bench_e2_space as E2  # noqa: E402
-from _common import emit, header  # noqa: E402
-
-from model_doctor.data.masks import ExpandedMasks, LimitedMasks, scaled_expansion  # noqa: E402
-from model_doctor.experiment import fmt  # noqa: E402
-from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
+from benchmarks import _studies as S
+from benchmarks import bench_e2_space as E2
+from benchmarks._common import emit, header
+from model_doctor.data.masks import ExpandedMasks, LimitedMasks, scaled_expansion
+from model_doctor.experiment import fmt
+from model_doctor.treatment import ModelDoctorLoss
 
 BUDGETS = {
     "small": dict(seeds=[0], layers=["features.8"], fractions=[0.05], paper_px=[0, 30],

@@ -13,7 +13,7 @@
 
 Arms interleaved over rounds (order rotated), per-round ratios, median (min–max).
 
-Usage: python benchmarks/bench_counterfactual.py [--budget small|full] [--out docs/results/counterfactual_cost.md]
+Usage: python -m benchmarks.bench_counterfactual [--budget small|full] [--out docs/results/counterfactual_cost.md]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +29,7 @@ import torch
 import torch.nn.functional as F
 
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, header, interleaved, per_round, spread  # noqa: E402
+from benchmarks._common import emit, header, interleaved, per_round, spread
 
 
 def _pool(n: int, size: int):
@@ -54,8 +52,8 @@ def _pool(n: int, size: int):
 
 
 def step_arms(budget: dict):
-    from model_doctor.treatment.space import CounterfactualLoss
     from model_doctor.models import build_model
+    from model_doctor.treatment.space import CounterfactualLoss
 
     torch.manual_seed(0)
     model = build_model("smallcnn", in_channels=1, num_classes=10, image_size=48)

@@ -15,7 +15,7 @@
    probability (and their rank average), for a small CNN trained on a subset. Skipped with a
    reason when ../shared/data is absent.
 
-Usage: python benchmarks/bench_diagnose.py [--budget small|full] [--out docs/results/diagnosis.md]
+Usage: python -m benchmarks.bench_diagnose [--budget small|full] [--out docs/results/diagnosis.md]
        [--sections speed,scaling,auroc]
 """
 
@@ -31,17 +31,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset, TensorDataset
 
+from benchmarks._common import emit, header, interleaved, per_round, spread
+from model_doctor import diagnose, examine
+from model_doctor.diagnosis import diagnosis_flops
+from model_doctor.hooks import preserved_state
+from model_doctor.models import SmallCNN, build_model, default_layers
+from model_doctor.split import LayerSplit
+
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, header, interleaved, per_round, spread  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-
-from model_doctor import diagnose, examine  # noqa: E402
-from model_doctor.diagnosis import diagnosis_flops  # noqa: E402
-from model_doctor.hooks import preserved_state  # noqa: E402
-from model_doctor.split import LayerSplit  # noqa: E402
-from model_doctor.models import SmallCNN, build_model, default_layers  # noqa: E402
 
 BATCH = 64  # diagnose()'s default batch size, used by every arm
 DELTA = 0.1

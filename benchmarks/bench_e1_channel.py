@@ -7,22 +7,18 @@ control) and CE + α·L_ch for each α. α is chosen per architecture on validat
 the training split); the test split is only read to report. Prints original / control / treated
 test accuracy and Δ(treated − control) as mean ± std over seeds.
 
-Usage: python benchmarks/bench_e1_channel.py [--budget small|full] [--out docs/results/e1_channel.md]
+Usage: python -m benchmarks.bench_e1_channel [--budget small|full] [--out docs/results/e1_channel.md]
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _studies as S  # noqa: E402
-from _common import emit, header  # noqa: E402
-
-from model_doctor.experiment import cached_run, copy_of, fmt, spread  # noqa: E402
-from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
-from model_doctor.models import default_layers  # noqa: E402
+from benchmarks import _studies as S
+from benchmarks._common import emit, header
+from model_doctor.experiment import cached_run, copy_of, fmt, spread
+from model_doctor.models import default_layers
+from model_doctor.treatment import ModelDoctorLoss
 
 #: treated arms: label -> (cache folder, ModelDoctorLoss settings); J = noise draws in the constraint passes
 ARMS = {
@@ -110,7 +106,8 @@ def main(argv=None) -> int:
               f"Original: {b['orig_epochs']} epochs, SGD lr {S.ORIGINAL_LR}, momentum 0.9, wd 5e-4, cosine, best epoch on "
               f"validation. (SqueezeNet was the first choice of third architecture and is not here because it did not "
               f"train in this setup: its CE stayed at ln 10 for all 12 epochs at lr 0.05, and it reached 21 % validation "
-              f"accuracy at lr 0.01; WRN-10-1, a residual net, replaced it.) Diagnosis: the default layer, J=10, δ=0.1, ≤100 training images per class with confidence > 0.9. "
+              f"accuracy at lr 0.01; WRN-10-1, a residual net, replaced it.) Diagnosis: the default layer, J=10, δ=0.1, "
+              f"≤100 training images per class with confidence > 0.9. "
               f"Fine-tune (both arms): {b['ft_epochs']} epochs, lr = the original's × {S.FINETUNE_LR_RATIO:g}, cosine, identical seed and data order; "
               f"treated = CE + α·L_ch (paper variant of Eq. 5 unless marked official, per-element-mean normalisation, "
               f"J={NOISE_DRAWS} in the constraint unless marked, θ=0.2); best epoch of each arm on validation; the arm "

@@ -12,26 +12,22 @@ Reported per arm (mean ± std over seeds): validation accuracy (decoys as in tra
 a user without shuffled data could select on), test accuracy with class-consistent decoys and
 with shuffled decoys, and the share of the input gradient |∂y/∂x| that falls on the decoy patch.
 
-Usage: python benchmarks/bench_e2_space.py [--budget small|full] [--out docs/results/e2_space.md]
+Usage: python -m benchmarks.bench_e2_space [--budget small|full] [--out docs/results/e2_space.md]
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _studies as S  # noqa: E402
-from _common import emit, header  # noqa: E402
-
-from model_doctor.data.decoy import DecoyConfig, make_decoy  # noqa: E402
-from model_doctor.experiment import cached_run, copy_of, fmt, subset  # noqa: E402
-from model_doctor.training import FitConfig, evaluate, split_train_val  # noqa: E402
-from model_doctor.treatment import ModelDoctorLoss, RRRLoss  # noqa: E402
-from model_doctor.models import build_model  # noqa: E402
+from benchmarks import _studies as S
+from benchmarks._common import emit, header
+from model_doctor.data.decoy import DecoyConfig, make_decoy
+from model_doctor.experiment import cached_run, copy_of, fmt, subset
+from model_doctor.models import build_model
+from model_doctor.training import FitConfig, evaluate, split_train_val
+from model_doctor.treatment import ModelDoctorLoss, RRRLoss
 
 BUDGETS = {
     "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=500, orig_epochs=5, ft_epochs=2,
@@ -291,7 +287,8 @@ def main(argv=None) -> int:
               f"same seed and data order as the control; L_sp uses J={NOISE_DRAWS}, per-element-mean normalisation and "
               f"the exact object box as foreground (no expansion; see the ablations for expansion). Default layer "
               f"{DEFAULT_LAYER} (11×11 map, the conv output, as the paper hooks convs), shallower {b['shallow']} (22×22); "
-              f"{BN_LAYER} is the BatchNorm output after {DEFAULT_LAYER} (same map, but invariant to the conv's scale). Seeds {b['seeds']}. The decoy share of the input "
+              f"{BN_LAYER} is the BatchNorm output after {DEFAULT_LAYER} (same map, but invariant to the conv's scale). "
+              f"Seeds {b['seeds']}. The decoy share of the input "
               f"gradient is over the first {GRAD_SAMPLES} shuffled-test images (the patch is 1.9 % of the canvas).", "",
               S.SPLIT_NOTE, "", "## Accuracy (%) and decoy reliance, mean ± std over seeds", ""]
     lines += arm_table(rows, arms)

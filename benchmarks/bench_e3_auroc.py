@@ -6,22 +6,17 @@ the wrong predictions by: the deviation score (total-variation distance between 
 channel profile and its predicted class's), 1 − max-softmax probability (MSP), and the mean of
 their ranks (no fitting). Mean ± std over seeds.
 
-Usage: python benchmarks/bench_e3_auroc.py [--budget small|full] [--out docs/results/e3_auroc.md]
+Usage: python -m benchmarks.bench_e3_auroc [--budget small|full] [--out docs/results/e3_auroc.md]
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _studies as S  # noqa: E402
-import bench_e1_channel as E1  # noqa: E402
-from _common import emit, header  # noqa: E402
-
-from model_doctor import examine  # noqa: E402
-from model_doctor.experiment import fmt  # noqa: E402
-from model_doctor.diagnosis.metrics import misclassification_auroc  # noqa: E402
+from benchmarks import _studies as S
+from benchmarks import bench_e1_channel as E1
+from benchmarks._common import emit, header
+from model_doctor import examine
+from model_doctor.diagnosis.metrics import misclassification_auroc
+from model_doctor.experiment import fmt
 
 
 def run(args, budget: dict) -> list[dict]:

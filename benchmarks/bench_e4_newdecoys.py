@@ -16,22 +16,19 @@ PNG) exist for 20 training images per class only. Steps: ``model-doctor train`` 
 ``model-doctor treat --masks DIR --mask-format png --alpha 0 --beta 0.3 1 3 --seeds 0 1 2``
 with every other treatment option at its default (space method, holdout, selection, pool batch).
 
-Usage: python benchmarks/bench_e4_newdecoys.py [--budget small|full] [--kinds texture glyph] [--out docs/results/e4_newdecoys.md]
+Usage: python -m benchmarks.bench_e4_newdecoys [--budget small|full] [--kinds texture glyph] [--out docs/results/e4_newdecoys.md]
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _studies as S  # noqa: E402
-from _common import emit, header  # noqa: E402
+from benchmarks import _studies as S
+from benchmarks._common import emit, header
 
 BUDGETS = {
     "small": dict(base="digits", n_train=600, n_test=200, orig_epochs=4, ft_epochs=1, seeds=[0], betas=["1"],
@@ -43,7 +40,8 @@ CANVAS = 44
 
 
 def _objects(base: str, split: str, n: int, root: str):
-    from model_doctor.data.decoy import DecoyConfig, _objects as objs
+    from model_doctor.data.decoy import DecoyConfig
+    from model_doctor.data.decoy import _objects as objs
 
     x, y, classes = objs(DecoyConfig(base=base, split=split, root=root))
     g = torch.Generator().manual_seed(0 if split == "train" else 1)
@@ -115,7 +113,7 @@ def main() -> int:
         S.setup(args)
     cache = Path(args.cache) / "e4-newdecoys" / args.budget
     lines = header("E4b: the CLI defaults on decoys they were not designed on", "bench_e4_newdecoys.py", args.budget)
-    lines[2] = (f"Command: `python benchmarks/bench_e4_newdecoys.py --budget {args.budget} --kinds {' '.join(args.kinds)}`  ")
+    lines[2] = (f"Command: `python -m benchmarks.bench_e4_newdecoys --budget {args.budget} --kinds {' '.join(args.kinds)}`  ")
     lines += [f"Base objects: {budget['base']}, {budget['n_train']} training images (validation = 10 % of them), "
               f"{budget['n_test']} test images with shuffled decoys; {CANVAS}×{CANVAS} canvas; masks for "
               f"{budget['per_class']} training images per class. Original and ceiling: `model-doctor train --model smallcnn "
@@ -144,10 +142,10 @@ def main() -> int:
         s = json.loads((runs / "treat" / "summary.json").read_text())
         d = s["delta_treated_minus_control"]
         gap = [(r["treated"]["test_acc"] - orig) / max(ceil - orig, 1e-9) for r in s["runs"]]
-        rel = lambda a: s[a]["background_reliance"]["swap_acc"]["mean"] if "background_reliance" in s[a] else float("nan")  # noqa: E731
+        rel = lambda a: s[a]["background_reliance"]["swap_acc"]["mean"] if "background_reliance" in s[a] else float("nan")
         n = len(s["runs"])
         dstd = f" ± {100 * d['std']:.2f}" if n > 1 else ""
-        spread = lambda m, sd: f"{100 * m:.2f} ± {100 * sd:.2f}" if n > 1 else f"{100 * m:.2f} (1 seed)"  # noqa: E731
+        spread = lambda m, sd: f"{100 * m:.2f} ± {100 * sd:.2f}" if n > 1 else f"{100 * m:.2f} (1 seed)"
         lines.append(
             f"| {kind} | {100 * orig:.2f} | {100 * ceil:.2f} | {spread(s['control']['test_acc'], s['control']['test_acc_std'])} | "
             f"{spread(s['treated']['test_acc'], s['treated']['test_acc_std'])} | "

@@ -13,35 +13,33 @@ the same seed, schedule and data order. The ceiling is trained from scratch on s
 Study ``scratch`` (harness sanity): every method trained from scratch with masks on every
 training image, one seed per benchmark (Fashion-MNIST and digits, patch and bar decoys).
 
-Usage: python benchmarks/bench_e4_shortcut.py [--study finetune|scratch] [--budget small|full] [--kinds patch bar]
+Usage: python -m benchmarks.bench_e4_shortcut [--study finetune|scratch] [--budget small|full] [--kinds patch bar]
        [--out docs/results/e4_shortcut.md]
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _studies as S  # noqa: E402
-from _common import emit, header  # noqa: E402
-from bench_e2_space import decoy_data  # noqa: E402  (E2's decoy splits, with a kind and a base)
-
-from model_doctor.data.masks import KeepMasks  # noqa: E402
-from model_doctor.data.masks import pick_per_class  # noqa: E402
-from model_doctor.experiment import cached_run, fmt, spread  # noqa: E402
-from model_doctor.study import ArmSpec, run_study  # noqa: E402
-from model_doctor.training import FitConfig, evaluate  # noqa: E402
-from model_doctor.treatment import ModelDoctorLoss  # noqa: E402
-from model_doctor.treatment.pool import AnnotatedPool  # noqa: E402
-from model_doctor.treatment.reliance import background_reliance, selection_score  # noqa: E402
-from model_doctor.treatment.space import SPACE_METHODS  # noqa: E402
-from model_doctor import diagnose  # noqa: E402
-from model_doctor.models import build_model  # noqa: E402
+from benchmarks import _studies as S
+from benchmarks._common import emit, header
+from benchmarks.bench_e2_space import decoy_data
+from model_doctor import diagnose
+from model_doctor.data.masks import (
+    KeepMasks,
+    pick_per_class,
+)
+from model_doctor.experiment import cached_run, fmt, spread
+from model_doctor.models import build_model
+from model_doctor.study import ArmSpec, run_study
+from model_doctor.training import FitConfig, evaluate
+from model_doctor.treatment import ModelDoctorLoss
+from model_doctor.treatment.pool import AnnotatedPool
+from model_doctor.treatment.reliance import background_reliance, selection_score
+from model_doctor.treatment.space import SPACE_METHODS
 
 LAYER = "features.8"        # smallcnn's default (last conv) layer
 HOLDOUT = 0.25              # share of each class's annotated images held out to measure reliance
@@ -66,7 +64,8 @@ BUDGETS = {
                   extra_per_class=[], arms=ARMS_SMALL, bases=["digits"],
                   ft_base="digits", scratch_n_train=1000, scratch_epochs=6),
     "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=4000, n_test=None, orig_epochs=10, ft_epochs=4,
-                 per_class=[20], extra_per_class=[5, 100, None], seed0_per_class=[5, 100, None], arms=ARMS_FULL, seed0_arms=ARMS_SEED0, bases=["fashion-mnist", "digits"],
+                 per_class=[20], extra_per_class=[5, 100, None], seed0_per_class=[5, 100, None], arms=ARMS_FULL, seed0_arms=ARMS_SEED0,
+                 bases=["fashion-mnist", "digits"],
                  ft_base="fashion-mnist", scratch_n_train=2000, scratch_epochs=8),
 }
 #: from scratch: RRR at λ=1000 (our per-pixel-mean normalisation makes the λ=10 of E2 tiny next to Ross
@@ -151,7 +150,7 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
                 train=masked_train if method == "paper" else None) for name, method, weight, option in arms]
     study = run_study(orig, data["train"], data["train_val"], specs, ft, 10, base / f"n{tag}", select=select)
     out["control"] = measure(study.arms["control"].model, data, study.arms["control"].result, base / f"n{tag}" / "control")
-    for name, method, weight, option in arms:
+    for name, method, weight, _option in arms:
         run = study.arms[name.replace(" ", "_")]
         out[name] = {**measure(run.model, data, run.result, base / f"n{tag}" / run.spec.name), "method": method,
                      "weight": weight}
@@ -283,7 +282,7 @@ def main() -> int:
     title = "E4: shortcut removal, fine-tune with few annotations" if args.study == "finetune" else \
         "E4: harness sanity, every method from scratch with all masks"
     lines = header(title, "bench_e4_shortcut.py", args.budget)
-    lines[2] = f"Command: `python benchmarks/bench_e4_shortcut.py --study {args.study} --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    lines[2] = f"Command: `python -m benchmarks.bench_e4_shortcut --study {args.study} --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
     body = finetune_study(args, budget) if args.study == "finetune" else scratch_study(args, budget)
     notes = ([S.SPLIT_NOTE] if "fashion-mnist" in bases else []) + \
         (["Digits: scikit-learn's bundled 8×8 digits (80/20 stratified split), upsampled to 16 px."] if "digits" in bases else [])

@@ -16,20 +16,17 @@ The reliance figures are what ``treat`` prints to the user, measured on held-out
 that were neither trained on nor used to select. Results: ``e5_inbox.md`` and ``e5_inbox.json``
 (every arm and seed, for ``reliance_vs_truth.py``).
 
-Usage: python benchmarks/bench_e5_inbox.py [--budget small|full] [--kinds texture colour pattern] [--out docs/results/e5_inbox.md]
+Usage: python -m benchmarks.bench_e5_inbox [--budget small|full] [--kinds texture colour pattern] [--out docs/results/e5_inbox.md]
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _studies as S  # noqa: E402
-import inbox_decoys as D  # noqa: E402
-from _common import emit, header  # noqa: E402
+from benchmarks import _studies as S
+from benchmarks import inbox_decoys as D
+from benchmarks._common import emit, header
 
 BUDGETS = {
     "small": dict(n_train=400, n_test=200, orig_epochs=2, ceil_epochs=2, ft_epochs=1, seeds=[0], betas=["1"],
@@ -89,8 +86,8 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     from model_doctor import runtime as P
-    from model_doctor.jobs.treat import _treat_masks
     from model_doctor.config import Config
+    from model_doctor.jobs.treat import _treat_masks
     from model_doctor.treatment.reliance import background_reliance
 
     s = json.loads((run_dir / "summary.json").read_text())
@@ -152,7 +149,7 @@ def table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> l
             co = [r["summary"]["control"]["test_acc"] for r in rs]
             og = [r["original"] for r in rs]
             gap = [(t - o) / max(ceil - o, 1e-9) for t, o in zip(tr, og)]
-            rel = lambda a, k: [r["reliance"][a][k] for r in rs]  # noqa: E731
+            rel = lambda a, k: [r["reliance"][a][k] for r in rs]
             sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
             verdict = _ms(sd)
             if len(sd) > 1:
@@ -172,7 +169,7 @@ def main() -> int:
     cache = Path(args.cache) / "e5-inbox" / args.budget
     rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
     lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
-    lines[2] = f"Command: `python benchmarks/bench_e5_inbox.py --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    lines[2] = f"Command: `python -m benchmarks.bench_e5_inbox --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
               "background carries a class-coded cue (texture: stripes; colour: RGB background colour; pattern: a tiled "

@@ -11,7 +11,7 @@ J=1 and J=10 and both ``tail_bn`` settings:
   process after two warm-up steps (glibc told to return freed blocks, so the resident size follows
   live tensors), repeated; median (min–max) over the repeats.
 
-Usage: python benchmarks/bench_treat.py [--budget small|full] [--out docs/results/treatment.md]
+Usage: python -m benchmarks.bench_treat [--budget small|full] [--out docs/results/treatment.md]
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, header, interleaved, per_round, spread  # noqa: E402
+from benchmarks._common import emit, header, interleaved, per_round, spread
 
 CASES = {"smallcnn": ((1, 32, 32), 64), "resnet18": ((3, 32, 32), 32)}
 
@@ -112,8 +112,9 @@ def peak_growth(name: str, draws: int, tail_bn: str = "train") -> int:
     # glibc's mmap threshold otherwise grows with every freed block, so freed activations stay
     # resident and later peaks look like no growth; a fixed 64 KiB threshold returns them
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run([sys.executable, __file__, "--child", name, str(draws), tail_bn, "3"],
-                         capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_treat", "--child", name, str(draws), tail_bn, "3"],
+                         capture_output=True, text=True, check=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1])
     return json.loads(out.stdout.strip().splitlines()[-1])["rss_growth_kb"]
 
 

@@ -4,19 +4,17 @@ Reads the tables that ``bench_diagnose.py`` and ``bench_treat.py`` wrote under d
 (each keeps its own command, machine and date, repeated here); with ``--rerun small|full`` it
 runs both first. Nothing here is measured or typed by hand.
 
-Usage: python benchmarks/collect_performance.py [--rerun small|full] [--out docs/results/performance.md]
+Usage: python -m benchmarks.collect_performance [--rerun small|full] [--out docs/results/performance.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit  # noqa: E402
+from benchmarks._common import emit
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 SOURCES = {"diagnosis": ("bench_diagnose.py", "diagnosis.md"), "treatment": ("bench_treat.py", "treatment.md"),
@@ -59,10 +57,10 @@ def main(argv=None) -> int:
     folder = Path(args.results)
     if args.rerun:
         for script, md in SOURCES.values():
-            subprocess.run([sys.executable, str(Path(__file__).parent / script), "--budget", args.rerun,
-                            "--out", str(folder / md)], check=True)
+            subprocess.run([sys.executable, "-m", f"benchmarks.{Path(script).stem}", "--budget", args.rerun,
+                            "--out", str(folder / md)], check=True, cwd=Path(__file__).resolve().parents[1])
     lines = ["# Performance: diagnosis and treatment cost, as ratios measured side by side", "",
-             "Collected by `python benchmarks/collect_performance.py` from the files below; rerun them with "
+             "Collected by `python -m benchmarks.collect_performance` from the files below; rerun them with "
              "`--rerun full`. Ratios only: absolute times on this shared 2-core machine are noise.", ""]
     for name, (script, md) in SOURCES.items():
         path = folder / md

@@ -3,7 +3,7 @@
 Runs from the source tree on a machine that already has torch, torchvision, timm, safetensors,
 scikit-learn, PyYAML, tqdm, Jinja2 and matplotlib, with no network and no installs:
 
-    PYTHONPATH=src python benchmarks/gpu_check.py --data-root DIR_WITH_FashionMNIST --out docs/results/gpu.md
+    PYTHONPATH=src python -m benchmarks.gpu_check --data-root DIR_WITH_FashionMNIST --out docs/results/gpu.md
 
 It stops by itself inside ``--budget-s`` (default 330 s) and writes whatever it measured; a stage
 that would start past the budget is listed as skipped. Stages:
@@ -37,17 +37,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
+from benchmarks._common import interleaved, per_round, spread
+from benchmarks.bench_diagnose import limit  # the same limit as the CPU benchmark
+from model_doctor import diagnose
+from model_doctor.models import build_model, default_layers
+from model_doctor.noise import noise_threads
+from model_doctor.precision import autocast
 
-from _common import interleaved, per_round, spread  # noqa: E402
-from bench_diagnose import limit  # noqa: E402  (the same limit as the CPU benchmark)
-from model_doctor import diagnose  # noqa: E402
-from model_doctor.noise import noise_threads  # noqa: E402
-from model_doctor.precision import autocast  # noqa: E402
-from model_doctor.models import build_model, default_layers  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
 
 
 class Budget:
@@ -156,7 +154,7 @@ def diagnose_stage(args, device, lines, budget: Budget) -> None:
 
         arms = {"whole": whole, "limit": lim, **({"one_thread": one_thread} if j > 1 else {})}
         t = rounds(arms, device, 5, budget, min_left=10 if not args.tiny else 1)
-        ips = lambda xs: [n / v for v in xs]  # noqa: E731
+        ips = lambda xs: [n / v for v in xs]
         single = ratio(t["one_thread"], t["limit"]) if j > 1 else "—"
         lines.append(f"| {j} | {precision} | {med(ips(t['whole']))} | {med(ips(t['limit']))} | "
                      f"{ratio(t['whole'], t['limit'])} | {single} |")
@@ -240,7 +238,7 @@ def main(argv=None) -> int:
     budget = Budget(args.budget_s)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     lines = ["# GPU check" + (" (tiny, CPU smoke run)" if args.tiny else ""), "",
-             f"Command: `PYTHONPATH=src python benchmarks/gpu_check.py{' --tiny' if args.tiny else ''} --device {args.device} "
+             f"Command: `PYTHONPATH=src python -m benchmarks.gpu_check{' --tiny' if args.tiny else ''} --device {args.device} "
              f"--data-root DATA --budget-s {args.budget_s:g}`  ",
              f"Device: {name}; torch {torch.__version__}; date {datetime.date.today().isoformat()}", ""]
     out = Path(args.out)

@@ -9,7 +9,7 @@ background-swap accuracy ``treat`` prints, measured on held-out annotated images
    is not better beyond seed noise (same seeds, same rule: |mean| > 2 std);
 3. for every treated model, |swap accuracy − shuffled-cue test accuracy| ≤ 25 points.
 
-Usage: python benchmarks/reliance_vs_truth.py docs/results/e5_inbox.json [...] [--out docs/results/reliance_vs_truth.md]
+Usage: python -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json [...] [--out docs/results/reliance_vs_truth.md]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 
@@ -66,11 +65,10 @@ def main(argv=None) -> int:
     ap.add_argument("inputs", nargs="+")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _common import emit
+    from benchmarks._common import emit
 
     out = ["# Reliance measure vs the truth", "",
-           f"Command: `python benchmarks/reliance_vs_truth.py {' '.join(args.inputs)}`", "",
+           f"Command: `python -m benchmarks.reliance_vs_truth {' '.join(args.inputs)}`", "",
            "The truth is shuffled-cue test accuracy; the user's figure is the held-out background-swap accuracy "
            "`treat` prints (report images: never trained on, never used to select; foreground refined by GrabCut "
            "unless the arm says `norefine`). The checks cover the defaults; `norefine` rows (the measure before "

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .diagnosis import Diagnosis, Examination, diagnose, examine  # noqa: E402
-from .layers import resolve_layers  # noqa: E402
+from .diagnosis import Diagnosis, Examination, diagnose, examine
+from .layers import resolve_layers
 
 __all__ = ["__version__", "Diagnosis", "Examination", "diagnose", "examine", "resolve_layers"]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from .data.base import sized
 from .hooks import preserved_state
 from .noise import batch_noise
 from .split import LayerSplit
@@ -36,8 +37,8 @@ def robustness_curves(model: nn.Module, dataset: Dataset, layer: str, *, samples
     device, dtype = p.device, p.dtype
     picked_x, picked_adv, picked_y = [], [], []
     with preserved_state(model, freeze_params=True):
-        for start in range(0, len(dataset), 128):  # type: ignore[arg-type]
-            idx = list(range(start, min(start + 128, len(dataset))))  # type: ignore[arg-type]
+        for start in range(0, sized(dataset), 128):
+            idx = list(range(start, min(start + 128, sized(dataset))))
             x, y = _batch(dataset, idx, device, dtype)
             x.requires_grad_(True)
             logits = model(x)
@@ -45,7 +46,9 @@ def robustness_curves(model: nn.Module, dataset: Dataset, layer: str, *, samples
             adv = (x + eps * gx.sign()).detach()
             with torch.no_grad():
                 ok = (logits.argmax(1) == y) & (model(adv).argmax(1) != y)
-            picked_x.append(x.detach()[ok]); picked_adv.append(adv[ok]); picked_y.append(y[ok])
+            picked_x.append(x.detach()[ok])
+            picked_adv.append(adv[ok])
+            picked_y.append(y[ok])
             if sum(len(t) for t in picked_y) >= samples:
                 break
         xs, advs, ys = (torch.cat(t)[:samples] for t in (picked_x, picked_adv, picked_y))

@@ -10,8 +10,8 @@ from typing import Any
 
 from .config import Config, apply_overrides, load_config, validate
 from .data.refine import REFINE_METHODS
-from .treatment.space import SPACE_METHODS
 from .models import model_names
+from .treatment.space import SPACE_METHODS
 
 _MODEL_HELP = "architecture: {%s}, torchvision:NAME or file:path.py:factory (default: from model.json beside --weights, else smallcnn)"
 
@@ -359,14 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]
-    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]  # warnings' hook has a wider signature
+    warnings.formatwarning = _one_line_warning
     args = build_parser().parse_args(argv)
     distributed = init_from_env()  # under torchrun: join the process group
     log: Any = print
     if distributed and not is_main():
         os.environ["MODEL_DOCTOR_QUIET"] = "1"
         warnings.simplefilter("ignore")  # rank 0 reports
-        log = lambda *_a, **_k: None  # noqa: E731
+        log = lambda *_a, **_k: None
     try:
         _COMMANDS.get(args.command, _cmd_job)(args, log)
         return 0

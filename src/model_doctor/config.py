@@ -214,15 +214,15 @@ def validate(cfg: Config) -> Config:
     for name, value in checks:
         if value < 1:
             raise ValueError(f"{name}={value}; use a positive integer")
-    for name, value in (("data.image_size", cfg.data.image_size), ("model.in_channels", cfg.model.in_channels),
+    for name, optional in (("data.image_size", cfg.data.image_size), ("model.in_channels", cfg.model.in_channels),
                         ("model.num_classes", cfg.model.num_classes), ("treat.annotated_per_class", cfg.treat.annotated_per_class)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name}={value}; use a positive integer (or leave it unset for the default)")
+        if optional is not None and optional < 1:
+            raise ValueError(f"{name}={optional}; use a positive integer (or leave it unset for the default)")
     if cfg.examine.limit is not None and cfg.examine.limit < 1:
         raise ValueError(f"examine.limit={cfg.examine.limit}; use a positive number of samples (or leave it unset for all)")
     _check_ranges(cfg)
-    for value in (cfg.diagnose.precision, cfg.examine.precision, cfg.train.precision):
-        check_precision(value)
+    for precision in (cfg.diagnose.precision, cfg.examine.precision, cfg.train.precision):
+        check_precision(precision)
     if cfg.treat.tail_bn not in ("train", "eval"):
         raise ValueError(f"treat.tail_bn={cfg.treat.tail_bn!r}; use 'train' (default) or 'eval' (docs/method.md)")
     for name, px in (("treat.erode", cfg.treat.erode), ("examine.erode", cfg.examine.erode)):
@@ -230,9 +230,9 @@ def validate(cfg: Config) -> Config:
             raise ValueError(f"{name}={px!r}; use a whole number of pixels >= 0 (0 = no erosion)")
     if cfg.treat.select_rule not in ("swap", "mean"):
         raise ValueError(f"treat.select_rule={cfg.treat.select_rule!r}; use 'swap' (default) or 'mean'")
-    for name, value in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):
-        if value not in ("grabcut", "none"):
-            raise ValueError(f"{name}={value!r}; use 'grabcut' (default) or 'none'")
+    for name, method in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):
+        if method not in ("grabcut", "none"):
+            raise ValueError(f"{name}={method!r}; use 'grabcut' (default) or 'none'")
     if len(set(cfg.treat.seeds)) != len(cfg.treat.seeds) or not cfg.treat.seeds:
         raise ValueError(f"treat.seeds={cfg.treat.seeds}; give one or more distinct seeds (e.g. --seeds 0 1 2)")
     if not cfg.select.low_confidence:

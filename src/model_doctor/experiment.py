@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from .data.base import sized
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .training import FitConfig, LossTerms, evaluate, fit
 
@@ -30,7 +31,7 @@ RUN_FILE = "result.json"
 
 def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
     """The first ``n`` items of a seeded permutation (in index order); all of it for ``None``."""
-    size = len(dataset)  # type: ignore[arg-type]
+    size = sized(dataset)
     if n is None or n >= size:
         return dataset
     if n < 1:

@@ -20,7 +20,7 @@ __all__ = ["RemovableHandleList", "FeatureCapture", "preserved_state", "count_ho
 class RemovableHandleList(list):
     """A list of hook handles that removes (and forgets) all of them at once."""
 
-    def remove(self) -> None:  # type: ignore[override]
+    def remove(self) -> None:  # type: ignore[override]  # list.remove(x) becomes "remove every handle"
         for handle in self:
             handle.remove()
         self.clear()
@@ -59,13 +59,13 @@ class FeatureCapture(contextlib.AbstractContextManager):
                 )
             fn = self.replace.get(name)
             if fn is not None:
-                output = fn(output)  # type: ignore[operator]
+                output = fn(output)  # type: ignore[operator]  # a callable by the hook's contract
             self.outputs[name] = output
             return output.clone() if self.clone_output else output
 
         return hook
 
-    def __enter__(self) -> "FeatureCapture":
+    def __enter__(self) -> FeatureCapture:
         try:
             for name, module in self.layers:
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))

@@ -160,6 +160,12 @@ def lock_folder(folder: str | os.PathLike) -> Path:
         with os.fdopen(fd, "w") as fh:
             json.dump({"pid": os.getpid(), "command": " ".join(sys.argv[:3])}, fh)
         _HELD.add(key)
-        atexit.register(lambda: (path.unlink(missing_ok=True), _HELD.discard(key)))
+        atexit.register(_release, path, key)
         return path
     raise ValueError(f"cannot lock output folder {str(folder)!r}; remove {str(path)!r} if no run uses it")
+
+
+def _release(path: Path, key: str) -> None:
+    """Remove a folder lock at exit (atexit)."""
+    path.unlink(missing_ok=True)
+    _HELD.discard(key)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
 from .hooks import RemovableHandleList
 
-LayerSpec = Union[str, nn.Module, Callable[[str, nn.Module], bool], Sequence[Union[str, nn.Module]]]
+LayerSpec = str | nn.Module | Callable[[str, nn.Module], bool] | Sequence[str | nn.Module]
 
 __all__ = ["LayerSpec", "resolve_layers", "conv_layers_in_order", "require_feature_maps", "describe_layers", "DEFAULT_AUTO_K"]
 
@@ -172,7 +172,8 @@ def describe_layers(name: str, in_channels: int = 3, image_size: int = 32, small
                          "pass a larger --image-size (e.g. 32)") from None
     chosen = {convs[-1][0]} if defaults == "auto" else {defaults}
     rows = [{"index": i, "name": n, "in": m.in_channels, "out": m.out_channels,
-             "kernel": "x".join(map(str, m.kernel_size)), "stride": m.stride[0], "default": n in chosen}
+             "kernel": "x".join(str(k) for k in tuple(m.kernel_size)), "stride": tuple(m.stride)[0],  # type: ignore[arg-type]  # torch types conv attributes as Tensor | Module
+             "default": n in chosen}
             for i, (n, m) in enumerate(convs)]
     if defaults != "auto" and not any(r["default"] for r in rows):
         mod = model.get_submodule(defaults)

@@ -11,9 +11,10 @@ the training split; the test split is read once per finished cell. Every cell is
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
@@ -132,8 +133,8 @@ def _data(grid: GridConfig, name: str):
     from .data.datasets import load_dataset
     from .training import split_train_val
 
-    kw = dict(root=grid.root, image_size=grid.image_size.get(name), in_channels=1 if name in _GREY else 3,
-              download=grid.download)
+    kw: dict[str, Any] = dict(root=grid.root, image_size=grid.image_size.get(name), in_channels=1 if name in _GREY else 3,
+                              download=grid.download)
     train_full = subset(load_dataset(name, "train", **kw), grid.train_subset, seed=0)
     test = subset(load_dataset(name, "test", **kw), grid.test_subset, seed=0)
     masked = None
@@ -152,7 +153,7 @@ def _data(grid: GridConfig, name: str):
         else:
             masked = ExpandedMasks(train_full, expand)
     tr, va = split_train_val(train_full, 0.1, seed=0)
-    tr_masked = torch.utils.data.Subset(masked, tr.indices) if masked is not None else None
+    tr_masked: Any = torch.utils.data.Subset(masked, tr.indices) if masked is not None else None
     if tr_masked is not None and grid.treat.annotated_per_class is not None:
         from .data.masks import LimitedMasks
 
@@ -188,9 +189,9 @@ def _run_cell(grid: GridConfig, data: tuple, ds: str, model_name: str, seed: int
               skipped: list[str], log: Callable[[str], None]) -> None:
     """One (dataset, model, seed): the base trained from scratch, then every variant as one study."""
     from .diagnosis import Diagnosis, diagnose
+    from .models import build_model, default_layers
     from .study import run_study
     from .training import FitConfig, evaluate
-    from .models import build_model, default_layers
 
     tr, va, te, tr_masked, in_ch, size, n_cls = data
     layer = grid.treat.layers or default_layers(model_name)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,8 +19,8 @@ from .config import Config, save_config
 from .data.datasets import load_dataset
 from .distributed import is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
-from .training import split_train_val
 from .models import build_model, default_layers
+from .training import split_train_val
 
 __all__ = ["Log", "versions", "sidecar", "out_dir", "check_resume", "load_data", "train_val_split", "load_model",
            "save_model", "write_json", "save_run_config", "workers", "image_channels", "trained_lr", "need_weights",
@@ -142,7 +143,7 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     trained = side.get("image_size")
     if trained and cfg.data.image_size is None:
         cfg.data.image_size = int(trained)  # later commands see the images at the size the model was trained at
-    elif trained and int(cfg.data.image_size) != int(trained):  # type: ignore[arg-type]
+    elif trained and int(cfg.data.image_size) != int(trained):  # type: ignore[arg-type]  # not None in this branch
         import warnings
 
         warnings.warn(f"model_doctor: --image-size {cfg.data.image_size} differs from the {trained} px the model was "
@@ -269,7 +270,7 @@ def warn_skipped(res: Any, what: str, log: Log) -> None:
             "lower the learning rate or the constraint weights")
 
 
-def check_diagnosis(diag: "Diagnosis", model: nn.Module, num_classes: int, where: str) -> None:
+def check_diagnosis(diag: Diagnosis, model: nn.Module, num_classes: int, where: str) -> None:
     """A diagnosis of other weights: warn; of another class count or layers: refuse (one line)."""
     import warnings
 

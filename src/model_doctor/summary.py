@@ -59,7 +59,7 @@ class TreatSummary:
         return {**{k: v for k, v in d.items() if v is not None}, **extra}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "summary.json") -> "TreatSummary":
+    def from_dict(cls, d: dict[str, Any], where: str = "summary.json") -> TreatSummary:
         """Raises ValueError (one line naming ``where``) for a file that is not a complete summary."""
         if not isinstance(d, dict):
             raise ValueError(f"{where!r} does not hold a JSON object; re-run treat there")

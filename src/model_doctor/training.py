@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from .data.base import loader_for
+from .data.base import loader_for, sized
 from .distributed import GlobalBatchSampler, barrier, is_main, wrap_ddp
 from .io import atomic_save_safetensors, atomic_write_bytes
 from .precision import autocast, check_precision
@@ -86,7 +86,7 @@ class FitResult:
 
 def split_train_val(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
     """Fixed-seed random split of the *training* data into (train, validation) subsets."""
-    n = len(dataset)  # type: ignore[arg-type]
+    n = sized(dataset)
     n_val = max(1, int(round(n * val_fraction)))
     if n_val >= n:
         raise ValueError(f"val_fraction={val_fraction} leaves no training samples out of {n}")
@@ -249,7 +249,9 @@ def _train_epoch(st: _State, model: nn.Module, net: nn.Module, train_set: Datase
             parts = {"ce": F.cross_entropy(logits.float(), y)}
             if terms is not None:
                 parts.update({k: v.float() for k, v in terms(logits, y, tuple(batch), step).items()})
-        loss = sum(parts.values())
+        loss = parts["ce"]
+        for k, v in parts.items():  # the same order and sums as sum(parts.values())
+            loss = loss + v if k != "ce" else loss
         st.opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             st.skipped += 1
@@ -259,7 +261,7 @@ def _train_epoch(st: _State, model: nn.Module, net: nn.Module, train_set: Datase
                     f"at learning rate {cfg.lr:g}; lower the learning rate or the constraint weights")
             st.sched.step()
             continue
-        loss.backward()  # type: ignore[union-attr]  # a tensor: parts holds at least the CE
+        loss.backward()
         st.opt.step()
         st.sched.step()
         n_steps += 1

@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
                                            ("bench_diagnose.py", "whole ÷ limit")])
 def test_benchmark_small_budget(script, expect, tmp_path):
     out = tmp_path / "result.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--budget", "small", "--out", str(out)],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run([sys.executable, "-m", "benchmarks." + script.removesuffix(".py"), "--budget", "small", "--out", str(out)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert expect in text and "Command: `python benchmarks/" in text and text.count("\n|") >= 4
+    assert expect in text and "Command: `python -m benchmarks." in text and text.count("\n|") >= 4
     if script == "bench_diagnose.py":  # every arm and every scaling row measured, the cost model fitted
         assert "| smallcnn | features.8 (128×8×8) |" in text and "| resnet18 | layer4.1.conv2 (512×4×4) |" in text
         assert text.count("Fit: a = ") == 2 and text.count("| 10 | 2 | 20 |") == 1 and "—" not in text
@@ -26,11 +26,11 @@ def test_benchmark_small_budget(script, expect, tmp_path):
 
 def _run(script: str, tmp_path, *extra: str) -> str:
     out = tmp_path / f"{script}.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--budget", "small", "--out", str(out),
-                          "--cache", str(tmp_path / "cache"), *extra], capture_output=True, text=True, timeout=900)
+    res = subprocess.run([sys.executable, "-m", "benchmarks." + script.removesuffix(".py"), "--budget", "small", "--out", str(out),
+                          "--cache", str(tmp_path / "cache"), *extra], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert "Command: `python benchmarks/" in text and "not the original train/test split" in text
+    assert "Command: `python -m benchmarks." in text and "not the original train/test split" in text
     return text
 
 
@@ -61,11 +61,10 @@ def test_e2_then_ablations_small(shared_data, tmp_path):
 
 
 def test_collect_performance_copies_tables_and_provenance(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import collect_performance
+    from benchmarks import collect_performance
 
     for md, ratio in (("diagnosis.md", "16.2"), ("treatment.md", "1.46"), ("counterfactual_cost.md", "2.01")):
-        (tmp_path / md).write_text(f"# x\n\nCommand: `python benchmarks/{md}`  \nDate: 2026-01-01\n\n| a | b |\n|---|---|\n"
+        (tmp_path / md).write_text(f"# x\n\nCommand: `python -m benchmarks.{md}`  \nDate: 2026-01-01\n\n| a | b |\n|---|---|\n"
                                    f"| m | {ratio} |\n\nmore text\n\n### smallcnn\n\nFit: a = 0.1 s, rate = 9 GFLOP/s.\n\n"
                                    "| second table |\n")
     out = tmp_path / "performance.md"
@@ -81,12 +80,12 @@ def test_collect_performance_copies_tables_and_provenance(tmp_path):
 
 def _run_digits(script: str, tmp_path, *extra: str) -> str:
     out = tmp_path / f"{script}.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--budget", "small", "--out", str(out),
+    res = subprocess.run([sys.executable, "-m", "benchmarks." + script.removesuffix(".py"), "--budget", "small", "--out", str(out),
                           "--cache", str(tmp_path / "cache"), "--threads", "1", *extra],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert "Command: `python benchmarks/" in text and "Digits: scikit-learn's bundled" in text
+    assert "Command: `python -m benchmarks." in text and "Digits: scikit-learn's bundled" in text
     return text
 
 
@@ -108,9 +107,9 @@ def test_e4_new_decoys_small(tmp_path):
 @pytest.mark.slow
 def test_gpu_check_tiny_on_cpu(tmp_path):
     out = tmp_path / "gpu.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--device", "cpu",
+    res = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--tiny", "--device", "cpu",
                           "--out", str(out), "--work", str(tmp_path / "w"), "--budget-s", "240"],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
     for part in ("## 1. The CLI on the device", "| train |", "| diagnose |", "| treat |", "## 2. Whole `diagnose()`",
@@ -127,8 +126,8 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     rows = __import__("json").loads((tmp_path / "bench_e5_inbox.py.json").read_text())
     assert {r["arm"] for r in rows} == {"box", "exact"} and all("original_reliance" in r for r in rows)
     out = tmp_path / "rel.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reliance_vs_truth.py"),
-                          str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "benchmarks.reliance_vs_truth",
+                          str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     rel = out.read_text()
     assert "| bench_e5_inbox.py | 6 |" in rel and "| texture | box | 0 | treated |" in rel
@@ -136,8 +135,7 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
 
 def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     """A measure that reports success where the truth does not is caught by the checks."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import reliance_vs_truth as R
+    from benchmarks import reliance_vs_truth as R
 
     def row(seed, swap_t, acc_t, arm="box"):
         return {"kind": "k", "arm": arm, "seed": seed, "original": 0.1, "original_reliance": {"swap_acc": 0.05},
@@ -155,8 +153,8 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
 @pytest.mark.slow
 def test_counterfactual_cost_small(tmp_path):
     out = tmp_path / "cf.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_counterfactual.py"), "--budget", "small",
-                          "--out", str(out)], capture_output=True, text=True, timeout=900)
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_counterfactual", "--budget", "small",
+                          "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
     assert "| counterfactual step ÷ plain step |" in text and "| whole default `treat` ÷ its three fine-tunes" in text

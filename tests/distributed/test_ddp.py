@@ -9,8 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from model_doctor.data.datasets import load_dataset
-from model_doctor.training import FitConfig, fit
 from model_doctor.models import SmallCNN
+from model_doctor.training import FitConfig, fit
 
 N_TRAIN, BATCH = 256, 32
 

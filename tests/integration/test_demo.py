@@ -3,7 +3,6 @@ import json
 import pytest
 
 
-
 @pytest.mark.slow
 def test_demo_end_to_end(demo_run):
     root, res = demo_run  # shared with the report test (tests/conftest.py)

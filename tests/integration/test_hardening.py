@@ -91,10 +91,9 @@ def test_out_that_is_a_file_and_debug_traceback(trained, tmp_path, capsys):
 
 
 def test_class_count_mismatch_and_nan_weights(trained, tmp_path, capsys):
-    from safetensors.torch import load_file, save_file
-
     import numpy as np
     from PIL import Image
+    from safetensors.torch import load_file, save_file
 
     w = str(trained / "model.safetensors")
     for split in ("train", "test"):

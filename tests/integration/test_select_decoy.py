@@ -47,15 +47,15 @@ def test_decoy_is_deterministic_and_masks_exclude_the_decoy():
         y0, x0, p = (int(v) for v in a.decoy_boxes[i])
         assert not fg[y0:y0 + p, x0:x0 + p].any()
     test = make_decoy(DecoyConfig(split="test"))
-    shade = lambda d, i: int(d.images[i, 0, d.decoy_boxes[i][0], d.decoy_boxes[i][1]])  # noqa: E731
+    shade = lambda d, i: int(d.images[i, 0, d.decoy_boxes[i][0], d.decoy_boxes[i][1]])
     same = sum(shade(test, i) == shade(a, int(torch.nonzero(a.targets == test.targets[i])[0])) for i in range(200))
     assert same < 60  # test shades are random, not the class's
 
 
 @pytest.mark.slow
 def test_decoy_shortcut_is_real(tmp_path):
-    from model_doctor.training import FitConfig, evaluate, fit, split_train_val
     from model_doctor.models import SmallCNN
+    from model_doctor.training import FitConfig, evaluate, fit, split_train_val
 
     train = make_decoy(DecoyConfig(split="train"))
     test = make_decoy(DecoyConfig(split="test"))

@@ -32,7 +32,7 @@ def test_run_study_equals_fits_by_hand_and_chooses_by_the_selection_score(tmp_pa
     original = _net()
     cfg = FitConfig(epochs=2, lr=0.1, batch_size=16, seed=3)
     half = Subset(data, range(48))
-    select = lambda m: {"select_score": evaluate(m, val, 3)["acc"]}  # noqa: E731
+    select = lambda m: {"select_score": evaluate(m, val, 3)["acc"]}
     arms = [ArmSpec("control"), ArmSpec("a", train=half, group="treated", weight=1.0),
             ArmSpec("b", group="treated", weight=2.0)]
     study = run_study(original, data, val, arms, cfg, 3, tmp_path / "s", select=select)
@@ -67,10 +67,10 @@ def decoy_original(tmp_path_factory):
 @pytest.mark.slow
 def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
     """treat (β 1 and 3, control, counterfactual, 2 seeds) against a naive loop over seeds and arms."""
+    from model_doctor.data.masks import ExpandedMasks
     from model_doctor.runtime import load_data, load_model, train_val_split
     from model_doctor.treatment.plan import build_terms, make_pools
     from model_doctor.treatment.reliance import background_reliance, selection_score
-    from model_doctor.data.masks import ExpandedMasks
 
     cfg = Config(out=str(tmp_path / "t"))
     cfg.model.weights = str(decoy_original)

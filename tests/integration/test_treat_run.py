@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from model_doctor import experiment
-from model_doctor.jobs import run_treat
 from model_doctor.cli import main
 from model_doctor.config import Config
 from model_doctor.data.datasets import load_dataset
+from model_doctor.jobs import run_treat
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,14 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomize_bn
 from torch.utils.data import TensorDataset
 
-from conftest import randomize_bn
 from model_doctor import diagnose
 from model_doctor.cli import main
 from model_doctor.hooks import count_hooks
-from model_doctor.treatment import ModelDoctorLoss
 from model_doctor.models import PAPER_MODELS, build_model, default_layers
+from model_doctor.treatment import ModelDoctorLoss
 
 HEAVY = {"wideresnet28_10", "densenet121", "alexnet", "vgg16_bn", "inceptionv3", "efficientnetv2_s", "xception"}
 

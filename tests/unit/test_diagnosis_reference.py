@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from conftest import ResidualNet, randomize_bn, self_labelled
 from torch import nn
 
-from conftest import ResidualNet, randomize_bn, self_labelled
 from model_doctor import diagnose
-from model_doctor.noise import sample_noise
 from model_doctor.models import SmallCNN
+from model_doctor.noise import sample_noise
 
 
 def naive_correlation(model, dataset, layer, diag, layer_index, reduce="abs"):

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import ResidualNet, randomize_bn, self_labelled
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import ResidualNet, randomize_bn, self_labelled
 from model_doctor import Diagnosis, diagnose, examine, resolve_layers
 from model_doctor.diagnosis import select_samples
 from model_doctor.hooks import count_hooks

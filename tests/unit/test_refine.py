@@ -110,7 +110,7 @@ def test_the_reliance_measure_is_fooled_by_boxes_and_not_by_refined_masks():
     assert refined["bg_only_acc"] == 1.0 and refined["bg_only_conf"] > 0.8  # no object at all, the class still predicted
     assert refined["chance"] == pytest.approx(1 / 3)
     assert set(refined["per_class"]) == {0, 1, 2}
-    for c, row in refined["per_class"].items():
+    for _c, row in refined["per_class"].items():
         assert row["images"] == 4 and row["swap_acc"] == 0.0 and row["bg_only_acc"] == 1.0
 
 
@@ -144,7 +144,7 @@ def test_verdict_claims_nothing_on_selection_numbers():
 def test_reliance_verdicts_report_coverage_and_background_only():
     ds = _masked_ds(40)
     pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
-    rel = lambda s, b: {"swap_acc": s, "bg_only_acc": b, "chance": 1 / 3}  # noqa: E731
+    rel = lambda s, b: {"swap_acc": s, "bg_only_acc": b, "chance": 1 / 3}
     runs = [{"treated": {"background_reliance": rel(0.9, 0.95)}, "control": {"background_reliance": rel(0.1, 0.97)}}
             for _ in range(3)]
     runs[1]["treated"]["background_reliance"]["swap_acc"] = 0.85

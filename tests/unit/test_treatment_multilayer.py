@@ -13,9 +13,9 @@ import warnings
 
 import pytest
 import torch
+from conftest import randomize_bn, self_labelled
 from torch import nn
 
-from conftest import randomize_bn, self_labelled
 from model_doctor import diagnose
 from model_doctor.noise import sample_noise
 from model_doctor.treatment import ModelDoctorLoss

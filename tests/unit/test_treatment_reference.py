@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import ResidualNet, randomize_bn, self_labelled
 from torch import nn
 
-from conftest import ResidualNet, randomize_bn, self_labelled
 from model_doctor import diagnose
 from model_doctor.data.masks import MaskedDataset, expand_foreground
 from model_doctor.hooks import count_hooks

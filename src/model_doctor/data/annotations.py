@@ -93,7 +93,7 @@ def _points(pts: object, where: str) -> list[tuple[float, float]]:
     import math
 
     try:
-        out = [(float(p[0]), float(p[1])) for p in pts]  # type: ignore[union-attr,index]
+        out = [(float(p[0]), float(p[1])) for p in pts]  # type: ignore[attr-defined]  # JSON of any shape; caught below
     except (TypeError, ValueError, IndexError, KeyError):
         raise ValueError(f"{where}: a shape has points that are not [x, y] numbers ({str(pts)[:80]}); fix the "
                          "annotation in LabelMe") from None
@@ -241,14 +241,18 @@ def box_csv_masks(path: str | Path, allow_outside: bool = False) -> dict[str, Ma
                 raise ValueError(f"{str(path)!r} line {i}: box values must be numbers, got {row}") from None
             if not all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
                 raise ValueError(f"{str(path)!r} line {i}: box {box} has no area (needs x1 > x0 and y1 > y0); fix the row")
-            boxes.setdefault(row["image"].rsplit(".", 1)[0], []).append(box)  # type: ignore[arg-type]
+            boxes.setdefault(row["image"].rsplit(".", 1)[0], []).append(box)  # type: ignore[arg-type]  # csv rows are str-keyed; checked above
             rows_seen += 1
     if not rows_seen:
         raise ValueError(f"{str(path)!r} has a header but no box rows; add one row per box (image,x0,y0,x1,y1)")
-    return {k: (lambda h, w, b=b, k=k: _draw(h, w, [], b, f"{path}: {k}", allow_outside)) for k, b in boxes.items()}
+    return {k: _box_fn(b, f"{path}: {k}", allow_outside) for k, b in boxes.items()}
 
 
-MASK_FORMATS = {"png": png_masks, "labelme": labelme_masks, "coco": coco_masks, "boxes": box_csv_masks}
+def _box_fn(boxes: list, where: str, allow_outside: bool) -> MaskFn:
+    return lambda h, w: _draw(h, w, [], boxes, where, allow_outside)
+
+
+MASK_FORMATS: dict[str, Callable[..., dict[str, MaskFn]]] = {"png": png_masks, "labelme": labelme_masks, "coco": coco_masks, "boxes": box_csv_masks}
 
 
 def load_masks(fmt: str, source: str | Path, dataset_root: str | Path | None = None) -> dict[str, MaskFn]:

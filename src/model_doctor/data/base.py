@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["as_dataset", "check_sample", "IndexedSubset", "loader_for", "class_names_of"]
+__all__ = ["as_dataset", "check_sample", "IndexedSubset", "loader_for", "class_names_of", "sized"]
 
 
 def as_dataset(data: Dataset | DataLoader) -> tuple[Dataset, int | None]:
@@ -16,7 +16,7 @@ def as_dataset(data: Dataset | DataLoader) -> tuple[Dataset, int | None]:
     if isinstance(data, DataLoader):
         return data.dataset, data.batch_size
     if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        return data, None  # type: ignore[return-value]
+        return data, None
     raise TypeError(f"expected a torch Dataset or DataLoader of (image, label), got {type(data).__name__}")
 
 
@@ -44,7 +44,7 @@ class IndexedSubset(Dataset):
 
     def __init__(self, dataset: Dataset, indices: Sequence[int] | None = None):
         self.dataset = dataset
-        self.indices = list(range(len(dataset))) if indices is None else list(indices)  # type: ignore[arg-type]
+        self.indices = list(range(sized(dataset))) if indices is None else list(indices)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -74,3 +74,8 @@ def class_names_of(dataset: Dataset, num_classes: int) -> list[str]:
     if isinstance(names, (list, tuple)) and len(names) == num_classes:
         return [str(n) for n in names]
     return [str(i) for i in range(num_classes)]
+
+
+def sized(dataset: Any) -> int:
+    """``len(dataset)``: torch's ``Dataset`` declares no ``__len__``; every dataset here is map-style."""
+    return len(dataset)

@@ -64,9 +64,9 @@ def _objects(cfg: DecoyConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     import torch.nn.functional as F
 
     if cfg.base == "digits":
+        import numpy as np
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
-        import numpy as np
 
         d = load_digits()
         tr, te = train_test_split(np.arange(len(d.target)), test_size=0.2, random_state=0, stratify=d.target)
@@ -137,8 +137,9 @@ def make_decoy(cfg: DecoyConfig, cache_dir: str | Path | None = None) -> DecoyDa
             has[idx] = True
     ds = DecoyDataset(images, targets, boxes, has, classes, dboxes)
     if path is not None:
-        from ..io import atomic_write_bytes
         import io
+
+        from ..io import atomic_write_bytes
 
         buf = io.BytesIO()
         torch.save({"images": images, "targets": targets.long(), "boxes": boxes, "has_mask": has, "classes": classes,

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .base import sized
+
 __all__ = ["pick_per_class", "expand_foreground", "scaled_expansion", "MaskedDataset", "ExpandedMasks", "LimitedMasks", "KeepMasks", "PAPER_EXPANSION",
            "PAPER_IMAGE_SIZE"]
 
@@ -56,14 +58,14 @@ class MaskedDataset(Dataset):
 
     def __init__(self, dataset: Dataset, masks: Mapping[int, torch.Tensor], expand: int = 0):
         self.dataset, self.masks, self.expand = dataset, dict(masks), int(expand)
-        n = len(dataset)  # type: ignore[arg-type]
+        n = sized(dataset)
         bad = [i for i in self.masks if not 0 <= int(i) < n]
         if bad:
             raise ValueError(f"mask for index {bad[0]} but the dataset has {n} images; pair masks with existing images")
         self._cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return sized(self.dataset)
 
     def __getitem__(self, i: int):
         item = self.dataset[i]
@@ -87,7 +89,7 @@ class ExpandedMasks(Dataset):
         self.dataset, self.pixels = dataset, int(pixels)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return sized(self.dataset)
 
     def __getitem__(self, i: int):
         x, y, fg, has = self.dataset[i][:4]
@@ -119,15 +121,15 @@ class LimitedMasks(Dataset):
         if per_class < 0:
             raise ValueError(f"per_class={per_class}; use a count >= 0 of annotated images per class")
         self.dataset = dataset
-        labels = torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])  # type: ignore[arg-type]
-        has = torch.tensor([bool(dataset[i][3]) for i in range(len(dataset))])  # type: ignore[arg-type]
+        labels = torch.tensor([int(dataset[i][1]) for i in range(sized(dataset))])
+        has = torch.tensor([bool(dataset[i][3]) for i in range(sized(dataset))])
         keep = pick_per_class(labels, per_class, seed, eligible=has) if per_class else torch.zeros(len(labels), dtype=torch.bool)
         self.keep = keep
         #: annotated images per class actually kept (fewer than ``per_class`` where a class has fewer)
         self.counts = {int(c): int((keep & (labels == c)).sum()) for c in labels.unique().tolist()}
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return sized(self.dataset)
 
     def __getitem__(self, i: int):
         x, y, fg, has = self.dataset[i][:4]
@@ -143,7 +145,7 @@ class KeepMasks(Dataset):
         self.dataset, self.positions = dataset, frozenset(int(p) for p in positions)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return sized(self.dataset)
 
     def __getitem__(self, i: int):
         x, y, fg, has = self.dataset[i][:4]

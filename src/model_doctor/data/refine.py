@@ -97,7 +97,7 @@ def refine_foreground(image: torch.Tensor, coarse: torch.Tensor, method: str = "
     gc = np.where(fg.numpy(), cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(to_uint8(image), gc, None, bgd, fgd, int(iterations), cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(to_uint8(image), gc, None, bgd, fgd, int(iterations), cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]  # rect is unused with INIT_WITH_MASK; the stubs omit None
     except cv2.error:
         return Refined(fg, False, "GrabCut raised an error")
     out = torch.from_numpy((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)) & fg

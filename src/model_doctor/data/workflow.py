@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from ..io import atomic_write_bytes, atomic_write_text
 from .annotations import MaskFn
+from .base import sized
 from .folder import MaskedImageFolder
 from .masks import MaskedDataset
 
@@ -66,11 +67,11 @@ def export_low_confidence(dataset: Dataset, labels: torch.Tensor, probs: torch.T
             atomic_write_text((out / rel).with_suffix(".json"), json.dumps(stub, indent=2))
             rows.append({"file": rel, "dataset_index": i, "label": c, "class": class_names[c],
                          "true_class_probability": round(float(conf[i]), 6), "prediction": int(pred[i])})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["file"])
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["file"])
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(out / "index.csv", buf.getvalue())
+    atomic_write_text(out / "index.csv", table.getvalue())
     return rows
 
 
@@ -87,7 +88,7 @@ def with_masks(dataset: Dataset, masks: Mapping[str, MaskFn], expand: int) -> Da
         return MaskedImageFolder(dataset.root, masks, image_size=dataset.image_size, in_channels=dataset.in_channels,
                                  expand=expand, on_error=dataset.on_error)
     by_index: dict[int, torch.Tensor] = {}
-    n = len(dataset)  # type: ignore[arg-type]
+    n = sized(dataset)
     for key, fn in masks.items():
         name = key.rsplit("/", 1)[-1]
         if not name.isdigit() or int(name) >= n:

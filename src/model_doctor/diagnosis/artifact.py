@@ -139,7 +139,7 @@ class Diagnosis:
         return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Diagnosis":
+    def load(cls, path: str | os.PathLike) -> Diagnosis:
         """Read an artifact written by :meth:`save`."""
         from safetensors.torch import load_file
 

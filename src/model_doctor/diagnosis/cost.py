@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..data.base import IndexedSubset, as_dataset
+from ..data.base import IndexedSubset, as_dataset, sized
 from ..hooks import preserved_state
 from ..layers import LayerSpec, resolve_layers
 from ..precision import autocast
@@ -119,7 +119,7 @@ def estimate_diagnosis(model: nn.Module, dataset, layers: LayerSpec = "auto", *,
     only after the selection pass, so the estimate is an upper bound. Also the FLOP counts.
     """
     ds, _ = as_dataset(dataset)
-    n = len(ds)  # type: ignore[arg-type]
+    n = sized(ds)
     if n == 0:
         raise ValueError("the dataset is empty; pass the training split")
     if calibrate < 1 or repeats < 1:

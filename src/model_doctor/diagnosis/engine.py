@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import __version__
-from ..data.base import IndexedSubset, as_dataset, check_sample, class_names_of, loader_for
+from ..data.base import IndexedSubset, as_dataset, check_sample, class_names_of, loader_for, sized
 from ..distributed import all_gather_objects, all_reduce_sum, rank_world, shard
 from ..gradients import Reduce, feature_gradients
 from ..hooks import preserved_state
@@ -41,7 +41,7 @@ class CorrelationState:
         self.total.index_add_(0, labels, channel.detach().to("cpu", torch.float64))
         self.count.index_add_(0, labels, torch.ones(len(labels), dtype=torch.float64))
 
-    def merge(self, other: "CorrelationState") -> None:
+    def merge(self, other: CorrelationState) -> None:
         self.total += other.total
         self.count += other.count
 
@@ -61,7 +61,7 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     """Eval-mode softmax over a dataset: returns ``(labels, predictions, probabilities [N, C])``."""
     device, dtype = _model_device_dtype(model)
     labels, probs = [], []
-    n = len(dataset)  # type: ignore[arg-type]
+    n = sized(dataset)
     mine = shard(range(n))  # one process: everything; under torchrun: this rank's share
     with preserved_state(model):
         loader = loader_for(Subset(dataset, mine), batch_size, num_workers=num_workers, device=device)
@@ -79,10 +79,10 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
         raise ValueError(f"the data has labels up to {int(lab.max())} but the model outputs {p.shape[1]} classes; "
                          "pass the --data the model was trained on (or --num-classes for a new model)")
     if rank_world()[1] > 1:  # reassemble in dataset order
-        parts = all_gather_objects((mine, lab, p))
+        parts: list[tuple[list[int], torch.Tensor, torch.Tensor]] = all_gather_objects((mine, lab, p))  # type: ignore[assignment]  # each rank sends this tuple
         full_p = torch.zeros(n, max(t[2].shape[1] for t in parts), dtype=torch.float64)
         full_l = torch.zeros(n, dtype=torch.long)
-        for idx, l_, p_ in parts:  # type: ignore[misc]
+        for idx, l_, p_ in parts:
             if len(idx):
                 full_p[torch.tensor(idx)] = p_
                 full_l[torch.tensor(idx)] = l_

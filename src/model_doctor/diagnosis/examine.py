@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.base import IndexedSubset, as_dataset, check_sample, loader_for
+from ..data.base import IndexedSubset, as_dataset, check_sample, loader_for, sized
 from ..gradients import feature_gradients
 from ..hooks import preserved_state
 from ..io import atomic_save_safetensors, atomic_write_json
@@ -116,7 +116,7 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
     """
     ds, loader_bs = as_dataset(data)
     batch_size = batch_size or loader_bs or 64
-    if len(ds) == 0:  # type: ignore[arg-type]
+    if sized(ds) == 0:
         raise ValueError("nothing to examine: the dataset is empty")
     check_precision(precision)
     check_sample(ds[0], diagnosis.num_classes)
@@ -137,7 +137,10 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
             with torch.no_grad():
                 prob = torch.softmax(model(x).double(), 1).cpu()
             conf, pred = prob.max(1)
-            all_idx.append(idx); all_lab.append(y); all_pred.append(pred); all_conf.append(conf)
+            all_idx.append(idx)
+            all_lab.append(y)
+            all_pred.append(pred)
+            all_conf.append(conf)
             if keep_images:
                 all_img.append(x.detach().cpu().half())
             for li, (name, split) in enumerate(zip(diagnosis.layers, splits)):

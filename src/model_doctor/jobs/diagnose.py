@@ -35,7 +35,7 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
         return est
     diag = diagnose(model, data, layers=d.layers or meta["default_layers"], num_classes=meta["num_classes"],
                     samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
-                    noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]
+                    noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]  # a str, validated as abs|relu by config
                     theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
                     precision=d.precision, num_workers=workers(cfg, meta["device"]))
     if is_main():

@@ -8,7 +8,19 @@ from ..config import Config
 from ..diagnosis import Diagnosis, examine
 from ..diagnosis.metrics import misclassification_auroc
 from ..distributed import is_main
-from ..runtime import Log, check_diagnosis, load_data, load_model, need_weights, out_dir, pct, save_run_config, versions, workers, write_json
+from ..runtime import (
+    Log,
+    check_diagnosis,
+    load_data,
+    load_model,
+    need_weights,
+    out_dir,
+    pct,
+    save_run_config,
+    versions,
+    workers,
+    write_json,
+)
 from .text import reliance_table
 
 __all__ = ["run_examine"]

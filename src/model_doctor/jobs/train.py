@@ -8,7 +8,21 @@ import torch
 
 from ..config import Config
 from ..data.base import class_names_of
-from ..runtime import Log, check_resume, image_channels, load_data, load_model, out_dir, save_model, save_run_config, train_val_split, versions, warn_skipped, workers, write_json
+from ..runtime import (
+    Log,
+    check_resume,
+    image_channels,
+    load_data,
+    load_model,
+    out_dir,
+    save_model,
+    save_run_config,
+    train_val_split,
+    versions,
+    warn_skipped,
+    workers,
+    write_json,
+)
 from ..training import FitConfig, evaluate, fit
 
 __all__ = ["run_train"]

@@ -19,8 +19,23 @@ from ..diagnosis import Diagnosis, diagnose
 from ..distributed import barrier, is_main
 from ..experiment import spread
 from ..report.artifacts import save_annotations, save_treatment_maps
-from ..runtime import (Log, check_diagnosis, check_resume, load_data, load_model, out_dir, pct, save_model,
-                       save_run_config, trained_lr, train_val_split, versions, warn_skipped, workers, write_json)
+from ..runtime import (
+    Log,
+    check_diagnosis,
+    check_resume,
+    load_data,
+    load_model,
+    out_dir,
+    pct,
+    save_model,
+    save_run_config,
+    train_val_split,
+    trained_lr,
+    versions,
+    warn_skipped,
+    workers,
+    write_json,
+)
 from ..study import ArmSpec, StudyResult, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import FitConfig, evaluate
@@ -179,8 +194,8 @@ def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, 
 
 def _arms(cfg: Config, s: _Setup) -> list[tuple[str, float | None]]:
     """(name, weight) of every arm: one treated arm per β (group "treated"), then the control."""
-    names = [f"treated-beta{b:g}" if len(s.betas) > 1 else "treated" for b in s.betas]
-    return list(zip(names, s.betas)) + ([("control", None)] if cfg.treat.control else [])  # type: ignore[arg-type]
+    arms: list[tuple[str, float | None]] = [(f"treated-beta{b:g}" if len(s.betas) > 1 else "treated", b) for b in s.betas]
+    return arms + ([("control", None)] if cfg.treat.control else [])
 
 
 def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed: int, seed_dir: Path,
@@ -200,6 +215,7 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
 
     specs = [ArmSpec(name, terms(w), group="treated", weight=w) if w is not None else ArmSpec(name)
              for name, w in arms]
+    assert t.lr is not None  # set from the original's config in _setup
     fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
                      batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn,
                      sync_bn=cfg.train.sync_bn, precision=cfg.train.precision, num_workers=workers(cfg, s.meta["device"]))
@@ -248,7 +264,8 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
         verdicts.append(verdict(deltas, "test accuracy"))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools)
-    selection = {"rule": SELECTION_RULES[cfg.treat.select_rule], "select_rule": cfg.treat.select_rule, "space_method": cfg.treat.space_method if any(s.betas) else None,
+    selection = {"rule": SELECTION_RULES[cfg.treat.select_rule], "select_rule": cfg.treat.select_rule,
+                 "space_method": cfg.treat.space_method if any(s.betas) else None,
                  "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs}}
     return TreatSummary(original=original, treated=arms["treated"], control=arms.get("control"), runs=runs,
                         verdict=verdicts, selection=selection, config=cfg.to_dict(), versions=versions(),

@@ -78,7 +78,7 @@ class SimpleNetV1(nn.Module):
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
                 continue
             k = 1 if isinstance(item, tuple) else 3
-            out = item[1] if isinstance(item, tuple) else item
+            out: int = item[1] if isinstance(item, tuple) else item  # type: ignore[assignment]  # a table of ints and (1x1, int)
             layers += [nn.Conv2d(c, out, k, padding=k // 2), nn.BatchNorm2d(out, eps=1e-5, momentum=0.05),
                        nn.ReLU(inplace=True)]
             c = out

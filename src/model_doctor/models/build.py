@@ -36,8 +36,10 @@ def _from_file(spec: str, in_channels: int, num_classes: int, image_size: int) -
     if not path.is_file():
         raise ValueError(f"model file {path_text!r} does not exist; use file:path/to/model.py:factory_function")
     mod_spec = importlib.util.spec_from_file_location(f"model_doctor_user_{path.stem}", path)
-    module = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
-    mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    if mod_spec is None or mod_spec.loader is None:
+        raise ValueError(f"cannot import {path_text!r} as a Python module; name a .py file")
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"{path_text!r} has no callable {factory_name!r}; name a function that returns an nn.Module")

@@ -137,7 +137,7 @@ class _InceptionV3(nn.Module):
     def __init__(self, in_channels: int, num_classes: int):
         super().__init__()
         net = _tv("inception_v3", num_classes, aux_logits=False, init_weights=True)
-        net.transform_input = False
+        net.transform_input = False  # type: ignore[assignment]  # torchvision declares module attributes loosely
         self.net = _stem(net, "Conv2d_1a_3x3.conv", in_channels, False)
 
     def forward(self, x):
@@ -192,7 +192,20 @@ def _stem_only_factory(builder, stem: str, pools: tuple[str, ...]):
     return factory
 
 
-_PRETRAINED = {'alexnet': 'torchvision:alexnet', 'resnet18': 'torchvision:resnet18', 'resnet34': 'torchvision:resnet34', 'resnet50': 'torchvision:resnet50', 'senet34': 'timm:seresnet34', 'resnext50': 'torchvision:resnext50_32x4d', 'densenet121': 'torchvision:densenet121', 'efficientnetv2_s': 'torchvision:efficientnet_v2_s', 'mobilenetv2': 'torchvision:mobilenet_v2', 'shufflenetv2': 'torchvision:shufflenet_v2_x1_0', 'squeezenet': 'torchvision:squeezenet1_1', 'mnasnet': 'torchvision:mnasnet1_0'}
+_PRETRAINED = {
+    "alexnet": "torchvision:alexnet",
+    "resnet18": "torchvision:resnet18",
+    "resnet34": "torchvision:resnet34",
+    "resnet50": "torchvision:resnet50",
+    "senet34": "timm:seresnet34",
+    "resnext50": "torchvision:resnext50_32x4d",
+    "densenet121": "torchvision:densenet121",
+    "efficientnetv2_s": "torchvision:efficientnet_v2_s",
+    "mobilenetv2": "torchvision:mobilenet_v2",
+    "shufflenetv2": "torchvision:shufflenet_v2_x1_0",
+    "squeezenet": "torchvision:squeezenet1_1",
+    "mnasnet": "torchvision:mnasnet1_0",
+}
 
 for _name, _builder, _stem_conv, _pools, _default, _paper, _source, _small in _STEM_ONLY:
     register_model(_name, source=_source, default_layers=_default, paper_name=_paper, small_variant=_small,

@@ -109,7 +109,7 @@ def sparsity(matrix: torch.Tensor, top: float = 0.1) -> list[float]:
 
 def shared_pairs(relevant: torch.Tensor, names: list[str], top: int = 5) -> list[dict[str, Any]]:
     """Class pairs whose relevant-channel sets overlap most (Jaccard) — likely confusions."""
-    out = []
+    out: list[dict[str, Any]] = []
     n = relevant.shape[0]
     for a in range(n):
         for b in range(a + 1, n):

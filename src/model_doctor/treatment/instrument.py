@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import fx, nn
@@ -72,12 +72,12 @@ class Instrument:
             if any(_is_inplace(u, self.model) for u in target.users):
                 with graph.inserting_after(target):
                     copy = graph.call_method("clone", (target,))
-                target.replace_all_uses_with(copy, delete_user_cb=lambda u, c=copy: u is not c)
+                target.replace_all_uses_with(copy, delete_user_cb=_not(copy))
         output.args = ((output.args[0], *outs),)
         self._gm = fx.GraphModule(self.model, graph)
 
     @contextlib.contextmanager
-    def attach(self) -> Iterator["Instrument"]:
+    def attach(self) -> Iterator[Instrument]:
         """Capture inside the block; the model's own forward and hooks are restored on exit."""
         if self.mode == "fx":
             assert self._gm is not None
@@ -165,3 +165,8 @@ class Instrument:
             for m, bufs in saved:
                 for k, v in bufs.items():
                     setattr(m, k, v)
+
+
+def _not(node: object) -> Callable[[object], bool]:
+    """``user is not node`` (replace every use of a map except by its own clone)."""
+    return lambda user: user is not node

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,7 @@ def resize_background(fg_masks: torch.Tensor, size: Sequence[int]) -> torch.Tens
     fg = fg_masks.float()
     if fg.dim() == 3:
         fg = fg[:, None]
-    fg = F.adaptive_avg_pool2d(fg, tuple(size))
+    fg = F.adaptive_avg_pool2d(fg, (int(size[0]), int(size[1])))
     return (1.0 - fg[:, 0]).clamp_(0.0, 1.0)
 
 
@@ -150,7 +150,7 @@ class ModelDoctorLoss(LossTerm):
         self.delta = float(diagnosis.settings.get("noise", 0.1) if noise is None else noise)
         self.variant, self.reduce, self.normalize = variant, reduce, normalize
         self.every, self.warmup_steps, self.seed, self.tail_bn = every, warmup_steps, seed, tail_bn
-        self._normalized = {l: diagnosis.normalized(l).float() for l in self.layers}
+        self._normalized = {name: diagnosis.normalized(name).float() for name in self.layers}
         self._inst: Instrument | None = None
 
     # -- hooks -----------------------------------------------------------------------------
@@ -198,7 +198,8 @@ class ModelDoctorLoss(LossTerm):
             grads.append(g)
         return grads
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: tuple = (), step: int = 0) -> dict[str, torch.Tensor]:
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, batch: Sequence[Any] = (),
+                 step: int = 0) -> dict[str, torch.Tensor]:
         """Named constraint terms (already weighted) for this batch.
 
         ``batch`` may carry ``(x, y, fg_mask [B,1,H,W], has_mask [B])`` for the space-wise term.

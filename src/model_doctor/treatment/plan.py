@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.base import sized
 from ..data.masks import KeepMasks, expand_foreground, pick_per_class
 from ..study import verdict
 from .pool import AnnotatedPool
@@ -39,7 +40,7 @@ class CombinedTerms:
         self.parts = list(parts)
 
     @contextlib.contextmanager
-    def attach(self, model: nn.Module) -> Iterator["CombinedTerms"]:
+    def attach(self, model: nn.Module) -> Iterator[CombinedTerms]:
         with contextlib.ExitStack() as stack:
             for p in self.parts:
                 stack.enter_context(p.attach(model))
@@ -125,7 +126,7 @@ def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_
     train, held = pool.split_holdout(holdout, seed)
     select, report = held.split_holdout(0.5, seed + 1) if held is not None else (None, None)
     out = {int(i) for p in (select, report) if p is not None for i in p.indices}
-    keep = [i for i in range(len(expanded_train)) if i not in out]  # type: ignore[arg-type]
+    keep = [i for i in range(sized(expanded_train)) if i not in out]
     return Pools(train, select, report, Subset(KeepMasks(expanded_train, train.indices), keep), refine)
 
 
@@ -201,7 +202,7 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict
     claim = pools.report is not None
     tag = (f"{len(where)} held-out annotated images (not trained on, not used to select)" if claim else
            f"{len(where)} held-out annotated images that also chose the epochs (no report set: too few per class)")
-    rel = lambda r, a: r[a]["background_reliance"]  # noqa: E731
+    rel = lambda r, a: r[a]["background_reliance"]
     out = [verdict([rel(r, "treated")["swap_acc"] - rel(r, "control")["swap_acc"] for r in runs],
                    f"background-swap accuracy on {tag}", claim=claim),
            verdict([rel(r, "treated")["bg_only_acc"] - rel(r, "control")["bg_only_acc"] for r in runs],

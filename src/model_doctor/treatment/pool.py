@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..data.base import sized
+
 __all__ = ["AnnotatedPool", "composite"]
 
 
@@ -46,7 +48,7 @@ class AnnotatedPool:
         self.refined = torch.zeros(len(labels), dtype=torch.bool) if refined is None else refined.bool()
         self.reasons = list(reasons) if reasons is not None else ["not refined"] * len(labels)
 
-    def refine(self, method: str = "grabcut", seed: int = 0, erode_px: int = 0) -> "AnnotatedPool":
+    def refine(self, method: str = "grabcut", seed: int = 0, erode_px: int = 0) -> AnnotatedPool:
         """A pool whose foregrounds are the object's estimated pixels inside each annotation
         (:func:`model_doctor.data.refine.refine_foreground`, once per image); ``coarse`` keeps the annotation."""
         from ..data.refine import refine_foreground
@@ -68,10 +70,10 @@ class AnnotatedPool:
         return len(self.labels)
 
     @classmethod
-    def from_dataset(cls, dataset: Dataset, indices: Sequence[int] | None = None) -> "AnnotatedPool":
+    def from_dataset(cls, dataset: Dataset, indices: Sequence[int] | None = None) -> AnnotatedPool:
         """Every item with ``has_mask`` (or only ``indices``) of a masked dataset."""
         xs, ys, fgs, keep = [], [], [], []
-        for i in (range(len(dataset)) if indices is None else indices):  # type: ignore[arg-type]
+        for i in (range(sized(dataset)) if indices is None else indices):
             item = dataset[i]
             if len(item) < 4:
                 raise ValueError("the dataset has no masks; use a MaskedDataset (or a decoy-* dataset)")
@@ -85,7 +87,7 @@ class AnnotatedPool:
                              "check that --masks pair with the training images")
         return cls(torch.stack(xs), torch.tensor(ys), torch.stack(fgs), keep)
 
-    def split_holdout(self, fraction: float, seed: int = 0) -> tuple["AnnotatedPool", "AnnotatedPool | None"]:
+    def split_holdout(self, fraction: float, seed: int = 0) -> tuple[AnnotatedPool, AnnotatedPool | None]:
         """(train pool, held-out pool): per class ``round(fraction · n)`` images are held out, at least
         one where a class has two or more and ``fraction > 0``; the rest train."""
         if not 0.0 <= fraction < 1.0:
@@ -102,7 +104,7 @@ class AnnotatedPool:
             return self, None
         return self._take(~held), self._take(held)
 
-    def _take(self, sel: torch.Tensor) -> "AnnotatedPool":
+    def _take(self, sel: torch.Tensor) -> AnnotatedPool:
         idx = torch.nonzero(sel).flatten().tolist()
         return AnnotatedPool(self.images[idx], self.labels[idx], self.foreground[idx], [self.indices[i] for i in idx],
                              self.coarse[idx], self.refined[idx], [self.reasons[i] for i in idx])

@@ -27,8 +27,8 @@ images. Derivations: ``docs/method.md``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -161,7 +161,7 @@ class InputGradientLoss(LossTerm):
             out, y, bg = model(x), b.labels, 1.0 - b.foreground
         else:
             b = MaskedBatch.of(batch, f"{self.mode.upper()} on the training batch", logits.device)
-            x, out, y = self._x, logits, labels
+            x, out, y = self._x, logits, labels  # type: ignore[assignment]  # x: the hook's input, checked below
             bg = (1.0 - b.foreground.to(logits.dtype)) * b.has_mask.to(logits.dtype).view(-1, 1, 1, 1)
         assert x is not None
         if self.mode == "rrr":
@@ -171,7 +171,7 @@ class InputGradientLoss(LossTerm):
         return background_share(gx.abs().sum(1), bg[:, 0]).mean()
 
 
-def RRRLoss(weight: float = 1.0, normalize: bool = True) -> InputGradientLoss:  # noqa: N802  (kept as the class name it replaced)
+def RRRLoss(weight: float = 1.0, normalize: bool = True) -> InputGradientLoss:
     """"Right for the right reasons" (Ross et al. 2017) on the training batch's masks: the
     input-gradient term in ``rrr`` mode with no pool."""
     return InputGradientLoss(None, weight, mode="rrr", normalize=normalize)

@@ -31,7 +31,7 @@ class MaskedBatch(NamedTuple):
     has_mask: torch.Tensor
 
     @classmethod
-    def of(cls, batch: Sequence[Any], what: str, device: torch.device | None = None) -> "MaskedBatch":
+    def of(cls, batch: Sequence[Any], what: str, device: torch.device | None = None) -> MaskedBatch:
         """``batch`` as a MaskedBatch (on ``device``); ``what`` names the term in the error."""
         if len(batch) < 4:
             raise ValueError(f"{what} needs batches of (image, label, foreground_mask, has_mask); use a MaskedDataset")
