@@ -13,6 +13,7 @@ from .diagnosis.artifact import DEFAULT_THETA
 from .diagnosis.engine import DEFAULT_NOISE
 from .io import atomic_write_text
 from .precision import check_precision
+from .training import FitConfig
 
 __all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "Config",
            "load_config", "save_config", "validate"]
@@ -68,13 +69,15 @@ class ExamineConfig:
 
 @dataclass
 class TrainConfig:
+    """The optimiser's settings default to :class:`~model_doctor.training.FitConfig`'s (declared once)."""
+
     epochs: int = 15
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 64
+    lr: float = FitConfig.lr
+    momentum: float = FitConfig.momentum
+    weight_decay: float = FitConfig.weight_decay
+    batch_size: int = FitConfig.batch_size
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = FitConfig.val_fraction
     split_seed: int = 0              # fixed seed of the train/validation split (shared by train and treat)
     resume: bool = False
     freeze_bn: bool = False          # BatchNorm in eval mode while training (needed for exact DDP equality on CPU)

@@ -20,11 +20,11 @@ from .data.datasets import load_dataset
 from .distributed import is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .models import build_model, default_layers
-from .training import split_train_val
+from .training import FitConfig, split_train_val
 
 __all__ = ["Log", "versions", "sidecar", "out_dir", "check_resume", "load_data", "train_val_split", "load_model",
            "save_model", "write_json", "save_run_config", "workers", "image_channels", "trained_lr", "need_weights",
-           "warn_skipped", "check_diagnosis", "pct"]
+           "warn_skipped", "check_diagnosis", "pct", "fit_config"]
 
 Log = Callable[[str], None]
 
@@ -288,3 +288,13 @@ def check_diagnosis(diag: Diagnosis, model: nn.Module, num_classes: int, where: 
 
 def pct(x: float) -> str:
     return f"{100 * x:.2f} %"
+
+
+def fit_config(cfg: Config, device: str, **run: Any) -> FitConfig:
+    """The :class:`FitConfig` of a job: ``train``'s optimiser, BatchNorm and precision settings, the
+    device's workers, and ``run`` (epochs, lr, batch size, seed, ... of this particular run)."""
+    t = cfg.train
+    base = {"epochs": t.epochs, "lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay,
+            "batch_size": t.batch_size, "seed": t.seed, "val_fraction": t.val_fraction, "freeze_bn": t.freeze_bn,
+            "sync_bn": t.sync_bn, "precision": t.precision, "num_workers": workers(cfg, device)}
+    return FitConfig(**{**base, **run})

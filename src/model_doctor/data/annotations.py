@@ -60,16 +60,23 @@ def _no_files(root: Path, ext: str, fix: str) -> None:
     raise ValueError(f"0 of {len(files)} files under {str(root)!r} match *{ext} (found {held}); {fix}")
 
 
+def _files(root: Path, ext: str, layout: str, fix: str) -> list[Path]:
+    """Every ``*ext`` file under the ``--masks`` folder ``root``, or a one-line error naming the fix."""
+    if not root.is_dir():
+        raise ValueError(f"--masks {str(root)!r} is not a folder; {layout}")
+    found = sorted(root.rglob(f"*{ext}"))
+    if not found:
+        _no_files(root, ext, fix)
+    return found
+
+
 def png_masks(folder: str | Path) -> dict[str, MaskFn]:
     """``folder/<relpath stem>.png`` masks; the key is the mask's relative path without extension,
     matched to images whatever their extension."""
     root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"--masks {str(root)!r} is not a folder; png masks are read from a folder of <class>/<file>.png")
+    found = _files(root, ".png", "png masks are read from a folder of <class>/<file>.png",
+                   "save the masks as PNG (non-zero = foreground) or pass the matching --mask-format")
     out: dict[str, MaskFn] = {}
-    found = sorted(root.rglob("*.png"))
-    if not found:
-        _no_files(root, ".png", "save the masks as PNG (non-zero = foreground) or pass the matching --mask-format")
     for p in found:
         def fn(h: int, w: int, p: Path = p) -> torch.Tensor:
             try:
@@ -107,12 +114,9 @@ def labelme_masks(folder: str | Path, dataset_root: str | Path | None = None, al
     the image, which must lie inside ``dataset_root`` (default: ``folder``)."""
     root = Path(folder).resolve()
     base = Path(dataset_root).resolve() if dataset_root else root
-    if not root.is_dir():
-        raise ValueError(f"--masks {str(root)!r} is not a folder; LabelMe annotations are read from a folder of *.json")
+    found = _files(root, ".json", "LabelMe annotations are read from a folder of *.json",
+                   "annotate with LabelMe (one JSON beside each image) or pass the matching --mask-format")
     out: dict[str, MaskFn] = {}
-    found = sorted(root.rglob("*.json"))
-    if not found:
-        _no_files(root, ".json", "annotate with LabelMe (one JSON beside each image) or pass the matching --mask-format")
     for jp in found:
         try:
             data = json.loads(jp.read_text(encoding="utf-8"))

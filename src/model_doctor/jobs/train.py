@@ -11,6 +11,7 @@ from ..data.base import class_names_of
 from ..runtime import (
     Log,
     check_resume,
+    fit_config,
     image_channels,
     load_data,
     load_model,
@@ -20,10 +21,9 @@ from ..runtime import (
     train_val_split,
     versions,
     warn_skipped,
-    workers,
     write_json,
 )
-from ..training import FitConfig, evaluate, fit
+from ..training import evaluate, fit
 
 __all__ = ["run_train"]
 
@@ -42,9 +42,7 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     model, meta = load_model(cfg, len(classes))
     meta.update({"classes": classes, "dataset": cfg.data.name})
     t = cfg.train
-    fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-                     batch_size=t.batch_size, seed=t.seed, val_fraction=t.val_fraction, freeze_bn=t.freeze_bn,
-                     sync_bn=t.sync_bn, precision=t.precision, num_workers=workers(cfg, meta["device"]))
+    fcfg = fit_config(cfg, meta["device"])
     tr, va = train_val_split(cfg, train_full, in_ch)
     check_resume(cfg, out)
     save_run_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va), "model": meta})

@@ -23,6 +23,7 @@ from ..runtime import (
     Log,
     check_diagnosis,
     check_resume,
+    fit_config,
     load_data,
     load_model,
     out_dir,
@@ -38,7 +39,7 @@ from ..runtime import (
 )
 from ..study import ArmSpec, StudyResult, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
-from ..training import FitConfig, evaluate
+from ..training import evaluate
 from ..treatment.plan import Pools, build_terms, make_pools, needs_diagnosis, reliance_verdicts, weights_of
 from ..treatment.reliance import background_reliance, selection_score
 from .text import reliance_table
@@ -216,9 +217,8 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
     specs = [ArmSpec(name, terms(w), group="treated", weight=w) if w is not None else ArmSpec(name)
              for name, w in arms]
     assert t.lr is not None  # set from the original's config in _setup
-    fcfg = FitConfig(epochs=t.epochs, lr=t.lr, momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay,
-                     batch_size=t.batch_size, seed=seed, val_fraction=cfg.train.val_fraction, freeze_bn=t.freeze_bn,
-                     sync_bn=cfg.train.sync_bn, precision=cfg.train.precision, num_workers=workers(cfg, s.meta["device"]))
+    fcfg = fit_config(cfg, s.meta["device"], epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=seed,
+                      freeze_bn=t.freeze_bn)
     study = run_study(s.original, s.train, s.val, specs, fcfg, s.classes, seed_dir,
                       select=select if held is not None else None, resume=cfg.train.resume, log=log,
                       on_epoch=lambda arm, r: log(_epoch_line(seed, arm, r)))

@@ -158,13 +158,8 @@ class ModelDoctorLoss(LossTerm):
     def hooks(self, model: nn.Module) -> Iterator[None]:
         """Capture the constrained layers during forward passes inside the block."""
         self.diagnosis.check_compatible(model)
-        inst = Instrument(model, self.layers, need_tail=self.draws > 0 or self.tail_bn == "eval")
-        with inst.attach():
-            self._inst = inst
-            try:
-                yield
-            finally:
-                self._inst = None
+        with self.instrumented(model, self.layers, need_tail=self.draws > 0 or self.tail_bn == "eval"):
+            yield
 
     # -- the loss --------------------------------------------------------------------------
     def weight_scale(self, step: int) -> float:

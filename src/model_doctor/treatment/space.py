@@ -92,13 +92,8 @@ class AttributionLoss(_PoolTerm):
 
     @contextlib.contextmanager
     def hooks(self, model: nn.Module) -> Iterator[None]:
-        inst = Instrument(model, self.layers, need_tail=False)
-        with inst.attach():
-            self._inst = inst
-            try:
-                yield
-            finally:
-                self._inst = None
+        with self.instrumented(model, self.layers, need_tail=False):
+            yield
 
     def value(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, batch: Sequence[Any],
               step: int) -> torch.Tensor:

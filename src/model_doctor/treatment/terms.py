@@ -67,6 +67,19 @@ class LossTerm:
         """The term's hooks on ``model`` for the block (none by default)."""
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def instrumented(self, model: nn.Module, layers: Sequence[str], need_tail: bool) -> Iterator[None]:
+        """Capture ``layers`` of ``model`` (``self._inst``, :class:`~.instrument.Instrument`) for the block."""
+        from .instrument import Instrument
+
+        inst = Instrument(model, layers, need_tail=need_tail)
+        with inst.attach():
+            self._inst: Instrument | None = inst
+            try:
+                yield
+            finally:
+                self._inst = None
+
     def need_model(self) -> nn.Module:
         if self._model is None:
             raise RuntimeError("call the loss inside `with loss.attach(model):`")
