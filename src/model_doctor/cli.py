@@ -245,7 +245,7 @@ def _add_reproduce(sub) -> None:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train, diagnose and examine a small CNN on the embedded digits (no network)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs of the digits classifier (default 20)")
 
 
 def _to_config(args: argparse.Namespace) -> Config:

@@ -10,8 +10,8 @@ from .jobs import run_diagnose, run_examine, run_robustness, run_train, run_trea
 from .report import write_report
 
 
-def run_demo(out: str = "runs/demo", epochs: int = 30, treat_epochs: int = 5, shortcut_epochs: int = 12,
-             shortcut_treat_epochs: int = 4, shortcut_seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+def run_demo(out: str = "runs/demo", epochs: int = 20, treat_epochs: int = 3, shortcut_epochs: int = 12,
+             shortcut_treat_epochs: int = 4, shortcut_seeds: tuple[int, ...] = (0, 1)) -> dict:
     """The whole workflow on embedded data: the paper's pipeline on digits, then removing a
     background shortcut on decoy digits (a class-coded patch in a corner during training, a
     random one at test) with 20 annotated images per class and the counterfactual treatment."""
@@ -60,7 +60,7 @@ def _shortcut(root: Path, epochs: int, treat_epochs: int, seeds: list[int]) -> d
     weights = run_train(cfg)["weights"]
     cfg = Config(out=str(root / "shortcut" / "treat"))
     cfg.data.name, cfg.model.weights = "decoy-digits", weights
-    cfg.treat.alpha, cfg.treat.beta, cfg.treat.space_method = 0.0, [1.0, 3.0], "counterfactual"  # the README recipe
+    cfg.treat.alpha, cfg.treat.beta, cfg.treat.space_method = 0.0, [1.0, 3.0, 10.0], "counterfactual"  # the README recipe
     cfg.treat.annotated_per_class, cfg.treat.epochs, cfg.treat.seeds = 20, treat_epochs, seeds
     s = run_treat(cfg)
     print(f"== shuffled-decoy test accuracy  original {s['original']['test_acc']:.4f}  treated {s['treated']['test_acc']:.4f}  "

@@ -105,3 +105,36 @@ def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
         assert row["treated-beta3"]["test_acc"] == accs["treated-beta3"]
     on_disk = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert on_disk["schema"] == 2 and on_disk["treated"]["test_acc"] == summary["treated"]["test_acc"]
+
+
+@pytest.mark.slow
+def test_reproduce_cells_equal_the_protocol_written_out(tmp_path):
+    """A tiny reproduce grid (base, control, channel) against fits composed by hand."""
+    from model_doctor.data.datasets import load_dataset
+    from model_doctor.diagnosis import Diagnosis
+    from model_doctor.experiment import subset
+    from model_doctor.models import build_model
+    from model_doctor.reproduce import load_grid, run_grid
+    from model_doctor.training import split_train_val
+    from model_doctor.treatment import ModelDoctorLoss
+
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(f"models: [tinycnn]\ndatasets: [digits]\nseeds: [1]\nvariants: [base, control, channel]\n"
+                         f"train_subset: 400\ntest_subset: 150\ntrain: {{epochs: 3}}\ntreat: {{epochs: 1}}\n"
+                         f"diagnose: {{samples_per_class: 5, min_confidence: 0.0, noise_draws: 2}}\nout: {tmp_path / 'g'}\n")
+    grid = load_grid(grid_file)
+    cells = {c["variant"]: c for c in run_grid(grid, log=lambda s: None)["cells"]}
+    train = subset(load_dataset("digits", "train", image_size=None, in_channels=1), 400, seed=0)
+    test = subset(load_dataset("digits", "test", image_size=None, in_channels=1), 150, seed=0)
+    tr, va = split_train_val(train, 0.1, seed=0)
+    torch.manual_seed(1)
+    base = build_model("tinycnn", in_channels=1, num_classes=10, image_size=32)
+    fit(base, tr, va, FitConfig(epochs=3, lr=0.05, batch_size=64, seed=1), 10)
+    assert cells["base"]["test_acc"] == evaluate(base, test, 10)["acc"]
+    diag = Diagnosis.load(tmp_path / "g" / "digits" / "tinycnn" / "seed1" / "diagnosis")
+    layer = diag.layers
+    for variant, alpha in (("control", None), ("channel", 10.0)):
+        model = copy.deepcopy(base)
+        terms = ModelDoctorLoss(diag, layer, alpha=alpha, beta=0.0, noise_draws=1, seed=1) if alpha else None
+        fit(model, tr, va, FitConfig(epochs=1, lr=0.01, batch_size=64, seed=1), 10, terms=terms)
+        assert cells[variant]["test_acc"] == evaluate(model, test, 10)["acc"], variant
