@@ -61,6 +61,7 @@ class ExamineConfig:
     mask_format: str = "labelme"
     refine: str = "grabcut"          # grabcut | none: the object's pixels inside each annotation (as treat.refine)
     erode: int = 0                   # shrink each foreground by N pixels after refinement (as treat.erode)
+    groups: str | None = None        # CSV file,group: accuracy per group and the worst group (as treat.groups)
     limit: int | None = None         # examine only the first N samples
     top_k: int = 5
     batch_size: int = 64
@@ -98,6 +99,7 @@ class TreatConfig:
     refine: str = "grabcut"          # grabcut | none: estimate the object's pixels inside each annotation (boxes are not masks)
     erode: int = 0                   # shrink each foreground by N pixels after refinement: edge pixels blend with the background
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
+    groups: str | None = None        # CSV file,group for an ImageFolder: worst-group test accuracy beside the average
     select_rule: str = "swap"        # swap | mean: what picks each arm's epoch and the weight (treatment.reliance.selection_score)
     annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks

@@ -27,6 +27,7 @@ class ArmSummary:
     per_class: list[float]
     test_acc_std: float = 0.0
     background_reliance: dict[str, Any] | None = None
+    groups: dict[str, Any] | None = None     # with --groups: worst-group and average accuracy (mean ± std), per group
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..config import Config
+from ..data.groups import group_accuracy, load_groups
 from ..diagnosis import Diagnosis, diagnose
 from ..distributed import barrier, is_main
 from ..experiment import spread
@@ -94,7 +95,8 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     # the test split is read here, once, after every arm has finished
     test = test_data if test_data is not None else load_data(cfg, "test", s.meta["in_channels"], s.classes,
                                                                  like=s.train_full)
-    summary = _summarize(cfg, s, studies, test)
+    groups = load_groups(cfg.treat.groups, test, "test") if cfg.treat.groups else None
+    summary = _summarize(cfg, s, studies, test, groups)
     if is_main():
         report_arms = ["treated"] + (["control"] if cfg.treat.control else [])
         first = studies[next(iter(studies))]
@@ -134,6 +136,8 @@ def _setup(cfg: Config, out: Path, log: Log, train_data: Any) -> _Setup:
     if pools is not None and is_main():
         save_annotations(out, pools)
     layers = _layers(original, meta, t.layers or cfg.diagnose.layers, train_full[0][0])
+    if t.groups:  # a bad CSV fails now, not after training (only file names are listed; no test image is read)
+        load_groups(t.groups, load_data(cfg, "test", meta["in_channels"], n_cls, like=train_full), "test")
     diag = _diagnosis(cfg, original, meta, tr, out, log) if needs_diagnosis(t, betas) else None
     if diag is not None and not t.layers:
         layers = list(diag.layers)
@@ -235,10 +239,11 @@ def _epoch_line(seed: int, arm: str, r: dict[str, Any]) -> str:
             + (f" held-out swap acc {r['held_swap_acc']:.4f}" if r.get("held_swap_acc") is not None else ""))
 
 
-def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: Any) -> TreatSummary:
+def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: Any,
+               groups: tuple[Any, list[str]] | None) -> TreatSummary:
     """Per-seed rows, arms over seeds, verdicts: the test split read once per model."""
     report, seed_ = s.report, cfg.train.split_seed
-    orig_test = evaluate(s.original, test, s.classes)
+    orig_test = {**evaluate(s.original, test, s.classes), **_groups_of(s.original, test, groups)}
     rel_orig = background_reliance(s.original, report, seed=seed_) if report is not None else None
     report_arms = ["treated"] + (["control"] if cfg.treat.control else [])
     runs = []
@@ -250,18 +255,22 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
         for name in names:
             run = study.arm(name)
             row[name] = {"val_acc": run.result["val_acc"], **_test_of(run.model, test, s.classes),
-                         "best_epoch": run.result.get("best_epoch"), "skipped_steps": run.result.get("skipped_steps", 0)}
+                         "best_epoch": run.result.get("best_epoch"), "skipped_steps": run.result.get("skipped_steps", 0),
+                         **_groups_of(run.model, test, groups)}
             if report is not None:
                 row[name]["background_reliance"] = background_reliance(run.model, report, seed=seed_)
         runs.append(row)
     original = ArmSummary(orig_test["acc"], evaluate(s.original, s.val, s.classes)["acc"], orig_test["per_class"],
-                          background_reliance=rel_orig)
+                          background_reliance=rel_orig, groups=_groups_over([orig_test["groups"]]) if groups else None)
     arms = {a: _over_seeds(runs, a, report is not None) for a in report_arms}
     verdicts, delta = [], None
     if cfg.treat.control:
         deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
         delta = spread(deltas).as_dict()
         verdicts.append(verdict(deltas, "test accuracy"))
+        if groups is not None:
+            verdicts.append(verdict([r["treated"]["groups"]["worst"] - r["control"]["groups"]["worst"] for r in runs],
+                                    "worst-group test accuracy"))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools)
     selection = {"rule": SELECTION_RULES[cfg.treat.select_rule], "select_rule": cfg.treat.select_rule,
@@ -271,6 +280,18 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
                         verdict=verdicts, selection=selection, config=cfg.to_dict(), versions=versions(),
                         delta_treated_minus_control=delta, masks=s.pools.summary() if s.pools is not None else None,
                         classes=s.meta.get("classes"))
+
+
+def _groups_of(model: nn.Module, test: Any, groups: tuple[Any, list[str]] | None) -> dict[str, Any]:
+    """``{"groups": worst-group, average and per-group test accuracy}`` with ``--groups``, else ``{}``."""
+    return {"groups": group_accuracy(model, test, *groups)} if groups is not None else {}
+
+
+def _groups_over(gs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Worst-group and average accuracy (mean ± std over seeds) and the mean per group."""
+    per_group = {n: spread([g["per_group"][n] for g in gs]).mean for n in gs[0]["per_group"]}
+    return {"worst": spread([g["worst"] for g in gs]).as_dict(), "average": spread([g["average"] for g in gs]).as_dict(),
+            "per_group": per_group, "worst_group": min(per_group, key=lambda n: per_group[n])}
 
 
 def _test_of(model: nn.Module, test: Any, n_cls: int) -> dict[str, Any]:
@@ -284,6 +305,8 @@ def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool) -> ArmSumm
     acc = spread([r[arm]["test_acc"] for r in runs])
     per_class = torch.tensor([r[arm]["per_class"] for r in runs], dtype=torch.float64).mean(0).tolist()
     out = ArmSummary(acc.mean, spread([r[arm]["val_acc"] for r in runs]).mean, per_class, test_acc_std=acc.std)
+    if "groups" in runs[0][arm]:
+        out.groups = _groups_over([r[arm]["groups"] for r in runs])
     if reliance:
         rels = [r[arm]["background_reliance"] for r in runs]
         out.background_reliance = {
@@ -299,6 +322,10 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
     if s.control is not None:
         msg += f" | control (CE only) {pct(s.control.test_acc)}"
     log(f"test accuracy: {msg} -> {out / 'summary.json'}")
+    if s.treated.groups is not None:
+        log("worst-group test accuracy: " + " | ".join(
+            f"{a} {pct(v.groups['worst']['mean'])}" for a, v in s.arms().items() if v.groups is not None)
+            + f" (groups: {', '.join(s.treated.groups['per_group'])})")
     rel_orig = s.original.background_reliance
     if rel_orig is not None:
         arms = {a: v.background_reliance for a, v in s.arms().items() if a != "original"}

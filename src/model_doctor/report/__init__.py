@@ -59,6 +59,16 @@ def _verdict(sec: dict[str, Any], s: TreatSummary, name: str) -> None:
                    "at the end.")
 
 
+def _group_table(sec: dict[str, Any], s: TreatSummary, n: int) -> None:
+    """Worst-group and average test accuracy per arm, and each group's accuracy (``--groups``)."""
+    arms = {a: v.groups for a, v in s.arms().items() if v.groups is not None}
+    names = list(next(iter(arms.values()))["per_group"])
+    sec["tables"].append({"header": ["arm", "worst-group accuracy", "average accuracy", *names],
+                          "rows": [[a, _pct(g["worst"]["mean"], g["worst"]["std"], n if a != "original" else 1),
+                                    _pct(g["average"]["mean"], g["average"]["std"], n if a != "original" else 1),
+                                    *[_pct(g["per_group"][k]) for k in names]] for a, g in arms.items()]})
+
+
 def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     """Background reliance of original / control / treated: overall, then per class."""
     n = len(s.runs) or 1
@@ -260,6 +270,8 @@ def _treat_run(page: _Page, d: Path, depth_rows: list) -> None:
                                     _pct(s.treated.test_acc, s.treated.test_acc_std, n),
                                     _pct(s.control.test_acc, s.control.test_acc_std, n) if s.control else "–",
                                     _pct(delta["mean"], delta.get("std"), n, signed=True, unit=" pts") if delta else "–"]]})
+    if s.treated.groups is not None:
+        _group_table(sec, s, n)
     _verdict(secs["verdict"], s, str(d.relative_to(run)))
     layers = s.config.get("treat", {}).get("layers") or "default"
     depth_rows.append((str(layers), s.treated.test_acc, s.control.test_acc if s.control else None))

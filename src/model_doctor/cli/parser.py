@@ -1,17 +1,18 @@
-"""``model-doctor``: parse -> config -> library call. Nothing else lives here."""
+"""The CLI's flags, one ``_add_<command>`` per command. Defaults live in :class:`~model_doctor.config.Config`;
+:func:`_defaults_into_help` writes them into the help, so they are never typed twice."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 from typing import Any
 
-from .config import Config, apply_overrides, load_config, validate
-from .data.refine import REFINE_METHODS
-from .models import model_names
-from .treatment.space import SPACE_METHODS
+from ..config import Config
+from ..data.refine import REFINE_METHODS
+from ..models import model_names
+from ..treatment.space import SPACE_METHODS
+
+__all__ = ["build_parser"]
 
 _MODEL_HELP = "architecture: {%s}, torchvision:NAME or file:path.py:factory (default: from model.json beside --weights, else smallcnn)"
 
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-doctor", description="Diagnose and treat CNN classifiers (Model Doctor, AAAI 2022).")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors (or MODEL_DOCTOR_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_diagnose, _add_examine, _add_treat, _add_select, _add_report, _add_analyze, _add_layers, _add_reproduce, _add_demo,):
+    for add in (_add_train, _add_diagnose, _add_examine, _add_treat, _add_select, _add_report, _add_analyze, _add_layers,
+                _add_reproduce, _add_waterbirds, _add_demo):
         add(sub)
     _defaults_into_help(parser)
     return parser
@@ -138,6 +140,8 @@ def _add_examine(sub) -> None:
     g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
     g.add_argument("--refine", dest="examine.refine", choices=list(REFINE_METHODS),
                    help="foreground inside each annotation: grabcut or none (the annotation as given)")
+    g.add_argument("--groups", dest="examine.groups",
+                   help="CSV with file,group rows (paths relative to the ImageFolder root): accuracy per group")
     g.add_argument("--erode", dest="examine.erode", type=int, help="shrink each foreground by N pixels after refinement")
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="the examination's batch: samples per forward/backward")
     g.add_argument("--precision", dest="examine.precision", choices=["fp32", "bf16", "fp16"],
@@ -166,6 +170,9 @@ def _add_treat(sub) -> None:
     g.add_argument("--erode", dest="treat.erode", type=int,
                    help="shrink each foreground by N pixels after refinement, so the object's edge pixels (which blend with "
                         "its background) are swapped too")
+    g.add_argument("--groups", dest="treat.groups",
+                   help="CSV with file,group rows (paths relative to the ImageFolder root): adds worst-group and per-group "
+                        "test accuracy, and a verdict on the worst group")
     g.add_argument("--select-rule", dest="treat.select_rule", choices=["swap", "mean"],
                    help="what picks each arm's epoch and the weight without test data: swap (held-out background-swap "
                         "accuracy, validation accuracy breaking ties) or mean (of validation and swap accuracy; the "
@@ -242,139 +249,22 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the cells the grid holds and stop")
 
 
+def _add_waterbirds(sub) -> None:
+    p = sub.add_parser("waterbirds", help="write a Waterbirds-style benchmark (objects on natural photos, 95 %% "
+                                          "background-class correlation in training, group-balanced val/test) as an ImageFolder")
+    p.add_argument("--out", required=True, help="folder to write: train/ val/ test/, masks-box/, masks-exact/, groups.csv")
+    p.add_argument("--fashion-root", default=None, help="folder holding FashionMNIST/raw (objects: tops vs footwear); "
+                                                        "default: scikit-learn's digits (even vs odd)")
+    p.add_argument("--size", type=int, default=64, help="image side in px (default 64)")
+    p.add_argument("--correlation", type=float, default=0.95, help="share of training images on their class's place (default 0.95)")
+    p.add_argument("--per-class", type=int, default=20, help="annotated training images per class (default 20)")
+    p.add_argument("--n-train", type=int, default=4000, help="training images (default 4000)")
+    p.add_argument("--n-val", type=int, default=400, help="validation images, group-balanced (default 400)")
+    p.add_argument("--n-test", type=int, default=2000, help="test images, group-balanced (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of objects, photos and placement (default 0)")
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train, diagnose and examine a small CNN on the embedded digits (no network)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs of the digits classifier (default 20)")
-
-
-def _to_config(args: argparse.Namespace) -> Config:
-    values: dict[str, Any] = {k: v for k, v in vars(args).items() if "." in k or k in ("out", "device")}
-    cfg = load_config(getattr(args, "config", None))
-    for key in ("diagnose.layers", "treat.layers"):
-        layers = values.get(key)
-        if isinstance(layers, list) and len(layers) == 1:
-            values[key] = layers[0]
-    return validate(apply_overrides(cfg, values))
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    text = str(message)
-    return f"model-doctor: warning: {text[len('model_doctor: '):] if text.startswith('model_doctor: ') else text}\n"
-
-
-def _expected() -> tuple[type[BaseException], ...]:
-    import yaml
-
-    from .training import NonFiniteLossError
-
-    # OSError covers PermissionError, FileExistsError, read-only file systems and a full disk;
-    # RuntimeError covers torch's state-dict size mismatches; KeyError/IndexError malformed artifacts
-    return (ValueError, TypeError, OSError, NonFiniteLossError, KeyError, IndexError, yaml.YAMLError, RuntimeError)
-
-
-def _one_line(exc: BaseException) -> str:
-    """One line naming the problem; the fix is in our own messages, else a pointer to --debug."""
-    import errno
-
-    from .training import NonFiniteLossError
-
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, (ValueError, TypeError, NonFiniteLossError)) and not isinstance(exc, UnicodeError):
-        return text
-    if isinstance(exc, OSError):
-        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
-        fix = {errno.ENOSPC: "free disk space or choose another --out", errno.EROFS: "choose a writable --out",
-               errno.EACCES: "check the permissions or choose another --out", errno.EEXIST: "choose another --out",
-               errno.ENOTDIR: "a path component is a file; choose another --out"}.get(exc.errno or 0, "check the path")
-        return f"{exc.strerror or text}{where}; {fix}"
-    if isinstance(exc, KeyError):
-        return f"missing key {text} in an input file (a malformed or foreign artifact?); rerun with --debug for details"
-    if len(text) > 400:
-        text = text[:400] + " …"
-    return f"{type(exc).__name__}: {text}; rerun with --debug for the traceback"
-
-
-def _cmd_layers(args: argparse.Namespace, log: Any) -> None:
-    from .layers import describe_layers
-
-    rows = describe_layers(args.model, args.in_channels, args.image_size, args.small)
-    print(f"{'#':>3}  {'layer':<40} {'in':>5} {'out':>5}  kernel/stride")
-    for r in rows:
-        mark = "  <- default" if r["default"] else ""
-        if r.get("block"):
-            print(f"{'':>3}  {r['name']:<40} {'':>5} {'':>5}  ({r['kernel']} block output){mark}")
-        else:
-            print(f"{r['index']:>3}  {r['name']:<40} {r['in']:>5} {r['out']:>5}  {r['kernel']}/{r['stride']}{mark}")
-
-
-def _cmd_report(args: argparse.Namespace, log: Any) -> None:
-    from .report import write_report
-
-    print(f"report: {write_report(args.run_dir)}")
-
-
-def _cmd_analyze(args: argparse.Namespace, log: Any) -> None:
-    from .jobs import run_robustness
-
-    run_robustness(_to_config(args), args.layer, args.eps, args.samples, log=log)
-
-
-def _cmd_reproduce(args: argparse.Namespace, log: Any) -> None:
-    from .reproduce import load_grid, plan, run_grid
-
-    grid = load_grid(args.grid)
-    if args.out:
-        grid.out = args.out
-    if args.dry_run:
-        print(plan(grid))
-        return
-    run_grid(grid, log=log)
-
-
-def _cmd_demo(args: argparse.Namespace, log: Any) -> None:
-    from .demo import run_demo
-
-    run_demo(args.out, epochs=args.epochs)
-
-
-def _cmd_job(args: argparse.Namespace, log: Any) -> None:
-    """train / diagnose / examine / treat / select: a config, then the job of that name."""
-    from . import jobs
-
-    getattr(jobs, f"run_{args.command}")(_to_config(args), log=log)
-
-
-_COMMANDS = {"layers": _cmd_layers, "report": _cmd_report, "analyze": _cmd_analyze, "reproduce": _cmd_reproduce,
-             "demo": _cmd_demo}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The CLI: exit 0 on success, 2 with one line on stderr for an expected error (``--debug``: the traceback)."""
-    import warnings
-
-    from .distributed import init_from_env, is_main, shutdown
-
-    expected = _expected()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
-    argv = [a for a in argv if a != "--debug"]
-    warnings.formatwarning = _one_line_warning
-    args = build_parser().parse_args(argv)
-    distributed = init_from_env()  # under torchrun: join the process group
-    log: Any = print
-    if distributed and not is_main():
-        os.environ["MODEL_DOCTOR_QUIET"] = "1"
-        warnings.simplefilter("ignore")  # rank 0 reports
-        log = lambda *_a, **_k: None
-    try:
-        _COMMANDS.get(args.command, _cmd_job)(args, log)
-        return 0
-    except expected as exc:
-        if debug or os.environ.get("MODEL_DOCTOR_DEBUG") == "1":
-            raise
-        print(f"model-doctor {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        if distributed:
-            shutdown()

@@ -1,0 +1,72 @@
+"""Group labels (e.g. class × background place) from a CSV, and accuracy per group.
+
+The spurious-correlation field reports **worst-group accuracy** beside average accuracy: a model
+that reads the background does well on the majority groups and badly on the minority ones.
+``groups.csv`` has a header and two columns, ``file`` (the image's path relative to the
+ImageFolder root, e.g. ``test/top/00012.png``) and ``group`` (any name).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["load_groups", "group_accuracy"]
+
+
+def load_groups(path: str | Path, dataset: Any, split: str) -> tuple[torch.Tensor, list[str]]:
+    """(group index per item of ``dataset`` ``[N]``, group names) for an ImageFolder split.
+
+    Raises:
+        ValueError: an unreadable CSV, no ``file,group`` header, a dataset that is not an
+            ImageFolder, or images of the split the CSV does not name (counted, the first named).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--groups {str(p)!r} is not a file; pass a CSV with a file,group header")
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"--groups {str(p)!r} is not a readable CSV ({exc}); write it as UTF-8 file,group rows") from None
+    if not rows or not {"file", "group"} <= set(rows[0]):
+        raise ValueError(f"--groups {str(p)!r} needs a header with the columns file,group and one row per image")
+    samples = getattr(dataset, "samples", None)
+    if samples is None:
+        raise ValueError("--groups needs an ImageFolder dataset (--data imagefolder:DIR): groups are matched by file path")
+    by_file = {r["file"].replace("\\", "/").lstrip("./"): r["group"] for r in rows}
+    keys = [f"{split}/{rel}" for rel, _ in samples]
+    missing = [k for k in keys if k not in by_file]
+    if missing:
+        raise ValueError(f"--groups {str(p)!r} names no group for {len(missing)} of {len(keys)} {split} images "
+                         f"(first: {missing[0]!r}); add a file,group row for each")
+    names = sorted({by_file[k] for k in keys})
+    index = {n: i for i, n in enumerate(names)}
+    return torch.tensor([index[by_file[k]] for k in keys], dtype=torch.long), names
+
+
+@torch.no_grad()
+def group_accuracy(model: nn.Module, dataset: Any, groups: torch.Tensor, names: list[str],
+                   batch_size: int = 256) -> dict[str, Any]:
+    """Per-group accuracy, the worst group, and average accuracy (over images) in eval mode."""
+    from .base import loader_for
+
+    p = next(model.parameters())
+    was = model.training
+    model.eval()
+    hits = []
+    try:
+        for batch in loader_for(dataset, batch_size, device=p.device):
+            x = batch[0].to(p.device, p.dtype)
+            hits.append((model(x).argmax(1).cpu() == torch.as_tensor(batch[1])).double())
+    finally:
+        model.train(was)
+    hit = torch.cat(hits)
+    per_group = {n: float(hit[groups == i].mean()) for i, n in enumerate(names) if bool((groups == i).any())}
+    worst = min(per_group, key=lambda n: per_group[n])
+    return {"average": float(hit.mean()), "worst": per_group[worst], "worst_group": worst, "per_group": per_group,
+            "sizes": {n: int((groups == i).sum()) for i, n in enumerate(names)}}

@@ -1,0 +1,157 @@
+"""A Waterbirds-style benchmark (Sagawa et al. 2020) from what installed packages ship, written as
+an ImageFolder a user would bring: ``train/ val/ test/<class>/*.png``, ``masks-box/`` and
+``masks-exact/`` (N annotated training images per class), and ``groups.csv``.
+
+- **Objects**: Fashion-MNIST items (from a torchvision ``FashionMNIST`` folder) in two classes,
+  ``top`` (T-shirt, pullover, coat, shirt) and ``footwear`` (sandal, sneaker, ankle boot), or
+  scikit-learn's digits (``even`` / ``odd``) when no folder is given; each in a random colour,
+  scaled to 35-60 % of the canvas and placed at random, so the object does not fill its box.
+- **Places**: random crops of the natural photos scikit-image and scikit-learn install, split in
+  two sets of different look (``outdoor``: grass, gravel, brick, a cat, a flower, China; ``indoor-sky``:
+  Hubble deep field, stained tissue, retina, coffee, the moon, an astronaut).
+- **Correlation**: in training, class k sits on place k with probability ``correlation`` (0.95)
+  and on the other place otherwise (the minority groups); validation and test are group-balanced.
+- **Groups**: ``<class>-<place>``; ``groups.csv`` has ``file,group`` for every image of every split.
+
+Annotations are drawn from the training split (the first ``per_class`` images of each class in a
+seeded order, minority images at their natural rate). Nothing here runs at import: the photos are
+read when :func:`write_waterbirds` is called.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_waterbirds", "PLACES", "CLASSES"]
+
+#: the two places: (package, image name) photos whose random crops are the backgrounds
+PLACES = {
+    "outdoor": [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"),
+                ("sklearn", "flower.jpg"), ("sklearn", "china.jpg")],
+    "indoor-sky": [("skimage", "hubble_deep_field"), ("skimage", "immunohistochemistry"), ("skimage", "retina"),
+                   ("skimage", "coffee"), ("skimage", "moon"), ("skimage", "astronaut")],
+}
+#: class name -> Fashion-MNIST labels (digits: even / odd)
+CLASSES = {"top": (0, 2, 4, 6), "footwear": (5, 7, 9)}
+
+
+def _photos() -> dict[str, list[np.ndarray]]:
+    """Every place's photos as RGB uint8 arrays."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    sample = dict(zip([Path(f).name for f in load_sample_images().filenames], load_sample_images().images))
+    out: dict[str, list[np.ndarray]] = {}
+    for place, names in PLACES.items():
+        out[place] = []
+        for pkg, name in names:
+            img = getattr(skimage.data, name)() if pkg == "skimage" else sample[name]
+            img = np.asarray(img)
+            out[place].append(np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img[..., :3])
+    return out
+
+
+def _objects(root: str | None, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` grey objects ``[n, 28, 28]`` uint8 and their class (0 = top / even, 1 = footwear / odd)."""
+    g = np.random.default_rng(seed)
+    if root is not None:
+        import torchvision
+
+        tv = torchvision.datasets.FashionMNIST(root, train=split == "train", download=False)
+        labels = tv.targets.numpy()
+        keep = np.nonzero(np.isin(labels, CLASSES["top"] + CLASSES["footwear"]))[0]
+        idx = g.choice(keep, size=min(n, len(keep)), replace=False)
+        return tv.data.numpy()[idx], np.isin(labels[idx], CLASSES["footwear"]).astype(np.int64)
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    idx = g.choice(len(d.target), size=n, replace=n > len(d.target))
+    objs = np.stack([np.asarray(Image.fromarray((d.images[i] * 16).clip(0, 255).astype(np.uint8)).resize((28, 28), Image.Resampling.BILINEAR))
+                     for i in idx])
+    return objs, (d.target[idx] % 2).astype(np.int64)
+
+
+def _balanced(labels: np.ndarray, n: int) -> np.ndarray:
+    """Positions of ``n`` items alternating class 0, class 1, ... (``n // 2`` of each)."""
+    a, b = np.nonzero(labels == 0)[0][: n // 2], np.nonzero(labels == 1)[0][: n // 2]
+    if min(len(a), len(b)) < n // 2:
+        raise ValueError(f"too few objects of one class for {n} group-balanced images; lower --n-val / --n-test")
+    return np.stack([a, b], 1).reshape(-1)
+
+
+def _render(obj: np.ndarray, photo: np.ndarray, size: int, g: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(RGB image, exact mask, box (y0, x0, y1, x1)) of one coloured object on a crop of ``photo``."""
+    from PIL import Image
+
+    h, w = photo.shape[:2]
+    crop = int(g.integers(min(h, w) // 3, min(h, w) + 1))
+    y, x = int(g.integers(0, h - crop + 1)), int(g.integers(0, w - crop + 1))
+    bg = np.asarray(Image.fromarray(photo[y:y + crop, x:x + crop]).resize((size, size), Image.Resampling.BILINEAR), np.float64)
+    side = int(g.integers(int(0.35 * size), int(0.6 * size) + 1))
+    o = np.asarray(Image.fromarray(obj).resize((side, side), Image.Resampling.BILINEAR), np.float64) / 255.0
+    oy, ox = (int(v) for v in g.integers(0, size - side + 1, 2))
+    alpha = np.zeros((size, size))
+    alpha[oy:oy + side, ox:ox + side] = np.clip(o * 2.0, 0, 1)
+    colour = g.uniform(40, 255, 3)
+    shade = np.zeros((size, size, 3))
+    shade[oy:oy + side, ox:ox + side] = colour * (0.55 + 0.45 * o[..., None])
+    img = alpha[..., None] * shade + (1 - alpha[..., None]) * bg
+    ys, xs = np.nonzero(alpha > 0.1)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), alpha > 0.5, (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+
+
+def write_waterbirds(out: str | Path, n_train: int = 4000, n_val: int = 400, n_test: int = 2000, size: int = 64,
+                     correlation: float = 0.95, per_class: int = 20, seed: int = 0,
+                     fashion_root: str | None = None) -> Path:
+    """Write the benchmark under ``out`` (see the module docstring); returns ``out``.
+
+    Raises:
+        ValueError: a correlation outside [0.5, 1], a size below 16 px, counts below 1.
+    """
+    from PIL import Image
+
+    from ..io import atomic_write_bytes, atomic_write_text
+
+    if not 0.5 <= correlation <= 1.0:
+        raise ValueError(f"correlation={correlation}; use a share in [0.5, 1] (Waterbirds: 0.95)")
+    if size < 16 or min(n_train, n_val, n_test, per_class) < 1:
+        raise ValueError(f"size={size}, counts {n_train}/{n_val}/{n_test}/{per_class}; use size >= 16 and counts >= 1")
+    root, photos = Path(out), _photos()
+    places, names = list(PLACES), (list(CLASSES) if fashion_root else ["even", "odd"])
+    rows, annotated = [], {0: 0, 1: 0}
+    for s, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
+        objs, labels = _objects(fashion_root, "train" if split != "test" else "test", 3 * n, seed * 10 + s)
+        order = _balanced(labels, n) if split != "train" else np.arange(n)
+        g = np.random.default_rng(1000 * seed + s)
+        for i, k in enumerate(order):
+            obj, y = objs[k], int(labels[k])
+            if split == "train":
+                place = y if g.random() < correlation else 1 - y
+            else:
+                place = (i // 2) % 2  # with classes alternating: every (class, place) group equally often
+            photo = photos[places[place]][int(g.integers(len(photos[places[place]])))]
+            img, exact, (y0, x0, y1, x1) = _render(obj, photo, size, g)
+            rel = f"{names[y]}/{i:05d}.png"
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            atomic_write_bytes(root / split / rel, buf.getvalue())
+            rows.append({"file": f"{split}/{rel}", "group": f"{names[y]}-{places[place]}"})
+            if split == "train" and annotated[y] < per_class:
+                annotated[y] += 1
+                box = np.zeros((size, size), np.uint8)
+                box[y0:y1, x0:x1] = 255
+                for sub, m in (("masks-box", box), ("masks-exact", exact.astype(np.uint8) * 255)):
+                    buf = io.BytesIO()
+                    Image.fromarray(m).save(buf, format="PNG")
+                    atomic_write_bytes(root / sub / rel, buf.getvalue())
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["file", "group"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(root / "groups.csv", table.getvalue())
+    return root

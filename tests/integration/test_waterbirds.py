@@ -1,0 +1,59 @@
+"""The Waterbirds-style benchmark: written as an ImageFolder with masks and groups, and `treat
+--groups` reports worst-group accuracy beside the average, with a verdict on the worst group."""
+
+import csv
+import json
+from collections import Counter
+
+import pytest
+
+from model_doctor.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wb") / "wb"
+    assert main(["waterbirds", "--out", str(out), "--size", "32", "--n-train", "240", "--n-val", "40", "--n-test", "80",
+                 "--per-class", "8", "--correlation", "0.9"]) == 0
+    return out
+
+
+def test_layout_correlation_and_balance(bench):
+    rows = list(csv.DictReader((bench / "groups.csv").open()))
+    by_split = {s: Counter(r["group"] for r in rows if r["file"].startswith(s + "/")) for s in ("train", "val", "test")}
+    assert set(by_split["test"].values()) == {20} and len(by_split["test"]) == 4  # group-balanced
+    train = by_split["train"]
+    minority = train["even-indoor-sky"] + train["odd-outdoor"]
+    assert 0.04 < minority / sum(train.values()) < 0.2  # about 1 - correlation
+    assert all((bench / r["file"]).is_file() for r in rows)
+    boxes = sorted((bench / "masks-box").rglob("*.png"))
+    assert len(boxes) == 16 and len(sorted((bench / "masks-exact").rglob("*.png"))) == 16
+
+
+@pytest.mark.slow
+def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
+    data = ["--data", f"imagefolder:{bench}", "--model", "tinycnn"]
+    assert main(["train", *data, "--epochs", "2", "--out", str(tmp_path / "o")]) == 0
+    assert main(["treat", *data, "--weights", str(tmp_path / "o" / "model.safetensors"), "--masks", str(bench / "masks-box"),
+                 "--mask-format", "png", "--alpha", "0", "--beta", "1", "--epochs", "1", "--seeds", "0", "1",
+                 "--groups", str(bench / "groups.csv"), "--out", str(tmp_path / "t")]) == 0
+    s = json.loads((tmp_path / "t" / "summary.json").read_text())
+    for arm in ("original", "treated", "control"):
+        g = s[arm]["groups"]
+        assert set(g["per_group"]) == {"even-outdoor", "even-indoor-sky", "odd-outdoor", "odd-indoor-sky"}
+        # the mean over seeds of each seed's worst group is at most the worst of the per-group means
+        assert g["worst"]["mean"] <= min(g["per_group"].values()) + 1e-9
+        if arm == "original":
+            assert g["worst"]["mean"] == pytest.approx(min(g["per_group"].values()))
+        assert 0.0 <= g["average"]["mean"] <= 1.0
+    assert any(v["what"] == "worst-group test accuracy" for v in s["verdict"])
+    assert "worst-group test accuracy:" in capsys.readouterr().out
+
+
+def test_a_groups_csv_missing_images_is_one_line(bench, tmp_path, capsys):
+    bad = tmp_path / "g.csv"
+    bad.write_text("file,group\ntest/even/00000.png,a\n")
+    assert main(["treat", "--data", f"imagefolder:{bench}", "--model", "tinycnn", "--weights", str(tmp_path / "none.safetensors"),
+                 "--groups", str(bad), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("names no group" in err[0] or "none.safetensors" in err[0])
