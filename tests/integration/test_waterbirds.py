@@ -48,6 +48,13 @@ def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
         assert 0.0 <= g["average"]["mean"] <= 1.0
     assert any(v["what"] == "worst-group test accuracy" for v in s["verdict"])
     assert "worst-group test accuracy:" in capsys.readouterr().out
+    w = ["--weights", str(tmp_path / "o" / "model.safetensors")]
+    assert main(["diagnose", *data, *w, "--samples-per-class", "5", "--min-confidence", "0", "--allow-empty-classes",
+                 "--out", str(tmp_path / "d")]) == 0
+    assert main(["examine", *data, *w, "--diagnosis", str(tmp_path / "d"), "--groups", str(bench / "groups.csv"),
+                 "--out", str(tmp_path / "e")]) == 0
+    g = json.loads((tmp_path / "e" / "examine_summary.json").read_text())["groups"]
+    assert len(g["per_group"]) == 4 and g["worst"] == min(g["per_group"].values())
 
 
 def test_a_groups_csv_missing_images_is_one_line(bench, tmp_path, capsys):

@@ -45,6 +45,12 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     summary: dict[str, Any] = {"num_samples": len(ex.indices), "num_misclassified": int(ex.misclassified.sum()),
                                "accuracy": float((~ex.misclassified).double().mean())}
     summary.update(misclassification_auroc(ex.deviation, ex.confidence, ex.misclassified))
+    if cfg.examine.groups:
+        from ..data.groups import group_accuracy, load_groups
+
+        summary["groups"] = g = group_accuracy(model, data, *load_groups(cfg.examine.groups, data, cfg.examine.split))
+        log(f"worst-group accuracy {pct(g['worst'])} ({g['worst_group']}), average {pct(g['average'])} over "
+            f"{len(g['per_group'])} groups of the {cfg.examine.split} split")
     if cfg.examine.masks:
         from ..data.annotations import load_masks
         from ..data.workflow import with_masks

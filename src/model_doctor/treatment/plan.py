@@ -4,8 +4,8 @@ and the verdict on background reliance (the study itself is :mod:`model_doctor.s
 **Selection without test data** (the rule ``treat`` applies, documented in ``docs/method.md``):
 a quarter (``holdout``) of each class's annotated training images is held out — their masks are
 never used by a constraint — and after every epoch each arm (the control too) is scored by
-:func:`~model_doctor.treatment.reliance.selection_score`: the mean of validation accuracy and the
-held-out background-swap accuracy. Each arm keeps its best-scoring epoch; with several weights
+:func:`~model_doctor.treatment.reliance.selection_score` (default: the held-out background-swap
+accuracy, validation accuracy breaking ties). Each arm keeps its best-scoring epoch; with several weights
 (``--beta 1 3 10``) each seed keeps the weight whose chosen epoch scores best. The test split is
 read only afterwards, to report.
 """

@@ -127,7 +127,7 @@ def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str =
     ``swap`` (default): the held-out background-swap accuracy, validation accuracy breaking ties
     (+ 0.001 · val). Why: the validation split carries the training distribution's shortcut, so
     validation accuracy rewards relying on it; E5's first run chose the weaker weight in all 18
-    runs by ``mean`` (docs/results/e5_inbox.md). ``mean``: ½ (validation + swap accuracy).
+    runs by ``mean`` (docs/results/e5_first_run.md). ``mean``: ½ (validation + swap accuracy).
     Validation accuracy alone when there is no held-out annotated image.
     """
     if rule not in SELECT_RULES:
