@@ -14,6 +14,8 @@ are the same images everywhere.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,8 @@ class ArmSpec:
     train: Dataset | None = None
     group: str | None = None
     weight: float | None = None
+    prepare: Callable[[nn.Module], Any] | None = None   # applied to the arm's copy (e.g. freeze all but the last layer)
+    fit: dict[str, Any] | None = None                   # FitConfig fields this arm changes (e.g. freeze_bn)
 
 
 @dataclass
@@ -95,8 +99,9 @@ def run_study(original: nn.Module, train: Dataset, val: Dataset, arms: Sequence[
             (out / spec.name / RUN_FILE).unlink(missing_ok=True)
         cached = resume and (out / spec.name / RUN_FILE).is_file()
         cb = (lambda r, n=spec.name: on_epoch(n, r)) if on_epoch else None
-        model, res = cached_run(out / spec.name, copy_of(original), spec.train if spec.train is not None else train, val,
-                                fit_cfg, num_classes, terms=spec.terms, tag=spec.name, select=select, say=log,
+        cfg = dataclasses.replace(fit_cfg, **spec.fit) if spec.fit else fit_cfg
+        model, res = cached_run(out / spec.name, _start(original, spec), spec.train if spec.train is not None else train,
+                                val, cfg, num_classes, terms=spec.terms, tag=spec.name, select=select, say=log,
                                 log=cb, resume=resume)
         runs[spec.name] = ArmRun(spec, model, res, cached)
     chosen = {}
@@ -104,6 +109,19 @@ def run_study(original: nn.Module, train: Dataset, val: Dataset, arms: Sequence[
         members = {n: r for n, r in runs.items() if r.spec.group == group}
         chosen[group] = choose({n: r.score for n, r in members.items()})
     return StudyResult(runs, chosen)
+
+
+def _start(original: nn.Module, spec: ArmSpec) -> Callable[[], nn.Module]:
+    """The arm's starting model: a copy of the original, prepared as the arm says."""
+    if spec.prepare is None:
+        return copy_of(original)
+
+    def start() -> nn.Module:
+        model = copy.deepcopy(original)
+        spec.prepare(model)  # type: ignore[misc]  # checked above
+        return model
+
+    return start
 
 
 def choose(scores: dict[K, float]) -> K:
