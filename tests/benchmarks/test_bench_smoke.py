@@ -159,3 +159,16 @@ def test_counterfactual_cost_small(tmp_path):
     text = out.read_text()
     assert "| counterfactual step ÷ plain step |" in text and "| whole default `treat` ÷ its three fine-tunes" in text
     assert "—" not in text.split("| what |")[1].split("\n")[3]
+
+
+@pytest.mark.slow
+def test_waterbirds_small(tmp_path):
+    out = tmp_path / "e6.md"
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--out", str(out),
+                          "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    for arm in ("erm", "jtt", "dfr", "groupdro", "counterfactual"):
+        assert f"| {arm} | " in text
+    assert "scikit-learn digits" in text and "Command: `python -m benchmarks.bench_waterbirds" in text
