@@ -32,9 +32,10 @@ BUDGETS = {
     "small": dict(n_train=400, n_test=200, orig_epochs=2, ceil_epochs=2, ft_epochs=1, seeds=[0], betas=["1"],
                   per_class=8, arms=["box", "exact"], norefine_seeds=[]),
     # seeds 3-5: fresh evaluation seeds; seeds 0-2 (the first run) showed the old selection rule's fault, and
-    # pilot seed 7 (colour) chose beta 10 and the swap rule, so neither may count as evidence for them
+    # pilot seed 7 (colour) chose beta 10 and the swap rule, so neither may count as evidence for them; the
+    # refinement-off mechanism rows are the first run's (e5_first_run_table.md)
     "full": dict(n_train=2000, n_test=1000, orig_epochs=8, ceil_epochs=30, ft_epochs=None, seeds=[3, 4, 5],
-                 betas=["1", "3", "10"], per_class=20, arms=["box", "exact", "box-norefine"], norefine_seeds=[3]),
+                 betas=["1", "3", "10"], per_class=20, arms=["box", "exact"], norefine_seeds=[]),
 }
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
@@ -179,11 +180,16 @@ def main() -> int:
               f"ceiling: `train --epochs {b['ceil_epochs']} --lr {LR}` on uninformative cues (seed 0). Treatment: `treat "
               f"--alpha 0 --beta {' '.join(b['betas'])} --lr {LR}` (the original's rate)"
               + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "") + " with every other option at its default "
-              f"(10 epochs, `--refine grabcut`); `box-norefine` adds `--refine none` (the behaviour before refinement; "
-              f"seed(s) {', '.join(map(str, b['norefine_seeds'])) or 'none'}). Seeds: "
+              "(10 epochs, `--refine grabcut`, `--select-rule swap`)"
+              + (f"; `box-norefine` adds `--refine none` (the behaviour before refinement; seed(s) "
+                 f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "
               f"{', '.join(map(str, b['seeds']))}, each with its own original and annotated sample. Reliance figures are "
               "what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
     lines += table(rows, cache, args.kinds, b["arms"])
+    lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
+        f"{k} {a}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows
+                                 if (r["kind"], r["arm"]) == (k, a))
+        for k in args.kinds for a in b["arms"] if any((r["kind"], r["arm"]) == (k, a) for r in rows))]
     lines += ["", "Ceiling curves (validation accuracy per epoch, uninformative cues):", ""]
     for kind in args.kinds:
         _, curve = _ceiling(cache, kind)
