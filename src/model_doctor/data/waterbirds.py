@@ -41,7 +41,10 @@ CLASSES = {"top": (0, 2, 4, 6), "footwear": (5, 7, 9)}
 
 def _photos() -> dict[str, list[np.ndarray]]:
     """Every place's photos as RGB uint8 arrays."""
-    import skimage.data
+    try:
+        import skimage.data
+    except ImportError:
+        raise ValueError("the Waterbirds-style benchmark needs scikit-image's photos; pip install scikit-image") from None
     from sklearn.datasets import load_sample_images
 
     sample = dict(zip([Path(f).name for f in load_sample_images().filenames], load_sample_images().images))
