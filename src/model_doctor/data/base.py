@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["as_dataset", "check_sample", "IndexedSubset", "loader_for", "class_names_of", "sized"]
+__all__ = ["as_dataset", "check_sample", "IndexedSubset", "loader_for", "class_names_of", "sized", "hits_of"]
 
 
 def as_dataset(data: Dataset | DataLoader) -> tuple[Dataset, int | None]:
@@ -63,6 +63,21 @@ def loader_for(dataset: Dataset, batch_size: int, *, shuffle: bool = False, num_
     pin = device is not None and torch.device(device).type == "cuda"
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       generator=generator, drop_last=drop_last, pin_memory=pin)
+
+
+@torch.no_grad()
+def hits_of(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> torch.Tensor:
+    """Whether ``model`` (in eval mode; its flag restored) predicts each item's label: bool ``[N]``, in order."""
+    p = next(model.parameters())
+    was = model.training
+    model.eval()
+    hits = []
+    try:
+        for batch in loader_for(dataset, batch_size, device=p.device):
+            hits.append(model(batch[0].to(p.device, p.dtype)).argmax(1).cpu() == torch.as_tensor(batch[1]))
+    finally:
+        model.train(was)
+    return torch.cat(hits)
 
 
 def class_names_of(dataset: Dataset, num_classes: int) -> list[str]:

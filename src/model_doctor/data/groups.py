@@ -49,23 +49,12 @@ def load_groups(path: str | Path, dataset: Any, split: str) -> tuple[torch.Tenso
     return torch.tensor([index[by_file[k]] for k in keys], dtype=torch.long), names
 
 
-@torch.no_grad()
 def group_accuracy(model: nn.Module, dataset: Any, groups: torch.Tensor, names: list[str],
                    batch_size: int = 256) -> dict[str, Any]:
     """Per-group accuracy, the worst group, and average accuracy (over images) in eval mode."""
-    from .base import loader_for
+    from .base import hits_of
 
-    p = next(model.parameters())
-    was = model.training
-    model.eval()
-    hits = []
-    try:
-        for batch in loader_for(dataset, batch_size, device=p.device):
-            x = batch[0].to(p.device, p.dtype)
-            hits.append((model(x).argmax(1).cpu() == torch.as_tensor(batch[1])).double())
-    finally:
-        model.train(was)
-    hit = torch.cat(hits)
+    hit = hits_of(model, dataset, batch_size).double()
     per_group = {n: float(hit[groups == i].mean()) for i, n in enumerate(names) if bool((groups == i).any())}
     worst = min(per_group, key=lambda n: per_group[n])
     return {"average": float(hit.mean()), "worst": per_group[worst], "worst_group": worst, "per_group": per_group,

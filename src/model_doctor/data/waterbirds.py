@@ -119,6 +119,7 @@ def write_waterbirds(out: str | Path, n_train: int = 4000, n_val: int = 400, n_t
     from PIL import Image
 
     from ..io import atomic_write_bytes, atomic_write_text
+    from ..progress import progress
 
     if not 0.5 <= correlation <= 1.0:
         raise ValueError(f"correlation={correlation}; use a share in [0.5, 1] (Waterbirds: 0.95)")
@@ -131,7 +132,7 @@ def write_waterbirds(out: str | Path, n_train: int = 4000, n_val: int = 400, n_t
         objs, labels = _objects(fashion_root, "train" if split != "test" else "test", 3 * n, seed * 10 + s)
         order = _balanced(labels, n) if split != "train" else np.arange(n)
         g = np.random.default_rng(1000 * seed + s)
-        for i, k in enumerate(order):
+        for i, k in enumerate(progress(order, desc=f"waterbirds {split}")):
             obj, y = objs[k], int(labels[k])
             if split == "train":
                 place = y if g.random() < correlation else 1 - y

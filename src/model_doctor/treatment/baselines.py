@@ -73,23 +73,13 @@ class GroupDROLoss(LossTerm):
         return (self.q.to(losses) * losses).sum() - ce.mean()
 
 
-@torch.no_grad()
 def jtt_upsampled(model: nn.Module, train: Dataset, factor: int, batch_size: int = 256) -> tuple[Dataset, int]:
     """(training set with ``model``'s training errors repeated ``factor`` times in all, error count)."""
-    from ..data.base import loader_for
+    from ..data.base import hits_of
 
     if factor < 1:
         raise ValueError(f"factor={factor}; use an upweighting factor >= 1 (Liu et al.: 20-100)")
-    p = next(model.parameters())
-    was = model.training
-    model.eval()
-    wrong = []
-    try:
-        for batch in loader_for(train, batch_size, device=p.device):
-            wrong.append(model(batch[0].to(p.device, p.dtype)).argmax(1).cpu() != torch.as_tensor(batch[1]))
-    finally:
-        model.train(was)
-    errors = torch.nonzero(torch.cat(wrong)).flatten().tolist()
+    errors = torch.nonzero(~hits_of(model, train, batch_size)).flatten().tolist()
     if not errors or factor == 1:
         return train, len(errors)
     return ConcatDataset([train] + [Subset(train, errors)] * (factor - 1)), len(errors)
