@@ -10,41 +10,43 @@ masks would:
 - ``glyph``: a 6×6 class-coded binary glyph at a random background position (anywhere outside
   the object), so neither shade nor position carries the class, only the glyph's shape.
 
-Training images carry the class's decoy; test images a random class's. Masks (the object's box,
-PNG) exist for 20 training images per class only. Steps: ``model-doctor train`` (the original),
-``model-doctor train`` on shuffled decoys (the ceiling), then
-``model-doctor treat --masks DIR --mask-format png --alpha 0 --beta 0.3 1 3 --seeds 0 1 2``
-with every other treatment option at its default (space method, holdout, selection, pool batch).
+Training images carry the class's decoy; test images a random class's. The object's whole 28 px
+square is pasted opaque, so its box is free of the cue (E5 has cues inside the box). Masks (the
+object's box, PNG) exist for 20 training images per class only. Per seed, each with its own sample
+of objects and annotations, the steps of :func:`benchmarks.bench_e5_inbox.run_kind`:
+``model-doctor train`` (the original), ``model-doctor train`` on shuffled decoys (the ceiling, seed 0),
+then ``model-doctor treat --masks DIR/masks-box --mask-format png`` with the README's recipe
+(``--alpha 0 --beta 1 3 10``) and every other treatment option at its default.
 
 Usage: python -m benchmarks.bench_e4_newdecoys [--budget small|full] [--kinds texture glyph] [--out docs/results/e4_newdecoys.md]
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks import _studies as S
+from benchmarks import bench_e5_inbox as E5
 from benchmarks._common import emit, header
 
 BUDGETS = {
-    "small": dict(base="digits", n_train=600, n_test=200, orig_epochs=4, ft_epochs=1, seeds=[0], betas=["1"],
-                  per_class=8),
-    "full": dict(base="fashion-mnist", n_train=3000, n_test=2000, orig_epochs=10, ft_epochs=4, seeds=[0, 1, 2],
-                 betas=["0.3", "1"], per_class=20),
+    "small": dict(base="digits", n_train=600, n_test=200, orig_epochs=4, ceil_epochs=4, ft_epochs=1, seeds=[0],
+                  betas=["1"], per_class=8, arms=["box"], norefine_seeds=[]),
+    "full": dict(base="fashion-mnist", n_train=3000, n_test=2000, orig_epochs=10, ceil_epochs=10, ft_epochs=None,
+                 seeds=[0, 1, 2], betas=["1", "3", "10"], per_class=20, arms=["box"], norefine_seeds=[]),
 }
 CANVAS = 44
 
 
-def _objects(base: str, split: str, n: int, root: str):
+def _objects(base: str, split: str, n: int, root: str, seed: int):
     from model_doctor.data.decoy import DecoyConfig
     from model_doctor.data.decoy import _objects as objs
 
     x, y, classes = objs(DecoyConfig(base=base, split=split, root=root))
-    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    g = torch.Generator().manual_seed(10_000 * seed + (0 if split == "train" else 1))
     idx = torch.randperm(len(y), generator=g)[:n]
     return x[idx, 0].numpy(), y[idx].numpy(), classes
 
@@ -63,100 +65,93 @@ def _glyphs(nc: int) -> np.ndarray:
     return (rng.random((nc, 6, 6)) > 0.5).astype(np.uint8) * 200 + 30
 
 
-def make_folder(root: Path, kind: str, base: str, budget: dict, data_root: str, shuffled_train: bool) -> None:
-    """``root/{train,test}/<class>/<i>.png`` and ``root/masks/<class>/<i>.png`` (annotated training images)."""
-    from PIL import Image
+class Decoys:
+    """E4b's folders, in the interface :func:`benchmarks.bench_e5_inbox.run_kind` reads."""
 
-    if (root / "done").is_file():
-        return
-    glyphs = None
-    for split, n in (("train", budget["n_train"]), ("test", budget["n_test"])):
-        objs, labels, classes = _objects(base, split, n, data_root)
-        glyphs = _glyphs(len(classes)) if glyphs is None else glyphs
-        rng = np.random.default_rng(7 if split == "train" else 8)
-        shuffle = split == "test" or shuffled_train
-        counts = {c: 0 for c in range(len(classes))}
-        for i, (obj, c) in enumerate(zip(objs, labels)):
-            c = int(c)
-            code = int(rng.integers(len(classes))) if shuffle else c
-            side = obj.shape[0]
-            oy, ox = rng.integers(0, CANVAS - side + 1, 2)
-            if kind == "texture":
-                img = _texture(code, rng)
-            else:
-                img = np.zeros((CANVAS, CANVAS), np.uint8)
-                while True:  # a glyph position outside the object's box
-                    gy, gx = rng.integers(0, CANVAS - 6 + 1, 2)
-                    if gy + 6 <= oy or gy >= oy + side or gx + 6 <= ox or gx >= ox + side:
-                        break
-                img[gy:gy + 6, gx:gx + 6] = glyphs[code]
-            img[oy:oy + side, ox:ox + side] = obj
-            d = root / split / f"{c:02d}"
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(d / f"{i:05d}.png")
-            if split == "train" and counts[c] < budget["per_class"]:
-                counts[c] += 1
-                mask = np.zeros((CANVAS, CANVAS), np.uint8)
-                mask[oy:oy + side, ox:ox + side] = 255
-                md = root / "masks" / f"{c:02d}"
-                md.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(mask).save(md / f"{i:05d}.png")
-    (root / "done").write_text("ok")
+    CANVAS = CANVAS
+
+    def __init__(self, base: str):
+        self.base = base
+
+    @staticmethod
+    def channels(kind: str) -> int:
+        return 1
+
+    def make_folder(self, root: Path, kind: str, n_train: int, n_test: int, per_class: int, data_root: str, seed: int,
+                    shuffled_train: bool = False) -> Path:
+        """``root/{train,test}/<class>/<i>.png`` and ``root/masks-box/<class>/<i>.png`` (annotated training images)."""
+        from PIL import Image
+
+        if (root / "done").is_file():
+            return root
+        glyphs = None
+        for split, n in (("train", n_train), ("test", n_test)):
+            objs, labels, classes = _objects(self.base, split, n, data_root, seed)
+            glyphs = _glyphs(len(classes)) if glyphs is None else glyphs
+            rng = np.random.default_rng(100 * seed + (7 if split == "train" else 8) + (50 if shuffled_train else 0))
+            shuffle = split == "test" or shuffled_train
+            counts = {c: 0 for c in range(len(classes))}
+            for i, (obj, c) in enumerate(zip(objs, labels)):
+                c = int(c)
+                img, (oy, ox, side) = _render(kind, obj, int(rng.integers(len(classes))) if shuffle else c, glyphs, rng)
+                rel = Path(f"{c:02d}") / f"{i:05d}.png"
+                (root / split / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(root / split / rel)
+                if split == "train" and counts[c] < per_class:
+                    counts[c] += 1
+                    mask = np.zeros((CANVAS, CANVAS), np.uint8)
+                    mask[oy:oy + side, ox:ox + side] = 255
+                    (root / "masks-box" / rel).parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(mask).save(root / "masks-box" / rel)
+        (root / "done").write_text("ok")
+        return root
+
+
+def _render(kind: str, obj: np.ndarray, code: int, glyphs: np.ndarray, rng: np.random.Generator):
+    """(image, (y, x, side) of the object's square) with the class ``code``'s decoy."""
+    side = obj.shape[0]
+    oy, ox = rng.integers(0, CANVAS - side + 1, 2)
+    if kind == "texture":
+        img = _texture(code, rng)
+    else:
+        img = np.zeros((CANVAS, CANVAS), np.uint8)
+        while True:  # a glyph position outside the object's box
+            gy, gx = rng.integers(0, CANVAS - 6 + 1, 2)
+            if gy + 6 <= oy or gy >= oy + side or gx + 6 <= ox or gx >= ox + side:
+                break
+        img[gy:gy + 6, gx:gx + 6] = glyphs[code]
+    img[oy:oy + side, ox:ox + side] = obj
+    return img, (int(oy), int(ox), side)
 
 
 def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--kinds", nargs="+", default=["texture", "glyph"], choices=["texture", "glyph"])
     args = ap.parse_args()
-    budget = BUDGETS[args.budget]
+    budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     if budget["base"] == "fashion-mnist":
         S.setup(args)
     cache = Path(args.cache) / "e4-newdecoys" / args.budget
+    decoys = Decoys(budget["base"])
+    rows = [r for kind in args.kinds for r in E5.run_kind(kind, budget, cache, args.root, args.threads, decoys)]
+    b = budget
     lines = header("E4b: the CLI defaults on decoys they were not designed on", "bench_e4_newdecoys.py", args.budget)
-    lines[2] = (f"Command: `python -m benchmarks.bench_e4_newdecoys --budget {args.budget} --kinds {' '.join(args.kinds)}`  ")
-    lines += [f"Base objects: {budget['base']}, {budget['n_train']} training images (validation = 10 % of them), "
-              f"{budget['n_test']} test images with shuffled decoys; {CANVAS}×{CANVAS} canvas; masks for "
-              f"{budget['per_class']} training images per class. Original and ceiling: `model-doctor train --model smallcnn "
-              f"--epochs {budget['orig_epochs']} --lr 0.05`; treatment: `model-doctor treat --alpha 0 --beta "
-              f"{' '.join(budget['betas'])} --epochs {budget['ft_epochs']} --seeds {' '.join(map(str, budget['seeds']))}` "
-              "with every other option at its default.", "",
-              "| decoy | original | ceiling | control | treated (chosen) | treated − control | gap closed | chosen β per seed | "
-              "held-out swap acc: original / control / treated |", "|---|---|---|---|---|---|---|---|---|"]
-    for kind in args.kinds:
-        folder, ceil_folder = cache / kind / "data", cache / kind / "data-shuffled"
-        make_folder(folder, kind, budget["base"], budget, args.root, shuffled_train=False)
-        make_folder(ceil_folder, kind, budget["base"], budget, args.root, shuffled_train=True)
-        data = ["--in-channels", "1", "--image-size", str(CANVAS), "--model", "smallcnn"]
-        runs = cache / kind / "runs"
-        for name, f in (("orig", folder), ("ceiling", ceil_folder)):
-            if not (runs / name / "summary.json").is_file():
-                S.cli(["train", "--data", f"imagefolder:{f}", *data, "--epochs", str(budget["orig_epochs"]), "--lr", "0.05",
-                     "--out", str(runs / name)], args.threads)
-        if not (runs / "treat" / "summary.json").is_file():
-            S.cli(["treat", "--weights", str(runs / "orig" / "model.safetensors"), "--data", f"imagefolder:{folder}",
-                 "--masks", str(folder / "masks"), "--mask-format", "png", "--alpha", "0", "--beta", *budget["betas"],
-                 "--epochs", str(budget["ft_epochs"]), "--seeds", *map(str, budget["seeds"]), "--allow-empty-classes",
-                 "--out", str(runs / "treat")], args.threads)
-        orig = json.loads((runs / "orig" / "summary.json").read_text())["test_acc"]
-        ceil = json.loads((runs / "ceiling" / "summary.json").read_text())["test_acc"]
-        s = json.loads((runs / "treat" / "summary.json").read_text())
-        d = s["delta_treated_minus_control"]
-        gap = [(r["treated"]["test_acc"] - orig) / max(ceil - orig, 1e-9) for r in s["runs"]]
-        rel = lambda a: s[a]["background_reliance"]["swap_acc"]["mean"] if "background_reliance" in s[a] else float("nan")
-        n = len(s["runs"])
-        dstd = f" ± {100 * d['std']:.2f}" if n > 1 else ""
-        spread = lambda m, sd: f"{100 * m:.2f} ± {100 * sd:.2f}" if n > 1 else f"{100 * m:.2f} (1 seed)"
-        lines.append(
-            f"| {kind} | {100 * orig:.2f} | {100 * ceil:.2f} | {spread(s['control']['test_acc'], s['control']['test_acc_std'])} | "
-            f"{spread(s['treated']['test_acc'], s['treated']['test_acc_std'])} | "
-            f"{100 * d['mean']:+.2f}{dstd} | "
-            f"{100 * sum(gap) / len(gap):.0f} % | {', '.join(f'{v:g}' for v in s['selection']['chosen_beta'].values())} | "
-            f"{100 * s['original']['background_reliance']['swap_acc']:.1f} / {100 * rel('control'):.1f} / {100 * rel('treated'):.1f} |")
-        lines += [""] if kind == args.kinds[-1] else []
-    for kind in args.kinds:
-        s = json.loads((cache / kind / "runs" / "treat" / "summary.json").read_text())
-        lines += [f"- {kind}: " + "; ".join(v["text"] for v in s["verdict"])]
-    return emit(lines + ["", S.SPLIT_NOTE if budget["base"] == "fashion-mnist" else
+    lines[2] = f"Command: `python -m benchmarks.bench_e4_newdecoys --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    lines += [f"Base objects: {b['base']}, {b['n_train']} training images per seed (validation = 10 % of them), "
+              f"{b['n_test']} test images with shuffled decoys; {CANVAS}×{CANVAS} canvas, the object's square opaque (its "
+              f"box is free of the cue); box masks for {b['per_class']} training images per class. Original: `train "
+              f"--epochs {b['orig_epochs']} --lr {E5.LR}` per seed on its own sample; ceiling: `train --epochs "
+              f"{b['ceil_epochs']} --lr {E5.LR}` on shuffled decoys (seed 0). Treatment: `treat --alpha 0 --beta "
+              f"{' '.join(b['betas'])} --lr {E5.LR}`" + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
+              + " with every other option at its default. Seeds: " + ", ".join(map(str, b["seeds"])) + ". Reliance "
+              "figures are what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
+    lines += E5.table(rows, cache, args.kinds, b["arms"])
+    lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
+        f"{k}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows if r["kind"] == k)
+        for k in args.kinds)]
+    if args.out:
+        E5.write_rows(rows, cache, Path(args.out).with_suffix(".json"))
+    return emit(lines + ["", S.SPLIT_NOTE if b["base"] == "fashion-mnist" else
                          "Digits: scikit-learn's bundled 8×8 digits, upsampled to 16 px."], args.out)
 
 

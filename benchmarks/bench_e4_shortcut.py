@@ -1,13 +1,14 @@
 """E4 — which space-wise constraint removes a shortcut, chosen without test data? Decoy Fashion-MNIST.
 
 Study ``finetune`` (the practical setting): a decoy-trained original (10 epochs) is fine-tuned
-4 epochs with N annotated training images per class (default 20; also 5, 100 and all). A
-quarter of the annotated images per class is held out (never trained on with masks) to measure
-background reliance; every arm's epoch, and the method and weight, are chosen by the no-test-data
-rule :func:`model_doctor.treatment.reliance.selection_score` (mean of validation accuracy — decoys as
-in training — and held-out background-swap accuracy). Arms: the CE-only control, Eq. 6 (``paper``),
-``attribution``, ``input`` (share and RRR) and ``counterfactual``, several weights each, all with
-the same seed, schedule and data order. The ceiling is trained from scratch on shuffled
+4 epochs with N annotated training images per class (default 20; also 5, 100 and all), picked,
+refined (GrabCut, the default) and split by the library's :func:`model_doctor.treatment.plan.make_pools`
+as ``treat`` does: a quarter per class is held out from every kind of training (CE included), half
+of it choosing each arm's epoch and the method and weight by the no-test-data rule
+:func:`model_doctor.treatment.reliance.selection_score` (the default ``swap`` rule), the other half
+(the report set) measuring the background reliance the user reads. Arms: the CE-only control,
+Eq. 6 (``paper``), ``attribution``, ``input`` (share and RRR) and ``counterfactual``, several
+weights each, all with the same seed, schedule and data order. The ceiling is trained from scratch on shuffled
 (uninformative) decoys. The shuffled-decoy test set is read once per finished run, to report.
 
 Study ``scratch`` (harness sanity): every method trained from scratch with masks on every
@@ -28,15 +29,13 @@ from benchmarks import _studies as S
 from benchmarks._common import emit, header
 from benchmarks.bench_e2_space import decoy_data
 from model_doctor import diagnose
-from model_doctor.data.masks import (
-    KeepMasks,
-    pick_per_class,
-)
+from model_doctor.config import Config
 from model_doctor.experiment import cached_run, fmt, spread
 from model_doctor.models import build_model
 from model_doctor.study import ArmSpec, run_study
 from model_doctor.training import FitConfig, evaluate
 from model_doctor.treatment import ModelDoctorLoss
+from model_doctor.treatment.plan import make_pools
 from model_doctor.treatment.pool import AnnotatedPool
 from model_doctor.treatment.reliance import background_reliance, selection_score
 from model_doctor.treatment.space import SPACE_METHODS
@@ -74,14 +73,6 @@ SCRATCH_ARMS = [("rrr λ=1000", "input", 1000.0, "rrr"),
                 ("paper β=100", "paper", 100.0, None), ("counterfactual λ=1", "counterfactual", 1.0, None)]
 
 
-def annotated(train, per_class: int | None, seed: int) -> list[int]:
-    """Positions in ``train`` of N images per class: the library's one picker (all for None)."""
-    labels = torch.tensor([int(train[i][1]) for i in range(len(train))])
-    if per_class is None:
-        return list(range(len(labels)))
-    return torch.nonzero(pick_per_class(labels, per_class, seed)).flatten().tolist()
-
-
 def make_terms(method: str, weight: float, option, pool: AnnotatedPool, diag, seed: int):
     if method == "paper":
         return lambda: ModelDoctorLoss(diag, [LAYER], alpha=0.0, beta=weight, noise_draws=1, seed=seed)
@@ -89,16 +80,29 @@ def make_terms(method: str, weight: float, option, pool: AnnotatedPool, diag, se
     return lambda: m.build(pool, weight, layers=[LAYER], pool_batch=POOL_BATCH, seed=seed, input_mode=option or "share")
 
 
-def measure(model, data: dict, res: dict, run_dir: Path | None = None) -> dict:
-    """Test accuracies (read once per finished run, cached in ``run_dir/test.json``; reporting only)."""
+def measure(model, data: dict, res: dict, run_dir: Path | None = None, report=None, seed: int = 0) -> dict:
+    """Test accuracies and, with ``report``, the report set's reliance (read once per finished run, cached
+    in ``run_dir/test.json``; reporting only)."""
     path = run_dir / "test.json" if run_dir is not None else None
     if path is not None and path.is_file():
         return {**res, **json.loads(path.read_text())}
     t = {"test_shuffled": evaluate(model, data["test_shuffled"], 10)["acc"],
-         "test_consistent": evaluate(model, data["test_consistent"], 10)["acc"]}
+         "test_consistent": evaluate(model, data["test_consistent"], 10)["acc"],
+         **(reported(model, report, seed) if report is not None else {})}
     if path is not None:
         path.write_text(json.dumps(t))
     return {**res, **t}
+
+
+def reported(model, report, seed: int, path: Path | None = None) -> dict:
+    """The reliance the user reads: background-swap and background-only accuracy on the report set."""
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    rel = background_reliance(model, report, seed=seed)
+    out = {"report_swap_acc": rel["swap_acc"], "report_bg_only_acc": rel["bg_only_acc"]}
+    if path is not None:
+        path.write_text(json.dumps(out))
+    return out
 
 
 def fresh(arch: str, seed: int, size: int):
@@ -119,16 +123,17 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
     ceil, c = cached_run(base / "ceiling", fresh(budget["arch"], seed, size), data["train_shuffled"],
                          data["train_shuffled_val"], cfg, 10, tag="ceiling")
     out = {"original": measure(orig, data, o, base / "original"), "ceiling": measure(ceil, data, c, base / "ceiling")}
-    pos = annotated(data["train"], per_class, seed)
-    pool_all = AnnotatedPool.from_dataset(data["train"], pos)
-    pool, held = pool_all.split_holdout(HOLDOUT, seed)
-    train_pos = pool.indices  # positions in data["train"] whose masks the training arms may use
+    # the library's pools, as `treat` makes them: N per class (its one picker), GrabCut-refined (the default), a
+    # quarter held out from every kind of training, half of it choosing epochs and weights, half reporting
+    pools = make_pools(data["train"], data["train"], HOLDOUT, per_class, seed, refine=Config().treat.refine)
+    held, report = pools.select, pools.report if pools.report is not None else pools.select
+    pool = pools.train
 
     def select(model):
         rel = background_reliance(model, held, seed=seed) if held is not None else None
         val = evaluate(model, data["train_val"], 10)["acc"]
         return {"held_swap_acc": rel["swap_acc"] if rel else None, "held_bg_grad_share": rel["bg_grad_share"] if rel else None,
-                "select_score": selection_score(val, rel, rule="mean")}  # the rule its tables were made with
+                "select_score": selection_score(val, rel, rule=Config().treat.select_rule)}
 
     out["original"].update(select(orig))
     diag_dir = base / "diagnosis"
@@ -143,18 +148,19 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
         diag = None
     ft = S.finetune_cfg(budget["ft_epochs"], seed)
     tag = "all" if per_class is None else str(per_class)
-    masked_train = KeepMasks(data["train"], train_pos)
-    # one study per (kind, seed, N): the control is cached with its N, since its epoch is chosen on that N's held-out set
-    specs = [ArmSpec("control")] + [
-        ArmSpec(name.replace(" ", "_"), make_terms(method, weight, option, pool, diag, seed),
-                train=masked_train if method == "paper" else None) for name, method, weight, option in arms]
-    study = run_study(orig, data["train"], data["train_val"], specs, ft, 10, base / f"n{tag}", select=select)
-    out["control"] = measure(study.arms["control"].model, data, study.arms["control"].result, base / f"n{tag}" / "control")
+    # one study per (kind, seed, N): every arm, the control included, trains on the training part without the
+    # held-out images (masks only on the constraint's images, for Eq. 6 / RRR); the control is cached with its N
+    specs = [ArmSpec("control")] + [ArmSpec(name.replace(" ", "_"), make_terms(method, weight, option, pool, diag, seed))
+                                    for name, method, weight, option in arms]
+    study = run_study(orig, pools.masked_train, data["train_val"], specs, ft, 10, base / f"n{tag}", select=select)
+    runs = {"control": study.arms["control"], **{name: study.arms[name.replace(" ", "_")] for name, *_ in arms}}
+    for name, run in runs.items():
+        out[name] = measure(run.model, data, run.result, base / f"n{tag}" / run.spec.name, report, seed)
     for name, method, weight, _option in arms:
-        run = study.arms[name.replace(" ", "_")]
-        out[name] = {**measure(run.model, data, run.result, base / f"n{tag}" / run.spec.name), "method": method,
-                     "weight": weight}
-    out["_pool"] = {"train": len(pool), "held_out": len(held) if held is not None else 0}
+        out[name].update(method=method, weight=weight)
+    out["original"].update(reported(orig, report, seed, base / f"n{tag}" / "original-report.json"))
+    out["_pool"] = {"train": len(pool), "select": len(held) if held is not None else 0,
+                    "report": len(pools.report) if pools.report is not None else 0}
     return out
 
 
@@ -173,7 +179,7 @@ def finetune_study(args, budget) -> list[str]:
     kinds = args.kinds
     lines = []
     per_class_all = budget["per_class"] + budget["extra_per_class"]
-    cells = {}
+    cells, truth_rows = {}, []
     for kind in kinds:
         for seed in budget["seeds"]:
             for n in per_class_all:
@@ -191,18 +197,22 @@ def finetune_study(args, budget) -> list[str]:
             cs = [cells[(kind, s, n)] for s in budget["seeds"] if (kind, s, n) in cells]
             seed0_only = {a[0] for a in budget.get("seed0_arms", [])}
             names = [k for k in cs[0] if not k.startswith("_") and k not in ("original", "ceiling") and k not in seed0_only]
+            pl = cs[0]["_pool"]
             lines += [f"### {kind} decoy, {'all' if n is None else n} annotated images per class "
-                      f"(training pool {cs[0]['_pool']['train']}, held out {cs[0]['_pool']['held_out']})", "",
-                      "| arm | val acc | held-out swap acc | score | test consistent | test shuffled | Δ shuffled vs control | gap closed |",
-                      "|---|---|---|---|---|---|---|---|"]
+                      f"(training pool {pl['train']}, selection set {pl['select']}, report set "
+                      f"{pl['report'] or 'none (too few per class: the report column is the selection set)'})", "",
+                      "| arm | val acc | selection swap acc | score | report swap acc | test consistent | test shuffled | "
+                      "Δ shuffled vs control | gap closed |", "|---|---|---|---|---|---|---|---|---|"]
             for name in ["original", "ceiling"] + names:
                 rows = [c[name] for c in cs]
                 shuf = [r["test_shuffled"] for r in rows]
                 d = [r["test_shuffled"] - c["control"]["test_shuffled"] for r, c in zip(rows, cs)] if name in names else []
                 gap = [(r["test_shuffled"] - c["original"]["test_shuffled"]) /
                        max(c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9) for r, c in zip(rows, cs)]
+                rep = [r.get("report_swap_acc") for r in rows]
                 lines.append(f"| {name} | {fmt([r['val_acc'] for r in rows])} | {fmt([br(r)['swap'] for r in rows])} | "
-                             f"{fmt([br(r)['score'] for r in rows])} | {fmt([r['test_consistent'] for r in rows])} | "
+                             f"{fmt([br(r)['score'] for r in rows])} | {fmt(rep) if None not in rep else '—'} | "
+                             f"{fmt([r['test_consistent'] for r in rows])} | "
                              f"{fmt(shuf)} | {fmt(d, signed=True) if d else ''} | "
                              f"{fmt(gap, scale=100, digits=0) + ' %' if name not in ('original',) else ''} |")
             # the no-test-data rule, per seed: the arm (method, weight) with the highest selection score
@@ -210,24 +220,47 @@ def finetune_study(args, budget) -> list[str]:
             d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
             gap = [(c[ch]["test_shuffled"] - c["original"]["test_shuffled"]) /
                    max(c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9) for c, ch in zip(cs, chosen)]
-            m, s, _ = spread(d)
-            beyond = len(d) > 1 and m - 2 * s > 0
+            rd = [c[ch]["report_swap_acc"] - c["control"]["report_swap_acc"] for c, ch in zip(cs, chosen)]
             lines += ["", f"Chosen by the rule (per seed): {', '.join(chosen)}. Shuffled-decoy Δ vs control "
-                      f"{fmt(d, signed=True)} pts ({len(d)} seeds; {'beyond' if beyond else 'not beyond'} 2σ of the "
-                      f"seed spread); gap original→ceiling closed {fmt(gap, digits=0)} %.", ""]
+                      f"{fmt(d, signed=True)} pts ({len(d)} seeds; {_beyond(d)}); gap original→ceiling closed "
+                      f"{fmt(gap, digits=0)} %. The user's figure, report-set swap accuracy, treated − control: "
+                      f"{fmt(rd, signed=True)} pts ({_beyond(rd)}).", ""]
+            if len(cs) > 1:
+                seeds = [s for s in budget["seeds"] if (kind, s, n) in cells]
+                truth_rows += [truth_row(kind, n, seed, c, ch) for seed, c, ch in zip(seeds, cs, chosen)]
             extra = [k for k in cs[0] if k in seed0_only]
             if extra:
                 c = cs[0]
                 lines += [f"The rest of the weight ranges, seed {budget['seeds'][0]} only (time; not offered to the rule):", "",
-                          "| arm | val acc | held-out swap acc | score | test consistent | test shuffled | Δ shuffled vs control |",
-                          "|---|---|---|---|---|---|---|"]
+                          "| arm | val acc | selection swap acc | score | report swap acc | test consistent | test shuffled | "
+                          "Δ shuffled vs control |", "|---|---|---|---|---|---|---|---|"]
                 for name in extra:
                     r = c[name]
                     lines.append(f"| {name} | {fmt([r['val_acc']])} | {fmt([br(r)['swap']])} | {fmt([br(r)['score']])} | "
+                                 f"{fmt([r['report_swap_acc']])} | "
                                  f"{fmt([r['test_consistent']])} | {fmt([r['test_shuffled']])} | "
                                  f"{fmt([r['test_shuffled'] - c['control']['test_shuffled']], signed=True)} |")
                 lines.append("")
+    if args.out and truth_rows:  # every model the N=20 study chose, for reliance_vs_truth.py
+        from model_doctor.io import atomic_write_text
+
+        atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(truth_rows, indent=1))
     return lines
+
+
+def _beyond(d: list[float]) -> str:
+    m, s, n = spread(d)
+    return f"{'beyond' if n > 1 and m - 2 * s > 0 else 'not beyond'} 2σ of the seed spread"
+
+
+def truth_row(kind: str, n, seed: int, cell: dict, chosen: str) -> dict:
+    """One seed's original, control and chosen arm: shuffled-decoy test accuracy (the truth) beside the
+    report-set reliance the user reads, in reliance_vs_truth.py's format."""
+    part = lambda r: {"test_acc": r["test_shuffled"], "swap_acc": r["report_swap_acc"], "bg_only_acc": r["report_bg_only_acc"]}
+    return {"kind": kind, "arm": f"{'all' if n is None else n} per class", "seed": seed, "chosen": chosen,
+            "original": cell["original"]["test_shuffled"],
+            "original_reliance": {k: cell["original"][f"report_{k}"] for k in ("swap_acc", "bg_only_acc")},
+            "control": part(cell["control"]), "treated": part(cell[chosen])}
 
 
 def scratch_study(args, budget) -> list[str]:

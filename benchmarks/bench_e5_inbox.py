@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from benchmarks import _studies as S
 from benchmarks import inbox_decoys as D
@@ -46,8 +47,10 @@ def _treat_args(arm: str, folder: Path) -> list[str]:
     return ["--masks", str(folder / sub), "--mask-format", "png"] + (["--refine", "none"] if arm == "box-norefine" else [])
 
 
-def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | None) -> list[dict]:
-    """Every arm of every seed of one decoy kind: rows for the table and the JSON."""
+def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | None, decoys: Any = D) -> list[dict]:
+    """Every arm of every seed of one decoy kind: rows for the table and the JSON. ``decoys`` writes the
+    folders (``make_folder``, ``channels``, ``CANVAS``: :mod:`benchmarks.inbox_decoys` by default)."""
+    D = decoys
     data = ["--in-channels", str(D.channels(kind)), "--image-size", str(D.CANVAS), "--model", "smallcnn"]
     b = budget
     ceil_dir = D.make_folder(cache / kind / "data-ceiling", kind, b["n_train"], b["n_test"], b["per_class"], root, seed=0,
@@ -162,6 +165,19 @@ def table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> l
     return lines
 
 
+def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
+    """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
+    from model_doctor.io import atomic_write_text
+
+    slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
+             "original_reliance": {k: r["reliance"]["original"][k] for k in ("swap_acc", "bg_only_acc")},
+             "ceiling": _ceiling(cache, r["kind"])[0],
+             **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in ("swap_acc", "bg_only_acc")}}
+                for a in ("treated", "control")},
+             "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])]} for r in rows]
+    atomic_write_text(path, json.dumps(slim, indent=1))
+
+
 def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--kinds", nargs="+", default=list(D.KINDS), choices=list(D.KINDS))
@@ -196,15 +212,7 @@ def main() -> int:
         lines.append(f"- {kind}: " + " ".join(f"{100 * v:.0f}" for v in curve))
     lines += ["", S.SPLIT_NOTE]
     if args.out:
-        slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
-                 "original_reliance": {k: r["reliance"]["original"][k] for k in ("swap_acc", "bg_only_acc")},
-                 "ceiling": _ceiling(cache, r["kind"])[0],
-                 **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in ("swap_acc", "bg_only_acc")}}
-                    for a in ("treated", "control")},
-                 "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])]} for r in rows]
-        from model_doctor.io import atomic_write_text
-
-        atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(slim, indent=1))
+        write_rows(rows, cache, Path(args.out).with_suffix(".json"))
     return emit(lines, args.out)
 
 
