@@ -175,3 +175,4 @@ def test_waterbirds_small(tmp_path):
     for arm in ("erm", "jtt", "dfr", "groupdro", "counterfactual"):
         assert f"| {arm} | " in text
     assert "scikit-learn digits" in text and "Command: `python -m benchmarks.bench_waterbirds" in text
+    assert "| ceiling |" in text and "counterfactual − dfr:" in text
