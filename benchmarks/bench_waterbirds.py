@@ -135,6 +135,13 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _paragraph(text: str) -> str:
+    """A docstring paragraph as markdown: wrapped lines joined, list items kept on their own lines."""
+    import re
+
+    return re.sub(r"\n(?!- )\s*", " ", text.strip()) + "\n"
+
+
 def main() -> int:
     ap = S.parser(__doc__)
     args = ap.parse_args()
@@ -145,7 +152,7 @@ def main() -> int:
     cache = S.study_cache(args, "e6-waterbirds", budget)
     rows = [run_seed(budget, s, cache, root) for s in budget["seeds"]]
     lines = header("E6: Waterbirds-style benchmark, worst-group accuracy", "bench_waterbirds.py", args.budget)
-    lines += [" ".join(__doc__.split("\n\n")[i].replace("\n", " ") for i in (1, 2, 3)), "",
+    lines += [*(_paragraph(__doc__.split("\n\n")[i]) for i in (1, 2, 3)),
               f"{budget['arch']}, {budget['size']} px, {budget['n_train']} training images (correlation {CORRELATION}), "
               f"{budget['per_class']} box annotations per class, original {budget['orig_epochs']} epochs, arms "
               f"{budget['ft_epochs']} epochs at lr {S.ORIGINAL_LR}; seeds {budget['seeds']}; objects: "
