@@ -31,6 +31,7 @@ import torch
 from benchmarks import _studies as S
 from benchmarks import bench_e5_inbox as E5
 from benchmarks._common import emit, header
+from benchmarks.inbox_decoys import write_images
 
 BUDGETS = {
     "small": dict(base="digits", n_train=600, n_test=200, orig_epochs=4, ceil_epochs=4, ft_epochs=1, seeds=[0],
@@ -80,8 +81,6 @@ class Decoys:
     def make_folder(self, root: Path, kind: str, n_train: int, n_test: int, per_class: int, data_root: str, seed: int,
                     shuffled_train: bool = False) -> Path:
         """``root/{train,test}/<class>/<i>.png`` and ``root/masks-box/<class>/<i>.png`` (annotated training images)."""
-        from PIL import Image
-
         if (root / "done").is_file():
             return root
         glyphs = None
@@ -90,25 +89,14 @@ class Decoys:
             glyphs = _glyphs(len(classes)) if glyphs is None else glyphs
             rng = np.random.default_rng(100 * seed + (7 if split == "train" else 8) + (50 if shuffled_train else 0))
             shuffle = split == "test" or shuffled_train
-            counts = {c: 0 for c in range(len(classes))}
-            for i, (obj, c) in enumerate(zip(objs, labels)):
-                c = int(c)
-                img, (oy, ox, side) = _render(kind, obj, int(rng.integers(len(classes))) if shuffle else c, glyphs, rng)
-                rel = Path(f"{c:02d}") / f"{i:05d}.png"
-                (root / split / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(img).save(root / split / rel)
-                if split == "train" and counts[c] < per_class:
-                    counts[c] += 1
-                    mask = np.zeros((CANVAS, CANVAS), np.uint8)
-                    mask[oy:oy + side, ox:ox + side] = 255
-                    (root / "masks-box" / rel).parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(mask).save(root / "masks-box" / rel)
+            write_images(root, split, objs, labels, len(classes), rng, shuffle, per_class,
+                         lambda obj, code, rng: _render(kind, obj, code, glyphs, rng))
         (root / "done").write_text("ok")
         return root
 
 
 def _render(kind: str, obj: np.ndarray, code: int, glyphs: np.ndarray, rng: np.random.Generator):
-    """(image, (y, x, side) of the object's square) with the class ``code``'s decoy."""
+    """(image, {"masks-box": the object's square}) with the class ``code``'s decoy."""
     side = obj.shape[0]
     oy, ox = rng.integers(0, CANVAS - side + 1, 2)
     if kind == "texture":
@@ -121,7 +109,9 @@ def _render(kind: str, obj: np.ndarray, code: int, glyphs: np.ndarray, rng: np.r
                 break
         img[gy:gy + 6, gx:gx + 6] = glyphs[code]
     img[oy:oy + side, ox:ox + side] = obj
-    return img, (int(oy), int(ox), side)
+    box = np.zeros((CANVAS, CANVAS), np.uint8)
+    box[oy:oy + side, ox:ox + side] = 255
+    return img, {"masks-box": box}
 
 
 def main() -> int:

@@ -83,32 +83,46 @@ def load_objects(split: str, n: int, root: str, seed: int) -> tuple[np.ndarray, 
     return tv.data.numpy()[idx], tv.targets.numpy()[idx], list(tv.classes)
 
 
+def _with_masks(img: np.ndarray, exact: np.ndarray, box: tuple) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    y0, x0, y1, x1 = box
+    m = np.zeros((CANVAS, CANVAS), np.uint8)
+    m[y0:y1, x0:x1] = 255
+    return img, {"masks-box": m, "masks-exact": exact.astype(np.uint8) * 255}
+
+
+def write_images(root: Path, split: str, objs, labels, n_classes: int, rng: np.random.Generator, shuffle: bool,
+                 per_class: int, render_one) -> None:
+    """``root/<split>/<class>/<i>.png`` with the class's cue (a random class's when ``shuffle``) and, for
+    the first ``per_class`` training images of each class, the masks ``render_one(obj, code, rng)``
+    returns beside the image (``{subfolder: uint8 mask}``)."""
+    from PIL import Image
+
+    counts = {c: 0 for c in range(n_classes)}
+    for i, (obj, c) in enumerate(zip(objs, labels)):
+        c = int(c)
+        code = int(rng.integers(n_classes)) if shuffle else c
+        img, masks = render_one(obj, code, rng)
+        rel = Path(f"{c:02d}") / f"{i:05d}.png"
+        (root / split / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / split / rel)
+        if split == "train" and counts[c] < per_class:
+            counts[c] += 1
+            for sub, m in masks.items():
+                (root / sub / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(m).save(root / sub / rel)
+
+
 def make_folder(root: Path, kind: str, n_train: int, n_test: int, per_class: int, data_root: str, seed: int,
                 shuffled_train: bool = False) -> Path:
     """``root/{train,test}/<class>/<i>.png``, ``root/masks-box`` and ``root/masks-exact`` (annotated
-    training images only), and ``root/test-exact`` (every test image's exact mask, for the figures)."""
-    from PIL import Image
-
+    training images only)."""
     if (root / "done").is_file():
         return root
     for split, n in (("train", n_train), ("test", n_test)):
         objs, labels, classes = load_objects(split, n, data_root, seed)
         rng = np.random.default_rng(100 * seed + (7 if split == "train" else 8) + (50 if shuffled_train else 0))
         shuffle = split == "test" or shuffled_train
-        counts = {c: 0 for c in range(len(classes))}
-        for i, (obj, c) in enumerate(zip(objs, labels)):
-            c = int(c)
-            code = int(rng.integers(len(classes))) if shuffle else c
-            img, exact, (y0, x0, y1, x1) = render(kind, obj, code, rng)
-            rel = Path(f"{c:02d}") / f"{i:05d}.png"
-            (root / split / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(root / split / rel)
-            if split == "train" and counts[c] < per_class:
-                counts[c] += 1
-                box = np.zeros((CANVAS, CANVAS), np.uint8)
-                box[y0:y1, x0:x1] = 255
-                for sub, m in (("masks-box", box), ("masks-exact", exact.astype(np.uint8) * 255)):
-                    (root / sub / rel).parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(m).save(root / sub / rel)
+        write_images(root, split, objs, labels, len(classes), rng, shuffle, per_class,
+                     lambda obj, code, rng: _with_masks(*render(kind, obj, code, rng)))
     (root / "done").write_text("ok")
     return root
