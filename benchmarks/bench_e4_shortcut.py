@@ -193,60 +193,69 @@ def finetune_study(args, budget) -> list[str]:
                 cells[(kind, seed, n)] = run_finetune_cell(args, budget, kind, seed, n, arms, cache)
     if args.seeds:  # a partial run fills the cache; the table comes from a run over every seed
         return ["(partial run: seeds " + ", ".join(map(str, args.seeds)) + "; rerun without --seeds for the table)"]
+    seed0_only = {a[0] for a in budget.get("seed0_arms", [])}
     for kind in kinds:
         for n in per_class_all:
-            cs = [cells[(kind, s, n)] for s in budget["seeds"] if (kind, s, n) in cells]
-            seed0_only = {a[0] for a in budget.get("seed0_arms", [])}
-            names = [k for k in cs[0] if not k.startswith("_") and k not in ("original", "ceiling") and k not in seed0_only]
-            pl = cs[0]["_pool"]
-            lines += [f"### {kind} decoy, {'all' if n is None else n} annotated images per class "
-                      f"(training pool {pl['train']}, selection set {pl['select']}, report set "
-                      f"{pl['report'] or 'none (too few per class: the report column is the selection set)'})", "",
-                      "| arm | val acc | selection swap acc | score | report swap acc | test consistent | test shuffled | "
-                      "Δ shuffled vs control | gap closed |", "|---|---|---|---|---|---|---|---|---|"]
-            for name in ["original", "ceiling"] + names:
-                rows = [c[name] for c in cs]
-                shuf = [r["test_shuffled"] for r in rows]
-                d = [r["test_shuffled"] - c["control"]["test_shuffled"] for r, c in zip(rows, cs)] if name in names else []
-                gap = [(r["test_shuffled"] - c["original"]["test_shuffled"]) /
-                       max(c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9) for r, c in zip(rows, cs)]
-                rep = [r.get("report_swap_acc") for r in rows]
-                lines.append(f"| {name} | {fmt([r['val_acc'] for r in rows])} | {fmt([br(r)['swap'] for r in rows])} | "
-                             f"{fmt([br(r)['score'] for r in rows])} | {fmt(rep) if None not in rep else '—'} | "
-                             f"{fmt([r['test_consistent'] for r in rows])} | "
-                             f"{fmt(shuf)} | {fmt(d, signed=True) if d else ''} | "
-                             f"{fmt(gap, scale=100, digits=0).replace(' (1 run)', '') + ' %' if name != 'original' else ''} |")
-            # the no-test-data rule, per seed: the arm (method, weight) with the highest selection score
-            chosen = [choose(c, names) for c in cs]
-            d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
-            gap = [(c[ch]["test_shuffled"] - c["original"]["test_shuffled"]) /
-                   max(c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9) for c, ch in zip(cs, chosen)]
-            rd = [c[ch]["report_swap_acc"] - c["control"]["report_swap_acc"] for c, ch in zip(cs, chosen)]
-            lines += ["", f"Chosen by the rule (per seed): {', '.join(chosen)}. Shuffled-decoy Δ vs control "
-                      f"{fmt(d, signed=True)} pts ({_beyond(d)}); gap original→ceiling closed "
-                      f"{fmt(gap, digits=0)} %. The user's figure, report-set swap accuracy, treated − control: "
-                      f"{fmt(rd, signed=True)} pts ({_beyond(rd)}).", ""]
-            if len(cs) > 1:
-                seeds = [s for s in budget["seeds"] if (kind, s, n) in cells]
-                truth_rows += [truth_row(kind, n, seed, c, ch) for seed, c, ch in zip(seeds, cs, chosen)]
-            extra = [k for k in cs[0] if k in seed0_only]
-            if extra:
-                c = cs[0]
-                lines += [f"The rest of the weight ranges, seed {budget['seeds'][0]} only (time; not offered to the rule):", "",
-                          "| arm | val acc | selection swap acc | score | report swap acc | test consistent | test shuffled | "
-                          "Δ shuffled vs control |", "|---|---|---|---|---|---|---|---|"]
-                for name in extra:
-                    r = c[name]
-                    lines.append(f"| {name} | {fmt([r['val_acc']])} | {fmt([br(r)['swap']])} | {fmt([br(r)['score']])} | "
-                                 f"{fmt([r['report_swap_acc']])} | "
-                                 f"{fmt([r['test_consistent']])} | {fmt([r['test_shuffled']])} | "
-                                 f"{fmt([r['test_shuffled'] - c['control']['test_shuffled']], signed=True)} |")
-                lines.append("")
+            seeds = [s for s in budget["seeds"] if (kind, s, n) in cells]
+            block, chosen = budget_table(kind, n, [cells[(kind, s, n)] for s in seeds], seed0_only)
+            lines += block
+            if len(seeds) > 1:
+                truth_rows += [truth_row(kind, n, seed, cells[(kind, seed, n)], ch) for seed, ch in zip(seeds, chosen)]
+            lines += extra_table(cells[(kind, seeds[0], n)], seeds[0], seed0_only)
     if args.out and truth_rows:  # every model the N=20 study chose, for reliance_vs_truth.py
         from model_doctor.io import atomic_write_text
 
         atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(truth_rows, indent=1))
     return lines
+
+
+def budget_table(kind: str, n, cs: list[dict], seed0_only: set[str]) -> tuple[list[str], list[str]]:
+    """The table of one (decoy, annotation budget) over its seeds, and the arm the rule chose per seed."""
+    names = [k for k in cs[0] if not k.startswith("_") and k not in ("original", "ceiling") and k not in seed0_only]
+    pl = cs[0]["_pool"]
+    lines = [f"### {kind} decoy, {'all' if n is None else n} annotated images per class "
+             f"(training pool {pl['train']}, selection set {pl['select']}, report set "
+             f"{pl['report'] or 'none (too few per class: the report column is the selection set)'})", "",
+             "| arm | val acc | selection swap acc | score | report swap acc | test consistent | test shuffled | "
+             "Δ shuffled vs control | gap closed |", "|---|---|---|---|---|---|---|---|---|"]
+    gap_of = lambda c, r: (r["test_shuffled"] - c["original"]["test_shuffled"]) / max(
+        c["ceiling"]["test_shuffled"] - c["original"]["test_shuffled"], 1e-9)
+    for name in ["original", "ceiling"] + names:
+        rows = [c[name] for c in cs]
+        d = [r["test_shuffled"] - c["control"]["test_shuffled"] for r, c in zip(rows, cs)] if name in names else []
+        gap = [gap_of(c, r) for r, c in zip(rows, cs)]
+        rep = [r.get("report_swap_acc") for r in rows]
+        lines.append(f"| {name} | {fmt([r['val_acc'] for r in rows])} | {fmt([br(r)['swap'] for r in rows])} | "
+                     f"{fmt([br(r)['score'] for r in rows])} | {fmt(rep) if None not in rep else '—'} | "
+                     f"{fmt([r['test_consistent'] for r in rows])} | {fmt([r['test_shuffled'] for r in rows])} | "
+                     f"{fmt(d, signed=True) if d else ''} | "
+                     f"{fmt(gap, scale=100, digits=0).replace(' (1 run)', '') + ' %' if name != 'original' else ''} |")
+    # the no-test-data rule, per seed: the arm (method, weight) with the highest selection score
+    chosen = [choose(c, names) for c in cs]
+    d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
+    gap = [gap_of(c, c[ch]) for c, ch in zip(cs, chosen)]
+    rd = [c[ch]["report_swap_acc"] - c["control"]["report_swap_acc"] for c, ch in zip(cs, chosen)]
+    lines += ["", f"Chosen by the rule (per seed): {', '.join(chosen)}. Shuffled-decoy Δ vs control "
+              f"{fmt(d, signed=True)} pts ({_beyond(d)}); gap original→ceiling closed "
+              f"{fmt(gap, digits=0)} %. The user's figure, report-set swap accuracy, treated − control: "
+              f"{fmt(rd, signed=True)} pts ({_beyond(rd)}).", ""]
+    return lines, chosen
+
+
+def extra_table(c: dict, seed: int, seed0_only: set[str]) -> list[str]:
+    """The rest of the weight ranges, run on the first seed only (not offered to the rule)."""
+    extra = [k for k in c if k in seed0_only]
+    if not extra:
+        return []
+    lines = [f"The rest of the weight ranges, seed {seed} only (time; not offered to the rule):", "",
+             "| arm | val acc | selection swap acc | score | report swap acc | test consistent | test shuffled | "
+             "Δ shuffled vs control |", "|---|---|---|---|---|---|---|---|"]
+    for name in extra:
+        r = c[name]
+        lines.append(f"| {name} | {fmt([r['val_acc']])} | {fmt([br(r)['swap']])} | {fmt([br(r)['score']])} | "
+                     f"{fmt([r['report_swap_acc']])} | {fmt([r['test_consistent']])} | {fmt([r['test_shuffled']])} | "
+                     f"{fmt([r['test_shuffled'] - c['control']['test_shuffled']], signed=True)} |")
+    return lines + [""]
 
 
 def _beyond(d: list[float]) -> str:
