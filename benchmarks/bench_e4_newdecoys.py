@@ -117,23 +117,28 @@ def _render(kind: str, obj: np.ndarray, code: int, glyphs: np.ndarray, rng: np.r
 def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--kinds", nargs="+", default=["texture", "glyph"], choices=["texture", "glyph"])
+    ap.add_argument("--cached-only", action="store_true", help="train nothing: the table of the runs that finished")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     if budget["base"] == "fashion-mnist":
         S.setup(args)
     cache = Path(args.cache) / "e4-newdecoys" / args.budget
     decoys = Decoys(budget["base"])
-    rows = [r for kind in args.kinds for r in E5.run_kind(kind, budget, cache, args.root, args.threads, decoys)]
+    rows = [r for kind in args.kinds
+            for r in E5.run_kind(kind, budget, cache, args.root, args.threads, decoys, args.cached_only)]
     b = budget
     lines = header("E4b: the CLI defaults on decoys they were not designed on", "bench_e4_newdecoys.py", args.budget)
-    lines[2] = f"Command: `python -m benchmarks.bench_e4_newdecoys --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    lines[2] = (f"Command: `python -m benchmarks.bench_e4_newdecoys --budget {args.budget} --kinds {' '.join(args.kinds)}"
+                f"{' --cached-only' if args.cached_only else ''}`  ")
     lines += [f"Base objects: {b['base']}, {b['n_train']} training images per seed (validation = 10 % of them), "
               f"{b['n_test']} test images with shuffled decoys; {CANVAS}×{CANVAS} canvas, the object's square opaque (its "
               f"box is free of the cue); box masks for {b['per_class']} training images per class. Original: `train "
               f"--epochs {b['orig_epochs']} --lr {E5.LR}` per seed on its own sample; ceiling: `train --epochs "
               f"{b['ceil_epochs']} --lr {E5.LR}` on shuffled decoys (seed 0). Treatment: `treat --alpha 0 --beta "
               f"{' '.join(b['betas'])} --lr {E5.LR}`" + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
-              + " with every other option at its default. Seeds: " + ", ".join(map(str, b["seeds"])) + ". Reliance "
+              + " with every other option at its default. Seeds: " + "; ".join(
+                  f"{k} {', '.join(str(r['seed']) for r in rows if r['kind'] == k) or 'none finished'}" for k in args.kinds)
+              + ". Reliance "
               "figures are what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
     lines += E5.table(rows, cache, args.kinds, b["arms"])
     lines += ["", "Weight chosen per seed (no test data): " + "; ".join(

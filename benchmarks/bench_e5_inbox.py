@@ -47,9 +47,11 @@ def _treat_args(arm: str, folder: Path) -> list[str]:
     return ["--masks", str(folder / sub), "--mask-format", "png"] + (["--refine", "none"] if arm == "box-norefine" else [])
 
 
-def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | None, decoys: Any = D) -> list[dict]:
+def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | None, decoys: Any = D,
+             cached_only: bool = False) -> list[dict]:
     """Every arm of every seed of one decoy kind: rows for the table and the JSON. ``decoys`` writes the
-    folders (``make_folder``, ``channels``, ``CANVAS``: :mod:`benchmarks.inbox_decoys` by default)."""
+    folders (``make_folder``, ``channels``, ``CANVAS``: :mod:`benchmarks.inbox_decoys` by default);
+    ``cached_only`` trains nothing and keeps the runs that finished."""
     D = decoys
     data = ["--in-channels", str(D.channels(kind)), "--image-size", str(D.CANVAS), "--model", "smallcnn"]
     b = budget
@@ -64,6 +66,8 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
         folder = D.make_folder(cache / kind / f"data-seed{seed}", kind, b["n_train"], b["n_test"], b["per_class"], root,
                                seed=seed)
         orig = runs / f"orig-seed{seed}"
+        if cached_only and not (orig / "summary.json").is_file():
+            continue
         if not (orig / "summary.json").is_file():
             S.cli(["train", "--data", f"imagefolder:{folder}", *data, "--epochs", str(b["orig_epochs"]), "--lr", LR,
                  "--seed", str(seed), "--out", str(orig)], threads)
@@ -71,6 +75,8 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
             if arm == "box-norefine" and seed not in b["norefine_seeds"]:
                 continue
             out = runs / f"treat-{arm}-seed{seed}"
+            if cached_only and not (out / "summary.json").is_file():
+                continue
             if not (out / "summary.json").is_file():
                 S.cli(["treat", "--weights", str(orig / "model.safetensors"), "--data", f"imagefolder:{folder}", *data,
                      *_treat_args(arm, folder), "--alpha", "0", "--beta", *b["betas"], "--lr", LR,
