@@ -16,7 +16,7 @@ demo: $(STAMP)
 	MODEL_DOCTOR_PROGRESS=1 $(PY) -m model_doctor demo --out runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src benchmarks tests
@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy src
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --dist loadgroup -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_diagnose

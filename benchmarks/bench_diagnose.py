@@ -106,8 +106,8 @@ def _whole(model, ds, layers, classes, j):
 
 
 def speed_rows(budget: str, rounds: int):
-    sizes = {"smallcnn": (1000, 32) if budget == "full" else (128, 4),
-             "resnet18": (256, 8) if budget == "full" else (32, 2)}
+    sizes = {"smallcnn": (1000, 32) if budget == "full" else (64, 2),
+             "resnet18": (256, 8) if budget == "full" else (16, 1)}
     J = 10
     rows = []
     for name, (n, n_single) in sizes.items():
@@ -156,7 +156,7 @@ def _fit(rows):
 def scaling_rows(budget: str, rounds: int):
     out = {}
     for name, (per_class, stack) in SCALING.items():
-        per_class = per_class if budget == "full" else max(2, per_class // 25)  # small: a smoke run
+        per_class = per_class if budget == "full" else max(1, per_class // 50)  # small: a smoke run
         arms, cost = {}, {}
         for k, j, nl in CONFIGS:
             model, shape = _case(name, classes=k)

@@ -30,7 +30,7 @@ from model_doctor.training import FitConfig, evaluate, split_train_val
 from model_doctor.treatment import ModelDoctorLoss, RRRLoss
 
 BUDGETS = {
-    "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=500, orig_epochs=5, ft_epochs=2,
+    "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=200, orig_epochs=5, ft_epochs=1,
                   space=[("features.8", 100.0), ("features.4", 100.0)], rrr=[10.0], shallow="features.4"),
     "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=4000, n_test=None, orig_epochs=10, ft_epochs=4,
                  space=[("features.8", 10.0), ("features.8", 100.0), ("features.8", 1000.0),

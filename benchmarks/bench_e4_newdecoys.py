@@ -34,7 +34,7 @@ from benchmarks._common import emit, header
 from benchmarks.inbox_decoys import write_images
 
 BUDGETS = {
-    "small": dict(base="digits", n_train=600, n_test=200, orig_epochs=4, ceil_epochs=4, ft_epochs=1, seeds=[0],
+    "small": dict(base="digits", n_train=300, n_test=100, orig_epochs=2, ceil_epochs=2, ft_epochs=1, seeds=[0],
                   betas=["1"], per_class=8, arms=["box"], norefine_seeds=[]),
     "full": dict(base="fashion-mnist", n_train=3000, n_test=2000, orig_epochs=10, ceil_epochs=10, ft_epochs=None,
                  seeds=[0, 1, 2], betas=["1", "3", "10"], per_class=20, arms=["box"], norefine_seeds=[]),

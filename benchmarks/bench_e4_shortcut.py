@@ -60,7 +60,7 @@ EXTRA_ARMS = ["counterfactual λ=0.3"]
 ARMS_SMALL = [("paper β=100", "paper", 100.0, None), ("attribution λ=10", "attribution", 10.0, None),
               ("input share λ=10", "input", 10.0, "share"), ("counterfactual λ=1", "counterfactual", 1.0, None)]
 BUDGETS = {
-    "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=300, orig_epochs=6, ft_epochs=2, per_class=[10],
+    "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=200, orig_epochs=6, ft_epochs=1, per_class=[10],
                   extra_per_class=[], arms=ARMS_SMALL, bases=["digits"],
                   ft_base="digits", scratch_n_train=1000, scratch_epochs=6),
     "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=4000, n_test=None, orig_epochs=10, ft_epochs=4,

@@ -19,7 +19,13 @@ Every arm's epoch (and the counterfactual's β) is chosen by worst-group accurac
 group-balanced validation split, which needs validation group labels (as JTT's and DFR's papers
 assume); the test split is read once per finished arm. Annotations: boxes, refined by GrabCut.
 
-Usage: python -m benchmarks.bench_waterbirds [--budget small|full] [--seeds 0 1 2] [--out docs/results/e6_waterbirds.md]
+``--study annotations`` then varies the annotation on the same seeds, originals and ERM control:
+boxes at 5 and 100 per class and exact masks (the object's pixels) at 20, each with its own DFR
+and counterfactual (β 1, 3, 10, chosen as above). The 100-per-class masks come from the same
+writer with more annotations (the images are identical, which is checked).
+
+Usage: python -m benchmarks.bench_waterbirds [--budget small|full] [--study main|annotations] [--seeds 0 1 2]
+[--out docs/results/e6_waterbirds.md]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from benchmarks._common import emit, header
 from model_doctor.data.annotations import load_masks
 from model_doctor.data.datasets import load_dataset
 from model_doctor.data.groups import group_accuracy, load_groups
+from model_doctor.data.masks import LimitedMasks
 from model_doctor.data.waterbirds import write_waterbirds
 from model_doctor.data.workflow import with_masks
 from model_doctor.experiment import cached_run, spread
@@ -46,33 +53,60 @@ from model_doctor.treatment.space import CounterfactualLoss
 
 BUDGETS = {
     "small": dict(arch="tinycnn", seeds=[0], n_train=240, n_val=40, n_test=80, size=32, per_class=8, orig_epochs=2,
-                  ft_epochs=1, betas=[1.0]),
+                  ft_epochs=1, betas=[1.0], variants=[("box", 2), ("box", 8), ("box", 16), ("exact", 8)]),
     # sized for this 2-core CPU (smallcnn at 64 px trains ~150 img/s on one core): 2000 images, arms 5 epochs
     "full": dict(arch="smallcnn", seeds=[0, 1, 2], n_train=2000, n_val=400, n_test=1000, size=64, per_class=20,
-                 orig_epochs=15, ft_epochs=5, betas=[1.0, 3.0, 10.0]),
+                 orig_epochs=15, ft_epochs=5, betas=[1.0, 3.0, 10.0],
+                 variants=[("box", 5), ("box", 20), ("box", 100), ("exact", 20)]),
 }
 CORRELATION = 0.95
 JTT_FACTOR = 20
 
 
 def _data(folder: Path, size: int) -> dict:
-    """The splits, the training split's annotated pool (GrabCut-refined boxes) and the group labels."""
+    """The splits and the group labels."""
     name = f"imagefolder:{folder}"
     ds = {s: load_dataset(name, s, image_size=size, in_channels=3) for s in ("train", "val", "test")}
-    groups = {s: load_groups(folder / "groups.csv", ds[s], s) for s in ds}
-    masked = with_masks(ds["train"], load_masks("png", folder / "masks-box", dataset_root=folder / "masks-box"), 0)
-    return {**ds, "groups": groups, "pool": AnnotatedPool.from_dataset(masked).refine("grabcut")}
+    return {**ds, "groups": {s: load_groups(folder / "groups.csv", ds[s], s) for s in ds}}
 
 
-def _arms(original, d: dict, budget: dict, seed: int) -> list[ArmSpec]:
+def _pool(train, folder: Path, kind: str, per_class: int, seed: int) -> AnnotatedPool:
+    """``per_class`` annotated training images per class (the library's picker), their ``masks-<kind>``
+    (``box`` or ``exact``) refined by GrabCut as ``treat`` refines by default."""
+    masks = load_masks("png", folder / f"masks-{kind}", dataset_root=folder / f"masks-{kind}")
+    return AnnotatedPool.from_dataset(LimitedMasks(with_masks(train, masks, 0), per_class, seed)).refine("grabcut")
+
+
+def _annotated(b: dict, seed: int, cache: Path, root: str | None, per_class: int) -> Path:
+    """The seed's folder, or for more annotations than it has, the same writer's folder with
+    ``per_class`` annotations (the same images: checked on the first training image)."""
+    folder = cache / f"data-seed{seed}"
+    if per_class <= b["per_class"]:
+        return folder
+    more = cache / f"data-seed{seed}-annotated{per_class}"
+    if not (more / "groups.csv").is_file():
+        write_waterbirds(more, b["n_train"], b["n_val"], b["n_test"], b["size"], CORRELATION, per_class, seed,
+                         fashion_root=root)
+    first = sorted((folder / "train").rglob("*.png"))[0]
+    if first.read_bytes() != (more / first.relative_to(folder)).read_bytes():
+        raise RuntimeError(f"{more} does not hold the same images as {folder}; delete it and rerun")
+    return more
+
+
+def _variant_arms(pool: AnnotatedPool, tag: str, betas: list[float], seed: int) -> list[ArmSpec]:
+    """One annotation's DFR arm and counterfactual arms (group ``cf<tag>``, the best β chosen)."""
+    dfr = ArmSpec(f"dfr{tag}", train=swap_balanced(pool, partners=4, seed=seed), prepare=freeze_all_but_last,
+                  fit={"freeze_bn": True})
+    return [dfr] + [ArmSpec(f"counterfactual{tag}-beta{b:g}", lambda b=b: CounterfactualLoss(pool, b, seed=seed),
+                            group=f"cf{tag}", weight=b) for b in betas]
+
+
+def _arms(original, d: dict, pool: AnnotatedPool, budget: dict, seed: int) -> list[ArmSpec]:
     g_train, names = d["groups"]["train"]
-    cf = [ArmSpec(f"counterfactual-beta{b:g}", lambda b=b: CounterfactualLoss(d["pool"], b, seed=seed), group="cf",
-                  weight=b) for b in budget["betas"]]
     return [ArmSpec("erm"),
             ArmSpec("jtt", train=jtt_upsampled(original, d["train"], JTT_FACTOR)[0]),
-            ArmSpec("dfr", train=swap_balanced(d["pool"], partners=4, seed=seed), prepare=freeze_all_but_last,
-                    fit={"freeze_bn": True}),
-            ArmSpec("groupdro", train=WithGroups(d["train"], g_train), terms=lambda: GroupDROLoss(len(names)))] + cf
+            ArmSpec("groupdro", train=WithGroups(d["train"], g_train), terms=lambda: GroupDROLoss(len(names)))] \
+        + _variant_arms(pool, "", budget["betas"], seed)
 
 
 def _ceiling(b: dict, seed: int, cache: Path, root: str | None, fresh, val, select):
@@ -88,8 +122,8 @@ def _ceiling(b: dict, seed: int, cache: Path, root: str | None, fresh, val, sele
     return model
 
 
-def run_seed(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
-    b = budget
+def _setup(b: dict, seed: int, cache: Path, root: str | None):
+    """The seed's data (written once), its ERM original, the selection score and a fresh-model factory."""
     folder = cache / f"data-seed{seed}"
     if not (folder / "groups.csv").is_file():
         write_waterbirds(folder, b["n_train"], b["n_val"], b["n_test"], b["size"], CORRELATION, b["per_class"], seed,
@@ -104,7 +138,14 @@ def run_seed(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
     original, _ = cached_run(cache / f"seed{seed}" / "original", fresh, d["train"], d["val"],
                              FitConfig(epochs=b["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, tag="original",
                              select=select)
-    study = run_study(original, d["train"], d["val"], _arms(original, d, b, seed),
+    return d, original, select, fresh
+
+
+def run_seed(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
+    b = budget
+    d, original, select, fresh = _setup(b, seed, cache, root)
+    pool = _pool(d["train"], cache / f"data-seed{seed}", "box", b["per_class"], seed)
+    study = run_study(original, d["train"], d["val"], _arms(original, d, pool, b, seed),
                       FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, cache / f"seed{seed}",
                       select=select)
     ceiling = _ceiling(b, seed, cache, root, fresh, d["val"], select)
@@ -113,6 +154,31 @@ def run_seed(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
            "counterfactual": test(study.arm("cf").model), "chosen_beta": study.arm("cf").spec.weight,
            "ceiling": test(ceiling)}
     (cache / f"seed{seed}" / "test.json").write_text(json.dumps(out))
+    return out
+
+
+def _tag(b: dict, kind: str, n: int) -> str:
+    """Arm-name suffix of an annotation: none for the main study's (boxes at ``per_class``), so its runs are shared."""
+    return "" if (kind, n) == ("box", b["per_class"]) else f"-{kind}{n}"
+
+
+def run_annotations(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
+    """Per annotation (kind, N): DFR and the counterfactual, next to the same ERM control."""
+    b = budget
+    d, original, select, _ = _setup(b, seed, cache, root)
+    arms = [ArmSpec("erm")]
+    for kind, n in b["variants"]:
+        pool = _pool(d["train"], _annotated(b, seed, cache, root, n), kind, n, seed)
+        arms += _variant_arms(pool, _tag(b, kind, n), b["betas"], seed)
+    study = run_study(original, d["train"], d["val"], arms, FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed),
+                      2, cache / f"seed{seed}", select=select)
+    test = lambda m: group_accuracy(m, d["test"], *d["groups"]["test"])
+    out: dict = {"erm": test(study.arm("erm").model)}
+    for kind, n in b["variants"]:
+        t = _tag(b, kind, n)
+        out[f"{kind}{n}"] = {"dfr": test(study.arm(f"dfr{t}").model), "counterfactual": test(study.arm(f"cf{t}").model),
+                             "chosen_beta": study.arm(f"cf{t}").spec.weight}
+    (cache / f"seed{seed}" / "test-annotations.json").write_text(json.dumps(out))
     return out
 
 
@@ -132,7 +198,34 @@ def table(rows: list[dict]) -> list[str]:
         where = "beyond" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else "not beyond"
         lines.append(f"- worst-group accuracy, {a} − {b}: {100 * sp.mean:+.1f} ± {100 * sp.std:.1f} pts "
                      f"({sp.n} seeds; {where} 2σ of the seed spread)")
+    lines += ["", "Worst-group test accuracy per seed (where the spread comes from):", ""]
+    lines += [f"- {a}: " + " / ".join(f"{100 * r[a]['worst']:.1f}" for r in rows) for a in arms]
     return lines
+
+
+def annotation_table(b: dict, rows: list[dict]) -> list[str]:
+    """Per annotation: DFR and the counterfactual at the same budget, against the ERM control."""
+    pct = lambda xs: (lambda sp: f"{100 * sp.mean:.1f} ± {100 * sp.std:.1f}")(spread(xs))
+
+    def diff(xs: list[float]) -> str:
+        sp = spread(xs)
+        mark = " (beyond 2σ)" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else ""
+        return f"{100 * sp.mean:+.1f} ± {100 * sp.std:.1f}{mark}"
+
+    lines = ["| annotation | per class | DFR worst | DFR average | counterfactual worst | counterfactual average | "
+             "counterfactual − ERM (worst) | counterfactual − DFR (worst) | β chosen |", "|---|---|---|---|---|---|---|---|---|"]
+    for kind, n in b["variants"]:
+        v = [r[f"{kind}{n}"] for r in rows]
+        cf, dfr = [x["counterfactual"] for x in v], [x["dfr"] for x in v]
+        lines.append(f"| {kind}{'es' if kind == 'box' else ' masks'} | {n} | {pct([x['worst'] for x in dfr])} | "
+                     f"{pct([x['average'] for x in dfr])} | {pct([x['worst'] for x in cf])} | "
+                     f"{pct([x['average'] for x in cf])} | "
+                     f"{diff([c['worst'] - r['erm']['worst'] for c, r in zip(cf, rows)])} | "
+                     f"{diff([c['worst'] - x['worst'] for c, x in zip(cf, dfr)])} | "
+                     f"{', '.join(format(x['chosen_beta'], 'g') for x in v)} |")
+    erm = spread([r["erm"]["worst"] for r in rows])
+    return lines + ["", f"ERM (the control): worst-group {100 * erm.mean:.1f} ± {100 * erm.std:.1f} %, "
+                        f"average {pct([r['erm']['average'] for r in rows])} %."]
 
 
 def _paragraph(text: str) -> str:
@@ -144,19 +237,27 @@ def _paragraph(text: str) -> str:
 
 def main() -> int:
     ap = S.parser(__doc__)
+    ap.add_argument("--study", choices=["main", "annotations"], default="main",
+                    help="main: every arm at boxes, N per class; annotations: DFR and counterfactual per annotation kind and N")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     if args.threads:
         torch.set_num_threads(args.threads)
     root = args.root if (Path(args.root) / "FashionMNIST" / "raw").is_dir() else None
     cache = S.study_cache(args, "e6-waterbirds", budget)
+    setting = (f"{budget['arch']}, {budget['size']} px, {budget['n_train']} training images (correlation {CORRELATION}), "
+               f"original {budget['orig_epochs']} epochs, arms {budget['ft_epochs']} epochs at lr {S.ORIGINAL_LR}; "
+               f"seeds {budget['seeds']}; objects: "
+               f"{'Fashion-MNIST' if root else 'scikit-learn digits (no FashionMNIST under --root)'}.")
+    if args.study == "annotations":
+        rows = [run_annotations(budget, s, cache, root) for s in budget["seeds"]]
+        lines = header("E6b: Waterbirds-style benchmark, annotation kind and budget", "bench_waterbirds.py", args.budget)
+        lines += [_paragraph(__doc__.split("\n\n")[4]), _paragraph(__doc__.split("\n\n")[3]), setting, ""]
+        return emit(lines + annotation_table(budget, rows), args.out)
     rows = [run_seed(budget, s, cache, root) for s in budget["seeds"]]
     lines = header("E6: Waterbirds-style benchmark, worst-group accuracy", "bench_waterbirds.py", args.budget)
     lines += [*(_paragraph(__doc__.split("\n\n")[i]) for i in (1, 2, 3)),
-              f"{budget['arch']}, {budget['size']} px, {budget['n_train']} training images (correlation {CORRELATION}), "
-              f"{budget['per_class']} box annotations per class, original {budget['orig_epochs']} epochs, arms "
-              f"{budget['ft_epochs']} epochs at lr {S.ORIGINAL_LR}; seeds {budget['seeds']}; objects: "
-              f"{'Fashion-MNIST' if root else 'scikit-learn digits (no FashionMNIST under --root)'}.", ""] + table(rows)
+              f"{setting} {budget['per_class']} box annotations per class.", ""] + table(rows)
     lines += ["", "Counterfactual β chosen per seed: " + ", ".join(f"{r['chosen_beta']:g}" for r in rows)]
     return emit(lines, args.out)
 

@@ -7,6 +7,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: one torch thread each (inherited by the benchmark
+    # subprocesses through OMP_NUM_THREADS), so the workers do not fight over the cores
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -75,3 +80,10 @@ def demo_run(tmp_path_factory):
     result = run_demo(str(root), epochs=20, treat_epochs=1, shortcut_epochs=3, shortcut_treat_epochs=1,
                       shortcut_seeds=(0,))
     return root, result
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that read the session's demo run share one xdist worker, so the demo runs once."""
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo"))

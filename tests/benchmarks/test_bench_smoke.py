@@ -22,7 +22,7 @@ def test_benchmark_small_budget(script, expect, tmp_path):
     assert expect in text and "Command: `python -m benchmarks." in text and text.count("\n|") >= 4
     if script == "bench_diagnose.py":  # every arm and every scaling row measured, the cost model fitted
         assert "| smallcnn | features.8 (128×8×8) |" in text and "| resnet18 | layer4.1.conv2 (512×4×4) |" in text
-        assert text.count("Fit: a = ") == 2 and text.count("| 10 | 2 | 20 |") == 1 and "—" not in text
+        assert text.count("Fit: a = ") == 2 and text.count("| 10 | 2 | 20 |") == text.count("| 10 | 1 | 20 |") == 1 and "—" not in text
 
 
 def _run(script: str, tmp_path, *extra: str) -> str:
@@ -176,3 +176,14 @@ def test_waterbirds_small(tmp_path):
         assert f"| {arm} | " in text
     assert "scikit-learn digits" in text and "Command: `python -m benchmarks.bench_waterbirds" in text
     assert "| ceiling |" in text and "counterfactual − dfr:" in text
+    runs = tmp_path / "cache" / "e6-waterbirds"
+    stamp = next(runs.glob("*/seed0/erm/result.json")).stat().st_mtime_ns
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--study", "annotations",
+                          "--out", str(out), "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    for row in ("| boxes | 2 |", "| boxes | 8 |", "| boxes | 16 |", "| exact masks | 8 |"):
+        assert row in text, row
+    assert next(runs.glob("*/seed0/erm/result.json")).stat().st_mtime_ns == stamp  # the same control, not retrained
+    assert any(runs.glob("*/data-seed0-annotated16/masks-box/*/*.png"))
