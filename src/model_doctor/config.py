@@ -15,7 +15,7 @@ from .io import atomic_write_text
 from .precision import check_precision
 from .training import FitConfig
 
-__all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "Config",
+__all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "RuntimeConfig", "Config",
            "load_config", "save_config", "validate"]
 
 
@@ -49,7 +49,6 @@ class DiagnoseConfig:
     reduce: str = "abs"
     theta: float = DEFAULT_THETA
     allow_empty_classes: bool = False
-    precision: str = "fp32"          # fp32 | bf16 (autocast, for GPUs); treat uses train.precision instead
     estimate: bool = False           # only predict the run's time (a few images timed) and its FLOPs
 
 
@@ -65,7 +64,6 @@ class ExamineConfig:
     limit: int | None = None         # examine only the first N samples
     top_k: int = 5
     batch_size: int = 64
-    precision: str = "fp32"          # fp32 | bf16 (autocast, for GPUs)
 
 
 @dataclass
@@ -80,11 +78,8 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = FitConfig.val_fraction
     split_seed: int = 0              # fixed seed of the train/validation split (shared by train and treat)
-    resume: bool = False
     freeze_bn: bool = False          # BatchNorm in eval mode while training (needed for exact DDP equality on CPU)
     sync_bn: bool = False            # SyncBatchNorm under torchrun (CUDA only)
-    precision: str = "fp32"          # fp32 | bf16 (autocast); fp16 is refused
-    workers: int | None = None       # DataLoader workers of every job (default: 0 on CPU, min(8, cores/GPU processes - 1) on CUDA)
 
 
 @dataclass
@@ -130,6 +125,21 @@ class SelectConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """Where and how a command runs, not what it computes: one section every command reads."""
+
+    device: str = "auto"             # auto (CUDA when available) | cpu | cuda | cuda:N; resolved value saved in config.yaml
+    workers: int | None = None       # DataLoader workers of every loader (default: 0 on CPU, min(8, cores/GPU processes - 1) on CUDA)
+    precision: str = "fp32"          # fp32 | bf16 (autocast, for GPUs) for the whole run; fp16 is refused
+    resume: bool = False             # train / treat: continue a killed run from its checkpoints (same settings only)
+
+
+#: where the runtime settings lived before the runtime section (config.yaml files saved by 0.x runs)
+_MOVED = {("device",): "device", ("train", "workers"): "workers", ("train", "precision"): "precision",
+          ("train", "resume"): "resume", ("diagnose", "precision"): "precision", ("examine", "precision"): "precision"}
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -139,7 +149,7 @@ class Config:
     treat: TreatConfig = field(default_factory=TreatConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     out: str | None = None
-    device: str = "auto"             # auto (CUDA when available) | cpu | cuda | cuda:N; resolved value saved in config.yaml
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,8 +216,29 @@ def load_config(path: str | Path | None, base: Config | None = None) -> Config:
                          "fix its syntax (only plain YAML types are read)") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(p)!r} must hold a mapping at the top level")
-    _merge(cfg, data, "")
+    _merge(cfg, _moved_to_runtime(data, p), "")
     return cfg
+
+
+def _moved_to_runtime(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """An older config.yaml with device, workers, precision or resume in their old sections, read
+    into ``runtime`` (the saved file is never rewritten). Of the old per-command precisions the one
+    not at the default wins; two different ones are an error."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    found: dict[str, list[Any]] = {}
+    for where, key in _MOVED.items():
+        holder = data if len(where) == 1 else data.get(where[0])
+        if isinstance(holder, dict) and where[-1] in holder:
+            found.setdefault(key, []).append(holder.pop(where[-1]))
+    moved: dict[str, Any] = {}
+    for key, values in found.items():
+        distinct = list(dict.fromkeys(v for v in values if not (key == "precision" and v == "fp32"))) or values[:1]
+        if len(distinct) > 1:
+            raise ValueError(f"config file {str(path)!r} sets {key} to {distinct}; set it once, as runtime.{key}")
+        moved[key] = distinct[0]
+    if moved and isinstance(data.get("runtime", {}), dict):
+        data["runtime"] = {**moved, **data.get("runtime", {})}
+    return data
 
 
 def validate(cfg: Config) -> Config:
@@ -226,8 +257,7 @@ def validate(cfg: Config) -> Config:
     if cfg.examine.limit is not None and cfg.examine.limit < 1:
         raise ValueError(f"examine.limit={cfg.examine.limit}; use a positive number of samples (or leave it unset for all)")
     _check_ranges(cfg)
-    for precision in (cfg.diagnose.precision, cfg.examine.precision, cfg.train.precision):
-        check_precision(precision)
+    check_precision(cfg.runtime.precision)
     if cfg.treat.tail_bn not in ("train", "eval"):
         raise ValueError(f"treat.tail_bn={cfg.treat.tail_bn!r}; use 'train' (default) or 'eval' (docs/method.md)")
     for name, px in (("treat.erode", cfg.treat.erode), ("examine.erode", cfg.examine.erode)):
@@ -275,8 +305,8 @@ def _check_ranges(cfg: Config) -> None:
                         ("treat.every", t.every), ("select.per_class", cfg.select.per_class)):
         if value < 1:
             raise ValueError(f"{name}={value}; use a positive integer")
-    if tr.workers is not None and tr.workers < 0:
-        raise ValueError(f"train.workers={tr.workers}; use 0 (load in the main process) or more")
+    if cfg.runtime.workers is not None and cfg.runtime.workers < 0:
+        raise ValueError(f"runtime.workers={cfg.runtime.workers}; use 0 (load in the main process) or more")
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:

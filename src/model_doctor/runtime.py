@@ -61,7 +61,7 @@ def out_dir(cfg: Config) -> Path:
     from .distributed import resolve_device
 
     validate(cfg)
-    resolve_device(cfg.device)  # every job fails early, before any work, on a device it cannot use
+    resolve_device(cfg.runtime.device)  # every job fails early, before any work, on a device it cannot use
     if not cfg.out:
         raise ValueError("no output folder; pass --out DIR")
     out = Path(cfg.out)
@@ -80,7 +80,7 @@ def check_resume(cfg: Config, out: Path) -> None:
     import yaml
 
     old_path = out / "config.yaml"
-    if not cfg.train.resume or not old_path.is_file():
+    if not cfg.runtime.resume or not old_path.is_file():
         return
     old = yaml.safe_load(old_path.read_text(encoding="utf-8")) or {}
     new = cfg.to_dict()
@@ -89,8 +89,8 @@ def check_resume(cfg: Config, out: Path) -> None:
         if not isinstance(values, dict):
             continue
         for key, value in values.items():
-            if (section, key) == ("train", "resume"):
-                continue
+            if (section, key) in (("runtime", "resume"), ("runtime", "device"), ("runtime", "workers")):
+                continue  # where and how fast it runs, not what it computes
             before = (old.get(section) or {}).get(key, value)
             if before != value:
                 diff.append(f"{section}.{key}: {before!r} -> {value!r}")
@@ -153,7 +153,7 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     small = cfg.model.small if cfg.model.small is not None else side.get("small")
     from .distributed import resolve_device
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.runtime.device)
     model = build_model(name, in_channels=in_ch, num_classes=n_cls, image_size=size, small=small)
     if cfg.model.pretrained and not cfg.model.weights:
         from .models import load_pretrained
@@ -209,8 +209,8 @@ def workers(cfg: Config, device: str) -> int:
     one left for the main process), so decoding does not starve the GPU."""
     from .distributed import cores_per_process
 
-    if cfg.train.workers is not None:
-        return cfg.train.workers
+    if cfg.runtime.workers is not None:
+        return cfg.runtime.workers
     if not device.startswith("cuda"):
         return 0
     return max(0, min(8, cores_per_process() - 1))
@@ -291,10 +291,10 @@ def pct(x: float) -> str:
 
 
 def fit_config(cfg: Config, device: str, **run: Any) -> FitConfig:
-    """The :class:`FitConfig` of a job: ``train``'s optimiser, BatchNorm and precision settings, the
-    device's workers, and ``run`` (epochs, lr, batch size, seed, ... of this particular run)."""
+    """The :class:`FitConfig` of a job: ``train``'s optimiser and BatchNorm settings, the run's
+    precision, the device's workers, and ``run`` (epochs, lr, batch size, seed, ... of this particular run)."""
     t = cfg.train
     base = {"epochs": t.epochs, "lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay,
             "batch_size": t.batch_size, "seed": t.seed, "val_fraction": t.val_fraction, "freeze_bn": t.freeze_bn,
-            "sync_bn": t.sync_bn, "precision": t.precision, "num_workers": workers(cfg, device)}
+            "sync_bn": t.sync_bn, "precision": cfg.runtime.precision, "num_workers": workers(cfg, device)}
     return FitConfig(**{**base, **run})

@@ -147,7 +147,7 @@ CONFIGS = [  # (id, YAML text, needle); run as `train --config FILE`
     ("unknown-section", "trian:\n  epochs: 2\n", "trian"),
     ("unknown-key", "train:\n  epoch: 2\n", "epoch"),
     ("epochs-string", "train:\n  epochs: '5'\n", "train.epochs = '5'"),
-    ("resume-string", "train:\n  resume: 'no'\n", "train.resume = 'no'"),
+    ("resume-string", "runtime:\n  resume: 'no'\n", "runtime.resume = 'no'"),
     ("seeds-dup", "treat:\n  seeds: [0, 0]\n", "distinct seeds"),
     ("seeds-empty", "treat:\n  seeds: []\n", "seeds=[]"),
     ("theta-5", "diagnose:\n  theta: 5\n", "theta=5"),

@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
 
 def test_resolved_device_is_saved(trained):
     cfg = yaml.safe_load((trained / "config.yaml").read_text())
-    assert cfg["device"] == "cpu" and cfg["resolved"]["device"] == "cpu"
+    assert cfg["runtime"]["device"] == "cpu" and cfg["resolved"]["device"] == "cpu"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
@@ -62,7 +62,7 @@ def test_bf16_diagnose_and_examine_track_fp32(trained, tmp_path):
         assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
         assert ((a - b).abs().max() / a.abs().max()) < 0.1
     cfg = yaml.safe_load((tmp_path / "e_bf16" / "config.yaml").read_text())
-    assert cfg["examine"]["precision"] == "bf16"
+    assert cfg["runtime"]["precision"] == "bf16"
 
 
 def test_fp16_is_refused_everywhere(trained, tmp_path, capsys):
@@ -150,12 +150,12 @@ def test_default_workers_follow_the_device(monkeypatch):
     assert _workers(cfg, "cuda:0") == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 GPU processes share 16 cores
     assert _workers(cfg, "cuda:3") == 3
-    cfg.train.workers = 2
+    cfg.runtime.workers = 2
     assert _workers(cfg, "cpu") == 2
-    cfg.train.workers = -1
+    cfg.runtime.workers = -1
     from model_doctor.config import validate
 
-    with pytest.raises(ValueError, match="train.workers=-1; use 0"):
+    with pytest.raises(ValueError, match="runtime.workers=-1; use 0"):
         validate(cfg)
 
 
@@ -186,11 +186,11 @@ def test_workers_reach_every_loader_and_change_nothing(trained, tmp_path, monkey
         assert main(["examine", *w, "--diagnosis", str(tmp_path / f"d{n}"), "--limit", "40", "--workers", str(n),
                      "--out", str(tmp_path / f"e{n}")]) == 0
         assert seen and set(seen) == {n}, seen
-        assert yaml.safe_load((tmp_path / f"e{n}" / "config.yaml").read_text())["train"]["workers"] == n
+        assert yaml.safe_load((tmp_path / f"e{n}" / "config.yaml").read_text())["runtime"]["workers"] == n
     a, b = (Diagnosis.load(tmp_path / f"d{n}") for n in (0, 2))
     assert a.sample_indices == b.sample_indices
     for name in a.layers:
         assert torch.equal(a.correlations[name], b.correlations[name])
     for job in (["select", *w, "--per-class", "1"], ["train", "--data", "digits", "--model", "tinycnn", "--epochs", "1"]):
         assert main([*job, "--workers", "1", "--device", "cpu", "--out", str(tmp_path / job[0])]) == 0
-        assert yaml.safe_load((tmp_path / job[0] / "config.yaml").read_text())["train"]["workers"] == 1
+        assert yaml.safe_load((tmp_path / job[0] / "config.yaml").read_text())["runtime"]["workers"] == 1

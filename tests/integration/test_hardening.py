@@ -62,7 +62,7 @@ def test_broken_files_are_one_line(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("yaml_text,needle", [("train:\n  epochs: '5'\n", "train.epochs = '5'"),
-                                               ("train:\n  resume: 'no'\n", "train.resume = 'no'"),
+                                               ("runtime:\n  resume: 'no'\n", "runtime.resume = 'no'"),
                                                ("treat:\n  seeds: [0, 0]\n", "distinct seeds")])
 def test_config_values_are_type_checked(tmp_path, capsys, yaml_text, needle):
     cfg = tmp_path / "c.yaml"
@@ -276,3 +276,20 @@ def test_os_errors_are_one_line_with_a_fix():
         "No space left on device '/out/model.safetensors'; free disk space or choose another --out"
     assert "choose a writable --out" in _one_line(OSError(errno.EROFS, "Read-only file system", "/ro"))
     assert "check the permissions" in _one_line(PermissionError(errno.EACCES, "Permission denied", "/x"))
+
+
+def test_config_saved_before_the_runtime_section_is_still_read(tmp_path):
+    """device, workers, precision and resume moved into ``runtime``; an older config.yaml keeps working."""
+    from model_doctor.config import load_config
+
+    old = tmp_path / "old.yaml"
+    old.write_text("device: cpu\ntrain:\n  workers: 2\n  resume: true\n  precision: fp32\n"
+                   "diagnose:\n  precision: bf16\nexamine:\n  precision: fp32\n")
+    rt = load_config(old).runtime
+    assert (rt.device, rt.workers, rt.resume, rt.precision) == ("cpu", 2, True, "bf16")  # the one not at its default
+    old.write_text("train:\n  precision: bf16\ndiagnose:\n  precision: fp16\n")
+    with pytest.raises(ValueError, match=r"sets precision to \['bf16', 'fp16'\]; set it once, as runtime.precision"):
+        load_config(old)
+    new = tmp_path / "new.yaml"
+    new.write_text("runtime:\n  precision: bf16\n  workers: 0\n")
+    assert (load_config(new).runtime.precision, load_config(new).runtime.workers) == ("bf16", 0)

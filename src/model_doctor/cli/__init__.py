@@ -14,7 +14,7 @@ __all__ = ["main", "build_parser"]
 
 
 def _to_config(args: argparse.Namespace) -> Config:
-    values: dict[str, Any] = {k: v for k, v in vars(args).items() if "." in k or k in ("out", "device")}
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if "." in k or k == "out"}
     cfg = load_config(getattr(args, "config", None))
     for key in ("diagnose.layers", "treat.layers"):
         layers = values.get(key)

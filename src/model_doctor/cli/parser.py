@@ -35,9 +35,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                                                                                 "(model.json), else per dataset)")
     g.add_argument("--download", dest="data.download", action="store_const", const=True, help="let torchvision download the dataset")
     g.add_argument("--out", dest="out", help="output folder (created; the resolved config.yaml is written there)")
-    g.add_argument("--device", dest="device", help="auto (CUDA when available; default), cpu, cuda or cuda:N; "
+    g.add_argument("--device", dest="runtime.device", help="auto (CUDA when available; default), cpu, cuda or cuda:N; "
                                                   "under torchrun each rank uses cuda:LOCAL_RANK")
-    g.add_argument("--workers", dest="train.workers", type=int,
+    g.add_argument("--workers", dest="runtime.workers", type=int,
                    help="DataLoader worker processes (default: 0 on CPU, up to 8 per GPU process on CUDA)")
 
 
@@ -62,7 +62,7 @@ def _diag_opts(p: argparse.ArgumentParser) -> None:
 def _scale_opts(g) -> None:
     g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast; fp16 is refused")
+    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +113,7 @@ def _add_train(sub) -> None:
     g.add_argument("--batch-size", dest="train.batch_size", type=int, help="the training batch: images per SGD step")
     g.add_argument("--seed", dest="train.seed", type=int, help="seed for initialisation, split and data order")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="share of the training split held out for validation")
-    g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue from OUT/checkpoint.pt")
+    g.add_argument("--resume", dest="runtime.resume", action="store_const", const=True, help="continue from OUT/checkpoint.pt")
     _scale_opts(g)
 
 
@@ -121,7 +121,7 @@ def _add_diagnose(sub) -> None:
     p = sub.add_parser("diagnose", help="class x channel correlation per layer from confident training samples")
     _common(p)
     _diag_opts(p)
-    p.add_argument("--precision", dest="diagnose.precision", choices=["fp32", "bf16", "fp16"],
+    p.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 or bf16 autocast (GPUs); fp16 is refused")
     p.add_argument("--estimate", dest="diagnose.estimate", action="store_const", const=True,
                    help="do not diagnose: time a few images and print how long the run would take, with its FLOPs")
@@ -144,7 +144,7 @@ def _add_examine(sub) -> None:
                    help="CSV with file,group rows (paths relative to the ImageFolder root): accuracy per group")
     g.add_argument("--erode", dest="examine.erode", type=int, help="shrink each foreground by N pixels after refinement")
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="the examination's batch: samples per forward/backward")
-    g.add_argument("--precision", dest="examine.precision", choices=["fp32", "bf16", "fp16"],
+    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 or bf16 autocast (GPUs); fp16 is refused")
 
 
@@ -204,9 +204,9 @@ def _add_treat(sub) -> None:
     g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
     g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split")
-    g.add_argument("--resume", dest="train.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
+    g.add_argument("--resume", dest="runtime.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="train.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast; fp16 is refused")
+    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
 
 
 def _add_select(sub) -> None:

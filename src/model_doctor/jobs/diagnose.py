@@ -25,7 +25,7 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
     if d.estimate:
         est = estimate_diagnosis(model, data, d.layers or meta["default_layers"], num_classes=meta["num_classes"],
                                  samples_per_class=d.samples_per_class, noise_draws=d.noise_draws, noise=d.noise,
-                                 batch_size=d.batch_size, precision=d.precision)
+                                 batch_size=d.batch_size, precision=cfg.runtime.precision)
         if is_main():
             atomic_write_json(out / "estimate.json", est)
         log(f"estimate: about {est['estimate_seconds']:.0f} s here for {est['candidates']} candidates "
@@ -37,7 +37,7 @@ def run_diagnose(cfg: Config, log: Log = print) -> dict[str, Any]:
                     samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
                     noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]  # a str, validated as abs|relu by config
                     theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
-                    precision=d.precision, num_workers=workers(cfg, meta["device"]))
+                    precision=cfg.runtime.precision, num_workers=workers(cfg, meta["device"]))
     if is_main():
         diag.save(out)
     counts = diag.counts()

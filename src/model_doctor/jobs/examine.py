@@ -39,7 +39,7 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     indices = list(range(min(len(data), cfg.examine.limit))) if cfg.examine.limit else None
     save_run_config(cfg, out, {"versions": versions(), "model": meta})
     ex = examine(model, diag, data, indices=indices, batch_size=cfg.examine.batch_size, top_k=cfg.examine.top_k,
-                 precision=cfg.examine.precision, num_workers=workers(cfg, meta["device"]))
+                 precision=cfg.runtime.precision, num_workers=workers(cfg, meta["device"]))
     if is_main():
         ex.save(out)
     summary: dict[str, Any] = {"num_samples": len(ex.indices), "num_misclassified": int(ex.misclassified.sum()),

@@ -41,12 +41,11 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
     model, meta = load_model(cfg, len(classes))
     meta.update({"classes": classes, "dataset": cfg.data.name})
-    t = cfg.train
     fcfg = fit_config(cfg, meta["device"])
     tr, va = train_val_split(cfg, train_full, in_ch)
     check_resume(cfg, out)
     save_run_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va), "model": meta})
-    res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=t.resume, tag="train", say=log,
+    res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=cfg.runtime.resume, tag="train", say=log,
               log=lambda r: log(f"epoch {r['epoch']}: ce {r.get('loss_ce', float('nan')):.4f} val_acc {r['val_acc']:.4f}"))
     warn_skipped(res, "train", log)
     test = evaluate(model, load_data(cfg, "test", in_ch, meta["num_classes"], like=train_full), meta["num_classes"])

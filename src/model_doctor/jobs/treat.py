@@ -162,7 +162,7 @@ def _diagnosis(cfg: Config, original: nn.Module, meta: dict[str, Any], tr: Any, 
                         samples_per_class=d.samples_per_class, min_confidence=d.min_confidence, noise=d.noise,
                         noise_draws=d.noise_draws, batch_size=d.batch_size, seed=d.seed, reduce=d.reduce,  # type: ignore[arg-type]  # validated by config
                         theta=d.theta, allow_empty_classes=d.allow_empty_classes, class_names=meta.get("classes"),
-                        precision=d.precision, num_workers=workers(cfg, meta["device"]))
+                        precision=cfg.runtime.precision, num_workers=workers(cfg, meta["device"]))
         if is_main():
             diag.save(diag_dir)
         barrier()
@@ -224,7 +224,7 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
     fcfg = fit_config(cfg, s.meta["device"], epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=seed,
                       freeze_bn=t.freeze_bn)
     study = run_study(s.original, s.train, s.val, specs, fcfg, s.classes, seed_dir,
-                      select=select if held is not None else None, resume=cfg.train.resume, log=log,
+                      select=select if held is not None else None, resume=cfg.runtime.resume, log=log,
                       on_epoch=lambda arm, r: log(_epoch_line(seed, arm, r)))
     for name, run in study.arms.items():
         warn_skipped(run.result, f"seed {seed} {name}", log)
