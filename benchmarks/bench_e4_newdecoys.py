@@ -144,6 +144,8 @@ def main() -> int:
     lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
         f"{k}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows if r["kind"] == k)
         for k in args.kinds)]
+    lines += ["", "Every weight's shuffled-cue test accuracy (%; shown to say where a row falls short, it chose nothing):", ""]
+    lines += E5.weights_table(rows, cache, args.kinds, b["arms"])
     if args.out:
         E5.write_rows(rows, cache, Path(args.out).with_suffix(".json"))
     return emit(lines + ["", S.SPLIT_NOTE if b["base"] == "fashion-mnist" else

@@ -103,6 +103,7 @@ def test_e4_shortcut_small(tmp_path):
 def test_e4_new_decoys_small(tmp_path):
     text = _run_digits("bench_e4_newdecoys.py", tmp_path)
     assert "| texture | box |" in text and "| glyph | box |" in text and "Weight chosen per seed" in text
+    assert "| cue | annotation | β=1 | gap closed: rule's choice |" in text  # every weight beside the rule's choice
     rows = json.loads((tmp_path / "bench_e4_newdecoys.py.json").read_text())
     assert {r["kind"] for r in rows} == {"texture", "glyph"} and all("swap_acc" in r["treated"] for r in rows)
 
@@ -126,6 +127,7 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
 def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     text = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture")
     assert "| texture | box |" in text and "| texture | exact |" in text and "Ceiling curves" in text
+    assert "| cue | annotation | β=1 | gap closed: rule's choice |" in text
     rows = __import__("json").loads((tmp_path / "bench_e5_inbox.py.json").read_text())
     assert {r["arm"] for r in rows} == {"box", "exact"} and all("original_reliance" in r for r in rows)
     out = tmp_path / "rel.md"
