@@ -176,9 +176,13 @@ def weights_table(rows: list[dict], cache: Path, kinds: list[str], arms: list[st
     falls short says whether the method or the rule did. These test numbers chose nothing."""
     import statistics
 
-    runs = {id(r): r["summary"]["runs"][0] for r in rows}
-    betas = sorted({k.removeprefix("treated-beta") for run in runs.values() for k in run if k.startswith("treated-beta")},
-                   key=float)
+    def per_beta(r: dict) -> dict[str, float]:  # one weight: treat names its arm "treated" only
+        run = r["summary"]["runs"][0]
+        out = {k.removeprefix("treated-beta"): v["test_acc"] for k, v in run.items() if k.startswith("treated-beta")}
+        return out or {f"{run['chosen_beta']:g}": run["treated"]["test_acc"]}
+
+    runs = {id(r): per_beta(r) for r in rows}
+    betas = sorted({b for run in runs.values() for b in run}, key=float)
     lines = ["| cue | annotation | " + " | ".join(f"β={b}" for b in betas) + " | gap closed: rule's choice | "
              "gap closed: best single β | seeds where the rule chose the test-best β |",
              "|---|---|" + "---|" * (len(betas) + 3)]
@@ -189,7 +193,7 @@ def weights_table(rows: list[dict], cache: Path, kinds: list[str], arms: list[st
             rs = [r for r in rows if r["kind"] == kind and r["arm"] == arm]
             if not rs:
                 continue
-            acc = {b: [runs[id(r)][f"treated-beta{b}"]["test_acc"] for r in rs] for b in betas}
+            acc = {b: [runs[id(r)][b] for r in rs] for b in betas}
             gap = lambda accs: statistics.mean((a - r["original"]) / max(ceil - r["original"], 1e-9) for a, r in zip(accs, rs))
             rule = [r["summary"]["treated"]["test_acc"] for r in rs]
             best_fixed = max(betas, key=lambda b: gap(acc[b]))
