@@ -143,31 +143,36 @@ def _ms(vals: list[float]) -> str:
     return f"{100 * statistics.mean(vals):.1f} ± {100 * statistics.stdev(vals):.1f}"
 
 
+def _cells(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]):
+    """(cue, annotation, ceiling accuracy, its rows) for every cell of a table that has rows."""
+    for kind in kinds:
+        ceil, _ = _ceiling(cache, kind)
+        for arm in arms:
+            rs = [r for r in rows if r["kind"] == kind and r["arm"] == arm]
+            if rs:
+                yield kind, arm, ceil, rs
+
+
 def table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> list[str]:
     import statistics
 
     lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
              "swap acc treated − control (verdict) | user's swap acc: treated / control | background-only acc: treated / control |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for kind in kinds:
-        ceil, _ = _ceiling(cache, kind)
-        for arm in arms:
-            rs = [r for r in rows if r["kind"] == kind and r["arm"] == arm]
-            if not rs:
-                continue
-            tr = [r["summary"]["treated"]["test_acc"] for r in rs]
-            co = [r["summary"]["control"]["test_acc"] for r in rs]
-            og = [r["original"] for r in rs]
-            gap = [(t - o) / max(ceil - o, 1e-9) for t, o in zip(tr, og)]
-            rel = lambda a, k: [r["reliance"][a][k] for r in rs]
-            sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
-            verdict = _ms(sd)
-            if len(sd) > 1:
-                verdict += " (beyond noise)" if statistics.mean(sd) - 2 * statistics.stdev(sd) > 0 else " (within noise)"
-            lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
-                         f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
-                         f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "
-                         f"{_ms(rel('treated', 'bg_only_acc'))} / {_ms(rel('control', 'bg_only_acc'))} |")
+    for kind, arm, ceil, rs in _cells(rows, cache, kinds, arms):
+        tr = [r["summary"]["treated"]["test_acc"] for r in rs]
+        co = [r["summary"]["control"]["test_acc"] for r in rs]
+        og = [r["original"] for r in rs]
+        gap = [(t - o) / max(ceil - o, 1e-9) for t, o in zip(tr, og)]
+        rel = lambda a, k: [r["reliance"][a][k] for r in rs]
+        sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
+        verdict = _ms(sd)
+        if len(sd) > 1:
+            verdict += " (beyond noise)" if statistics.mean(sd) - 2 * statistics.stdev(sd) > 0 else " (within noise)"
+        lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
+                     f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
+                     f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "
+                     f"{_ms(rel('treated', 'bg_only_acc'))} / {_ms(rel('control', 'bg_only_acc'))} |")
     return lines
 
 
@@ -187,26 +192,21 @@ def weights_table(rows: list[dict], cache: Path, kinds: list[str], arms: list[st
              "gap closed: best single β | seeds where the rule chose the test-best β |",
              "|---|---|" + "---|" * (len(betas) + 3)]
     short = []
-    for kind in kinds:
-        ceil, _ = _ceiling(cache, kind)
-        for arm in arms:
-            rs = [r for r in rows if r["kind"] == kind and r["arm"] == arm]
-            if not rs:
-                continue
-            acc = {b: [runs[id(r)][b] for r in rs] for b in betas}
-            gap = lambda accs: statistics.mean((a - r["original"]) / max(ceil - r["original"], 1e-9) for a, r in zip(accs, rs))
-            rule = [r["summary"]["treated"]["test_acc"] for r in rs]
-            best_fixed = max(betas, key=lambda b: gap(acc[b]))
-            hits = sum(abs(t - max(acc[b][i] for b in betas)) < 1e-9 for i, t in enumerate(rule))
-            lines.append(f"| {kind} | {arm} | " + " | ".join(_ms(acc[b]) for b in betas) + f" | {100 * gap(rule):.0f} % | "
-                         f"{100 * gap(acc[best_fixed]):.0f} % (β={best_fixed}) | {hits} of {len(rs)} |")
-            if gap(rule) < 0.5:
-                why = (f"the method at this schedule: no single β of {', '.join(betas)} reaches half (best β={best_fixed}: "
-                       f"{100 * gap(acc[best_fixed]):.0f} %)" if gap(acc[best_fixed]) < 0.5 else
-                       f"the rule: β={best_fixed} on every seed would close {100 * gap(acc[best_fixed]):.0f} %, but the "
-                       f"held-out images chose the test-best β on {hits} of {len(rs)} seeds")
-                short.append(f"- {kind} / {arm}: the rule's choice closes {100 * gap(rule):.0f} % of the gap (< ½); "
-                             f"what falls short is {why}.")
+    for kind, arm, ceil, rs in _cells(rows, cache, kinds, arms):
+        acc = {b: [runs[id(r)][b] for r in rs] for b in betas}
+        gap = lambda accs: statistics.mean((a - r["original"]) / max(ceil - r["original"], 1e-9) for a, r in zip(accs, rs))
+        rule = [r["summary"]["treated"]["test_acc"] for r in rs]
+        best_fixed = max(betas, key=lambda b: gap(acc[b]))
+        hits = sum(abs(t - max(acc[b][i] for b in betas)) < 1e-9 for i, t in enumerate(rule))
+        lines.append(f"| {kind} | {arm} | " + " | ".join(_ms(acc[b]) for b in betas) + f" | {100 * gap(rule):.0f} % | "
+                     f"{100 * gap(acc[best_fixed]):.0f} % (β={best_fixed}) | {hits} of {len(rs)} |")
+        if gap(rule) < 0.5:
+            why = (f"the method at this schedule: no single β of {', '.join(betas)} reaches half (best β={best_fixed}: "
+                   f"{100 * gap(acc[best_fixed]):.0f} %)" if gap(acc[best_fixed]) < 0.5 else
+                   f"the rule: β={best_fixed} on every seed would close {100 * gap(acc[best_fixed]):.0f} %, but the "
+                   f"held-out images chose the test-best β on {hits} of {len(rs)} seeds")
+            short.append(f"- {kind} / {arm}: the rule's choice closes {100 * gap(rule):.0f} % of the gap (< ½); "
+                         f"what falls short is {why}.")
     return lines + ([""] + short if short else ["", "Every row's rule choice closes at least half of the gap."])
 
 
