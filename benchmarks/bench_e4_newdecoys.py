@@ -146,6 +146,9 @@ def main() -> int:
         for k in args.kinds)]
     lines += ["", "Every weight's shuffled-cue test accuracy (%; shown to say where a row falls short, it chose nothing):", ""]
     lines += E5.weights_table(rows, cache, args.kinds, b["arms"])
+    lines += ["", "Ceiling curves (validation accuracy per epoch, shuffled decoys):", ""]
+    lines += [f"- {k}: " + " ".join(f"{100 * v:.0f}" for v in E5.ceiling_of(cache, k)[1]) for k in args.kinds
+              if (cache / k / "runs" / "ceiling" / "summary.json").is_file()]
     if args.out:
         E5.write_rows(rows, cache, Path(args.out).with_suffix(".json"))
     return emit(lines + ["", S.SPLIT_NOTE if b["base"] == "fashion-mnist" else

@@ -129,7 +129,8 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     return out
 
 
-def _ceiling(cache: Path, kind: str) -> tuple[float, list[float]]:
+def ceiling_of(cache: Path, kind: str) -> tuple[float, list[float]]:
+    """The ceiling model's shuffled-cue test accuracy and its validation curve (one value per epoch)."""
     runs = cache / kind / "runs" / "ceiling"
     curve = [json.loads(line)["val_acc"] for line in (runs / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return json.loads((runs / "summary.json").read_text())["test_acc"], curve
@@ -146,7 +147,7 @@ def _ms(vals: list[float]) -> str:
 def _cells(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]):
     """(cue, annotation, ceiling accuracy, its rows) for every cell of a table that has rows."""
     for kind in kinds:
-        ceil, _ = _ceiling(cache, kind)
+        ceil, _ = ceiling_of(cache, kind)
         for arm in arms:
             rs = [r for r in rows if r["kind"] == kind and r["arm"] == arm]
             if rs:
@@ -216,7 +217,7 @@ def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
 
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
              "original_reliance": {k: r["reliance"]["original"][k] for k in ("swap_acc", "bg_only_acc")},
-             "ceiling": _ceiling(cache, r["kind"])[0],
+             "ceiling": ceiling_of(cache, r["kind"])[0],
              **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in ("swap_acc", "bg_only_acc")}}
                 for a in ("treated", "control")},
              "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])]} for r in rows]
@@ -255,7 +256,7 @@ def main() -> int:
     lines += weights_table(rows, cache, args.kinds, b["arms"])
     lines += ["", "Ceiling curves (validation accuracy per epoch, uninformative cues):", ""]
     for kind in args.kinds:
-        _, curve = _ceiling(cache, kind)
+        _, curve = ceiling_of(cache, kind)
         lines.append(f"- {kind}: " + " ".join(f"{100 * v:.0f}" for v in curve))
     lines += ["", S.SPLIT_NOTE]
     if args.out:
