@@ -41,6 +41,8 @@ evidence: $(STAMP)
 	$(PY) -m benchmarks.bench_e4_newdecoys --out docs/results/e4_newdecoys.md
 	$(PY) -m benchmarks.bench_e5_inbox --out docs/results/e5_inbox.md
 	$(PY) -m benchmarks.bench_waterbirds --out docs/results/e6_waterbirds.md
+	$(PY) -m benchmarks.bench_waterbirds --study annotations --out docs/results/e6_annotations.md
+	$(PY) -m benchmarks.bench_waterbirds --study rule --out docs/results/e6_rule.md
 	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_first_run.json docs/results/e5_inbox.json docs/results/e4_shortcut.json docs/results/e4_newdecoys.json --out docs/results/reliance_vs_truth.md
 	$(PY) -m benchmarks.bench_counterfactual --out docs/results/counterfactual_cost.md
 	$(PY) -m benchmarks.collect_performance --out docs/results/performance.md

@@ -24,7 +24,13 @@ boxes at 5 and 100 per class and exact masks (the object's pixels) at 20, each w
 and counterfactual (β 1, 3, 10, chosen as above). The 100-per-class masks come from the same
 writer with more annotations (the images are identical, which is checked).
 
-Usage: python -m benchmarks.bench_waterbirds [--budget small|full] [--study main|annotations] [--seeds 0 1 2]
+``--study rule`` chooses the counterfactual as ``treat`` does by default, for a user without
+group labels: a quarter of each class's annotated images is held out from every kind of training,
+half of it chooses β and the epoch by background-swap accuracy (the ``swap`` rule), and the other
+half gives the swap accuracy the user reads. Its worst-group accuracy is compared with the arms
+above, which chose with validation group labels.
+
+Usage: python -m benchmarks.bench_waterbirds [--budget small|full] [--study main|annotations|rule] [--seeds 0 1 2]
 [--out docs/results/e6_waterbirds.md]
 """
 
@@ -203,6 +209,54 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def run_rule(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
+    """The counterfactual at β 1, 3, 10 chosen by ``treat``'s default rule (no group labels)."""
+    from model_doctor.training import evaluate
+    from model_doctor.treatment.plan import make_pools
+    from model_doctor.treatment.reliance import background_reliance, selection_score
+
+    b = budget
+    d, original, _, _ = _setup(b, seed, cache, root)
+    folder = cache / f"data-seed{seed}"
+    masked = with_masks(d["train"], load_masks("png", folder / "masks-box", dataset_root=folder / "masks-box"), 0)
+    pools = make_pools(masked, masked, 0.25, b["per_class"], seed)
+    assert pools.select is not None and pools.report is not None
+
+    def select(m):
+        val = evaluate(m, d["val"], 2)["acc"]
+        return {"select_score": selection_score(val, background_reliance(m, pools.select, seed=0), "swap")}
+
+    arms = [ArmSpec(f"counterfactual-rule-beta{w:g}", lambda w=w: CounterfactualLoss(pools.train, w, seed=seed),
+                    group="cf-rule", weight=w) for w in b["betas"]]
+    study = run_study(original, pools.masked_train, d["val"], arms,
+                      FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, cache / f"seed{seed}", select=select)
+    chosen = study.arm("cf-rule")
+    out = {"counterfactual_rule": group_accuracy(chosen.model, d["test"], *d["groups"]["test"]),
+           "chosen_beta": chosen.spec.weight, "report_swap_acc": background_reliance(chosen.model, pools.report)["swap_acc"],
+           **json.loads((cache / f"seed{seed}" / "test.json").read_text())}
+    (cache / f"seed{seed}" / "test-rule.json").write_text(json.dumps(out))
+    return out
+
+
+def rule_lines(rows: list[dict]) -> list[str]:
+    """The default-rule counterfactual against every arm of the main study (same seeds)."""
+    lines = ["| | worst-group test acc | average test acc |", "|---|---|---|"]
+    for a in ("erm", "jtt", "dfr", "groupdro", "counterfactual", "counterfactual_rule"):
+        w, av = spread([r[a]["worst"] for r in rows]), spread([r[a]["average"] for r in rows])
+        name = {"counterfactual": "counterfactual (β chosen by worst-group validation)",
+                "counterfactual_rule": "**counterfactual, treat's default rule** (no group labels)"}.get(a, a)
+        lines.append(f"| {name} | {100 * w.mean:.1f} ± {100 * w.std:.1f} | {100 * av.mean:.1f} ± {100 * av.std:.1f} |")
+    lines.append("")
+    for other in ("erm", "jtt", "dfr", "counterfactual"):
+        sp = spread([r["counterfactual_rule"]["worst"] - r[other]["worst"] for r in rows])
+        where = "beyond" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else "not beyond"
+        lines.append(f"- worst-group accuracy, default-rule counterfactual − {other}: {100 * sp.mean:+.1f} ± "
+                     f"{100 * sp.std:.1f} pts ({sp.n} seeds; {where} 2σ of the seed spread)")
+    return lines + ["", "β chosen per seed: " + ", ".join(format(r["chosen_beta"], "g") for r in rows)
+                    + "; the user's report-set swap accuracy: " + ", ".join(f"{100 * r['report_swap_acc']:.1f} %" for r in rows)
+                    + "; worst-group test accuracy: " + ", ".join(f"{100 * r['counterfactual_rule']['worst']:.1f} %" for r in rows)]
+
+
 def annotation_table(b: dict, rows: list[dict]) -> list[str]:
     """Per annotation: DFR and the counterfactual at the same budget, against the ERM control."""
     pct = lambda xs: (lambda sp: f"{100 * sp.mean:.1f} ± {100 * sp.std:.1f}")(spread(xs))
@@ -237,8 +291,9 @@ def _paragraph(text: str) -> str:
 
 def main() -> int:
     ap = S.parser(__doc__)
-    ap.add_argument("--study", choices=["main", "annotations"], default="main",
-                    help="main: every arm at boxes, N per class; annotations: DFR and counterfactual per annotation kind and N")
+    ap.add_argument("--study", choices=["main", "annotations", "rule"], default="main",
+                    help="main: every arm at boxes, N per class; annotations: DFR and counterfactual per annotation kind "
+                         "and N; rule: the counterfactual chosen by treat's default rule (run main first)")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     if args.threads:
@@ -254,6 +309,12 @@ def main() -> int:
         lines = header("E6b: Waterbirds-style benchmark, annotation kind and budget", "bench_waterbirds.py", args.budget)
         lines += [_paragraph(__doc__.split("\n\n")[4]), _paragraph(__doc__.split("\n\n")[3]), setting, ""]
         return emit(lines + annotation_table(budget, rows), args.out)
+    if args.study == "rule":
+        rows = [run_rule(budget, s, cache, root) for s in budget["seeds"]]
+        lines = header("E6c: Waterbirds-style benchmark, the counterfactual chosen without group labels",
+                       "bench_waterbirds.py", args.budget)
+        lines += [_paragraph(__doc__.split("\n\n")[5]), setting, ""]
+        return emit(lines + rule_lines(rows), args.out)
     rows = [run_seed(budget, s, cache, root) for s in budget["seeds"]]
     lines = header("E6: Waterbirds-style benchmark, worst-group accuracy", "bench_waterbirds.py", args.budget)
     lines += [*(_paragraph(__doc__.split("\n\n")[i]) for i in (1, 2, 3)),

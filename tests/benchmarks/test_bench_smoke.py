@@ -189,3 +189,9 @@ def test_waterbirds_small(tmp_path):
         assert row in text, row
     assert next(runs.glob("*/seed0/erm/result.json")).stat().st_mtime_ns == stamp  # the same control, not retrained
     assert any(runs.glob("*/data-seed0-annotated16/masks-box/*/*.png"))
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--study", "rule",
+                          "--out", str(out), "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    assert "| **counterfactual, treat's default rule** (no group labels) |" in text and "report-set swap accuracy" in text
