@@ -152,6 +152,10 @@ def test_reliance_verdicts_report_coverage_and_background_only():
     assert "not trained on, not used to select" in texts[0] and "beyond seed noise" in texts[0]
     assert any(t.startswith("coverage:") and "not refined (--refine none)" in t for t in texts)
     assert any("background alone on 95 %" in t for t in texts)
+    caution = [t for t in texts if t.startswith("caution:")]  # 10 report images: one moves the figure by 10 points
+    assert len(caution) == 1 and f"rest on {len(pools.report)} images" in caution[0] and "annotate more" in caution[0]
+    big = make_pools(_masked_ds(100), _masked_ds(100), holdout=0.5, per_class=None, seed=0, refine="none")
+    assert len(big.report) >= 20 and not any(v["text"].startswith("caution:") for v in reliance_verdicts(runs, big))
     pools.report = None     # too few to split: the selection set is reported, marked optimistic, no claim
     texts = [v["text"] for v in reliance_verdicts(runs, pools)]
     assert "also chose the epochs" in texts[0] and "optimistic" in texts[0] and "beyond seed noise" not in texts[0]

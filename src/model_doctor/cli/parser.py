@@ -62,7 +62,8 @@ def _diag_opts(p: argparse.ArgumentParser) -> None:
 def _scale_opts(g) -> None:
     g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
+    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
+                   help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +207,8 @@ def _add_treat(sub) -> None:
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split")
     g.add_argument("--resume", dest="runtime.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"], help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
+    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
+                   help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
 
 
 def _add_select(sub) -> None:

@@ -189,6 +189,10 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
     return parts[0] if len(parts) == 1 else CombinedTerms(parts)
 
 
+#: fewer report images than this and the reliance verdicts carry a caution (one image ≥ 5 points)
+FEW_RELIANCE_IMAGES = 20
+
+
 def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
     """The verdict lines on background reliance, honest by construction.
 
@@ -207,6 +211,11 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict
                    f"background-swap accuracy on {tag}", claim=claim),
            verdict([rel(r, "treated")["bg_only_acc"] - rel(r, "control")["bg_only_acc"] for r in runs],
                    "background-only accuracy (object removed; lower is better)", lower_is_better=True, claim=claim)]
+    if len(where) < FEW_RELIANCE_IMAGES:
+        out.append({"what": "size", "beyond_noise": False, "text": (
+            f"caution: these figures rest on {len(where)} images ({len(pools.select or [])} chose the epochs and weights); "
+            f"one image moves them by up to {100 / len(where):.0f} points, and a choice made on so few is as noisy: "
+            "annotate more images per class or raise --holdout (docs/method.md, E6)")})
     missing = len(where) - int(where.refined.sum())
     if missing:
         why = ", ".join(f"{v} {k}" for k, v in where.refine_report()["not_refined"].items())
