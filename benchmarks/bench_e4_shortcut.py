@@ -37,7 +37,7 @@ from model_doctor.training import FitConfig, evaluate
 from model_doctor.treatment import ModelDoctorLoss
 from model_doctor.treatment.plan import make_pools
 from model_doctor.treatment.pool import AnnotatedPool
-from model_doctor.treatment.reliance import background_reliance, selection_score
+from model_doctor.treatment.reliance import background_reliance, resolve_rule, selection_score
 from model_doctor.treatment.space import SPACE_METHODS
 
 LAYER = "features.8"        # smallcnn's default (last conv) layer
@@ -134,7 +134,7 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
         rel = background_reliance(model, held, seed=seed) if held is not None else None
         val = evaluate(model, data["train_val"], 10)["acc"]
         return {"held_swap_acc": rel["swap_acc"] if rel else None, "held_bg_grad_share": rel["bg_grad_share"] if rel else None,
-                "select_score": selection_score(val, rel, rule=Config().treat.select_rule)}
+                "select_score": selection_score(val, rel, rule=resolve_rule(Config().treat.select_rule, False))}
 
     out["original"].update(select(orig))
     diag_dir = base / "diagnosis"

@@ -48,6 +48,11 @@ def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
         assert 0.0 <= g["average"]["mean"] <= 1.0
     assert any(v["what"] == "worst-group test accuracy" for v in s["verdict"])
     assert "worst-group test accuracy:" in capsys.readouterr().out
+    # the groups label the val/ images, so the default rule selects on the worst validation group, and
+    # no annotated image is spent on selection: every held-out one reports
+    assert s["selection"]["select_rule"] == "groups" and s["selection"]["select_rule_asked"] == "auto"
+    assert s["masks"]["select"] == 0 and s["masks"]["report"] == s["masks"]["held_out"] > 0
+    _check_chosen_on_the_worst_validation_group(bench, tmp_path / "t")
     w = ["--weights", str(tmp_path / "o" / "model.safetensors")]
     assert main(["diagnose", *data, *w, "--samples-per-class", "5", "--min-confidence", "0", "--allow-empty-classes",
                  "--out", str(tmp_path / "d")]) == 0
@@ -55,6 +60,47 @@ def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
                  "--out", str(tmp_path / "e")]) == 0
     g = json.loads((tmp_path / "e" / "examine_summary.json").read_text())["groups"]
     assert len(g["per_group"]) == 4 and g["worst"] == min(g["per_group"].values())
+
+
+def _check_chosen_on_the_worst_validation_group(bench, out):
+    """Each arm's kept epoch is the one with the best worst-group validation accuracy, and the saved
+    model reproduces that accuracy, recomputed here from the CSV and the val/ images."""
+    from model_doctor.config import Config
+    from model_doctor.data.groups import group_accuracy, load_groups
+    from model_doctor.runtime import load_data, load_model
+
+    for arm in ("treated", "control"):
+        rows = [json.loads(x) for x in (out / "seed0" / arm / "metrics.jsonl").read_text().splitlines()]
+        best = max(rows, key=lambda r: (r["val_worst_group"], -r["epoch"]))
+        cfg = Config()
+        cfg.data.name, cfg.model.weights = f"imagefolder:{bench}", str(out / "seed0" / arm / "model.safetensors")
+        model, meta = load_model(cfg)
+        val = load_data(cfg, "val", meta["in_channels"])
+        g = group_accuracy(model, val, *load_groups(bench / "groups.csv", val, "val"))
+        assert g["worst"] == pytest.approx(best["val_worst_group"])
+        assert best["select_score"] == pytest.approx(g["worst"] + 1e-3 * g["average"])
+
+
+def test_validation_carved_from_train_takes_its_groups_from_train_rows(bench):
+    from torch.utils.data import Subset
+
+    from model_doctor.data.folder import MaskedImageFolder
+    from model_doctor.data.groups import load_groups
+
+    train = MaskedImageFolder(bench / "train", image_size=32, in_channels=3)
+    part = Subset(train, [3, 0, 7])
+    idx, names = load_groups(bench / "groups.csv", part, "train")
+    rows = {r["file"]: r["group"] for r in csv.DictReader((bench / "groups.csv").open())}
+    assert [names[i] for i in idx.tolist()] == [rows[f"train/{train.samples[i][0]}"] for i in (3, 0, 7)]
+
+
+def test_select_rule_auto_needs_the_validation_groups():
+    from model_doctor.treatment.reliance import resolve_rule
+
+    assert resolve_rule("auto", True) == "groups" and resolve_rule("auto", False) == "swap"
+    assert resolve_rule("mean", True) == "mean"
+    with pytest.raises(ValueError, match="--select-rule groups needs group labels"):
+        resolve_rule("groups", False)
 
 
 def test_a_groups_csv_missing_images_is_one_line(bench, tmp_path, capsys):

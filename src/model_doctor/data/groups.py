@@ -14,12 +14,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 __all__ = ["load_groups", "group_accuracy"]
 
 
 def load_groups(path: str | Path, dataset: Any, split: str) -> tuple[torch.Tensor, list[str]]:
-    """(group index per item of ``dataset`` ``[N]``, group names) for an ImageFolder split.
+    """(group index per item of ``dataset`` ``[N]``, group names) for an ImageFolder split (or a
+    :class:`Subset` of one, e.g. validation carved from ``train``: pass ``split="train"``).
 
     Raises:
         ValueError: an unreadable CSV, no ``file,group`` header, a dataset that is not an
@@ -35,7 +37,7 @@ def load_groups(path: str | Path, dataset: Any, split: str) -> tuple[torch.Tenso
         raise ValueError(f"--groups {str(p)!r} is not a readable CSV ({exc}); write it as UTF-8 file,group rows") from None
     if not rows or not {"file", "group"} <= set(rows[0]):
         raise ValueError(f"--groups {str(p)!r} needs a header with the columns file,group and one row per image")
-    samples = getattr(dataset, "samples", None)
+    samples = _samples(dataset)
     if samples is None:
         raise ValueError("--groups needs an ImageFolder dataset (--data imagefolder:DIR): groups are matched by file path")
     by_file = {r["file"].replace("\\", "/").lstrip("./"): r["group"] for r in rows}
@@ -47,6 +49,14 @@ def load_groups(path: str | Path, dataset: Any, split: str) -> tuple[torch.Tenso
     names = sorted({by_file[k] for k in keys})
     index = {n: i for i, n in enumerate(names)}
     return torch.tensor([index[by_file[k]] for k in keys], dtype=torch.long), names
+
+
+def _samples(dataset: Any) -> list[tuple[str, Any]] | None:
+    """An ImageFolder's ``(relative path, label)`` rows, through a :class:`Subset` too (its items only)."""
+    if isinstance(dataset, Subset):
+        inner = _samples(dataset.dataset)
+        return None if inner is None else [inner[int(i)] for i in dataset.indices]
+    return getattr(dataset, "samples", None)
 
 
 def group_accuracy(model: nn.Module, dataset: Any, groups: torch.Tensor, names: list[str],

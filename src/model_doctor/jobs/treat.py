@@ -42,7 +42,7 @@ from ..study import ArmSpec, StudyResult, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import evaluate
 from ..treatment.plan import Pools, build_terms, make_pools, needs_diagnosis, reliance_verdicts, weights_of
-from ..treatment.reliance import background_reliance, selection_score
+from ..treatment.reliance import background_reliance, group_selection_score, resolve_rule, selection_score
 from .text import reliance_table
 
 __all__ = ["run_treat"]
@@ -51,7 +51,10 @@ SELECTION_RULES = {
     "swap": ("each arm's epoch, and the weight, by held-out background-swap accuracy on the selection set, validation "
              "accuracy breaking ties (validation accuracy alone without held-out annotated images); test data never used"),
     "mean": ("each arm's epoch, and the weight, by the mean of validation accuracy and held-out background-swap "
-             "accuracy (validation accuracy alone without held-out annotated images); test data never used")}
+             "accuracy (validation accuracy alone without held-out annotated images); test data never used"),
+    "groups": ("each arm's epoch, and the weight, by worst-group validation accuracy (--groups labels the validation "
+               "images), average validation accuracy breaking ties; every held-out annotated image reports; test data "
+               "never used")}
 
 
 @dataclass
@@ -68,6 +71,8 @@ class _Setup:
     expand: int
     layers: list[str]
     diag: Diagnosis | None
+    rule: str = "swap"
+    val_groups: tuple[Any, list[str]] | None = None
 
     @property
     def classes(self) -> int:
@@ -128,20 +133,38 @@ def _setup(cfg: Config, out: Path, log: Log, train_data: Any) -> _Setup:
     train_full = train_data if train_data is not None else load_data(cfg, "train", meta["in_channels"], n_cls)
     tr, va = train_val_split(cfg, train_full, meta["in_channels"])
     check_resume(cfg, out)
+    if t.groups:  # a bad CSV fails now, not after training (only file names are listed; no test image is read)
+        load_groups(t.groups, load_data(cfg, "test", meta["in_channels"], n_cls, like=train_full), "test")
+    val_groups = _val_groups(cfg, va, log)
+    rule = resolve_rule(t.select_rule, val_groups is not None)
     pools, expand = None, 0
     if any(betas) or t.rrr:
-        tr, pools, expand = _treat_masks(cfg, train_full, tr, log)
+        tr, pools, expand = _treat_masks(cfg, train_full, tr, log, select=rule != "groups")
     save_run_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va),
                                **({"masks": pools.summary(), "expand": expand} if pools else {})})
     if pools is not None and is_main():
         save_annotations(out, pools)
     layers = _layers(original, meta, t.layers or cfg.diagnose.layers, train_full[0][0])
-    if t.groups:  # a bad CSV fails now, not after training (only file names are listed; no test image is read)
-        load_groups(t.groups, load_data(cfg, "test", meta["in_channels"], n_cls, like=train_full), "test")
     diag = _diagnosis(cfg, original, meta, tr, out, log) if needs_diagnosis(t, betas) else None
     if diag is not None and not t.layers:
         layers = list(diag.layers)
-    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag)
+    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag, rule, val_groups)
+
+
+def _val_groups(cfg: Config, val: Any, log: Log) -> tuple[Any, list[str]] | None:
+    """The validation images' groups from ``--groups``; None (said once) where it does not label them all."""
+    from torch.utils.data import Subset
+
+    if not cfg.treat.groups:
+        return None
+    split = "train" if isinstance(val, Subset) else "val"  # carved from train/ when the folder has no val/
+    try:
+        return load_groups(cfg.treat.groups, val, split)
+    except ValueError as exc:
+        if cfg.treat.select_rule == "groups":
+            raise
+        log(f"groups: not used to select ({exc}); choosing by --select-rule swap")
+        return None
 
 
 def _layers(model: nn.Module, meta: dict[str, Any], spec: Any, example: Any) -> list[str]:
@@ -171,7 +194,7 @@ def _diagnosis(cfg: Config, original: nn.Module, meta: dict[str, Any], tr: Any, 
     return diag
 
 
-def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, Pools, int]:
+def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log, select: bool = True) -> tuple[Any, Pools, int]:
     """(training part with expanded masks, pools, expansion) for a run that uses masks."""
     from torch.utils.data import Subset
 
@@ -191,7 +214,7 @@ def _treat_masks(cfg: Config, train_full: Any, tr: Any, log: Log) -> tuple[Any, 
         raise ValueError("beta/rrr need foreground masks; pass --masks DIR (see `model-doctor select`) or use a "
                          "dataset with masks (decoy-digits, decoy-fashion-mnist)")
     raw_tr, exp_tr = Subset(raw_full, tr.indices), Subset(exp_full, tr.indices)
-    pools = make_pools(raw_tr, exp_tr, t.holdout, t.annotated_per_class, cfg.train.split_seed, t.refine, t.erode)
+    pools = make_pools(raw_tr, exp_tr, t.holdout, t.annotated_per_class, cfg.train.split_seed, t.refine, t.erode, select)
     pools.skipped_report = raw_full.skip_report() if hasattr(raw_full, "skip_report") else "skipped: none"
     log(f"masks: {pools.describe()} (expansion {expand} px for the gradient penalties); annotations {pools.skipped_report}")
     return pools.masked_train, pools, expand
@@ -209,11 +232,15 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
     held = s.pools.select if s.pools is not None else None
 
     def select(model: nn.Module) -> dict[str, Any]:
-        """The no-test-data selection rule: validation accuracy and held-out background-swap accuracy."""
+        """The no-test-data selection rule: worst-group validation accuracy (``groups``), else
+        validation accuracy and held-out background-swap accuracy."""
+        if s.rule == "groups":
+            g = group_accuracy(model, s.val, *s.val_groups)  # type: ignore[misc]  # set with the groups rule
+            return {"val_worst_group": g["worst"], "select_score": group_selection_score(g)}
         val = evaluate(model, s.val, s.classes)["acc"]
         rel = background_reliance(model, held, seed=cfg.train.split_seed)  # type: ignore[arg-type]  # select runs only with held
         return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
-                "select_score": selection_score(val, rel, cfg.treat.select_rule)}
+                "select_score": selection_score(val, rel, s.rule)}
 
     def terms(beta: float):
         return lambda: build_terms(t, s.diag, seed, beta, s.pools, s.expand, s.layers)
@@ -224,7 +251,7 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
     fcfg = fit_config(cfg, s.meta["device"], epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=seed,
                       freeze_bn=t.freeze_bn)
     study = run_study(s.original, s.train, s.val, specs, fcfg, s.classes, seed_dir,
-                      select=select if held is not None else None, resume=cfg.runtime.resume, log=log,
+                      select=select if held is not None or s.rule == "groups" else None, resume=cfg.runtime.resume, log=log,
                       on_epoch=lambda arm, r: log(_epoch_line(seed, arm, r)))
     for name, run in study.arms.items():
         warn_skipped(run.result, f"seed {seed} {name}", log)
@@ -236,7 +263,8 @@ def _epoch_line(seed: int, arm: str, r: dict[str, Any]) -> str:
     return (f"seed {seed} {arm} epoch {r['epoch']}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in r.items()
                                                                   if k.startswith("loss_"))
             + f" val_acc {r['val_acc']:.4f}"
-            + (f" held-out swap acc {r['held_swap_acc']:.4f}" if r.get("held_swap_acc") is not None else ""))
+            + (f" held-out swap acc {r['held_swap_acc']:.4f}" if r.get("held_swap_acc") is not None else "")
+            + (f" val worst group {r['val_worst_group']:.4f}" if r.get("val_worst_group") is not None else ""))
 
 
 def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: Any,
@@ -273,7 +301,7 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
                                     "worst-group test accuracy"))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools)
-    selection = {"rule": SELECTION_RULES[cfg.treat.select_rule], "select_rule": cfg.treat.select_rule,
+    selection = {"rule": SELECTION_RULES[s.rule], "select_rule": s.rule, "select_rule_asked": cfg.treat.select_rule,
                  "space_method": cfg.treat.space_method if any(s.betas) else None,
                  "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs}}
     return TreatSummary(original=original, treated=arms["treated"], control=arms.get("control"), runs=runs,

@@ -80,7 +80,9 @@ class Pools:
         return [p for p in (self.train, self.select, self.report) if p is not None]
 
     def describe(self) -> str:
-        if self.select is None:
+        if self.select is None and self.report is not None:
+            held = f", {len(self.report)} held out to report background reliance (none spent on selection)"
+        elif self.select is None:
             held = ", none held out (too few per class: background reliance is not measured)"
         else:
             held = (f", {len(self.select)} held out to choose epochs and weights"
@@ -108,11 +110,12 @@ class Pools:
 
 
 def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_class: int | None,
-               seed: int, refine: str = "grabcut", erode_px: int = 0) -> Pools:
+               seed: int, refine: str = "grabcut", erode_px: int = 0, with_select: bool = True) -> Pools:
     """Pools from the training part with raw (unexpanded) masks; ``expanded_train`` is the same
     part with expanded masks (what Eq. 6 / RRR read from the batch). Foregrounds are refined
     (``refine``, :mod:`model_doctor.data.refine`) once, here. Half of the held-out images (per
-    class) select, the other half report.
+    class) select, the other half report; all of them report with ``with_select=False`` (when
+    something else, e.g. worst-group validation accuracy, chooses).
 
     Raises:
         ValueError: no annotated image in the training part (masks that pair with nothing).
@@ -124,7 +127,7 @@ def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_
         pool = pool._take(pick_per_class(pool.labels, per_class, seed))
     pool = pool.refine(refine, seed, erode_px)
     train, held = pool.split_holdout(holdout, seed)
-    select, report = held.split_holdout(0.5, seed + 1) if held is not None else (None, None)
+    select, report = held.split_holdout(0.5, seed + 1) if held is not None and with_select else (None, held)
     out = {int(i) for p in (select, report) if p is not None for i in p.indices}
     keep = [i for i in range(sized(expanded_train)) if i not in out]
     return Pools(train, select, report, Subset(KeepMasks(expanded_train, train.indices), keep), refine)
@@ -212,10 +215,12 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict
            verdict([rel(r, "treated")["bg_only_acc"] - rel(r, "control")["bg_only_acc"] for r in runs],
                    "background-only accuracy (object removed; lower is better)", lower_is_better=True, claim=claim)]
     if len(where) < FEW_RELIANCE_IMAGES:
+        chose = (f"{len(pools.select)} chose the epochs and weights" if pools.select is not None else
+                 "none chose the epochs and weights")
         out.append({"what": "size", "beyond_noise": False, "text": (
-            f"caution: these figures rest on {len(where)} images ({len(pools.select or [])} chose the epochs and weights); "
-            f"one image moves them by up to {100 / len(where):.0f} points, and a choice made on so few is as noisy: "
-            "annotate more images per class or raise --holdout (docs/method.md, E6)")})
+            f"caution: these figures rest on {len(where)} images ({chose}); one image moves them by up to "
+            f"{100 / len(where):.0f} points" + (", and a choice made on so few is as noisy" if pools.select is not None else "")
+            + ": annotate more images per class or raise --holdout (docs/method.md, E6)")})
     missing = len(where) - int(where.refined.sum())
     if missing:
         why = ", ".join(f"{v} {k}" for k, v in where.refine_report()["not_refined"].items())

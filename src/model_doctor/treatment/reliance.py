@@ -12,7 +12,8 @@ from torch import nn
 from .pool import AnnotatedPool, composite
 from .space import _device, background_share
 
-__all__ = ["background_reliance", "selection_score", "bounding_boxes", "SELECT_RULES"]
+__all__ = ["background_reliance", "selection_score", "group_selection_score", "resolve_rule", "bounding_boxes",
+           "SELECT_RULES"]
 
 
 @torch.no_grad()
@@ -117,8 +118,31 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         model.train(was)
 
 
-#: ``--select-rule`` choices: ``swap`` (default) or ``mean`` (the rule before; E4's tables)
-SELECT_RULES = ("swap", "mean")
+#: ``--select-rule`` choices: ``auto`` (default: ``groups`` when the validation images have group
+#: labels, else ``swap``), ``swap``, ``mean`` (the rule before; E4's tables) or ``groups``
+SELECT_RULES = ("auto", "swap", "mean", "groups")
+
+
+def resolve_rule(rule: str, val_groups: bool) -> str:
+    """The rule a run uses: ``auto`` is ``groups`` when the validation images carry group labels
+    (the field's model selection, as JTT and DFR use it), else ``swap``.
+
+    Raises:
+        ValueError: an unknown rule, or ``groups`` without validation group labels.
+    """
+    if rule not in SELECT_RULES:
+        raise ValueError(f"select rule {rule!r}; use one of {', '.join(SELECT_RULES)}")
+    if rule == "groups" and not val_groups:
+        raise ValueError("--select-rule groups needs group labels for the validation images; pass --groups CSV with a "
+                         "file,group row for each of them, or use --select-rule swap")
+    return ("groups" if val_groups else "swap") if rule == "auto" else rule
+
+
+def group_selection_score(groups: dict[str, Any]) -> float:
+    """``groups`` rule: worst-group validation accuracy, average validation accuracy breaking ties
+    (+ 0.001 · average). Why: with group labels on the validation images the worst group is what
+    the field selects on; no annotated image is spent on selection, so all held-out ones report."""
+    return float(groups["worst"]) + 1e-3 * float(groups["average"])
 
 
 def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str = "swap") -> float:
@@ -128,9 +152,11 @@ def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str =
     (+ 0.001 · val). Why: the validation split carries the training distribution's shortcut, so
     validation accuracy rewards relying on it; E5's first run chose the weaker weight in all 18
     runs by ``mean`` (docs/results/e5_first_run.md). ``mean``: ½ (validation + swap accuracy).
-    Validation accuracy alone when there is no held-out annotated image.
+    Validation accuracy alone when there is no held-out annotated image. ``auto`` here is ``swap``
+    (the ``groups`` rule scores with :func:`group_selection_score`).
     """
-    if rule not in SELECT_RULES:
+    rule = "swap" if rule == "auto" else rule
+    if rule not in ("swap", "mean"):
         raise ValueError(f"select rule {rule!r}; use one of {', '.join(SELECT_RULES)}")
     if not reliance or reliance.get("swap_acc") is None or reliance["swap_acc"] != reliance["swap_acc"]:
         return float(val_acc)
