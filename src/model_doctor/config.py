@@ -95,7 +95,7 @@ class TreatConfig:
     erode: int = 0                   # shrink each foreground by N pixels after refinement: edge pixels blend with the background
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
     groups: str | None = None        # CSV file,group for an ImageFolder: worst-group test accuracy beside the average
-    select_rule: str = "auto"        # auto | swap | mean | groups: what picks each arm's epoch and the weight (treatment.reliance)
+    select_rule: str = "auto"        # auto | swap | balanced | mean | groups: what picks each arm's epoch and the weight (treatment.reliance)
     annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
     v: float | None = None           # Eq. 5 threshold on min-max normalised ā (default θ = 0.2)
@@ -263,8 +263,9 @@ def validate(cfg: Config) -> Config:
     for name, px in (("treat.erode", cfg.treat.erode), ("examine.erode", cfg.examine.erode)):
         if not isinstance(px, int) or isinstance(px, bool) or px < 0:
             raise ValueError(f"{name}={px!r}; use a whole number of pixels >= 0 (0 = no erosion)")
-    if cfg.treat.select_rule not in ("auto", "swap", "mean", "groups"):
-        raise ValueError(f"treat.select_rule={cfg.treat.select_rule!r}; use 'auto' (default), 'swap', 'mean' or 'groups'")
+    if cfg.treat.select_rule not in ("auto", "swap", "balanced", "mean", "groups"):
+        raise ValueError(f"treat.select_rule={cfg.treat.select_rule!r}; use 'auto' (default), 'swap', 'balanced', 'mean' "
+                         "or 'groups'")
     for name, method in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):
         if method not in ("grabcut", "none"):
             raise ValueError(f"{name}={method!r}; use 'grabcut' (default) or 'none'")

@@ -194,4 +194,9 @@ def test_waterbirds_small(tmp_path):
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert "| **counterfactual, treat's default rule** (no group labels) |" in text and "report-set swap accuracy" in text
+    assert "| **counterfactual, `swap` rule** (no group labels) |" in text
+    assert "| **counterfactual, `balanced` rule** (no group labels) |" in text
+    assert next(runs.glob("*/seed0/erm/result.json")).stat().st_mtime_ns == stamp  # the control is the main study's
+    rows = json.loads(out.with_suffix(".json").read_text())  # reliance_vs_truth's rows, one per rule
+    assert {r["arm"].split("-")[1] for r in rows} == {"swap rule", "balanced rule"}
+    assert all({"swap_acc", "same_swap_acc", "test_acc"} <= set(r["treated"]) for r in rows)

@@ -197,6 +197,40 @@ def test_background_reliance_separates_shortcut_from_object():
         selection_score(0.9, obj, "best")
 
 
+class Backwards(nn.Module):
+    """Two classes; reads only the background pixel (0, 0) and predicts the class it does *not* code."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        v = self.scale * x[:, 0, 0, 0]
+        return torch.stack([v, -v], 1)   # background code -1 (class 0) -> class 1, +1 (class 1) -> class 0
+
+
+def test_same_class_swaps_expose_a_model_that_reads_the_background_backwards():
+    n = 8
+    y = torch.arange(n) % 2
+    x = torch.zeros(n, 1, 8, 8)
+    fg = torch.zeros(n, 1, 8, 8)
+    fg[:, :, 3:8, 3:8] = 1
+    x[:, 0, 0, 0] = 2 * y.float() - 1.0
+    x[:, 0, 5, 5] = 2 * y.float() - 1.0
+    pool = AnnotatedPool(x, y, fg)
+    back = background_reliance(Backwards(), pool)
+    # naive reference, pair by pair: another class's background flips the cue, the own class's keeps it
+    assert back["clean_acc"] == 0.0 and back["swap_acc"] == 1.0 and back["same_swap_acc"] == 0.0
+    assert back["balanced_swap_acc"] == 0.0 and back["same_pairs"] == n * (n // 2 - 1)
+    assert all(r["same_swap_acc"] == 0.0 and r["swap_acc"] == 1.0 for r in back["per_class"].values())
+    short = background_reliance(Corner(False), AnnotatedPool(x.clamp(max=0), y, fg))  # Corner codes class c as c - 1
+    assert short["swap_acc"] == 0.0 and short["same_swap_acc"] == 1.0 and short["balanced_swap_acc"] == 0.0
+    assert selection_score(0.5, back, "swap") == pytest.approx(1.0005)     # the swap rule is fooled
+    assert selection_score(0.5, back, "balanced") == pytest.approx(0.0005)  # the balanced rule is not
+    lone = background_reliance(Backwards(), AnnotatedPool(x[:2], y[:2], fg[:2]))  # one image per class: no own-class pair
+    assert lone["same_pairs"] == 0 and lone["balanced_swap_acc"] == lone["swap_acc"]
+
+
 def test_bad_weights():
     pool = _pool()
     with pytest.raises(ValueError, match="weight=-1"):

@@ -174,10 +174,12 @@ def _add_treat(sub) -> None:
     g.add_argument("--groups", dest="treat.groups",
                    help="CSV with file,group rows (paths relative to the ImageFolder root): adds worst-group and per-group "
                         "test accuracy, and a verdict on the worst group")
-    g.add_argument("--select-rule", dest="treat.select_rule", choices=["auto", "swap", "mean", "groups"],
+    g.add_argument("--select-rule", dest="treat.select_rule", choices=["auto", "swap", "balanced", "mean", "groups"],
                    help="what picks each arm's epoch and the weight without test data: auto (default: groups when --groups "
                         "labels the validation images, else swap), swap (held-out background-swap accuracy, validation "
-                        "accuracy breaking ties), mean (of validation and swap accuracy; the validation split carries the "
+                        "accuracy breaking ties), balanced (the lower of the swap accuracy on another class's and on the "
+                        "own class's backgrounds: does not reward reading the background backwards), mean (of "
+                        "validation and swap accuracy; the validation split carries the "
                         "shortcut, so it favours weak constraints) or groups (worst-group validation accuracy; every "
                         "held-out annotated image then reports)")
     g.add_argument("--holdout", dest="treat.holdout", type=float,

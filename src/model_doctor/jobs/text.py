@@ -10,15 +10,18 @@ __all__ = ["reliance_table"]
 
 
 def reliance_table(rels: dict[str, dict[str, Any]], classes: list[str] | None = None) -> str:
-    """Per class, for each model: background-swap accuracy and background-only accuracy (a plain
-    text table: which classes lean on their background)."""
+    """Per class, for each model: background-swap accuracy (on another class's background and on
+    its own class's) and background-only accuracy (a plain text table: which classes lean on their
+    background, in either direction)."""
     first = next(iter(rels.values()))["per_class"]
     names = list(rels)
-    head = "class".ljust(16) + "".join(f"{n[:10] + ' swap':>17}{n[:10] + ' bg-only':>20}" for n in names)
-    lines = ["background reliance per class (swap: label kept on another background; bg-only: label from the "
-             "background alone, lower is better)", head]
+    head = "class".ljust(16) + "".join(f"{n[:10] + ' swap':>17}{n[:10] + ' own':>16}{n[:10] + ' bg-only':>20}"
+                                       for n in names)
+    lines = ["background reliance per class (swap: label kept on another class's background; own: on another image "
+             "of its own class; bg-only: label from the background alone, lower is better)", head]
     for c in first:
         name = (classes[int(c)] if classes and int(c) < len(classes) else str(c))[:15]
-        lines.append(name.ljust(16) + "".join(f"{pct(rels[n]['per_class'][c]['swap_acc']):>17}"
-                                              f"{pct(rels[n]['per_class'][c]['bg_only_acc']):>20}" for n in names))
+        row = {n: rels[n]["per_class"][c] for n in names}
+        lines.append(name.ljust(16) + "".join(f"{pct(row[n]['swap_acc']):>17}{pct(row[n].get('same_swap_acc', float('nan'))):>16}"
+                                              f"{pct(row[n]['bg_only_acc']):>20}" for n in names))
     return "\n".join(lines)

@@ -52,6 +52,8 @@ SELECTION_RULES = {
              "accuracy breaking ties (validation accuracy alone without held-out annotated images); test data never used"),
     "mean": ("each arm's epoch, and the weight, by the mean of validation accuracy and held-out background-swap "
              "accuracy (validation accuracy alone without held-out annotated images); test data never used"),
+    "balanced": ("each arm's epoch, and the weight, by the lower of the held-out cue-conflicting and cue-agreeing "
+                 "background-swap accuracy, validation accuracy breaking ties; test data never used"),
     "groups": ("each arm's epoch, and the weight, by worst-group validation accuracy (--groups labels the validation "
                "images), average validation accuracy breaking ties; every held-out annotated image reports; test data "
                "never used")}
@@ -338,7 +340,8 @@ def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool) -> ArmSumm
     if reliance:
         rels = [r[arm]["background_reliance"] for r in runs]
         out.background_reliance = {
-            **{k: spread([x[k] for x in rels]).as_dict() for k in ("swap_acc", "bg_only_acc", "bg_only_conf", "bg_grad_share")},
+            **{k: spread([x[k] for x in rels]).as_dict() for k in ("swap_acc", "same_swap_acc", "balanced_swap_acc",
+                                                                    "bg_only_acc", "bg_only_conf", "bg_grad_share")},
             "per_class": {c: {k: spread([x["per_class"][c][k] for x in rels]).mean for k in v}
                           for c, v in rels[0]["per_class"].items()}}
     return out
@@ -357,7 +360,9 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
     rel_orig = s.original.background_reliance
     if rel_orig is not None:
         arms = {a: v.background_reliance for a, v in s.arms().items() if a != "original"}
-        for k, what in (("swap_acc", "background-swap accuracy"), ("bg_only_acc", "background-only accuracy")):
+        for k, what in (("swap_acc", "background-swap accuracy (another class's background)"),
+                        ("same_swap_acc", "background-swap accuracy (own class's background)"),
+                        ("bg_only_acc", "background-only accuracy")):
             log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} | "
                 + " | ".join(f"{a} {pct(r[k]['mean'])}" for a, r in arms.items() if r is not None))
         log(reliance_table({"original": rel_orig, **{a: r for a, r in arms.items() if r is not None}}, s.classes))

@@ -73,7 +73,7 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     """Background reliance of original / control / treated: overall, then per class."""
     n = len(s.runs) or 1
     orig = s.original.background_reliance or {}
-    keys = ("swap_acc", "bg_only_acc", "bg_grad_share")
+    keys = ("swap_acc", "same_swap_acc", "bg_only_acc", "bg_grad_share")
     rows = [["original"] + [_pct(orig.get(k)) for k in keys]]
     arms = {"original": orig}
     for arm in ("control", "treated"):
@@ -85,7 +85,8 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     m = s.masks or {}
     held = m.get("report") or m.get("held_out", "?")
     ref = m.get("refine", {})
-    sec["tables"].append({"header": ["model", f"background-swap accuracy ({held} report images)",
+    sec["tables"].append({"header": ["model", f"background-swap accuracy, another class's background ({held} report images)",
+                                     "background-swap accuracy, own class's background",
                                      f"background-only accuracy (chance {_pct(orig.get('chance'))})",
                                      "input-gradient share outside the masks"], "rows": rows})
     if ref:
@@ -97,9 +98,9 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     if per.get("original"):
         names = list(per)
         rows = [[classes[int(c)] if int(c) < len(classes) else c]
-                + [_pct(per[a].get(c, {}).get(k)) for a in names for k in ("swap_acc", "bg_only_acc")]
+                + [_pct(per[a].get(c, {}).get(k)) for a in names for k in ("swap_acc", "same_swap_acc", "bg_only_acc")]
                 for c in per["original"]]
-        sec["tables"].append({"header": ["class"] + [f"{a} {k}" for a in names for k in ("swap", "bg-only")],
+        sec["tables"].append({"header": ["class"] + [f"{a} {k}" for a in names for k in ("swap", "own-class swap", "bg-only")],
                               "rows": rows})
 
 

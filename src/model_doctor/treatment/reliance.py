@@ -35,13 +35,17 @@ def bounding_boxes(masks: torch.Tensor) -> torch.Tensor:
     return (span(rows)[:, :, None] & span(cols)[:, None, :])[:, None].to(masks.dtype)
 
 
-def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every image, up to ``max_partners`` images of another class (a seeded choice)."""
+def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int,
+                same_class: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every image, up to ``max_partners`` images of another class (of its own class, itself
+    excluded, with ``same_class``): a seeded choice."""
     g = torch.Generator().manual_seed(seed)
     ia: list[int] = []
     ib: list[int] = []
+    idx = torch.arange(len(labels))
     for i in range(len(labels)):
-        other = torch.nonzero(labels != labels[i]).flatten()
+        keep = (labels == labels[i]) & (idx != i) if same_class else labels != labels[i]
+        other = torch.nonzero(keep).flatten()
         other = other[torch.randperm(len(other), generator=g)[:max_partners]]
         ia += [i] * len(other)
         ib += other.tolist()
@@ -69,7 +73,12 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
     - **swap**: for every image a and up to ``max_partners`` images b of another class, ``x̃`` =
       a's foreground on b's background (:func:`composite`). Everything outside a's foreground is
       b's, *inside a's box too* once the pool is refined (:meth:`AnnotatedPool.refine`).
-      ``swap_acc``: a's label predicted on x̃; ``swap_agreement``: the same prediction as on a.
+      ``swap_acc``: a's label predicted on x̃ (the background's cue now contradicts the label);
+      ``swap_agreement``: the same prediction as on a. ``same_swap_acc``: the same with partners
+      b of a's own class (the cue agrees). ``balanced_swap_acc``: the lower of the two, the
+      worst-group accuracy of this two-group test. Why both: a model that reads the background
+      *backwards* (possible with two classes; E6's β=10 arms) scores high on ``swap_acc`` alone,
+      and only the cue-agreeing swaps expose it.
     - **background only**: the image with the bounding box of its annotation filled with the mean
       of the background outside it: no object, and not its silhouette either (a flat region in
       the object's exact shape would still show the class). ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
@@ -90,14 +99,11 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         box = bounding_boxes(pool.coarse.to(dev, dt))
         plate = _probs(model, composite(x, torch.zeros_like(box), x, box), batch_size)
         ta, tb = _swap_pairs(pool.labels, max_partners, seed)
-        swap_acc = swap_agree = float("nan")
-        swap_hit = torch.zeros(0)
-        if len(ta):
-            pt = torch.cat([_probs(model, composite(x[a], fg[a], x[b], fg[b]), batch_size).argmax(1)
-                            for a, b in zip(ta.split(batch_size), tb.split(batch_size))])
-            swap_hit = (pt == y[ta]).cpu()
-            swap_acc = float(swap_hit.double().mean())
-            swap_agree = float((pt == pred[ta]).double().mean())
+        sa, sb = _swap_pairs(pool.labels, max_partners, seed, same_class=True)
+        pt, swap_hit = _swapped(model, x, fg, y, ta, tb, batch_size)
+        _, same_hit = _swapped(model, x, fg, y, sa, sb, batch_size)
+        swap_acc, same_acc = _mean(swap_hit), _mean(same_hit)
+        swap_agree = float((pt == pred[ta].cpu()).double().mean()) if len(ta) else float("nan")
         shares = []
         with torch.enable_grad():
             for s in range(0, len(x), batch_size):
@@ -108,8 +114,11 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         bg_hit = (plate.argmax(1) == y).cpu()
         bg_conf = plate.gather(1, y[:, None])[:, 0].cpu()
         per_class = _per_class(pool.labels, {"swap_acc": (pool.labels[ta], swap_hit),
+                                             "same_swap_acc": (pool.labels[sa], same_hit),
                                              "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
-        return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "clean_acc": float((pred == y).double().mean()),
+        balanced = min(swap_acc, same_acc) if same_acc == same_acc else swap_acc  # one image per class: no same-class pair
+        return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "same_swap_acc": same_acc, "balanced_swap_acc": balanced,
+                "same_pairs": len(sa), "clean_acc": float((pred == y).double().mean()),
                 "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
                 "chance": 1.0 / max(int(plate.shape[1]), 1), "bg_grad_share": float(torch.cat(shares).double().mean()),
                 "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
@@ -118,9 +127,23 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         model.train(was)
 
 
+def _swapped(model: nn.Module, x: torch.Tensor, fg: torch.Tensor, y: torch.Tensor, ta: torch.Tensor, tb: torch.Tensor,
+             batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions, hits) on a's foreground over b's background for the pairs ``(ta, tb)`` (on the CPU)."""
+    if not len(ta):
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+    pt = torch.cat([_probs(model, composite(x[a], fg[a], x[b], fg[b]), batch_size).argmax(1)
+                    for a, b in zip(ta.split(batch_size), tb.split(batch_size))]).cpu()
+    return pt, pt == y.cpu()[ta]
+
+
+def _mean(hit: torch.Tensor) -> float:
+    return float(hit.double().mean()) if len(hit) else float("nan")
+
+
 #: ``--select-rule`` choices: ``auto`` (default: ``groups`` when the validation images have group
-#: labels, else ``swap``), ``swap``, ``mean`` (the rule before; E4's tables) or ``groups``
-SELECT_RULES = ("auto", "swap", "mean", "groups")
+#: labels, else ``swap``), ``swap``, ``balanced``, ``mean`` (the rule before; E4's tables) or ``groups``
+SELECT_RULES = ("auto", "swap", "balanced", "mean", "groups")
 
 
 def resolve_rule(rule: str, val_groups: bool) -> str:
@@ -152,14 +175,18 @@ def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str =
     (+ 0.001 · val). Why: the validation split carries the training distribution's shortcut, so
     validation accuracy rewards relying on it; E5's first run chose the weaker weight in all 18
     runs by ``mean`` (docs/results/e5_first_run.md). ``mean``: ½ (validation + swap accuracy).
+    ``balanced``: ``balanced_swap_acc`` (the lower of the cue-conflicting and the cue-agreeing swap
+    accuracy), validation accuracy breaking ties: it does not reward reading the background backwards.
     Validation accuracy alone when there is no held-out annotated image. ``auto`` here is ``swap``
     (the ``groups`` rule scores with :func:`group_selection_score`).
     """
     rule = "swap" if rule == "auto" else rule
-    if rule not in ("swap", "mean"):
+    if rule not in ("swap", "balanced", "mean"):
         raise ValueError(f"select rule {rule!r}; use one of {', '.join(SELECT_RULES)}")
     if not reliance or reliance.get("swap_acc") is None or reliance["swap_acc"] != reliance["swap_acc"]:
         return float(val_acc)
     if rule == "mean":
         return 0.5 * (float(val_acc) + float(reliance["swap_acc"]))
+    if rule == "balanced":
+        return float(reliance["balanced_swap_acc"]) + 1e-3 * float(val_acc)
     return float(reliance["swap_acc"]) + 1e-3 * float(val_acc)
