@@ -275,14 +275,19 @@ def truth_row(kind: str, n, seed: int, cell: dict, chosen: str) -> dict:
             "control": part(cell["control"]), "treated": part(cell[chosen])}
 
 
-def scratch_study(args, budget) -> list[str]:
-    """Every method from scratch with masks on every training image (one seed per benchmark)."""
+def scratch_study(args, budget, truth: list[dict] | None = None) -> list[str]:
+    """Every method from scratch with masks on every training image (one seed per benchmark).
+
+    The reliance the user would read is measured on the validation images (annotated, never
+    trained on, refined by GrabCut as ``treat`` refines); with ``truth`` its rows for
+    ``benchmarks.reliance_vs_truth`` are appended there (no control: every arm is from scratch)."""
     budget = {**budget, "n_train": budget["scratch_n_train"], "orig_epochs": budget["scratch_epochs"]}
     cache = S.study_cache(args, "e4-scratch", budget)
     lines = [f"Every arm trains a fresh smallcnn for {budget['orig_epochs']} epochs (SGD lr {S.ORIGINAL_LR}, cosine, best "
              f"epoch on validation) on {budget['n_train']} training images (validation = 10 % of them) with masks on "
              f"every image; seed 0; test = {'all' if budget['n_test'] is None else budget['n_test']} test images.", "",
-             "| benchmark | arm | val acc | test consistent | test shuffled |", "|---|---|---|---|---|"]
+             "| benchmark | arm | val acc | test consistent | test shuffled | swap acc on the validation images |",
+             "|---|---|---|---|---|---|"]
     for base in budget["bases"]:
         for kind in args.kinds:
             data = decoy_data(args, budget, kind, base)
@@ -291,12 +296,13 @@ def scratch_study(args, budget) -> list[str]:
             cfg = FitConfig(epochs=budget["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed)
             d = cache / base / kind
             rows = []
+            report = AnnotatedPool.from_dataset(data["train_val"]).refine("grabcut")
             v, r = cached_run(d / "vanilla", fresh(budget["arch"], seed, size), data["train"], data["train_val"], cfg, 10,
                               tag="vanilla")
-            rows.append(("vanilla", measure(v, data, r)))
+            rows.append(("vanilla", measure(v, data, r, d / "vanilla", report)))
             c, r = cached_run(d / "ceiling", fresh(budget["arch"], seed, size), data["train_shuffled"],
                               data["train_shuffled_val"], cfg, 10, tag="ceiling")
-            rows.append(("ceiling (shuffled decoys)", measure(c, data, r)))
+            rows.append(("ceiling (shuffled decoys)", measure(c, data, r, d / "ceiling", report)))
             pool = AnnotatedPool.from_dataset(data["train"])
             diag = None
             for name, method, weight, option in SCRATCH_ARMS:
@@ -306,10 +312,17 @@ def scratch_study(args, budget) -> list[str]:
                 m, r = cached_run(d / name.replace(" ", "_"), fresh(budget["arch"], seed, size), data["train"],
                                   data["train_val"], cfg, 10, terms=make_terms(method, weight, option, pool, diag, seed),
                                   tag=name)
-                rows.append((name, measure(m, data, r)))
+                rows.append((name, measure(m, data, r, d / name.replace(" ", "_"), report)))
             for name, r in rows:
                 lines.append(f"| {base} {kind} | {name} | {100 * r['val_acc']:.1f} | {100 * r['test_consistent']:.1f} | "
-                             f"{100 * r['test_shuffled']:.1f} |")
+                             f"{100 * r['test_shuffled']:.1f} | {100 * r['report_swap_acc']:.1f} |")
+            van = rows[0][1]
+            truth_rows = [{"kind": f"{base} {kind}", "arm": name, "seed": seed, "original": van["test_shuffled"],
+                           "original_reliance": {"swap_acc": van["report_swap_acc"]}, "control": None,
+                           "treated": {"swap_acc": r["report_swap_acc"], "test_acc": r["test_shuffled"]}}
+                          for name, r in rows[1:]]
+            if truth is not None:
+                truth.extend(truth_rows)
     return lines
 
 
@@ -328,7 +341,12 @@ def main() -> int:
         "E4: harness sanity, every method from scratch with all masks"
     lines = header(title, "bench_e4_shortcut.py", args.budget)
     lines[2] = f"Command: `python -m benchmarks.bench_e4_shortcut --study {args.study} --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
-    body = finetune_study(args, budget) if args.study == "finetune" else scratch_study(args, budget)
+    truth: list[dict] = []
+    body = finetune_study(args, budget) if args.study == "finetune" else scratch_study(args, budget, truth)
+    if truth and args.out:
+        from model_doctor.io import atomic_write_text
+
+        atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(truth, indent=1))
     notes = ([S.SPLIT_NOTE] if "fashion-mnist" in bases else []) + \
         (["Digits: scikit-learn's bundled 8×8 digits (80/20 stratified split), upsampled to 16 px."] if "digits" in bases else [])
     return emit(lines + body + [""] + notes, args.out)

@@ -100,6 +100,19 @@ def test_e4_shortcut_small(tmp_path):
 
 
 @pytest.mark.slow
+def test_e4_scratch_small_measures_reliance_on_the_validation_images(tmp_path):
+    text = _run_digits("bench_e4_shortcut.py", tmp_path, "--study", "scratch", "--kinds", "patch")
+    assert "| swap acc on the validation images |" in text and "| digits patch | counterfactual λ=1 |" in text
+    rows = json.loads((tmp_path / "bench_e4_shortcut.py.json").read_text())
+    assert [r["arm"] for r in rows] == ["ceiling (shuffled decoys)", "rrr λ=1000", "paper β=100", "counterfactual λ=1"]
+    assert all(r["control"] is None and 0 <= r["treated"]["swap_acc"] <= 1 for r in rows)
+    from benchmarks.reliance_vs_truth import check
+
+    _, res = check(rows)
+    assert res["models"] == 5 and res["false_claims"] == []  # one original, four arms; no control, no verdict
+
+
+@pytest.mark.slow
 def test_e4_new_decoys_small(tmp_path):
     text = _run_digits("bench_e4_newdecoys.py", tmp_path)
     assert "| texture | box |" in text and "| glyph | box |" in text and "Weight chosen per seed" in text
