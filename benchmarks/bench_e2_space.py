@@ -28,6 +28,7 @@ from model_doctor.experiment import cached_run, copy_of, fmt, subset
 from model_doctor.models import build_model
 from model_doctor.training import FitConfig, evaluate, split_train_val
 from model_doctor.treatment import ModelDoctorLoss, RRRLoss
+from model_doctor.treatment.pool import AnnotatedPool
 
 BUDGETS = {
     "small": dict(arch="smallcnn", seeds=[0], n_train=1000, n_test=200, orig_epochs=5, ft_epochs=1,
@@ -58,6 +59,7 @@ def decoy_data(args, budget: dict, kind: str = "patch", base: str = "fashion-mni
         out[name], out[name + "_val"] = tr, va
     for name, shuffle in (("test_shuffled", True), ("test_consistent", False)):
         out[name] = subset(make("test", shuffle), budget["n_test"], seed=0)
+    out["report"] = AnnotatedPool.from_dataset(out["train_val"]).refine("grabcut")  # annotated, never trained on
     return out
 
 
@@ -85,9 +87,14 @@ def decoy_gradient_share(model: torch.nn.Module, test: torch.utils.data.Dataset,
 
 
 def measure(model, data: dict, val_acc: float) -> dict:
+    """Validation and test accuracies, the decoy's gradient share, and the swap accuracy a user would
+    read on annotated images never trained on (the validation images, refined as ``treat`` refines)."""
+    from model_doctor.treatment.reliance import background_reliance
+
     return {"val_acc": val_acc, "test_shuffled": evaluate(model, data["test_shuffled"], 10)["acc"],
             "test_consistent": evaluate(model, data["test_consistent"], 10)["acc"],
-            "decoy_grad_share": decoy_gradient_share(model, data["test_shuffled"])}
+            "decoy_grad_share": decoy_gradient_share(model, data["test_shuffled"]),
+            "report_swap_acc": background_reliance(model, data["report"])["swap_acc"]}
 
 
 def originals(args, budget: dict, data: dict, seed: int, cache: Path):
@@ -114,7 +121,7 @@ def finetune(name: str, run_dir: Path, model, data: dict, budget: dict, seed: in
     ft = S.finetune_cfg(budget["ft_epochs"], seed)
     m, r = cached_run(run_dir / name, copy_of(model), train if train is not None else data["train"], data["train_val"],
                       ft, 10, terms=terms, tag=name)
-    if "test_shuffled" not in r:  # measured once, then kept beside the run
+    if "report_swap_acc" not in r:  # measured once, then kept beside the run
         from model_doctor.io import atomic_write_json
 
         r.update(measure(m, data, r["val_acc"]))

@@ -69,6 +69,24 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     return lines, {"spearman": rho, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst}
 
 
+def as_rows(rows: list[dict]) -> list[dict]:
+    """E2's per-seed records (``{"seed", "original", "control", arm: {...}}``) as rows of this
+    check (one per arm: original, control and the arm); other benchmarks' rows unchanged."""
+    if not rows or "kind" in rows[0]:
+        return rows
+    out = []
+    for rec in rows:
+        o, c = rec["original"], rec["control"]
+        for arm, r in rec.items():
+            if arm in ("seed", "original", "control"):
+                continue
+            out.append({"kind": "decoy patch", "arm": arm, "seed": rec["seed"], "original": o["test_shuffled"],
+                        "original_reliance": {"swap_acc": o["report_swap_acc"]},
+                        "control": {"swap_acc": c["report_swap_acc"], "test_acc": c["test_shuffled"]},
+                        "treated": {"swap_acc": r["report_swap_acc"], "test_acc": r["test_shuffled"]}})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("inputs", nargs="+")
@@ -88,7 +106,7 @@ def main(argv=None) -> int:
                "worst treated |swap − truth| (≤ 25 pts) |", "|---|---|---|---|---|"]
     body = []
     for path in args.inputs:
-        rows = json.loads(Path(path).read_text())
+        rows = as_rows(json.loads(Path(path).read_text()))
         lines, res = check(rows)
         summary.append(f"| {Path(path).stem} | {res['models']} | {res['spearman']:.2f} | "
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} |")
