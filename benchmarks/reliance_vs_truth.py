@@ -69,9 +69,12 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     return lines, {"spearman": rho, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst}
 
 
-def as_rows(rows: list[dict]) -> list[dict]:
-    """E2's per-seed records (``{"seed", "original", "control", arm: {...}}``) as rows of this
-    check (one per arm: original, control and the arm); other benchmarks' rows unchanged."""
+def as_rows(rows) -> list[dict]:
+    """E2's per-seed records (``{"seed", "original", "control", arm: {...}}``) and a ``treat
+    --groups`` ``summary.json`` on E6 data as rows of this check (one per arm: original, control
+    and the arm); other benchmarks' rows unchanged."""
+    if isinstance(rows, dict) and "runs" in rows:  # a `treat --groups` summary.json on E6 data
+        return _from_treat(rows)
     if not rows or "kind" in rows[0]:
         return rows
     out = []
@@ -85,6 +88,19 @@ def as_rows(rows: list[dict]) -> list[dict]:
                         "control": {"swap_acc": c["report_swap_acc"], "test_acc": c["test_shuffled"]},
                         "treated": {"swap_acc": r["report_swap_acc"], "test_acc": r["test_shuffled"]}})
     return out
+
+
+def _from_treat(s: dict) -> list[dict]:
+    """Rows from a ``treat`` summary on E6 data: the truth is the cue-conflicting test groups' accuracy."""
+    from benchmarks.bench_waterbirds import conflicting
+
+    o = s["original"]
+    orig = conflicting({"per_group": o["groups"]["per_group"]})
+    rule = s["selection"]["select_rule"]
+    return [{"kind": "waterbirds (treat CLI)", "arm": f"box{s['masks']['report']}-{rule} rule", "seed": r["seed"],
+             "original": orig, "original_reliance": {"swap_acc": o["background_reliance"]["swap_acc"]},
+             **{a: {"swap_acc": r[a]["background_reliance"]["swap_acc"], "test_acc": conflicting(r[a]["groups"])}
+                for a in ("control", "treated")}} for r in s["runs"]]
 
 
 def main(argv=None) -> int:

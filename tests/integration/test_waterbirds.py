@@ -53,6 +53,11 @@ def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
     assert s["selection"]["select_rule"] == "groups" and s["selection"]["select_rule_asked"] == "auto"
     assert s["masks"]["select"] == 0 and s["masks"]["report"] == s["masks"]["held_out"] > 0
     _check_chosen_on_the_worst_validation_group(bench, tmp_path / "t")
+    from benchmarks.reliance_vs_truth import as_rows
+
+    rows = as_rows(s)  # the summary as rows of the reliance check: truth = the cue-conflicting groups' accuracy
+    odd_out, even_in = s["treated"]["groups"]["per_group"]["odd-outdoor"], s["treated"]["groups"]["per_group"]["even-indoor-sky"]
+    assert len(rows) == 2 and sum(r["treated"]["test_acc"] for r in rows) / 2 == pytest.approx((odd_out + even_in) / 2)
     w = ["--weights", str(tmp_path / "o" / "model.safetensors")]
     assert main(["diagnose", *data, *w, "--samples-per-class", "5", "--min-confidence", "0", "--allow-empty-classes",
                  "--out", str(tmp_path / "d")]) == 0
