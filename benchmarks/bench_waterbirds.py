@@ -353,11 +353,18 @@ def _paragraph(text: str) -> str:
     return re.sub(r"\n(?!- )\s*", " ", text.strip()) + "\n"
 
 
+def _command(args) -> str:
+    """The command line a table came from (study and seeds included)."""
+    return (f"Command: `python -m benchmarks.bench_waterbirds --budget {args.budget}"
+            + (f" --study {args.study}" if args.study != "main" else "")
+            + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
+
+
 def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--study", choices=["main", "annotations", "rule"], default="main",
                     help="main: every arm at boxes, N per class; annotations: DFR and counterfactual per annotation kind "
-                         "and N; rule: the counterfactual chosen by treat's default rule (run main first)")
+                         "and N; rule: the counterfactual chosen without group labels, by the swap and the balanced rule (run main first)")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     if args.threads:
@@ -371,12 +378,14 @@ def main() -> int:
     if args.study == "annotations":
         rows = [run_annotations(budget, s, cache, root) for s in budget["seeds"]]
         lines = header("E6b: Waterbirds-style benchmark, annotation kind and budget", "bench_waterbirds.py", args.budget)
+        lines[2] = _command(args)
         lines += [_paragraph(__doc__.split("\n\n")[4]), _paragraph(__doc__.split("\n\n")[3]), setting, ""]
         return emit(lines + annotation_table(budget, rows), args.out)
     if args.study == "rule":
         rows = [run_rule(budget, s, cache, root) for s in budget["seeds"]]
         lines = header("E6c: Waterbirds-style benchmark, the counterfactual chosen without group labels",
                        "bench_waterbirds.py", args.budget)
+        lines[2] = _command(args)
         lines += [_paragraph(__doc__.split("\n\n")[5]), setting, ""]
         if args.out:
             from model_doctor.io import atomic_write_text
@@ -385,6 +394,7 @@ def main() -> int:
         return emit(lines + rule_lines(rows, budget["seeds"]), args.out)
     rows = [run_seed(budget, s, cache, root) for s in budget["seeds"]]
     lines = header("E6: Waterbirds-style benchmark, worst-group accuracy", "bench_waterbirds.py", args.budget)
+    lines[2] = _command(args)
     lines += [*(_paragraph(__doc__.split("\n\n")[i]) for i in (1, 2, 3)),
               f"{setting} {budget['per_class']} box annotations per class.", ""] + table(rows)
     lines += ["", "Counterfactual β chosen per seed: " + ", ".join(f"{r['chosen_beta']:g}" for r in rows)]
