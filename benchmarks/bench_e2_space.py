@@ -287,6 +287,8 @@ def main(argv=None) -> int:
     rows = run(args, b)
     arms = [k for k in rows[0] if k != "seed"]
     lines = header("E2: space-wise constraint on decoy Fashion-MNIST", "bench_e2_space.py", args.budget)
+    if args.seeds:
+        lines[2] = lines[2].replace("`  ", f" --seeds {' '.join(map(str, args.seeds))}`  ")
     lines += [f"Setup: {b['arch']}, 44×44 canvas, 6 px corner decoy, {b['n_train']} training images (validation = a fixed "
               f"10 % of them, with training decoys), test = {'all 10000' if b['n_test'] is None else b['n_test']} test "
               f"images. Original and ceiling: {b['orig_epochs']} epochs, SGD lr {S.ORIGINAL_LR}, cosine, best epoch on "

@@ -39,12 +39,14 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     shown, rows = rows, [r for r in rows if not r["arm"].endswith("norefine")]   # the checks: the default measure
     seen = set()
     for r in rows:
-        if r["control"] is not None or (r["kind"], r["seed"]) not in seen:  # from scratch (no control): one original
+        # one point per model: arms that share an original (and control) measured on the same images count it once
+        shared = r.get("shared_models", r["control"] is None)
+        if not shared or (r["kind"], r["seed"]) not in seen:
             pts.append((r["original_reliance"]["swap_acc"], r["original"]))
+            if r["control"] is not None:
+                pts.append((r["control"]["swap_acc"], r["control"]["test_acc"]))
             seen.add((r["kind"], r["seed"]))
-        for arm in ("control", "treated"):
-            if r[arm] is not None:
-                pts.append((r[arm]["swap_acc"], r[arm]["test_acc"]))
+        pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"]))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
     rho = spearman([p[0] for p in pts], [p[1] for p in pts])
     lines += ["| cue | annotation | seed | model | shuffled-cue test acc | user's swap acc | |difference| |",
@@ -86,7 +88,8 @@ def as_rows(rows) -> list[dict]:
             out.append({"kind": "decoy patch", "arm": arm, "seed": rec["seed"], "original": o["test_shuffled"],
                         "original_reliance": {"swap_acc": o["report_swap_acc"]},
                         "control": {"swap_acc": c["report_swap_acc"], "test_acc": c["test_shuffled"]},
-                        "treated": {"swap_acc": r["report_swap_acc"], "test_acc": r["test_shuffled"]}})
+                        "treated": {"swap_acc": r["report_swap_acc"], "test_acc": r["test_shuffled"]},
+                        "shared_models": True})  # one original, one control and one report set per seed
     return out
 
 

@@ -62,7 +62,7 @@ def test_e2_then_ablations_small(shared_data, tmp_path):
     rows = as_rows(json.loads((tmp_path / "bench_e2_space.py.json").read_text()))  # the user's swap accuracy per model
     assert {r["arm"] for r in rows} == {"ceiling", "space features.8 β=100", "space features.4 β=100", "RRR λ=10"}
     assert all(0 <= r["treated"]["swap_acc"] <= 1 and 0 <= r["control"]["swap_acc"] <= 1 for r in rows)
-    assert check(rows)[1]["models"] == 3 * len(rows)
+    assert check(rows)[1]["models"] == 2 + len(rows)  # the original and the control once, then each arm
     ab = _run("bench_ablations.py", tmp_path, "--root", str(shared_data))
     assert "Layer depth" in ab and "Annotated images per class" in ab and "30 px at 224 → 6 px at 44" in ab
 
