@@ -35,15 +35,17 @@ evidence: $(STAMP)
 	$(PY) -m benchmarks.bench_e1_channel --out docs/results/e1_channel.md
 	$(PY) -m benchmarks.bench_e3_auroc --out docs/results/e3_auroc.md
 	$(PY) -m benchmarks.bench_e2_space --out docs/results/e2_space.md
+	$(PY) -m benchmarks.bench_e2_space --seeds 0 --out docs/results/e2_space_seed0.md
 	$(PY) -m benchmarks.bench_ablations --out docs/results/ablations.md
 	$(PY) -m benchmarks.bench_e4_shortcut --out docs/results/e4_shortcut.md
 	$(PY) -m benchmarks.bench_e4_shortcut --study scratch --out docs/results/e4_scratch.md
 	$(PY) -m benchmarks.bench_e4_newdecoys --out docs/results/e4_newdecoys.md
 	$(PY) -m benchmarks.bench_e5_inbox --out docs/results/e5_inbox.md
-	$(PY) -m benchmarks.bench_waterbirds --out docs/results/e6_waterbirds.md
+	$(PY) -m benchmarks.bench_waterbirds --seeds 0 1 2 3 4 --out docs/results/e6_waterbirds.md
 	$(PY) -m benchmarks.bench_waterbirds --study annotations --out docs/results/e6_annotations.md
-	$(PY) -m benchmarks.bench_waterbirds --study rule --out docs/results/e6_rule.md
-	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_first_run.json docs/results/e5_inbox.json docs/results/e4_shortcut.json docs/results/e4_newdecoys.json --out docs/results/reliance_vs_truth.md
+	$(PY) -m benchmarks.bench_waterbirds --study rule --seeds 0 1 2 --out docs/results/e6_rule.md
+	$(PY) -m benchmarks.bench_waterbirds --study rule --seeds 3 4 --out docs/results/e6_rule_judged.md
+	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_first_run.json docs/results/e5_inbox.json docs/results/e4_shortcut.json docs/results/e4_newdecoys.json docs/results/e4_scratch.json docs/results/e2_space_seed0.json docs/results/e6_rule.json docs/results/e6_rule_judged.json docs/results/e6_cli_summary.json --out docs/results/reliance_vs_truth.md
 	$(PY) -m benchmarks.bench_counterfactual --out docs/results/counterfactual_cost.md
 	$(PY) -m benchmarks.collect_performance --out docs/results/performance.md
 	$(PY) -m model_doctor reproduce cpu-small
