@@ -176,15 +176,21 @@ class Corner(nn.Module):
         return v[:, None] - (v[:, None] - self.w).pow(2)
 
 
-def test_background_reliance_separates_shortcut_from_object():
-    n = 12
-    y = torch.arange(n) % 3
+def _coded(n: int, classes: int, code) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images, labels, foregrounds): 8×8 images whose background pixel (0, 0) and object pixel
+    (5, 5) both carry ``code(label)``; the object is the bottom-right 5×5 square."""
+    y = torch.arange(n) % classes
     x = torch.zeros(n, 1, 8, 8)
     fg = torch.zeros(n, 1, 8, 8)
     fg[:, :, 3:8, 3:8] = 1
-    x[:, 0, 0, 0] = y.float() - 1.0         # the shortcut: a background pixel coding the class
-    x[:, 0, 5, 5] = y.float() - 1.0         # the object: a foreground pixel coding the class
-    pool = AnnotatedPool(x, y, fg)
+    x[:, 0, 0, 0] = code(y.float())         # the shortcut: a background pixel coding the class
+    x[:, 0, 5, 5] = code(y.float())         # the object: a foreground pixel coding the class
+    return x, y, fg
+
+
+def test_background_reliance_separates_shortcut_from_object():
+    n = 12
+    pool = AnnotatedPool(*_coded(n, 3, lambda c: c - 1.0))
     short = background_reliance(Corner(False), pool)
     obj = background_reliance(Corner(True), pool)
     assert short["clean_acc"] == 1.0 and obj["clean_acc"] == 1.0
@@ -211,12 +217,7 @@ class Backwards(nn.Module):
 
 def test_same_class_swaps_expose_a_model_that_reads_the_background_backwards():
     n = 8
-    y = torch.arange(n) % 2
-    x = torch.zeros(n, 1, 8, 8)
-    fg = torch.zeros(n, 1, 8, 8)
-    fg[:, :, 3:8, 3:8] = 1
-    x[:, 0, 0, 0] = 2 * y.float() - 1.0
-    x[:, 0, 5, 5] = 2 * y.float() - 1.0
+    x, y, fg = _coded(n, 2, lambda c: 2 * c - 1.0)
     pool = AnnotatedPool(x, y, fg)
     back = background_reliance(Backwards(), pool)
     # naive reference, pair by pair: another class's background flips the cue, the own class's keeps it
