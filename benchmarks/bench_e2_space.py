@@ -88,7 +88,8 @@ def decoy_gradient_share(model: torch.nn.Module, test: torch.utils.data.Dataset,
 
 def measure(model, data: dict, val_acc: float) -> dict:
     """Validation and test accuracies, the decoy's gradient share, and the swap accuracy a user would
-    read on annotated images never trained on (the validation images, refined as ``treat`` refines)."""
+    read on annotated images never trained on (the validation images, refined as ``treat`` refines;
+    they chose each arm's epoch by clean validation accuracy, not by swap accuracy)."""
     from model_doctor.treatment.reliance import background_reliance
 
     return {"val_acc": val_acc, "test_shuffled": evaluate(model, data["test_shuffled"], 10)["acc"],

@@ -119,7 +119,9 @@ def main(argv=None) -> int:
            "groups, which is what a swap onto another class's background stands for); the user's figure is the "
            "held-out background-swap accuracy "
            "`treat` prints (report images: never trained on, never used to select; foreground refined by GrabCut "
-           "unless the arm says `norefine`). The checks cover the defaults; `norefine` rows (the measure before "
+           "unless the arm says `norefine`; E4 scratch and E2 have no report set: their figure is measured on the "
+           "validation images, never trained on, which chose each arm's epoch by clean validation accuracy). "
+           "The checks cover the defaults; `norefine` rows (the measure before "
            "refinement) are listed to show what it missed.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) |", "|---|---|---|---|---|"]
