@@ -24,9 +24,11 @@ boxes at 5 and 100 per class and exact masks (the object's pixels) at 20, each w
 and counterfactual (β 1, 3, 10, chosen as above). The 100-per-class masks come from the same
 writer with more annotations (the images are identical, which is checked).
 
-``--study rule`` chooses the counterfactual as ``treat`` does for a user without group labels: a
-quarter of each class's annotated images is held out from every kind of training, half of it
-chooses β and the epoch, and the other half gives the swap accuracies the user reads. Two rules
+``--study rule`` chooses the counterfactual as ``treat`` does for a user without group labels:
+``treat``'s default share of each class's annotated images is held out from every kind of training
+(a quarter, raised to a half for two classes so that 10 images report:
+``model_doctor.treatment.plan.held_fraction``; before that default, 6 chose and 4 reported), half
+of it chooses β and the epoch, and the other half gives the swap accuracies the user reads. Two rules
 choose, each its own arms: ``swap`` (``treat``'s default without group labels: swap accuracy on
 another class's background) and ``balanced`` (the lower of that and the swap accuracy on the own
 class's background, which a model reading the background backwards fails). Their worst-group
@@ -34,10 +36,13 @@ accuracy is compared with the arms above, which chose with validation group labe
 images' swap accuracies are listed beside the test groups they stand for (another class's
 background: the cue-conflicting groups; the own class's: the cue-agreeing ones), and written as
 rows for ``benchmarks.reliance_vs_truth`` next to ``--out``. ``balanced`` was designed after
-reading seeds 0-2 of this study; seeds 3-5 judge it.
+reading seeds 0-2 of this study; seeds 3-4 judge it. ``--rules swap`` trains the default rule's
+arms only.
+
+``--arch`` trains another model from scratch instead of the budget's (e.g. ``resnet18``).
 
 Usage: python -m benchmarks.bench_waterbirds [--budget small|full] [--study main|annotations|rule] [--seeds 0 1 2]
-[--out docs/results/e6_waterbirds.md]
+[--arch resnet18] [--out docs/results/e6_waterbirds.md]
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import torch
 
 from benchmarks import _studies as S
 from benchmarks._common import emit, header
+from model_doctor.config import TreatConfig
 from model_doctor.data.annotations import load_masks
 from model_doctor.data.datasets import load_dataset
 from model_doctor.data.groups import group_accuracy, load_groups
@@ -222,7 +228,7 @@ CONFLICTING = {f"{c}-{p}" for names in (list(CLASSES), ["even", "odd"])  # Fashi
 RULES = (("cf-rule", "swap"), ("cf-balanced", "balanced"))
 
 
-def run_rule(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
+def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tuple = RULES) -> dict:
     """The counterfactual at β 1, 3, 10 chosen without group labels, by ``treat``'s ``swap`` rule
     and by its ``balanced`` rule, on the same held-out annotated images; the report images' swap
     accuracies of every model, beside the test groups they stand for."""
@@ -234,8 +240,11 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
     d, original, by_groups, _ = _setup(b, seed, cache, root)
     folder = cache / f"data-seed{seed}"
     masked = with_masks(d["train"], load_masks("png", folder / "masks-box", dataset_root=folder / "masks-box"), 0)
-    pools = make_pools(masked, masked, 0.25, b["per_class"], seed)
+    pools = make_pools(masked, masked, TreatConfig().holdout, b["per_class"], seed)  # as treat splits by default
     assert pools.select is not None and pools.report is not None
+    # the arms of each split apart: before held_fraction, a quarter held out chose on 6 images and reported on 4
+    where = cache / f"seed{seed}" / ("" if (len(pools.select), len(pools.report)) == (6, 4) else
+                                     f"rule-{len(pools.select)}-{len(pools.report)}")
 
     def select(rule: str):
         return lambda m: {"select_score": selection_score(evaluate(m, d["val"], 2)["acc"],
@@ -246,13 +255,12 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
     erm = run_study(original, d["train"], d["val"], [ArmSpec("erm")], FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR,
                     seed=seed), 2, cache / f"seed{seed}", select=by_groups).arm("erm").model  # cached by the main study
     models = {"original": original, "erm": erm}
-    for group, rule in RULES:
+    for group, rule in rules:
         prefix = "counterfactual-rule" if rule == "swap" else f"counterfactual-{rule}"
         arms = [ArmSpec(f"{prefix}-beta{w:g}", lambda w=w: CounterfactualLoss(pools.train, w, seed=seed),
                         group=group, weight=w) for w in b["betas"]]
         study = run_study(original, pools.masked_train, d["val"], arms,
-                          FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, cache / f"seed{seed}",
-                          select=select(rule))
+                          FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, where, select=select(rule))
         chosen = study.arm(group)
         key = group.replace("cf-", "counterfactual_")
         out[key] = group_accuracy(chosen.model, d["test"], *d["groups"]["test"])
@@ -260,11 +268,14 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None) -> dict:
         models[key] = chosen.model
     out["report"] = {k: {m: background_reliance(v, pools.report)[m] for m in ("swap_acc", "same_swap_acc", "balanced_swap_acc")}
                      for k, v in models.items()}
-    out["report_swap_acc"] = out["report"]["counterfactual_rule"]["swap_acc"]
-    out["rule_beta"] = out["counterfactual_rule_beta"]
     out |= {"report_images": len(pools.report), "select_images": len(pools.select)}
-    (cache / f"seed{seed}" / "test-rule.json").write_text(json.dumps(out))
+    (where / "test-rule.json").write_text(json.dumps(out))
     return out
+
+
+def _keys(row: dict) -> list[tuple[str, str]]:
+    """(result key, rule) of the no-group-label rules a ``--study rule`` row holds."""
+    return [(k, r) for k, r in (("counterfactual_rule", "swap"), ("counterfactual_balanced", "balanced")) if k in row]
 
 
 def conflicting(g: dict) -> float:
@@ -285,7 +296,7 @@ def truth_rows(rows: list[dict], seeds: list[int]) -> list[dict]:
     out = []
     for seed, r in zip(seeds, rows):
         rep = r["report"]
-        for key, rule in (("counterfactual_rule", "swap"), ("counterfactual_balanced", "balanced")):
+        for key, rule in _keys(r):
             out.append({"kind": "waterbirds", "arm": f"box{r['report_images']}-{rule} rule", "seed": seed,
                         "original": conflicting(r["original"]), "original_reliance": rep["original"],
                         "control": {**rep["erm"], "test_acc": conflicting(r["erm"])},
@@ -301,12 +312,13 @@ def rule_lines(rows: list[dict], seeds: list[int]) -> list[str]:
              "counterfactual_balanced": "**counterfactual, `balanced` rule** (no group labels)"}
     lines = ["| | worst-group test acc | average test acc | cue-conflicting groups | cue-agreeing groups |",
              "|---|---|---|---|---|"]
-    for a in ("erm", "jtt", "dfr", "groupdro", "counterfactual", "counterfactual_rule", "counterfactual_balanced"):
+    for a in ("erm", "jtt", "dfr", "groupdro", "counterfactual", *(k for k, _ in _keys(rows[0]))):
         cells = [spread([f(r[a]) for r in rows]) for f in (lambda g: g["worst"], lambda g: g["average"], conflicting, agreeing)]
         lines.append(f"| {names.get(a, a)} | " + " | ".join(f"{100 * c.mean:.1f} ± {100 * c.std:.1f}" for c in cells) + " |")
-    for rule in ("counterfactual_rule", "counterfactual_balanced"):
+    for rule, _ in _keys(rows[0]):
         lines.append("")
-        for other in ("erm", "jtt", "dfr", "counterfactual") + (("counterfactual_rule",) if rule != "counterfactual_rule" else ()):
+        both = rule != "counterfactual_rule" and "counterfactual_rule" in rows[0]
+        for other in ("erm", "jtt", "dfr", "counterfactual") + (("counterfactual_rule",) if both else ()):
             sp = spread([r[rule]["worst"] - r[other]["worst"] for r in rows])
             where = "beyond" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else "not beyond"
             lines.append(f"- worst-group accuracy, {rule} − {other}: {100 * sp.mean:+.1f} ± "
@@ -315,7 +327,7 @@ def rule_lines(rows: list[dict], seeds: list[int]) -> list[str]:
               "", "| seed | rule | β | worst-group test acc | report swap acc (another class's background) | "
               "cue-conflicting test acc | report own-class swap acc | cue-agreeing test acc |", "|---|---|---|---|---|---|---|---|"]
     for i, r in zip(seeds, rows):
-        for key, rule in (("counterfactual_rule", "swap"), ("counterfactual_balanced", "balanced")):
+        for key, rule in _keys(r):
             rep = r["report"][key]
             lines.append(f"| {i} | {rule} | {r[key + '_beta']:g} | {100 * r[key]['worst']:.1f} | {100 * rep['swap_acc']:.1f} | "
                          f"{100 * conflicting(r[key]):.1f} | {100 * rep['same_swap_acc']:.1f} | {100 * agreeing(r[key]):.1f} |")
@@ -358,6 +370,7 @@ def _command(args) -> str:
     """The command line a table came from (study and seeds included)."""
     return (f"Command: `python -m benchmarks.bench_waterbirds --budget {args.budget}"
             + (f" --study {args.study}" if args.study != "main" else "")
+            + (f" --arch {args.arch}" if args.arch else "")
             + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
 
 
@@ -366,8 +379,13 @@ def main() -> int:
     ap.add_argument("--study", choices=["main", "annotations", "rule"], default="main",
                     help="main: every arm at boxes, N per class; annotations: DFR and counterfactual per annotation kind "
                          "and N; rule: the counterfactual chosen without group labels, by the swap and the balanced rule (run main first)")
+    ap.add_argument("--rules", nargs="+", choices=[r for _, r in RULES], default=[r for _, r in RULES],
+                    help="--study rule: the rules to train arms for (default: both)")
+    ap.add_argument("--arch", default=None,
+                    help="the model, trained from scratch (default: the budget's, smallcnn for full); e.g. resnet18, "
+                         "which the zoo builds with its ImageNet stem at 64 px")
     args = ap.parse_args()
-    budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
+    budget = S.with_seeds(BUDGETS[args.budget], args.seeds) | ({"arch": args.arch} if args.arch else {})
     if args.threads:
         torch.set_num_threads(args.threads)
     root = args.root if (Path(args.root) / "FashionMNIST" / "raw").is_dir() else None
@@ -383,7 +401,7 @@ def main() -> int:
         lines += [_paragraph(__doc__.split("\n\n")[4]), _paragraph(__doc__.split("\n\n")[3]), setting, ""]
         return emit(lines + annotation_table(budget, rows), args.out)
     if args.study == "rule":
-        rows = [run_rule(budget, s, cache, root) for s in budget["seeds"]]
+        rows = [run_rule(budget, s, cache, root, tuple(r for r in RULES if r[1] in args.rules)) for s in budget["seeds"]]
         lines = header("E6c: Waterbirds-style benchmark, the counterfactual chosen without group labels",
                        "bench_waterbirds.py", args.budget)
         lines[2] = _command(args)

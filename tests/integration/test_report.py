@@ -108,7 +108,7 @@ def test_verdict_comes_first_with_formatted_numbers(tmp_path):
     run = {"treated": {"per_class": [0.9, 0.9]}, "control": {"per_class": [0.9, 0.9]}}
     (d / "summary.json").write_text(json.dumps({
         "original": {"test_acc": 0.9, "per_class": [0.9, 0.9],
-                     "background_reliance": {"swap_acc": 0.5, "bg_grad_share": 0.3}},
+                     "background_reliance": {"swap_acc": 0.5, "bg_grad_share": 0.3, "images": 4}},
         "treated": arm, "control": {**arm, "test_acc": 0.85},
         "delta_treated_minus_control": {"mean": 0.062345678, "std": 0.01},
         "verdict": [{"text": "test accuracy: treated − control +6.2 ± 1.0 pts (3 seeds); better than the control beyond seed noise"}],
@@ -120,6 +120,7 @@ def test_verdict_comes_first_with_formatted_numbers(tmp_path):
     verdict = html.split('id="verdict"')[1].split("</section>")[0]
     assert "better than the control beyond seed noise" in verdict and "counterfactual" in verdict
     assert "81.23 ± 1.23 %" in verdict and "50.00 %" in verdict
+    assert "over the 4 images (Wilson)" in verdict and "15–85 %" in verdict  # 0.5 on 4 images: 15-85 %
     treatment = html.split('id="treatment"')[1].split("</section>")[0]
     assert "91.23 ± 0.40 %" in treatment and "+6.23 ± 1.00 pts" in treatment
     assert not re.search(r"\d\.\d{5,}", verdict + treatment)  # no long floats

@@ -40,6 +40,7 @@ def test_counterfactual_two_weights_two_seeds(decoy_original, tmp_path, capsys):
     assert 0.0 <= s["original"]["background_reliance"]["swap_acc"] <= 1.0
     assert [v["what"] for v in s["verdict"]][0] == "test accuracy" and s["verdict"][0]["seeds"] == 2
     assert "verdict: test accuracy: treated − control" in printed and "background-swap accuracy" in printed
+    assert "[95 % interval over the 10 images]" in printed  # 1 report image per class, each figure with its interval
     rows = [json.loads(x) for x in (out / "seed0" / "treated-beta2" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["loss_counterfactual"] > 0 and "held_swap_acc" in rows[0] and "select_score" in rows[0]
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from model_doctor.data.refine import is_box, refine_foreground, to_uint8
-from model_doctor.treatment.plan import make_pools, reliance_verdicts, verdict
+from model_doctor.treatment.plan import MIN_REPORT_IMAGES, held_fraction, make_pools, reliance_verdicts, verdict
 from model_doctor.treatment.pool import AnnotatedPool, composite
 from model_doctor.treatment.reliance import background_reliance
 
@@ -132,6 +132,22 @@ def test_held_out_annotated_images_are_never_trained_on():
     assert s["select"] + s["report"] == s["held_out"] == len(held) and s["refine"]["method"] == "none"
 
 
+def test_few_classes_hold_out_enough_images_to_report_on():
+    # naive: per class, ceil(10 / classes) report images (and as many selecting), at most half the class
+    for counts, with_select, want in (({0: 20, 1: 20}, True, 0.5), ({0: 20, 1: 20}, False, 0.25),
+                                      ({c: 20 for c in range(10)}, True, 0.25), ({0: 8, 1: 30}, True, 0.5),
+                                      ({0: 100, 1: 100}, True, 0.25), ({c: 5 for c in range(10)}, True, 0.4)):
+        assert held_fraction(counts, 0.25, with_select) == pytest.approx(want)
+    assert held_fraction({0: 20, 1: 20}, 0.0) == 0.0 and held_fraction({0: 20, 1: 20}, 0.6) == 0.6
+    pool, _ = _inbox_pool(40)
+    two = [(pool.images[i], i % 2, pool.foreground[i], True) for i in range(40)]  # E6's shape: 2 classes x 20
+    pools = make_pools(two, two, holdout=0.25, per_class=None, seed=0, refine="none")
+    assert (len(pools.train), len(pools.select), len(pools.report)) == (20, 10, MIN_REPORT_IMAGES)
+    assert pools.raised == (0.25, 0.5) and "--holdout 0.25 raised to 0.5" in pools.describe()
+    only = make_pools(two, two, holdout=0.25, per_class=None, seed=0, refine="none", with_select=False)
+    assert only.select is None and len(only.report) == 10 and only.raised is None
+
+
 def test_verdict_claims_nothing_on_selection_numbers():
     assert verdict([0.5, 0.52, 0.51], "swap")["beyond_noise"]
     v = verdict([0.5, 0.52, 0.51], "swap", claim=False)
@@ -176,3 +192,16 @@ def test_background_only_removes_the_whole_annotated_box():
         if len(ys):
             ref[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = 1
         assert torch.equal(got[i, 0], ref)
+
+
+def test_wilson_interval_is_the_set_the_score_test_keeps():
+    from model_doctor.treatment.reliance import wilson_interval
+
+    z = 1.96
+    for p, n in ((1.0, 4), (0.5, 10), (0.15, 40), (0.0, 7), (0.83, 200)):
+        # naive: every rate q on a fine grid whose score test |p - q| <= z sqrt(q (1 - q) / n) keeps p
+        kept = [q / 100000 for q in range(100001) if abs(p - q / 100000) <= z * math.sqrt(q / 100000 * (1 - q / 100000) / n)]
+        lo, hi = wilson_interval(p, n)
+        assert lo == pytest.approx(min(kept), abs=2e-5) and hi == pytest.approx(max(kept), abs=2e-5)
+    assert wilson_interval(1.0, 4)[0] == pytest.approx(0.51, abs=0.005)  # the docstring's E6 example
+    assert all(math.isnan(v) for v in wilson_interval(0.5, 0)) and all(math.isnan(v) for v in wilson_interval(float("nan"), 5))

@@ -42,7 +42,7 @@ from ..study import ArmSpec, StudyResult, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import evaluate
 from ..treatment.plan import Pools, build_terms, make_pools, needs_diagnosis, reliance_verdicts, weights_of
-from ..treatment.reliance import background_reliance, group_selection_score, resolve_rule, selection_score
+from ..treatment.reliance import background_reliance, group_selection_score, resolve_rule, selection_score, wilson_interval
 from .text import reliance_table
 
 __all__ = ["run_treat"]
@@ -363,8 +363,11 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
         for k, what in (("swap_acc", "background-swap accuracy (another class's background)"),
                         ("same_swap_acc", "background-swap accuracy (own class's background)"),
                         ("bg_only_acc", "background-only accuracy")):
-            log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} | "
-                + " | ".join(f"{a} {pct(r[k]['mean'])}" for a, r in arms.items() if r is not None))
+            n = int(rel_orig["images"])
+            ci = lambda v: "[{}]".format("–".join(f"{100 * x:.0f}" for x in wilson_interval(v, n)))
+            log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} {ci(rel_orig[k])} | "
+                + " | ".join(f"{a} {pct(r[k]['mean'])} {ci(r[k]['mean'])}" for a, r in arms.items() if r is not None)
+                + f" ([95 % interval over the {n} images])")
         log(reliance_table({"original": rel_orig, **{a: r for a, r in arms.items() if r is not None}}, s.classes))
     if len(weights_of(cfg.treat.beta)) > 1:
         log("chosen weight per seed (no test data): " + ", ".join(f"seed {r['seed']}: {r['chosen_beta']:g}" for r in s.runs))

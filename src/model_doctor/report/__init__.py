@@ -18,6 +18,7 @@ import torch
 from ..diagnosis import Diagnosis
 from ..io import atomic_write_bytes, atomic_write_text
 from ..summary import TreatSummary, read_treat_summary
+from ..treatment.reliance import wilson_interval
 from .template import TEMPLATE
 
 __all__ = ["write_report", "SECTIONS"]
@@ -74,21 +75,29 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     n = len(s.runs) or 1
     orig = s.original.background_reliance or {}
     keys = ("swap_acc", "same_swap_acc", "bg_only_acc", "bg_grad_share")
-    rows = [["original"] + [_pct(orig.get(k)) for k in keys]]
+    images = int(orig.get("images") or 0)
+
+    def interval(p: Any) -> str:
+        lo, hi = wilson_interval(float(p), images) if p is not None else (float("nan"),) * 2
+        return "–" if lo != lo else f"{100 * lo:.0f}–{100 * hi:.0f} %"
+
+    rows = [["original"] + [_pct(orig.get(k)) for k in keys] + [interval(orig.get("swap_acc"))]]
     arms = {"original": orig}
     for arm in ("control", "treated"):
         a = s.arms().get(arm)
         r = a.background_reliance if a is not None else None
         if r:
             arms[arm] = r
-            rows.append([arm] + [_pct(r[k]["mean"], r[k]["std"], n) if k in r else "–" for k in keys])
+            rows.append([arm] + [_pct(r[k]["mean"], r[k]["std"], n) if k in r else "–" for k in keys]
+                        + [interval(r["swap_acc"]["mean"])])
     m = s.masks or {}
     held = m.get("report") or m.get("held_out", "?")
     ref = m.get("refine", {})
     sec["tables"].append({"header": ["model", f"background-swap accuracy, another class's background ({held} report images)",
                                      "background-swap accuracy, own class's background",
                                      f"background-only accuracy (chance {_pct(orig.get('chance'))})",
-                                     "input-gradient share outside the masks"], "rows": rows})
+                                     "input-gradient share outside the masks",
+                                     f"95 % interval of the swap accuracy over the {images} images (Wilson)"], "rows": rows})
     if ref:
         sec["tables"].append({"header": ["refinement", "annotated images", "refined", "not refined (why)"],
                               "rows": [[ref.get("method"), ref.get("images"), ref.get("refined"),

@@ -70,6 +70,8 @@ class Pools:
         self.train, self.select, self.report, self.masked_train = train, select, report, masked_train
         self.refine = refine
         self.skipped_report = "skipped: none"
+        #: (asked, used) where the held-out share was raised for few classes (:func:`held_fraction`)
+        self.raised: tuple[float, float] | None = None
 
     @property
     def held(self) -> AnnotatedPool | None:
@@ -90,7 +92,9 @@ class Pools:
                        ", none left to report on (the reliance reported is the selection set's: optimistic)"))
         n = sum(len(p) for p in self.parts())
         done = sum(int(p.refined.sum()) for p in self.parts())
-        return (f"{len(self.train)} annotated training images used by the constraint{held} (never trained on); "
+        raised = (f" (--holdout {self.raised[0]:g} raised to {self.raised[1]:.2g} of each class: few classes, at least "
+                  f"{MIN_REPORT_IMAGES} report images)" if self.raised else "")
+        return (f"{len(self.train)} annotated training images used by the constraint{held} (never trained on){raised}; "
                 f"refine {self.refine}: {done} of {n} foregrounds refined")
 
     def summary(self) -> dict[str, Any]:
@@ -104,17 +108,34 @@ class Pools:
                 refine["not_refined"][k] = refine["not_refined"].get(k, 0) + v
         return {**{k: len(v) if v is not None else 0 for k, v in parts.items()},
                 "held_out": sum(len(v) for k, v in parts.items() if k != "train" and v is not None),
+                "held_out_share": self.raised[1] if self.raised else None,
                 "per_class": {k: v.counts() for k, v in parts.items() if v is not None},
                 "held_out_indices": {k: list(v.indices) for k, v in parts.items() if k != "train" and v is not None},
                 "refine": refine, "annotations": self.skipped_report}
+
+
+#: the fewest report images the held-out share is raised for (where the classes are few)
+MIN_REPORT_IMAGES = 10
+
+
+def held_fraction(counts: dict[int, int], holdout: float, with_select: bool = True) -> float:
+    """``holdout``, raised where the classes are few until about :data:`MIN_REPORT_IMAGES` report
+    (as many again select when ``with_select``), but never above half of the smallest class: with
+    2 classes × 20 annotations a quarter leaves 4 report images, and on E6 a figure on 4 images
+    missed the truth by up to 55 points (docs/results/reliance_vs_truth.md). 0 stays 0."""
+    if holdout <= 0 or not counts:
+        return holdout
+    need = math.ceil(MIN_REPORT_IMAGES / len(counts)) * (2 if with_select else 1)
+    return max(holdout, min(0.5, need / min(counts.values())))
 
 
 def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_class: int | None,
                seed: int, refine: str = "grabcut", erode_px: int = 0, with_select: bool = True) -> Pools:
     """Pools from the training part with raw (unexpanded) masks; ``expanded_train`` is the same
     part with expanded masks (what Eq. 6 / RRR read from the batch). Foregrounds are refined
-    (``refine``, :mod:`model_doctor.data.refine`) once, here. Half of the held-out images (per
-    class) select, the other half report; all of them report with ``with_select=False`` (when
+    (``refine``, :mod:`model_doctor.data.refine`) once, here. ``holdout`` of each class's images
+    are held out (raised for few classes: :func:`held_fraction`); half of them (per class) select,
+    the other half report; all of them report with ``with_select=False`` (when
     something else, e.g. worst-group validation accuracy, chooses).
 
     Raises:
@@ -126,11 +147,14 @@ def make_pools(raw_train: Dataset, expanded_train: Dataset, holdout: float, per_
     if per_class is not None:
         pool = pool._take(pick_per_class(pool.labels, per_class, seed))
     pool = pool.refine(refine, seed, erode_px)
-    train, held = pool.split_holdout(holdout, seed)
+    share = held_fraction(pool.counts(), holdout, with_select)
+    train, held = pool.split_holdout(share, seed)
     select, report = held.split_holdout(0.5, seed + 1) if held is not None and with_select else (None, held)
     out = {int(i) for p in (select, report) if p is not None for i in p.indices}
     keep = [i for i in range(sized(expanded_train)) if i not in out]
-    return Pools(train, select, report, Subset(KeepMasks(expanded_train, train.indices), keep), refine)
+    pools = Pools(train, select, report, Subset(KeepMasks(expanded_train, train.indices), keep), refine)
+    pools.raised = (holdout, share) if share > holdout else None
+    return pools
 
 
 def _expanded(pool: AnnotatedPool, pixels: int) -> AnnotatedPool:
