@@ -298,6 +298,7 @@ def truth_rows(rows: list[dict], seeds: list[int]) -> list[dict]:
         rep = r["report"]
         for key, rule in _keys(r):
             out.append({"kind": "waterbirds", "arm": f"box{r['report_images']}-{rule} rule", "seed": seed,
+                        "images": r["report_images"],
                         "original": conflicting(r["original"]), "original_reliance": rep["original"],
                         "control": {**rep["erm"], "test_acc": conflicting(r["erm"])},
                         "treated": {**rep[key], "test_acc": conflicting(r[key])},

@@ -12,6 +12,9 @@ is what those groups are (a shuffled cue, with two classes, agrees half the time
    is not better beyond seed noise (same seeds, same rule: |mean| > 2 std);
 3. for every treated model, |swap accuracy − shuffled-cue test accuracy| ≤ 25 points.
 
+Where a row says how many report images its figure rests on (E6), also: is the truth inside the
+figure's 95 % Wilson interval, which ``treat`` prints beside it?
+
 Usage: python -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json [...] [--out docs/results/reliance_vs_truth.md]
 """
 
@@ -21,6 +24,8 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+
+from model_doctor.treatment.reliance import wilson_interval
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -35,7 +40,7 @@ def beyond(d: list[float]) -> bool:
 
 def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
-    pts, lines, worst = [], [], 0.0
+    pts, lines, worst, inside, sized = [], [], 0.0, 0, 0
     shown, rows = rows, [r for r in rows if not r["arm"].endswith("norefine")]   # the checks: the default measure
     seen = set()
     for r in rows:
@@ -48,6 +53,9 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             seen.add((r["kind"], r["seed"]))
         pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"]))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
+        if _images(r):
+            lo, hi = wilson_interval(r["treated"]["swap_acc"], _images(r))
+            sized, inside = sized + 1, inside + int(lo <= r["treated"]["test_acc"] <= hi)
     rho = spearman([p[0] for p in pts], [p[1] for p in pts])
     lines += ["| cue | annotation | seed | model | shuffled-cue test acc | user's swap acc | |difference| |",
               "|---|---|---|---|---|---|---|"]
@@ -68,7 +76,19 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         truth = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rs]
         if beyond(swap) and not beyond(truth):
             false_claims.append(" / ".join(map(str, key)))
-    return lines, {"spearman": rho, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst}
+    return lines, {"spearman": rho, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst,
+                   "inside": f"{inside} of {sized}" if sized else "—"}
+
+
+def _images(r: dict) -> int:
+    """The report images a row's figure rests on, where the row says (E6: ``images``, or the
+    ``box<N>-`` of its arm name as ``bench_waterbirds.truth_rows`` writes it); else 0."""
+    import re
+
+    if "images" in r:
+        return int(r["images"])
+    m = re.match(r"box(\d+)-", r["arm"]) if r["kind"].startswith("waterbirds") else None
+    return int(m.group(1)) if m else 0
 
 
 def as_rows(rows) -> list[dict]:
@@ -101,6 +121,7 @@ def _from_treat(s: dict) -> list[dict]:
     orig = conflicting({"per_group": o["groups"]["per_group"]})
     rule = s["selection"]["select_rule"]
     return [{"kind": "waterbirds (treat CLI)", "arm": f"box{s['masks']['report']}-{rule} rule", "seed": r["seed"],
+             "images": s["masks"]["report"],
              "original": orig, "original_reliance": {"swap_acc": o["background_reliance"]["swap_acc"]},
              **{a: {"swap_acc": r[a]["background_reliance"]["swap_acc"], "test_acc": conflicting(r[a]["groups"])}
                 for a in ("control", "treated")}} for r in s["runs"]]
@@ -124,13 +145,15 @@ def main(argv=None) -> int:
            "The checks cover the defaults; `norefine` rows (the measure before "
            "refinement) are listed to show what it missed.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
-               "worst treated |swap − truth| (≤ 25 pts) |", "|---|---|---|---|---|"]
+               "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval |",
+               "|---|---|---|---|---|---|"]
     body = []
     for path in args.inputs:
         rows = as_rows(json.loads(Path(path).read_text()))
         lines, res = check(rows)
         summary.append(f"| {Path(path).stem} | {res['models']} | {res['spearman']:.2f} | "
-                       f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} |")
+                       f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
+                       f"{res['inside']} |")
         body += ["", f"## {Path(path).stem}", ""] + lines
     return emit(out + summary + body, args.out)
 

@@ -172,6 +172,10 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     _, res = R.check(honest + [row(0, 0.99, 0.1, arm="box-norefine")])   # norefine rows are shown, not checked
     assert res["false_claims"] == [] and res["worst_treated_gap"] < 0.05 and res["models"] == 9
     assert res["spearman"] > 0.8
+    assert res["inside"] == "—"  # no row says how many images its figure rests on
+    # 4 report images: 100 % allows 51-100 %, so a truth of 60 % is inside and one of 40 % is not
+    _, res = R.check([{**row(0, 1.0, 0.6), "images": 4}, {**row(1, 1.0, 0.4), "images": 4}, row(2, 0.5, 0.5)])
+    assert res["inside"] == "1 of 2"
 
 
 @pytest.mark.slow
