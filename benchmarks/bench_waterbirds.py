@@ -372,6 +372,7 @@ def _command(args) -> str:
     return (f"Command: `python -m benchmarks.bench_waterbirds --budget {args.budget}"
             + (f" --study {args.study}" if args.study != "main" else "")
             + (f" --arch {args.arch}" if args.arch else "")
+            + (f" --rules {' '.join(args.rules)}" if args.study == "rule" and len(args.rules) < len(RULES) else "")
             + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
 
 
