@@ -360,11 +360,11 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
     rel_orig = s.original.background_reliance
     if rel_orig is not None:
         arms = {a: v.background_reliance for a, v in s.arms().items() if a != "original"}
+        n = int(rel_orig["images"])
+        ci = lambda v: "[{}]".format("–".join(f"{100 * x:.0f}" for x in wilson_interval(v, n)))
         for k, what in (("swap_acc", "background-swap accuracy (another class's background)"),
                         ("same_swap_acc", "background-swap accuracy (own class's background)"),
                         ("bg_only_acc", "background-only accuracy")):
-            n = int(rel_orig["images"])
-            ci = lambda v: "[{}]".format("–".join(f"{100 * x:.0f}" for x in wilson_interval(v, n)))
             log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} {ci(rel_orig[k])} | "
                 + " | ".join(f"{a} {pct(r[k]['mean'])} {ci(r[k]['mean'])}" for a, r in arms.items() if r is not None)
                 + f" ([95 % interval over the {n} images])")
