@@ -39,10 +39,11 @@ rows for ``benchmarks.reliance_vs_truth`` next to ``--out``. ``balanced`` was de
 reading seeds 0-2 of this study; seeds 3-4 judge it. ``--rules swap`` trains the default rule's
 arms only.
 
-``--arch`` trains another model from scratch instead of the budget's (e.g. ``resnet18``).
+``--arch`` trains another model from scratch instead of the budget's (e.g. ``resnet18``);
+``--betas`` narrows the counterfactual's weights (the table says which were tried).
 
 Usage: python -m benchmarks.bench_waterbirds [--budget small|full] [--study main|annotations|rule] [--seeds 0 1 2]
-[--arch resnet18] [--out docs/results/e6_waterbirds.md]
+[--arch resnet18] [--betas 1] [--out docs/results/e6_waterbirds.md]
 """
 
 from __future__ import annotations
@@ -250,10 +251,12 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
         return lambda m: {"select_score": selection_score(evaluate(m, d["val"], 2)["acc"],
                                                           background_reliance(m, pools.select, seed=0), rule)}
 
-    out: dict = {k: v for k, v in json.loads((cache / f"seed{seed}" / "test.json").read_text()).items()
-                 if k != "chosen_beta"}  # the main study's arms, same seed
+    test = lambda m: group_accuracy(m, d["test"], *d["groups"]["test"])
     erm = run_study(original, d["train"], d["val"], [ArmSpec("erm")], FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR,
                     seed=seed), 2, cache / f"seed{seed}", select=by_groups).arm("erm").model  # cached by the main study
+    main_study = cache / f"seed{seed}" / "test.json"  # the main study's arms, same seed, where it ran
+    out: dict = ({k: v for k, v in json.loads(main_study.read_text()).items() if k != "chosen_beta"}
+                 if main_study.is_file() else {"original": test(original), "erm": test(erm)})
     models = {"original": original, "erm": erm}
     for group, rule in rules:
         prefix = "counterfactual-rule" if rule == "swap" else f"counterfactual-{rule}"
@@ -263,11 +266,12 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
                           FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, where, select=select(rule))
         chosen = study.arm(group)
         key = group.replace("cf-", "counterfactual_")
-        out[key] = group_accuracy(chosen.model, d["test"], *d["groups"]["test"])
+        out[key] = test(chosen.model)
         out[f"{key}_beta"] = chosen.spec.weight
         models[key] = chosen.model
-    out["report"] = {k: {m: background_reliance(v, pools.report)[m] for m in ("swap_acc", "same_swap_acc", "balanced_swap_acc")}
-                     for k, v in models.items()}
+    keep = ("swap_acc", "same_swap_acc", "balanced_swap_acc", "backwards_images", "forwards_images", "backwards_p")
+    out["report"] = {k: {m: v for m, v in background_reliance(model, pools.report).items() if m in keep}
+                     for k, model in models.items()}
     out |= {"report_images": len(pools.report), "select_images": len(pools.select)}
     (where / "test-rule.json").write_text(json.dumps(out))
     return out
@@ -313,26 +317,39 @@ def rule_lines(rows: list[dict], seeds: list[int]) -> list[str]:
              "counterfactual_balanced": "**counterfactual, `balanced` rule** (no group labels)"}
     lines = ["| | worst-group test acc | average test acc | cue-conflicting groups | cue-agreeing groups |",
              "|---|---|---|---|---|"]
-    for a in ("erm", "jtt", "dfr", "groupdro", "counterfactual", *(k for k, _ in _keys(rows[0]))):
+    for a in [a for a in ("erm", "jtt", "dfr", "groupdro", "counterfactual") if a in rows[0]] + [k for k, _ in _keys(rows[0])]:
         cells = [spread([f(r[a]) for r in rows]) for f in (lambda g: g["worst"], lambda g: g["average"], conflicting, agreeing)]
         lines.append(f"| {names.get(a, a)} | " + " | ".join(f"{100 * c.mean:.1f} ± {100 * c.std:.1f}" for c in cells) + " |")
     for rule, _ in _keys(rows[0]):
         lines.append("")
         both = rule != "counterfactual_rule" and "counterfactual_rule" in rows[0]
-        for other in ("erm", "jtt", "dfr", "counterfactual") + (("counterfactual_rule",) if both else ()):
+        for other in [o for o in ("erm", "jtt", "dfr", "counterfactual") if o in rows[0]] + (["counterfactual_rule"] if both else []):
             sp = spread([r[rule]["worst"] - r[other]["worst"] for r in rows])
             where = "beyond" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else "not beyond"
             lines.append(f"- worst-group accuracy, {rule} − {other}: {100 * sp.mean:+.1f} ± "
                          f"{100 * sp.std:.1f} pts ({sp.n} seeds; {where} 2σ of the seed spread)")
     lines += ["", f"Chosen on {rows[0]['select_images']} held-out annotated images, reported on {rows[0]['report_images']}.",
               "", "| seed | rule | β | worst-group test acc | report swap acc (another class's background) | "
-              "cue-conflicting test acc | report own-class swap acc | cue-agreeing test acc |", "|---|---|---|---|---|---|---|---|"]
+              "cue-conflicting test acc | report own-class swap acc | cue-agreeing test acc | `treat`'s backwards warning |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for i, r in zip(seeds, rows):
         for key, rule in _keys(r):
             rep = r["report"][key]
             lines.append(f"| {i} | {rule} | {r[key + '_beta']:g} | {100 * r[key]['worst']:.1f} | {100 * rep['swap_acc']:.1f} | "
-                         f"{100 * conflicting(r[key]):.1f} | {100 * rep['same_swap_acc']:.1f} | {100 * agreeing(r[key]):.1f} |")
+                         f"{100 * conflicting(r[key]):.1f} | {100 * rep['same_swap_acc']:.1f} | {100 * agreeing(r[key]):.1f} | "
+                         f"{_warned(rep)} |")
     return lines
+
+
+def _warned(rep: dict) -> str:
+    """Whether ``treat`` would warn that this one model reads the background backwards (one seed:
+    the sign test at the full level), with its count; "—" for rows made before the count existed."""
+    from model_doctor.treatment.plan import BACKWARDS_ALPHA
+
+    if "backwards_p" not in rep:
+        return "—"
+    said = f"{rep['backwards_images']} of {rep['backwards_images'] + rep['forwards_images']}, p = {rep['backwards_p']:.2g}"
+    return ("**yes**" if rep["backwards_p"] < BACKWARDS_ALPHA else "no") + f" ({said})"
 
 
 def annotation_table(b: dict, rows: list[dict]) -> list[str]:
@@ -372,6 +389,7 @@ def _command(args) -> str:
     return (f"Command: `python -m benchmarks.bench_waterbirds --budget {args.budget}"
             + (f" --study {args.study}" if args.study != "main" else "")
             + (f" --arch {args.arch}" if args.arch else "")
+            + (f" --betas {' '.join(f'{b:g}' for b in args.betas)}" if args.betas else "")
             + (f" --rules {' '.join(args.rules)}" if args.study == "rule" and len(args.rules) < len(RULES) else "")
             + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
 
@@ -380,20 +398,26 @@ def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--study", choices=["main", "annotations", "rule"], default="main",
                     help="main: every arm at boxes, N per class; annotations: DFR and counterfactual per annotation kind "
-                         "and N; rule: the counterfactual chosen without group labels, by the swap and the balanced rule (run main first)")
+                         "and N; rule: the counterfactual chosen without group labels, by the swap and the balanced rule "
+                         "(beside the main study's arms where it ran first)")
     ap.add_argument("--rules", nargs="+", choices=[r for _, r in RULES], default=[r for _, r in RULES],
                     help="--study rule: the rules to train arms for (default: both)")
     ap.add_argument("--arch", default=None,
                     help="the model, trained from scratch (default: the budget's, smallcnn for full); e.g. resnet18, "
                          "which the zoo builds with its ImageNet stem at 64 px")
+    ap.add_argument("--betas", nargs="+", type=float, default=None,
+                    help="the counterfactual's weights to choose from (default: the budget's, 1 3 10 for full); "
+                         "fewer arms for a slower model; finished arms are reused either way")
     args = ap.parse_args()
-    budget = S.with_seeds(BUDGETS[args.budget], args.seeds) | ({"arch": args.arch} if args.arch else {})
+    budget = S.with_seeds(BUDGETS[args.budget], args.seeds) | ({"arch": args.arch} if args.arch else {}) \
+        | ({"betas": args.betas} if args.betas else {})
     if args.threads:
         torch.set_num_threads(args.threads)
     root = args.root if (Path(args.root) / "FashionMNIST" / "raw").is_dir() else None
     cache = S.study_cache(args, "e6-waterbirds", budget)
     setting = (f"{budget['arch']}, {budget['size']} px, {budget['n_train']} training images (correlation {CORRELATION}), "
                f"original {budget['orig_epochs']} epochs, arms {budget['ft_epochs']} epochs at lr {S.ORIGINAL_LR}; "
+               f"counterfactual β from {', '.join(format(w, 'g') for w in budget['betas'])}; "
                f"seeds {budget['seeds']}; objects: "
                f"{'Fashion-MNIST' if root else 'scikit-learn digits (no FashionMNIST under --root)'}.")
     if args.study == "annotations":

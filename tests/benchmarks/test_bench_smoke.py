@@ -223,3 +223,13 @@ def test_waterbirds_small(tmp_path):
     rows = json.loads(out.with_suffix(".json").read_text())  # reliance_vs_truth's rows, one per rule
     assert {r["arm"].split("-")[1] for r in rows} == {"swap rule", "balanced rule"}
     assert all({"swap_acc", "same_swap_acc", "test_acc"} <= set(r["treated"]) for r in rows)
+    assert "`treat`'s backwards warning |" in text and all("backwards_p" in r["treated"] for r in rows)
+    # without the main study (a seed it never ran): original and ERM only beside the rules; one weight
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--study", "rule",
+                          "--rules", "swap", "--betas", "1", "--seeds", "1", "--out", str(out), "--cache",
+                          str(tmp_path / "cache"), "--root", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    assert "--study rule --betas 1 --rules swap --seeds 1`" in text and "| erm |" in text and "| jtt |" not in text
+    assert "counterfactual β from 1;" in text and not any(runs.glob("*/seed1/jtt"))

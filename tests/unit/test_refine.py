@@ -172,6 +172,18 @@ def test_reliance_verdicts_report_coverage_and_background_only():
     assert len(caution) == 1 and f"rest on {len(pools.report)} images" in caution[0] and "annotate more" in caution[0]
     big = make_pools(_masked_ds(100), _masked_ds(100), holdout=0.5, per_class=None, seed=0, refine="none")
     assert len(big.report) >= 20 and not any(v["text"].startswith("caution:") for v in reliance_verdicts(runs, big))
+    assert not any(v["what"] == "backwards" for v in reliance_verdicts(runs, pools))  # no direction measured: no warning
+    for i, r in enumerate(runs):  # seed 1 reads the background backwards on 10 of 10 images (p = 2^-10 < 0.05 / 3)
+        r["seed"] = i
+        r["treated"]["background_reliance"] |= {"backwards_images": 10 if i == 1 else 4, "forwards_images": 0 if i == 1 else 5,
+                                                "backwards_p": 2.0 ** -10 if i == 1 else 0.75}
+    vs = reliance_verdicts(runs, pools)
+    back = [v for v in vs if v["what"] == "backwards"]
+    assert len(back) == 1 and "seed 1: 10 of 10 images" in back[0]["text"] and "seed 0" not in back[0]["text"]
+    assert not vs[0]["beyond_noise"] and "reading the background backwards" in vs[0]["text"]
+    runs[1]["treated"]["background_reliance"]["backwards_p"] = 0.03  # beyond 0.05 alone, not beyond 0.05 / 3 seeds
+    vs = reliance_verdicts(runs, pools)
+    assert vs[0]["beyond_noise"] and not any(v["what"] == "backwards" for v in vs)
     pools.report = None     # too few to split: the selection set is reported, marked optimistic, no claim
     texts = [v["text"] for v in reliance_verdicts(runs, pools)]
     assert "also chose the epochs" in texts[0] and "optimistic" in texts[0] and "beyond seed noise" not in texts[0]

@@ -230,6 +230,32 @@ def test_same_class_swaps_expose_a_model_that_reads_the_background_backwards():
     assert selection_score(0.5, back, "balanced") == pytest.approx(0.0005)  # the balanced rule is not
     lone = background_reliance(Backwards(), AnnotatedPool(x[:2], y[:2], fg[:2]))  # one image per class: no own-class pair
     assert lone["same_pairs"] == 0 and lone["balanced_swap_acc"] == lone["swap_acc"]
+    # per image, right on another class's background and wrong on its own: all n images point backwards
+    assert (back["backwards_images"], back["forwards_images"]) == (n, 0) and back["backwards_p"] == pytest.approx(0.5 ** n)
+    assert (short["backwards_images"], short["forwards_images"]) == (0, n) and short["backwards_p"] == 1.0
+    assert lone["backwards_images"] + lone["forwards_images"] == 0 and lone["backwards_p"] == 1.0
+
+
+def test_direction_counts_and_sign_test_equal_naive():
+    from scipy.stats import binomtest
+
+    from model_doctor.treatment.reliance import _directions, sign_test
+
+    g = torch.Generator().manual_seed(3)
+    n = 9
+    ta, sa = torch.randint(0, n - 1, (60,), generator=g), torch.randint(0, n, (40,), generator=g)  # image n-1: no other pair
+    swap, same = torch.rand(60, generator=g) > 0.4, torch.rand(40, generator=g) > 0.6
+    back = fwd = 0
+    for i in range(n):                                    # naive: per image, two float64 means compared
+        o = [float(h) for a, h in zip(ta.tolist(), swap.tolist()) if a == i]
+        w = [float(h) for a, h in zip(sa.tolist(), same.tolist()) if a == i]
+        if o and w:
+            back += sum(o) / len(o) > sum(w) / len(w)
+            fwd += sum(o) / len(o) < sum(w) / len(w)
+    assert _directions(n, ta, swap, sa, same) == (back, fwd)
+    for k, m in ((10, 0), (8, 2), (3, 4), (0, 5), (12, 7)):
+        assert sign_test(k, m) == pytest.approx(binomtest(k, k + m, 0.5, alternative="greater").pvalue, rel=1e-12)
+    assert sign_test(0, 0) == 1.0
 
 
 def test_bad_weights():

@@ -220,6 +220,30 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
 FEW_RELIANCE_IMAGES = 20
 
 
+#: family-wise level of the backwards-reading warning (Bonferroni over seeds)
+BACKWARDS_ALPHA = 0.05
+
+
+def _backwards(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The warning when the treated model reads the background backwards on some seed: more report
+    images right on another class's background than on their own, beyond a sign test at
+    ``BACKWARDS_ALPHA`` / seeds. Why: such a model scores high on background-swap accuracy while it
+    still relies on the background (possible with two classes; E6), so that figure cannot say the
+    shortcut is gone."""
+    level = BACKWARDS_ALPHA / max(len(runs), 1)
+    hits = [(r.get("seed", i), r["treated"]["background_reliance"]) for i, r in enumerate(runs)]
+    hits = [(s, b) for s, b in hits if b.get("backwards_p", 1.0) < level]
+    if not hits:
+        return None
+    said = "; ".join(f"seed {s}: {b['backwards_images']} of {b['backwards_images'] + b['forwards_images']} images, "
+                     f"p = {b['backwards_p']:.2g}" for s, b in hits)
+    return {"what": "backwards", "beyond_noise": False, "text": (
+        f"warning: the treated model reads the background backwards ({said}; one-sided sign test, level "
+        f"{level:.2g}): report images are right more often on another class's background than on their own, so its "
+        "background-swap accuracy is high because it still relies on the background, reversed; choose with "
+        "--select-rule balanced, or label the validation images' groups (--groups)")}
+
+
 def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
     """The verdict lines on background reliance, honest by construction.
 
@@ -238,6 +262,11 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict
                    f"background-swap accuracy on {tag}", claim=claim),
            verdict([rel(r, "treated")["bg_only_acc"] - rel(r, "control")["bg_only_acc"] for r in runs],
                    "background-only accuracy (object removed; lower is better)", lower_is_better=True, claim=claim)]
+    backwards = _backwards(runs)
+    if backwards:
+        out[0] |= {"beyond_noise": False, "text": out[0]["text"] + "; not a sign the shortcut is gone: see the warning "
+                   "on reading the background backwards"}
+        out.append(backwards)
     if len(where) < FEW_RELIANCE_IMAGES:
         chose = (f"{len(pools.select)} chose the epochs and weights" if pools.select is not None else
                  "none chose the epochs and weights")

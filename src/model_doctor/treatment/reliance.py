@@ -14,7 +14,7 @@ from .pool import AnnotatedPool, composite
 from .space import _device, background_share
 
 __all__ = ["background_reliance", "selection_score", "group_selection_score", "resolve_rule", "wilson_interval", "bounding_boxes",
-           "SELECT_RULES"]
+           "sign_test", "SELECT_RULES"]
 
 
 @torch.no_grad()
@@ -79,7 +79,9 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
       b of a's own class (the cue agrees). ``balanced_swap_acc``: the lower of the two, the
       worst-group accuracy of this two-group test. Why both: a model that reads the background
       *backwards* (possible with two classes; E6's β=10 arms) scores high on ``swap_acc`` alone,
-      and only the cue-agreeing swaps expose it.
+      and only the cue-agreeing swaps expose it. ``backwards_images`` / ``forwards_images``: images
+      right more / less often on another class's background than on their own;
+      ``backwards_p``: the one-sided sign test that the model reads the background backwards.
     - **background only**: the image with the bounding box of its annotation filled with the mean
       of the background outside it: no object, and not its silhouette either (a flat region in
       the object's exact shape would still show the class). ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
@@ -118,7 +120,9 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
                                              "same_swap_acc": (pool.labels[sa], same_hit),
                                              "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
         balanced = min(swap_acc, same_acc) if same_acc == same_acc else swap_acc  # one image per class: no same-class pair
+        backwards, forwards = _directions(len(pool), ta, swap_hit, sa, same_hit)
         return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "same_swap_acc": same_acc, "balanced_swap_acc": balanced,
+                "backwards_images": backwards, "forwards_images": forwards, "backwards_p": sign_test(backwards, forwards),
                 "same_pairs": len(sa), "clean_acc": float((pred == y).double().mean()),
                 "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
                 "chance": 1.0 / max(int(plate.shape[1]), 1), "bg_grad_share": float(torch.cat(shares).double().mean()),
@@ -136,6 +140,29 @@ def _swapped(model: nn.Module, x: torch.Tensor, fg: torch.Tensor, y: torch.Tenso
     pt = torch.cat([_probs(model, composite(x[a], fg[a], x[b], fg[b]), batch_size).argmax(1)
                     for a, b in zip(ta.split(batch_size), tb.split(batch_size))]).cpu()
     return pt, pt == y.cpu()[ta]
+
+
+def _directions(n: int, ta: torch.Tensor, swap_hit: torch.Tensor, sa: torch.Tensor,
+                same_hit: torch.Tensor) -> tuple[int, int]:
+    """(images right more often on another class's background than on their own, images right
+    less often): per image, its swap accuracy against its own-class swap accuracy. Images without
+    both kinds of partner, and ties, count for neither."""
+    def rate(idx: torch.Tensor, hit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count = torch.bincount(idx, minlength=n).double()
+        hits = torch.zeros(n, dtype=torch.float64).index_add_(0, idx, hit.double())
+        return hits / count.clamp(min=1), count > 0
+
+    other, has_other = rate(ta, swap_hit)
+    own, has_own = rate(sa, same_hit)
+    both = has_other & has_own
+    return int((both & (other > own)).sum()), int((both & (other < own)).sum())
+
+
+def sign_test(k: int, m: int) -> float:
+    """One-sided exact sign test: P(at least ``k`` of ``k + m`` untied images fall one way | either
+    way is as likely). 1.0 when no image is untied."""
+    n = k + m
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n if n else 1.0
 
 
 def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
