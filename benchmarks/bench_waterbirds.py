@@ -304,8 +304,8 @@ def truth_rows(rows: list[dict], seeds: list[int]) -> list[dict]:
             out.append({"kind": "waterbirds", "arm": f"box{r['report_images']}-{rule} rule", "seed": seed,
                         "images": r["report_images"],
                         "original": conflicting(r["original"]), "original_reliance": rep["original"],
-                        "control": {**rep["erm"], "test_acc": conflicting(r["erm"])},
-                        "treated": {**rep[key], "test_acc": conflicting(r[key])},
+                        "control": {**rep["erm"], "test_acc": conflicting(r["erm"]), "agreeing_test_acc": agreeing(r["erm"])},
+                        "treated": {**rep[key], "test_acc": conflicting(r[key]), "agreeing_test_acc": agreeing(r[key])},
                         "shared_models": True})  # both rules' rows share the original, the control and the report set
     return out
 

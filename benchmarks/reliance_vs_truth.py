@@ -13,7 +13,11 @@ is what those groups are (a shuffled cue, with two classes, agrees half the time
 3. for every treated model, |swap accuracy − shuffled-cue test accuracy| ≤ 25 points.
 
 Where a row says how many report images its figure rests on (E6), also: is the truth inside the
-figure's 95 % Wilson interval, which ``treat`` prints beside it?
+figure's 95 % Wilson interval, which ``treat`` prints beside it? And where a row carries the
+backwards sign test (E6 rule rows since 2026-12-02): of the treated models that read the place
+backwards on the test set (cue-conflicting groups more accurate than cue-agreeing ones), how many
+``treat`` warns about (its sign test at 0.05, one seed per original), and how many warnings fire
+on a model that does not.
 
 Usage: python -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json [...] [--out docs/results/reliance_vs_truth.md]
 """
@@ -40,7 +44,10 @@ def beyond(d: list[float]) -> bool:
 
 def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
+    from model_doctor.treatment.plan import BACKWARDS_ALPHA
+
     pts, lines, worst, inside, sized = [], [], 0.0, 0, 0
+    backwards = {"warned": 0, "reads_backwards": 0, "false_alarms": 0, "measured": 0}
     shown, rows = rows, [r for r in rows if not r["arm"].endswith("norefine")]   # the checks: the default measure
     seen = set()
     for r in rows:
@@ -53,6 +60,13 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             seen.add((r["kind"], r["seed"]))
         pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"]))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
+        t = r["treated"]
+        if "backwards_p" in t and "agreeing_test_acc" in t:
+            warned, truth = t["backwards_p"] < BACKWARDS_ALPHA, t["test_acc"] > t["agreeing_test_acc"]
+            backwards["measured"] += 1
+            backwards["reads_backwards"] += truth
+            backwards["warned"] += warned and truth
+            backwards["false_alarms"] += warned and not truth
         if _images(r):
             lo, hi = wilson_interval(r["treated"]["swap_acc"], _images(r))
             sized, inside = sized + 1, inside + int(lo <= r["treated"]["test_acc"] <= hi)
@@ -77,7 +91,9 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         if beyond(swap) and not beyond(truth):
             false_claims.append(" / ".join(map(str, key)))
     return lines, {"spearman": rho, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst,
-                   "inside": f"{inside} of {sized}" if sized else "—"}
+                   "inside": f"{inside} of {sized}" if sized else "—",
+                   "backwards": (f"{backwards['warned']} of {backwards['reads_backwards']} warned; "
+                                 f"{backwards['false_alarms']} false" if backwards["measured"] else "—")}
 
 
 def _images(r: dict) -> int:
@@ -145,15 +161,16 @@ def main(argv=None) -> int:
            "The checks cover the defaults; `norefine` rows (the measure before "
            "refinement) are listed to show what it missed.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
-               "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval |",
-               "|---|---|---|---|---|---|"]
+               "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
+               "treated models reading backwards on test that `treat` warns about |",
+               "|---|---|---|---|---|---|---|"]
     body = []
     for path in args.inputs:
         rows = as_rows(json.loads(Path(path).read_text()))
         lines, res = check(rows)
         summary.append(f"| {Path(path).stem} | {res['models']} | {res['spearman']:.2f} | "
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
-                       f"{res['inside']} |")
+                       f"{res['inside']} | {res['backwards']} |")
         body += ["", f"## {Path(path).stem}", ""] + lines
     return emit(out + summary + body, args.out)
 

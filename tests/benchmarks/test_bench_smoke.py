@@ -176,6 +176,16 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     # 4 report images: 100 % allows 51-100 %, so a truth of 60 % is inside and one of 40 % is not
     _, res = R.check([{**row(0, 1.0, 0.6), "images": 4}, {**row(1, 1.0, 0.4), "images": 4}, row(2, 0.5, 0.5)])
     assert res["inside"] == "1 of 2"
+    assert res["backwards"] == "—"  # no row carries the sign test
+
+    def waterbird(seed, p, conflicting, agreeing):  # a treated model's sign test beside its two test-group accuracies
+        r = row(seed, 0.9, conflicting)
+        r["treated"] |= {"backwards_p": p, "agreeing_test_acc": agreeing}
+        return r
+
+    # reads backwards on test and warned; reads backwards, not warned; warned but reads forwards (a false alarm)
+    _, res = R.check([waterbird(0, 0.001, 0.7, 0.35), waterbird(1, 0.2, 0.6, 0.4), waterbird(2, 0.01, 0.3, 0.8)])
+    assert res["backwards"] == "1 of 2 warned; 1 false"
 
 
 @pytest.mark.slow
