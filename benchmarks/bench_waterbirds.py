@@ -36,8 +36,10 @@ accuracy is compared with the arms above, which chose with validation group labe
 images' swap accuracies are listed beside the test groups they stand for (another class's
 background: the cue-conflicting groups; the own class's: the cue-agreeing ones), and written as
 rows for ``benchmarks.reliance_vs_truth`` next to ``--out``. ``balanced`` was designed after
-reading seeds 0-2 of this study; seeds 3-4 judge it. ``--rules swap`` trains the default rule's
-arms only.
+reading seeds 0-2 of this study; seeds 3-4 judge it, and fresh seeds 6-8 at today's split again.
+Each model's row also says whether ``treat`` would warn that it reads the background backwards
+(the sign test on its report images). ``--rules swap`` trains the default rule's arms only.
+Without the main study for a seed, only the original and ERM stand beside the rules.
 
 ``--arch`` trains another model from scratch instead of the budget's (e.g. ``resnet18``);
 ``--betas`` narrows the counterfactual's weights (the table says which were tried).
@@ -294,6 +296,17 @@ def agreeing(g: dict) -> float:
     return sum(g["per_group"][n] for n in rest) / len(rest)
 
 
+def _test_side(g: dict) -> dict:
+    """The cue-agreeing groups' test accuracy and twice the standard error of (cue-conflicting −
+    cue-agreeing) accuracy, for ``reliance_vs_truth``'s "reads backwards on test" (a difference
+    beyond that margin)."""
+    var = lambda names: sum(g["per_group"][n] * (1 - g["per_group"][n]) / max(g["sizes"][n], 1) for n in names) \
+        / len(names) ** 2
+    conf = [n for n in g["per_group"] if n in CONFLICTING]
+    rest = [n for n in g["per_group"] if n not in CONFLICTING]
+    return {"agreeing_test_acc": agreeing(g), "backwards_margin": 2 * (var(conf) + var(rest)) ** 0.5}
+
+
 def truth_rows(rows: list[dict], seeds: list[int]) -> list[dict]:
     """Rows for ``benchmarks.reliance_vs_truth``: per seed and rule, the report-set swap accuracy of
     original, control (ERM) and treated beside the cue-conflicting test accuracy (the truth it stands for)."""
@@ -304,8 +317,8 @@ def truth_rows(rows: list[dict], seeds: list[int]) -> list[dict]:
             out.append({"kind": "waterbirds", "arm": f"box{r['report_images']}-{rule} rule", "seed": seed,
                         "images": r["report_images"],
                         "original": conflicting(r["original"]), "original_reliance": rep["original"],
-                        "control": {**rep["erm"], "test_acc": conflicting(r["erm"]), "agreeing_test_acc": agreeing(r["erm"])},
-                        "treated": {**rep[key], "test_acc": conflicting(r[key]), "agreeing_test_acc": agreeing(r[key])},
+                        "control": {**rep["erm"], "test_acc": conflicting(r["erm"]), **_test_side(r["erm"])},
+                        "treated": {**rep[key], "test_acc": conflicting(r[key]), **_test_side(r[key])},
                         "shared_models": True})  # both rules' rows share the original, the control and the report set
     return out
 

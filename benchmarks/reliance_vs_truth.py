@@ -15,7 +15,8 @@ is what those groups are (a shuffled cue, with two classes, agrees half the time
 Where a row says how many report images its figure rests on (E6), also: is the truth inside the
 figure's 95 % Wilson interval, which ``treat`` prints beside it? And where a row carries the
 backwards sign test (E6 rule rows since 2026-12-02): of the treated models that read the place
-backwards on the test set (cue-conflicting groups more accurate than cue-agreeing ones), how many
+backwards on the test set (cue-conflicting groups more accurate than cue-agreeing ones, by more
+than twice the standard error of that difference where the row gives it), how many
 ``treat`` warns about (its sign test at 0.05, one seed per original), and how many warnings fire
 on a model that does not.
 
@@ -62,7 +63,8 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
         t = r["treated"]
         if "backwards_p" in t and "agreeing_test_acc" in t:
-            warned, truth = t["backwards_p"] < BACKWARDS_ALPHA, t["test_acc"] > t["agreeing_test_acc"]
+            warned = t["backwards_p"] < BACKWARDS_ALPHA
+            truth = t["test_acc"] - t["agreeing_test_acc"] > t.get("backwards_margin", 0.0)
             backwards["measured"] += 1
             backwards["reads_backwards"] += truth
             backwards["warned"] += warned and truth

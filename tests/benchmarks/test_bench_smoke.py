@@ -1,6 +1,7 @@
 """The benchmark scripts run (small budget) and print the tables they promise."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -184,8 +185,19 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
         return r
 
     # reads backwards on test and warned; reads backwards, not warned; warned but reads forwards (a false alarm)
-    _, res = R.check([waterbird(0, 0.001, 0.7, 0.35), waterbird(1, 0.2, 0.6, 0.4), waterbird(2, 0.01, 0.3, 0.8)])
-    assert res["backwards"] == "1 of 2 warned; 1 false"
+    within = waterbird(3, 0.001, 0.55, 0.53)   # 2 points apart, inside its 2-SE margin: not backwards on test
+    within["treated"]["backwards_margin"] = 0.06
+    _, res = R.check([waterbird(0, 0.001, 0.7, 0.35), waterbird(1, 0.2, 0.6, 0.4), waterbird(2, 0.01, 0.3, 0.8), within])
+    assert res["backwards"] == "1 of 2 warned; 2 false"
+    from benchmarks.bench_waterbirds import CONFLICTING, _test_side
+
+    names = ["top-outdoor", "top-indoor-sky", "footwear-outdoor", "footwear-indoor-sky"]
+    acc = dict(zip(names, (0.3, 0.7, 0.6, 0.4)))
+    side = _test_side({"per_group": acc, "sizes": dict.fromkeys(names, 250)})
+    conf = [n for n in names if n in CONFLICTING]
+    assert len(conf) == 2 and side["agreeing_test_acc"] == pytest.approx(sum(acc[n] for n in names if n not in conf) / 2)
+    naive = 2 * math.sqrt(sum(acc[n] * (1 - acc[n]) / 250 for n in names) / 4)  # each side the mean of two groups
+    assert side["backwards_margin"] == pytest.approx(naive)
 
 
 @pytest.mark.slow
