@@ -240,8 +240,8 @@ def _backwards(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return {"what": "backwards", "beyond_noise": False, "text": (
         f"warning: the treated model reads the background backwards ({said}; one-sided sign test, level "
         f"{level:.2g}): report images are right more often on another class's background than on their own, so its "
-        "background-swap accuracy is high because it still relies on the background, reversed; choose with "
-        "--select-rule balanced, or label the validation images' groups (--groups)")}
+        "background-swap accuracy is high because it still relies on the background, reversed; label the validation "
+        "images' groups (--groups) to choose by worst-group accuracy instead (docs/method.md, E6)")}
 
 
 def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
