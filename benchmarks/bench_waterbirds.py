@@ -21,7 +21,7 @@ assume); the test split is read once per finished arm. Annotations: boxes, refin
 
 ``--study annotations`` then varies the annotation on the same seeds, originals and ERM control:
 boxes at 5 and 100 per class and exact masks (the object's pixels) at 20, each with its own DFR
-and counterfactual (β 1, 3, 10, chosen as above). The 100-per-class masks come from the same
+and counterfactual (β 1, 3, 10 unless ``--betas`` narrows them; chosen as above). The 100-per-class masks come from the same
 writer with more annotations (the images are identical, which is checked).
 
 ``--study rule`` chooses the counterfactual as ``treat`` does for a user without group labels:
