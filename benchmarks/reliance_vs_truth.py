@@ -20,7 +20,8 @@ than twice the standard error of that difference where the row gives it), how ma
 ``treat`` warns about (its sign test at 0.05, one seed per original), and how many warnings fire
 on a model that does not.
 
-Usage: python -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json [...] [--out docs/results/reliance_vs_truth.md]
+Usage: python -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json [A.json+B.json ...] [--out docs/results/reliance_vs_truth.md]
+(``A.json+B.json``: one benchmark whose seeds separate runs wrote, checked as one.)
 """
 
 from __future__ import annotations
@@ -167,13 +168,15 @@ def main(argv=None) -> int:
                "treated models reading backwards on test that `treat` warns about |",
                "|---|---|---|---|---|---|---|"]
     body = []
-    for path in args.inputs:
-        rows = as_rows(json.loads(Path(path).read_text()))
+    for arg in args.inputs:
+        paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
+        rows = [row for path in paths for row in as_rows(json.loads(Path(path).read_text()))]
         lines, res = check(rows)
-        summary.append(f"| {Path(path).stem} | {res['models']} | {res['spearman']:.2f} | "
+        name = " + ".join(Path(p).stem for p in paths)
+        summary.append(f"| {name} | {res['models']} | {res['spearman']:.2f} | "
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
                        f"{res['inside']} | {res['backwards']} |")
-        body += ["", f"## {Path(path).stem}", ""] + lines
+        body += ["", f"## {name}", ""] + lines
     return emit(out + summary + body, args.out)
 
 

@@ -189,6 +189,13 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     within["treated"]["backwards_margin"] = 0.06
     _, res = R.check([waterbird(0, 0.001, 0.7, 0.35), waterbird(1, 0.2, 0.6, 0.4), waterbird(2, 0.01, 0.3, 0.8), within])
     assert res["backwards"] == "1 of 2 warned; 2 false"
+    # seeds written by separate runs: alone one seed cannot be beyond noise; joined with "+", the false claim shows
+    for i, rs in enumerate((fooled[:1], fooled[1:])):
+        (tmp_path / f"s{i}.json").write_text(json.dumps(rs))
+    out = tmp_path / "rel.md"
+    assert R.main([str(tmp_path / "s0.json"), f"{tmp_path / 's0.json'}+{tmp_path / 's1.json'}", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| s0 | 3 | " in text and "| never |" in text and "| s0 + s1 | 9 | " in text and "| k / box |" in text
     from benchmarks.bench_waterbirds import CONFLICTING, _test_side
 
     names = ["top-outdoor", "top-indoor-sky", "footwear-outdoor", "footwear-indoor-sky"]
