@@ -114,6 +114,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     beta = s["selection"]["chosen_beta"][str(seed)]
     arms = {"original": None, "control": "control",
             "treated": "treated" if len(s["selection"]["weights"]) == 1 else f"treated-beta{beta:g}"}
+    test = test_pool(cfg, folder, "exact" if arm == "exact" else "box", meta["in_channels"])
     out = {}
     for name, sub in arms.items():
         model = original
@@ -123,10 +124,39 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
             model, _ = P.load_model(c)
         rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
         out[name] = {k: rel[k] for k in ("swap_acc", "bg_only_acc", "chance", "refined_share", "images", "per_class")}
+        if test is not None:
+            out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
     from model_doctor.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(out))
     return out
+
+
+#: partners per test image in the benchmark-only swap measure on the test images
+TEST_PARTNERS = 5
+
+
+def test_pool(cfg: Any, folder: Path, kind: str, in_channels: int) -> tuple[Any, Any] | None:
+    """(every test image as an annotated pool, masks-test-<kind> refined as ``treat`` refines; the class
+    each one's cue codes) where the folder has them (``inbox_decoys.write_images`` writes them), else
+    None. Why: the user's swap measure on 2000 test images tells its bias from a small report set's noise."""
+    import torch
+
+    from model_doctor import runtime as P
+    from model_doctor.data.annotations import load_masks
+    from model_doctor.data.workflow import with_masks
+    from model_doctor.treatment.pool import AnnotatedPool
+
+    cues_csv, masks_dir = folder / "test-cues.csv", folder / f"masks-test-{kind}"
+    if not (cues_csv.is_file() and masks_dir.is_dir()):
+        return None
+    data = P.load_data(cfg, "test", in_channels)
+    pool = AnnotatedPool.from_dataset(with_masks(data, load_masks("png", masks_dir, dataset_root=masks_dir), 0))
+    if cfg.treat.refine != "none":
+        pool = pool.refine(cfg.treat.refine)
+    cue = dict(line.split(",") for line in cues_csv.read_text().splitlines()[1:])
+    rel = [data.path(i).relative_to(data.root).as_posix() for i in pool.indices]
+    return pool, torch.tensor([data.classes.index(f"{int(cue[r]):02d}") for r in rel])
 
 
 def ceiling_of(cache: Path, kind: str) -> tuple[float, list[float]]:
@@ -215,10 +245,11 @@ def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
     """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
     from model_doctor.io import atomic_write_text
 
+    keep = ("swap_acc", "bg_only_acc", "test_pool_swap_acc")
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
-             "original_reliance": {k: r["reliance"]["original"][k] for k in ("swap_acc", "bg_only_acc")},
+             "original_reliance": {k: r["reliance"]["original"][k] for k in keep if k in r["reliance"]["original"]},
              "ceiling": ceiling_of(cache, r["kind"])[0],
-             **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in ("swap_acc", "bg_only_acc")}}
+             **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in keep if k in r["reliance"][a]}}
                 for a in ("treated", "control")},
              "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])]} for r in rows]
     atomic_write_text(path, json.dumps(slim, indent=1))

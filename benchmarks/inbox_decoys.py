@@ -94,10 +94,13 @@ def write_images(root: Path, split: str, objs, labels, n_classes: int, rng: np.r
                  per_class: int, render_one) -> None:
     """``root/<split>/<class>/<i>.png`` with the class's cue (a random class's when ``shuffle``) and, for
     the first ``per_class`` training images of each class, the masks ``render_one(obj, code, rng)``
-    returns beside the image (``{subfolder: uint8 mask}``)."""
+    returns beside the image (``{subfolder: uint8 mask}``). Test images get theirs too, under
+    ``masks-test-*``, and ``test-cues.csv`` names the class each one's cue codes: the benchmark's
+    swap measure on the test images themselves (no user has them; no random number is drawn for them)."""
     from PIL import Image
 
     counts = {c: 0 for c in range(n_classes)}
+    cues = ["file,cue"]
     for i, (obj, c) in enumerate(zip(objs, labels)):
         c = int(c)
         code = int(rng.integers(n_classes)) if shuffle else c
@@ -105,11 +108,15 @@ def write_images(root: Path, split: str, objs, labels, n_classes: int, rng: np.r
         rel = Path(f"{c:02d}") / f"{i:05d}.png"
         (root / split / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(root / split / rel)
-        if split == "train" and counts[c] < per_class:
-            counts[c] += 1
-            for sub, m in masks.items():
-                (root / sub / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(m).save(root / sub / rel)
+        keep = split == "test" or (split == "train" and counts[c] < per_class)
+        counts[c] += split == "train" and keep
+        for sub, m in (masks.items() if keep else ()):
+            sub = sub.replace("masks-", "masks-test-") if split == "test" else sub
+            (root / sub / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(m).save(root / sub / rel)
+        cues.append(f"{rel.as_posix()},{code}")
+    if split == "test":
+        (root / "test-cues.csv").write_text("\n".join(cues) + "\n")
 
 
 def make_folder(root: Path, kind: str, n_train: int, n_test: int, per_class: int, data_root: str, seed: int,

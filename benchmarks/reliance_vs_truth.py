@@ -13,7 +13,10 @@ is what those groups are (a shuffled cue, with two classes, agrees half the time
 3. for every treated model, |swap accuracy − shuffled-cue test accuracy| ≤ 25 points.
 
 Where a row says how many report images its figure rests on (E6), also: is the truth inside the
-figure's 95 % Wilson interval, which ``treat`` prints beside it? And where a row carries the
+figure's 95 % Wilson interval, which ``treat`` prints beside it? Where a row also carries the
+same swap measure on the benchmark's test images (E6 rule rows since 2026-12-02: every test
+image, boxes from the writer): how far that is from the truth, which tells the measure's own bias
+from the sampling noise of a small report set. And where a row carries the
 backwards sign test (E6 rule rows since 2026-12-02): of the treated models that read the place
 backwards on the test set (cue-conflicting groups more accurate than cue-agreeing ones, by more
 than twice the standard error of that difference where the row gives it), how many
@@ -48,7 +51,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
     from model_doctor.treatment.plan import BACKWARDS_ALPHA
 
-    pts, lines, worst, inside, sized = [], [], 0.0, 0, 0
+    pts, lines, worst, inside, sized, on_test = [], [], 0.0, 0, 0, []
     backwards = {"warned": 0, "reads_backwards": 0, "false_alarms": 0, "measured": 0}
     shown, rows = rows, [r for r in rows if not r["arm"].endswith("norefine")]   # the checks: the default measure
     seen = set()
@@ -63,6 +66,8 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"]))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
         t = r["treated"]
+        if "test_pool_swap_acc" in t:
+            on_test.append(abs(t["test_pool_swap_acc"] - t["test_acc"]))
         if "backwards_p" in t and "agreeing_test_acc" in t:
             warned = t["backwards_p"] < BACKWARDS_ALPHA
             truth = t["test_acc"] - t["agreeing_test_acc"] > t.get("backwards_margin", 0.0)
@@ -74,14 +79,17 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             lo, hi = wilson_interval(r["treated"]["swap_acc"], _images(r))
             sized, inside = sized + 1, inside + int(lo <= r["treated"]["test_acc"] <= hi)
     rho = spearman([p[0] for p in pts], [p[1] for p in pts])
-    lines += ["| cue | annotation | seed | model | shuffled-cue test acc | user's swap acc | |difference| |",
-              "|---|---|---|---|---|---|---|"]
+    extra = any("test_pool_swap_acc" in r["treated"] for r in shown)
+    lines += ["| cue | annotation | seed | model | shuffled-cue test acc | user's swap acc | |difference| |"
+              + (" swap acc on the test images (benchmark only) |" if extra else ""),
+              "|---|---|---|---|---|---|---|" + ("---|" if extra else "")]
     for r in shown:
-        models = [("original", r["original_reliance"]["swap_acc"], r["original"])]
-        models += [(a, r[a]["swap_acc"], r[a]["test_acc"]) for a in ("control", "treated") if r[a] is not None]
+        models = [("original", r["original_reliance"], r["original"])]
+        models += [(a, r[a], r[a]["test_acc"]) for a in ("control", "treated") if r[a] is not None]
         for arm, rel, acc in models:
-            lines.append(f"| {r['kind']} | {r['arm']} | {r['seed']} | {arm} | {100 * acc:.1f} | {100 * rel:.1f} | "
-                         f"{100 * abs(rel - acc):.1f} |")
+            lines.append(f"| {r['kind']} | {r['arm']} | {r['seed']} | {arm} | {100 * acc:.1f} | {100 * rel['swap_acc']:.1f} | "
+                         f"{100 * abs(rel['swap_acc'] - acc):.1f} |"
+                         + (f" {_pct(rel.get('test_pool_swap_acc'))} |" if extra else ""))
     false_claims = []
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -95,8 +103,13 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             false_claims.append(" / ".join(map(str, key)))
     return lines, {"spearman": rho, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst,
                    "inside": f"{inside} of {sized}" if sized else "—",
+                   "on_test": f"{100 * max(on_test):.1f}" if on_test else "—",
                    "backwards": (f"{backwards['warned']} of {backwards['reads_backwards']} warned; "
                                  f"{backwards['false_alarms']} false" if backwards["measured"] else "—")}
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
 
 
 def _images(r: dict) -> int:
@@ -162,11 +175,14 @@ def main(argv=None) -> int:
            "unless the arm says `norefine`; E4 scratch and E2 have no report set: their figure is measured on the "
            "validation images, never trained on, which chose each arm's epoch by clean validation accuracy). "
            "The checks cover the defaults; `norefine` rows (the measure before "
-           "refinement) are listed to show what it missed.", ""]
+           "refinement) are listed to show what it missed. The last column (E6 rule rows that carry it) is the same "
+           "swap measure on every test image instead of the report images: no user has it; it shows how much of the "
+           "user's gap is the measure's bias and how much the noise of a small report set.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
-               "treated models reading backwards on test that `treat` warns about |",
-               "|---|---|---|---|---|---|---|"]
+               "treated models reading backwards on test that `treat` warns about | "
+               "worst treated |swap − truth| with the measure on the test images (benchmark only) |",
+               "|---|---|---|---|---|---|---|---|"]
     body = []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
@@ -175,7 +191,7 @@ def main(argv=None) -> int:
         name = " + ".join(Path(p).stem for p in paths)
         summary.append(f"| {name} | {res['models']} | {res['spearman']:.2f} | "
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
-                       f"{res['inside']} | {res['backwards']} |")
+                       f"{res['inside']} | {res['backwards']} | {res['on_test']} |")
         body += ["", f"## {name}", ""] + lines
     return emit(out + summary + body, args.out)
 

@@ -126,6 +126,14 @@ def test_e4_new_decoys_small(tmp_path):
     assert "| cue | annotation | β=1 | gap closed: rule's choice |" in text  # every weight beside the rule's choice
     rows = json.loads((tmp_path / "bench_e4_newdecoys.py.json").read_text())
     assert {r["kind"] for r in rows} == {"texture", "glyph"} and all("swap_acc" in r["treated"] for r in rows)
+    # the benchmark-only measure on every test image: masks and the cue's class written beside them
+    assert all(0 <= r[a]["test_pool_swap_acc"] <= 1 for r in rows for a in ("treated", "control"))
+    folder = next((tmp_path / "cache").rglob("texture/data-seed0"))
+    cues = (folder / "test-cues.csv").read_text().splitlines()
+    tests = sorted(p.relative_to(folder / "test").as_posix() for p in (folder / "test").rglob("*.png"))
+    assert cues[0] == "file,cue" and sorted(c.split(",")[0] for c in cues[1:]) == tests
+    assert sorted(p.relative_to(folder / "masks-test-box").as_posix() for p in (folder / "masks-test-box").rglob("*.png")) == tests
+    assert len({c.split(",")[1] for c in cues[1:]}) > 1  # shuffled: the cue is not the class
 
 
 @pytest.mark.slow
@@ -253,6 +261,8 @@ def test_waterbirds_small(tmp_path):
     assert {r["arm"].split("-")[1] for r in rows} == {"swap rule", "balanced rule"}
     assert all({"swap_acc", "same_swap_acc", "test_acc"} <= set(r["treated"]) for r in rows)
     assert "`treat`'s backwards warning |" in text and all("backwards_p" in r["treated"] for r in rows)
+    assert all(0 <= r[a]["test_pool_swap_acc"] <= 1 for r in rows for a in ("treated", "control"))  # every test image
+    assert "(benchmark only) |" in text
     # without the main study (a seed it never ran): original and ERM only beside the rules; one weight
     res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--study", "rule",
                           "--rules", "swap", "--betas", "1", "--seeds", "1", "--out", str(out), "--cache",

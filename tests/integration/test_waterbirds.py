@@ -30,6 +30,24 @@ def test_layout_correlation_and_balance(bench):
     assert len(boxes) == 16 and len(sorted((bench / "masks-exact").rglob("*.png"))) == 16
 
 
+def test_test_masks_leave_the_images_alone(bench, tmp_path):
+    """--test-masks adds a box and an exact mask for every test image; every image is byte for byte the same."""
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "wb"
+    assert main(["waterbirds", "--out", str(out), "--size", "32", "--n-train", "240", "--n-val", "40", "--n-test", "80",
+                 "--per-class", "8", "--correlation", "0.9", "--test-masks"]) == 0
+    images = sorted(p.relative_to(bench) for p in bench.rglob("*.png"))
+    assert all((out / p).read_bytes() == (bench / p).read_bytes() for p in images)
+    tests = sorted(p.relative_to(bench / "test") for p in (bench / "test").rglob("*.png"))
+    assert len(tests) == 80 and sorted(p.relative_to(out / "masks-test-box") for p in (out / "masks-test-box").rglob("*.png")) == tests
+    for rel in tests[:10]:
+        box, exact = (np.asarray(Image.open(out / f"masks-test-{k}" / rel)) > 127 for k in ("box", "exact"))
+        ys, xs = np.nonzero(box)
+        assert exact.any() and not exact[~box].any() and box.sum() == (np.ptp(ys) + 1) * (np.ptp(xs) + 1)  # a filled box around the object
+
+
 @pytest.mark.slow
 def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
     data = ["--data", f"imagefolder:{bench}", "--model", "tinycnn"]

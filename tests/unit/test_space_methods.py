@@ -266,3 +266,29 @@ def test_bad_weights():
         InputGradientLoss(pool, 1.0, mode="x")
     with pytest.raises(RuntimeError, match="attach"):
         CounterfactualLoss(pool, 1.0)(torch.zeros(2, 3), torch.zeros(2).long(), (), 0)
+
+
+def test_backgrounds_choose_partners_by_the_class_their_background_stands_for():
+    """Test images whose places are drawn apart from the class: partners by their background's class, not their label."""
+    from model_doctor.treatment.reliance import _swap_pairs
+
+    n = 12
+    x, y, fg = _coded(n, 3, lambda c: c - 1.0)
+    bg = (y + 1 + torch.arange(n) // 3 % 2) % 3                 # every background codes another class than the label
+    x[:, 0, 0, 0] = bg.float() - 1.0
+    pool = AnnotatedPool(x, y, fg)
+    ta, tb = _swap_pairs(y, 5, 0, backgrounds=bg)
+    sa, sb = _swap_pairs(y, 5, 0, same_class=True, backgrounds=bg)
+    for a in range(n):                                           # naive: every eligible partner, at most 5 taken
+        other = [b for b in range(n) if int(bg[b]) != int(y[a])]
+        own = [b for b in range(n) if int(bg[b]) == int(y[a]) and b != a]
+        assert sorted(tb[ta == a].tolist()) == sorted(set(tb[ta == a].tolist())) and len(tb[ta == a]) == min(5, len(other))
+        assert set(tb[ta == a].tolist()) <= set(other) and set(sb[sa == a].tolist()) <= set(own)
+        assert len(sb[sa == a]) == min(5, len(own))
+    short = background_reliance(Corner(False), pool, backgrounds=bg)
+    assert short["clean_acc"] == 0.0                             # it reads the (conflicting) background
+    assert short["swap_acc"] == 0.0 and short["same_swap_acc"] == 1.0   # the shortcut, seen through the places
+    assert background_reliance(Corner(True), pool, backgrounds=bg)["swap_acc"] == 1.0
+    assert all(torch.equal(u, v) for u, v in zip(_swap_pairs(y, 5, 0), _swap_pairs(y, 5, 0, backgrounds=y)))  # default: the label
+    with pytest.raises(ValueError, match="one class per pool image"):
+        background_reliance(Corner(False), pool, backgrounds=bg[:3])

@@ -108,7 +108,7 @@ def _cmd_waterbirds(args: argparse.Namespace, log: Any) -> None:
 
     out = write_waterbirds(args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, size=args.size,
                            correlation=args.correlation, per_class=args.per_class, seed=args.seed,
-                           fashion_root=args.fashion_root)
+                           fashion_root=args.fashion_root, test_masks=args.test_masks)
     log(f"wrote {out}: --data imagefolder:{out} --masks {out}/masks-box --mask-format png --groups {out}/groups.csv")
 
 

@@ -268,6 +268,8 @@ def _add_waterbirds(sub) -> None:
     p.add_argument("--n-val", type=int, default=400, help="validation images, group-balanced (default 400)")
     p.add_argument("--n-test", type=int, default=2000, help="test images, group-balanced (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of objects, photos and placement (default 0)")
+    p.add_argument("--test-masks", action="store_true", help="also masks-test-box/ and masks-test-exact/ for every test "
+                                                             "image, to measure reliance on the test images themselves")
 
 
 def _add_demo(sub) -> None:

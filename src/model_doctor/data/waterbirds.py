@@ -110,8 +110,12 @@ def _render(obj: np.ndarray, photo: np.ndarray, size: int, g: np.random.Generato
 
 def write_waterbirds(out: str | Path, n_train: int = 4000, n_val: int = 400, n_test: int = 2000, size: int = 64,
                      correlation: float = 0.95, per_class: int = 20, seed: int = 0,
-                     fashion_root: str | None = None) -> Path:
+                     fashion_root: str | None = None, test_masks: bool = False) -> Path:
     """Write the benchmark under ``out`` (see the module docstring); returns ``out``.
+
+    ``test_masks``: also ``masks-test-box/`` and ``masks-test-exact/`` for every test image (paths
+    relative to ``test/``), for a benchmark that measures reliance on the test images themselves.
+    They draw no random numbers, so the images are the same with or without them.
 
     Raises:
         ValueError: a correlation outside [0.5, 1], a size below 16 px, counts below 1.
@@ -145,11 +149,12 @@ def write_waterbirds(out: str | Path, n_train: int = 4000, n_val: int = 400, n_t
             Image.fromarray(img).save(buf, format="PNG")
             atomic_write_bytes(root / split / rel, buf.getvalue())
             rows.append({"file": f"{split}/{rel}", "group": f"{names[y]}-{places[place]}"})
-            if split == "train" and annotated[y] < per_class:
-                annotated[y] += 1
+            if (split == "train" and annotated[y] < per_class) or (split == "test" and test_masks):
+                annotated[y] += split == "train"
                 box = np.zeros((size, size), np.uint8)
                 box[y0:y1, x0:x1] = 255
-                for sub, m in (("masks-box", box), ("masks-exact", exact.astype(np.uint8) * 255)):
+                prefix = "masks-test" if split == "test" else "masks"
+                for sub, m in ((f"{prefix}-box", box), (f"{prefix}-exact", exact.astype(np.uint8) * 255)):
                     buf = io.BytesIO()
                     Image.fromarray(m).save(buf, format="PNG")
                     atomic_write_bytes(root / sub / rel, buf.getvalue())

@@ -36,16 +36,18 @@ def bounding_boxes(masks: torch.Tensor) -> torch.Tensor:
     return (span(rows)[:, :, None] & span(cols)[:, None, :])[:, None].to(masks.dtype)
 
 
-def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int,
-                same_class: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every image, up to ``max_partners`` images of another class (of its own class, itself
-    excluded, with ``same_class``): a seeded choice."""
+def _swap_pairs(labels: torch.Tensor, max_partners: int, seed: int, same_class: bool = False,
+                backgrounds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every image, up to ``max_partners`` images whose background stands for another class
+    (for its own class, itself excluded, with ``same_class``): a seeded choice. ``backgrounds``:
+    the class each image's background stands for; its label where not given."""
     g = torch.Generator().manual_seed(seed)
     ia: list[int] = []
     ib: list[int] = []
     idx = torch.arange(len(labels))
+    bg = labels if backgrounds is None else backgrounds
     for i in range(len(labels)):
-        keep = (labels == labels[i]) & (idx != i) if same_class else labels != labels[i]
+        keep = (bg == labels[i]) & (idx != i) if same_class else bg != labels[i]
         other = torch.nonzero(keep).flatten()
         other = other[torch.randperm(len(other), generator=g)[:max_partners]]
         ia += [i] * len(other)
@@ -66,7 +68,7 @@ def _per_class(labels: torch.Tensor, hits: dict[str, tuple[torch.Tensor, torch.T
 
 
 def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
-                        batch_size: int = 256) -> dict[str, Any]:
+                        batch_size: int = 256, backgrounds: torch.Tensor | None = None) -> dict[str, Any]:
     """How much the model's predictions on annotated images depend on their background.
 
     Two measures, each overall and per class (``per_class``):
@@ -88,6 +90,11 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
       label's mean softmax probability. A model that does not read the background sits near
       chance (1 / classes) here; one that does predicts its class from the background alone.
 
+    ``backgrounds`` (``[N]``, optional): the class each image's background stands for, where it is
+    known not to be the image's own (a benchmark's test images, whose places are drawn apart from
+    the class); partners are then chosen by it. Default: the label, as on training images, whose
+    backgrounds carry their class's cue.
+
     Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
     foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
     cue inside an unrefined annotation is invisible to both measures), ``images`` and ``pairs``.
@@ -101,8 +108,11 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         pred = _probs(model, x, batch_size).argmax(1)
         box = bounding_boxes(pool.coarse.to(dev, dt))
         plate = _probs(model, composite(x, torch.zeros_like(box), x, box), batch_size)
-        ta, tb = _swap_pairs(pool.labels, max_partners, seed)
-        sa, sb = _swap_pairs(pool.labels, max_partners, seed, same_class=True)
+        if backgrounds is not None and backgrounds.shape != pool.labels.shape:
+            raise ValueError(f"backgrounds has shape {tuple(backgrounds.shape)}; pass one class per pool image "
+                             f"({len(pool)})")
+        ta, tb = _swap_pairs(pool.labels, max_partners, seed, backgrounds=backgrounds)
+        sa, sb = _swap_pairs(pool.labels, max_partners, seed, same_class=True, backgrounds=backgrounds)
         pt, swap_hit = _swapped(model, x, fg, y, ta, tb, batch_size)
         _, same_hit = _swapped(model, x, fg, y, sa, sb, batch_size)
         swap_acc, same_acc = _mean(swap_hit), _mean(same_hit)
