@@ -140,7 +140,7 @@ def main() -> int:
                   f"{k} {', '.join(str(r['seed']) for r in rows if r['kind'] == k) or 'none finished'}" for k in args.kinds)
               + ". Reliance "
               "figures are what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
-    lines += E5.table(rows, cache, args.kinds, b["arms"])
+    lines += E5.table(rows, cache, args.kinds, b["arms"]) + E5.test_pool_table(rows)
     lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
         f"{k}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows if r["kind"] == k)
         for k in args.kinds)]

@@ -207,6 +207,24 @@ def table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> l
     return lines
 
 
+def test_pool_table(rows: list[dict]) -> list[str]:
+    """Per treated model: the user's swap accuracy (report images), the same measure on every test
+    image (benchmark only) and the shuffled-cue test accuracy. Empty where no row has the test figure."""
+    have = [r for r in rows if "test_pool_swap_acc" in r["reliance"]["treated"]]
+    if not have:
+        return []
+    lines = ["", f"The swap measure on every test image ({TEST_PARTNERS} partners each, chosen by the class the cue "
+             "codes; the test boxes refined as `treat` refines): no user has it; beside the user's figure it tells the "
+             "measure's bias from the report set's noise.", "",
+             "| cue | annotation | seed | report images | user's swap acc (treated) | swap acc on the test images | "
+             "shuffled-cue test acc |", "|---|---|---|---|---|---|---|"]
+    for r in have:
+        t = r["reliance"]["treated"]
+        lines.append(f"| {r['kind']} | {r['arm']} | {r['seed']} | {t['images']} | {100 * t['swap_acc']:.1f} | "
+                     f"{100 * t['test_pool_swap_acc']:.1f} | {100 * r['summary']['treated']['test_acc']:.1f} |")
+    return lines
+
+
 def weights_table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> list[str]:
     """Every weight's shuffled-cue test accuracy beside the selection rule's choice, so a row that
     falls short says whether the method or the rule did. These test numbers chose nothing."""
@@ -278,7 +296,7 @@ def main() -> int:
                  f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "
               f"{', '.join(map(str, b['seeds']))}, each with its own original and annotated sample. Reliance figures are "
               "what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
-    lines += table(rows, cache, args.kinds, b["arms"])
+    lines += table(rows, cache, args.kinds, b["arms"]) + test_pool_table(rows)
     lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
         f"{k} {a}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows
                                  if (r["kind"], r["arm"]) == (k, a))

@@ -134,6 +134,7 @@ def test_e4_new_decoys_small(tmp_path):
     assert cues[0] == "file,cue" and sorted(c.split(",")[0] for c in cues[1:]) == tests
     assert sorted(p.relative_to(folder / "masks-test-box").as_posix() for p in (folder / "masks-test-box").rglob("*.png")) == tests
     assert len({c.split(",")[1] for c in cues[1:]}) > 1  # shuffled: the cue is not the class
+    assert "| cue | annotation | seed | report images | user's swap acc (treated) | swap acc on the test images |" in text
 
 
 @pytest.mark.slow
