@@ -28,6 +28,8 @@ SPLIT_NOTE = ("Fashion-MNIST here is ../shared's re-split of the public 70,000 i
               "train / next 1,000 test, each split shuffled with seed 0), not the original train/test split.")
 #: training of every original: SGD momentum 0.9, wd 5e-4, cosine; best epoch on validation
 ORIGINAL_LR = 0.05
+#: partners per test image in the benchmark-only swap measure on every test image (report images take 20)
+TEST_PARTNERS = 5
 #: per-architecture exceptions (none in the shipped studies; SqueezeNet did not train at 0.05 or 0.01)
 ORIGINAL_LR_BY_ARCH: dict[str, float] = {}
 #: fine-tuning (treated arms and the CE-only control share it): the original's lr ÷ 5, cosine, same seed and data order

@@ -125,15 +125,11 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
         rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
         out[name] = {k: rel[k] for k in ("swap_acc", "bg_only_acc", "chance", "refined_share", "images", "per_class")}
         if test is not None:
-            out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
+            out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], S.TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
     from model_doctor.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(out))
     return out
-
-
-#: partners per test image in the benchmark-only swap measure on the test images
-TEST_PARTNERS = 5
 
 
 def test_pool(cfg: Any, folder: Path, kind: str, in_channels: int) -> tuple[Any, Any] | None:
@@ -213,7 +209,7 @@ def test_pool_table(rows: list[dict]) -> list[str]:
     have = [r for r in rows if "test_pool_swap_acc" in r["reliance"]["treated"]]
     if not have:
         return []
-    lines = ["", f"The swap measure on every test image ({TEST_PARTNERS} partners each, chosen by the class the cue "
+    lines = ["", f"The swap measure on every test image ({S.TEST_PARTNERS} partners each, chosen by the class the cue "
              "codes; the test boxes refined as `treat` refines): no user has it; beside the user's figure it tells the "
              "measure's bias from the report set's noise.", "",
              "| cue | annotation | seed | report images | user's swap acc (treated) | swap acc on the test images | "

@@ -299,16 +299,12 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
     out["report"] = {k: {m: v for m, v in background_reliance(model, pools.report).items() if m in keep}
                      for k, model in models.items()}
     tpool, stands = _test_pool(d, folder)
-    out["test_pool"] = {k: {m: v for m, v in background_reliance(model, tpool, TEST_PARTNERS, backgrounds=stands).items()
+    out["test_pool"] = {k: {m: v for m, v in background_reliance(model, tpool, S.TEST_PARTNERS, backgrounds=stands).items()
                             if m in ("swap_acc", "same_swap_acc")} for k, model in models.items()}
     out |= {"report_images": len(pools.report), "select_images": len(pools.select), "test_pool_images": len(tpool),
             "test_pool_refined": float(tpool.refined.double().mean())}
     (where / "test-rule.json").write_text(json.dumps(out))
     return out
-
-
-#: partners per test image in the benchmark-only swap measure on the test images (10 report images take 20)
-TEST_PARTNERS = 5
 
 
 def _keys(row: dict) -> list[tuple[str, str]]:
@@ -387,7 +383,7 @@ def rule_lines(rows: list[dict], seeds: list[int]) -> list[str]:
                          f"{_warned(rep)} | {_on_test(r, key)} |")
     if "test_pool" in rows[0]:
         lines += ["", f"The last column is the same swap measure on the {rows[0]['test_pool_images']} test images "
-                      f"({TEST_PARTNERS} partners each, chosen by the place, not the class; writer boxes refined by GrabCut, "
+                      f"({S.TEST_PARTNERS} partners each, chosen by the place, not the class; writer boxes refined by GrabCut, "
                       f"{100 * rows[0]['test_pool_refined']:.0f} % refined on seed {seeds[0]}): beside the test groups it "
                       "shows what the measure reads without the report set's sampling noise. No user has it."]
     return lines

@@ -14,8 +14,8 @@ is what those groups are (a shuffled cue, with two classes, agrees half the time
 
 Where a row says how many report images its figure rests on (E6), also: is the truth inside the
 figure's 95 % Wilson interval, which ``treat`` prints beside it? Where a row also carries the
-same swap measure on the benchmark's test images (E6 rule rows since 2026-12-02: every test
-image, boxes from the writer): how far that is from the truth, which tells the measure's own bias
+same swap measure on the benchmark's test images (E6 rule rows and E4b/E5 rows since
+2026-12-02: every test image, boxes from the writer): how far that is from the truth, which tells the measure's own bias
 from the sampling noise of a small report set. And where a row carries the
 backwards sign test (E6 rule rows since 2026-12-02): of the treated models that read the place
 backwards on the test set (cue-conflicting groups more accurate than cue-agreeing ones, by more
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
            "unless the arm says `norefine`; E4 scratch and E2 have no report set: their figure is measured on the "
            "validation images, never trained on, which chose each arm's epoch by clean validation accuracy). "
            "The checks cover the defaults; `norefine` rows (the measure before "
-           "refinement) are listed to show what it missed. The last column (E6 rule rows that carry it) is the same "
+           "refinement) are listed to show what it missed. The last column (rows that carry it: E6 rule studies, E4b) is the same "
            "swap measure on every test image instead of the report images: no user has it; it shows how much of the "
            "user's gap is the measure's bias and how much the noise of a small report set.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
