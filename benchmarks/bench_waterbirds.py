@@ -39,7 +39,9 @@ rows for ``benchmarks.reliance_vs_truth`` next to ``--out``. ``balanced`` was de
 reading seeds 0-2 of this study; seeds 3-4 judge it, and fresh seeds 6-8 at today's split again.
 Each model's row also says whether ``treat`` would warn that it reads the background backwards
 (the sign test on its report images). ``--rules swap`` trains the default rule's arms only.
-Without the main study for a seed, only the original and ERM stand beside the rules.
+Without the main study for a seed, only the original and ERM stand beside the rules. ``--annotated N``
+annotates N training images per class instead of the budget's 20 (the same writer and images; the
+held-out share then follows ``treat``'s default quarter), to show what a larger report set changes.
 
 ``--arch`` trains another model from scratch instead of the budget's (e.g. ``resnet18``);
 ``--betas`` narrows the counterfactual's weights (the table says which were tried).
@@ -255,19 +257,22 @@ CONFLICTING = {f"{c}-{p}" for names in (list(CLASSES), ["even", "odd"])  # Fashi
 RULES = (("cf-rule", "swap"), ("cf-balanced", "balanced"))
 
 
-def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tuple = RULES) -> dict:
+def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tuple = RULES,
+             per_class: int | None = None) -> dict:
     """The counterfactual at β 1, 3, 10 chosen without group labels, by ``treat``'s ``swap`` rule
     and by its ``balanced`` rule, on the same held-out annotated images; the report images' swap
-    accuracies of every model, beside the test groups they stand for."""
+    accuracies of every model, beside the test groups they stand for. ``per_class``: annotated
+    images per class (default: the budget's), more from the same writer (:func:`_annotated`)."""
     from model_doctor.training import evaluate
     from model_doctor.treatment.plan import make_pools
     from model_doctor.treatment.reliance import background_reliance, selection_score
 
     b = budget
     d, original, by_groups, _ = _setup(b, seed, cache, root)
-    folder = cache / f"data-seed{seed}"
-    masked = with_masks(d["train"], load_masks("png", folder / "masks-box", dataset_root=folder / "masks-box"), 0)
-    pools = make_pools(masked, masked, TreatConfig().holdout, b["per_class"], seed)  # as treat splits by default
+    folder, n = cache / f"data-seed{seed}", per_class or b["per_class"]
+    boxes = _annotated(b, seed, cache, root, n) / "masks-box"
+    masked = with_masks(d["train"], load_masks("png", boxes, dataset_root=boxes), 0)
+    pools = make_pools(masked, masked, TreatConfig().holdout, n, seed)  # as treat splits by default
     assert pools.select is not None and pools.report is not None
     # the arms of each split apart: before held_fraction, a quarter held out chose on 6 images and reported on 4
     where = cache / f"seed{seed}" / ("" if (len(pools.select), len(pools.report)) == (6, 4) else
@@ -444,6 +449,7 @@ def _command(args) -> str:
             + (f" --arch {args.arch}" if args.arch else "")
             + (f" --betas {' '.join(f'{b:g}' for b in args.betas)}" if args.betas else "")
             + (f" --rules {' '.join(args.rules)}" if args.study == "rule" and len(args.rules) < len(RULES) else "")
+            + (f" --annotated {args.annotated}" if args.study == "rule" and args.annotated else "")
             + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
 
 
@@ -455,6 +461,9 @@ def main() -> int:
                          "(beside the main study's arms where it ran first)")
     ap.add_argument("--rules", nargs="+", choices=[r for _, r in RULES], default=[r for _, r in RULES],
                     help="--study rule: the rules to train arms for (default: both)")
+    ap.add_argument("--annotated", type=int, default=None,
+                    help="--study rule: box-annotated training images per class (default: the budget's, 20 for full); "
+                         "more come from the same writer with more annotations (the images are identical)")
     ap.add_argument("--arch", default=None,
                     help="the model, trained from scratch (default: the budget's, smallcnn for full); e.g. resnet18, "
                          "which the zoo builds with its ImageNet stem at 64 px")
@@ -480,7 +489,8 @@ def main() -> int:
         lines += [_paragraph(__doc__.split("\n\n")[4]), _paragraph(__doc__.split("\n\n")[3]), setting, ""]
         return emit(lines + annotation_table(budget, rows), args.out)
     if args.study == "rule":
-        rows = [run_rule(budget, s, cache, root, tuple(r for r in RULES if r[1] in args.rules)) for s in budget["seeds"]]
+        rows = [run_rule(budget, s, cache, root, tuple(r for r in RULES if r[1] in args.rules), args.annotated)
+                for s in budget["seeds"]]
         lines = header("E6c: Waterbirds-style benchmark, the counterfactual chosen without group labels",
                        "bench_waterbirds.py", args.budget)
         lines[2] = _command(args)

@@ -66,6 +66,10 @@ def test_e2_then_ablations_small(shared_data, tmp_path):
     assert check(rows)[1]["models"] == 2 + len(rows)  # the original and the control once, then each arm
     ab = _run("bench_ablations.py", tmp_path, "--root", str(shared_data))
     assert "Layer depth" in ab and "Annotated images per class" in ab and "30 px at 224 → 6 px at 44" in ab
+    assert "| swap acc on validation images |" in ab
+    rows = as_rows(json.loads((tmp_path / "bench_ablations.py.json").read_text()))  # E2's records, one row per arm
+    assert {r["arm"] for r in rows} >= {"depth: space-wise at features.8", "expand: 30 px at 224 → 6 px at 44"}
+    assert all(0 <= r["treated"]["swap_acc"] <= 1 for r in rows) and check(rows)[1]["models"] == 2 + len(rows)
 
 
 def test_collect_performance_copies_tables_and_provenance(tmp_path):
@@ -264,12 +268,15 @@ def test_waterbirds_small(tmp_path):
     assert "`treat`'s backwards warning |" in text and all("backwards_p" in r["treated"] for r in rows)
     assert all(0 <= r[a]["test_pool_swap_acc"] <= 1 for r in rows for a in ("treated", "control"))  # every test image
     assert "(benchmark only) |" in text
-    # without the main study (a seed it never ran): original and ERM only beside the rules; one weight
+    # without the main study (a seed it never ran): original and ERM only beside the rules; one weight;
+    # twice the budget's annotations, so twice the report images
     res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--study", "rule",
-                          "--rules", "swap", "--betas", "1", "--seeds", "1", "--out", str(out), "--cache",
+                          "--rules", "swap", "--betas", "1", "--seeds", "1", "--annotated", "16", "--out", str(out), "--cache",
                           str(tmp_path / "cache"), "--root", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert "--study rule --betas 1 --rules swap --seeds 1`" in text and "| erm |" in text and "| jtt |" not in text
+    assert "--study rule --betas 1 --rules swap --annotated 16 --seeds 1`" in text and "| erm |" in text
+    assert "| jtt |" not in text and "Chosen on 8 held-out annotated images, reported on 8." in text
+    assert any(runs.glob("*/data-seed1-annotated16/masks-box/*/*.png"))
     assert "counterfactual β from 1;" in text and not any(runs.glob("*/seed1/jtt"))
