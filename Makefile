@@ -50,7 +50,11 @@ evidence: $(STAMP)
 	# e6_rule.md / e6_rule_judged.md (a quarter held out: 6 chose, 4 reported) predate held_fraction: `git checkout 5001e61` remakes them
 	$(PY) -m benchmarks.bench_waterbirds --study rule --rules swap --seeds 0 1 2 3 4 --out docs/results/e6_rule_held.md
 	$(PY) -m benchmarks.bench_waterbirds --study rule --seeds 6 7 8 --out docs/results/e6_rule_fresh.md
-	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_first_run.json docs/results/e5_inbox.json docs/results/e4_shortcut.json docs/results/e4_newdecoys.json docs/results/e4_scratch.json docs/results/e2_space_seed0.json+docs/results/e2_space_seed1.json+docs/results/e2_space_seed2.json docs/results/e6_rule.json docs/results/e6_rule_judged.json docs/results/e6_rule_held.json docs/results/e6_rule_fresh.json+docs/results/e6_rule_seed9.json+docs/results/e6_rule_seed10.json+docs/results/e6_rule_seed11.json docs/results/e6_cli_summary.json --out docs/results/reliance_vs_truth.md
+	$(PY) -m benchmarks.bench_waterbirds --study rule --seeds 9 --out docs/results/e6_rule_seed9.md
+	$(PY) -m benchmarks.bench_waterbirds --study rule --seeds 10 --out docs/results/e6_rule_seed10.md
+	$(PY) -m benchmarks.bench_waterbirds --study rule --seeds 11 --out docs/results/e6_rule_seed11.md
+	$(PY) -m benchmarks.bench_waterbirds --study rule --rules swap --annotated 100 --seeds 6 7 8 9 10 11 --out docs/results/e6_rule_ann100.md
+	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_first_run.json docs/results/e5_inbox.json docs/results/e4_shortcut.json docs/results/e4_newdecoys.json docs/results/e4_scratch.json docs/results/e2_space_seed0.json+docs/results/e2_space_seed1.json+docs/results/e2_space_seed2.json docs/results/ablations.json docs/results/e6_rule.json docs/results/e6_rule_judged.json docs/results/e6_rule_held.json docs/results/e6_rule_fresh.json+docs/results/e6_rule_seed9.json+docs/results/e6_rule_seed10.json+docs/results/e6_rule_seed11.json docs/results/e6_rule_ann100.json docs/results/e6_cli_summary.json --out docs/results/reliance_vs_truth.md
 	$(PY) -m benchmarks.bench_counterfactual --out docs/results/counterfactual_cost.md
 	$(PY) -m benchmarks.collect_performance --out docs/results/performance.md
 	$(PY) -m model_doctor reproduce cpu-small

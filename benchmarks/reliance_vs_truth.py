@@ -172,7 +172,7 @@ def main(argv=None) -> int:
            "groups, which is what a swap onto another class's background stands for); the user's figure is the "
            "held-out background-swap accuracy "
            "`treat` prints (report images: never trained on, never used to select; foreground refined by GrabCut "
-           "unless the arm says `norefine`; E4 scratch and E2 have no report set: their figure is measured on the "
+           "unless the arm says `norefine`; E4 scratch, E2 and the ablations (E2's originals) have no report set: their figure is measured on the "
            "validation images, never trained on, which chose each arm's epoch by clean validation accuracy). "
            "The checks cover the defaults; `norefine` rows (the measure before "
            "refinement) are listed to show what it missed. The last column (rows that carry it: E6 rule studies, E4b) is the same "
