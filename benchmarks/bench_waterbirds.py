@@ -41,7 +41,8 @@ Each model's row also says whether ``treat`` would warn that it reads the backgr
 (the sign test on its report images). ``--rules swap`` trains the default rule's arms only.
 Without the main study for a seed, only the original and ERM stand beside the rules. ``--annotated N``
 annotates N training images per class instead of the budget's 20 (the same writer and images; the
-held-out share then follows ``treat``'s default quarter), to show what a larger report set changes.
+held-out share is ``treat``'s default: a quarter, raised only where that leaves fewer than 10 to
+report), to show what a larger report set changes.
 
 ``--arch`` trains another model from scratch instead of the budget's (e.g. ``resnet18``);
 ``--betas`` narrows the counterfactual's weights (the table says which were tried).
@@ -471,6 +472,9 @@ def main() -> int:
                     help="the counterfactual's weights to choose from (default: the budget's, 1 3 10 for full); "
                          "fewer arms for a slower model; finished arms are reused either way")
     args = ap.parse_args()
+    if args.annotated is not None and (args.study != "rule" or args.annotated < 1):
+        ap.error(f"--annotated {args.annotated}: pass a positive number of images per class, with --study rule "
+                 "(the other studies set their annotations themselves)")
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds) | ({"arch": args.arch} if args.arch else {}) \
         | ({"betas": args.betas} if args.betas else {})
     if args.threads:

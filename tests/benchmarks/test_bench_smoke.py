@@ -231,6 +231,14 @@ def test_counterfactual_cost_small(tmp_path):
     assert "—" not in text.split("| what |")[1].split("\n")[3]
 
 
+@pytest.mark.parametrize("extra", [["--study", "rule", "--annotated", "0"], ["--annotated", "40"]])
+def test_waterbirds_annotated_is_checked_before_any_work(extra, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", *extra,
+                          "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 2 and f"--annotated {extra[-1]}: pass a positive number" in res.stderr
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.slow
 def test_waterbirds_small(tmp_path):
     out = tmp_path / "e6.md"
