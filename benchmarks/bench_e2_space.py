@@ -92,10 +92,15 @@ def measure(model, data: dict, val_acc: float) -> dict:
     they chose each arm's epoch by clean validation accuracy, not by swap accuracy)."""
     from model_doctor.treatment.reliance import background_reliance
 
+    rel = background_reliance(model, data["report"])
     return {"val_acc": val_acc, "test_shuffled": evaluate(model, data["test_shuffled"], 10)["acc"],
             "test_consistent": evaluate(model, data["test_consistent"], 10)["acc"],
             "decoy_grad_share": decoy_gradient_share(model, data["test_shuffled"]),
-            "report_swap_acc": background_reliance(model, data["report"])["swap_acc"]}
+            "report_swap_acc": rel["swap_acc"], "report_per_image": {k: rel["per_image"][k] for k in SWAP_PER_IMAGE}}
+
+
+#: the per-image swap values kept beside each run: the images' noise of a difference (``model_doctor.study.image_se``)
+SWAP_PER_IMAGE = ("swap_acc", "swap_acc_by_background")
 
 
 def originals(args, budget: dict, data: dict, seed: int, cache: Path):
@@ -122,7 +127,7 @@ def finetune(name: str, run_dir: Path, model, data: dict, budget: dict, seed: in
     ft = S.finetune_cfg(budget["ft_epochs"], seed)
     m, r = cached_run(run_dir / name, copy_of(model), train if train is not None else data["train"], data["train_val"],
                       ft, 10, terms=terms, tag=name)
-    if "report_swap_acc" not in r:  # measured once, then kept beside the run
+    if "report_per_image" not in r:  # measured once, then kept beside the run
         from model_doctor.io import atomic_write_json
 
         r.update(measure(m, data, r["val_acc"]))

@@ -259,11 +259,12 @@ RULES = (("cf-rule", "swap"), ("cf-balanced", "balanced"))
 
 
 def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tuple = RULES,
-             per_class: int | None = None) -> dict:
+             per_class: int | None = None, partners: str = "other") -> dict:
     """The counterfactual at β 1, 3, 10 chosen without group labels, by ``treat``'s ``swap`` rule
     and by its ``balanced`` rule, on the same held-out annotated images; the report images' swap
     accuracies of every model, beside the test groups they stand for. ``per_class``: annotated
-    images per class (default: the budget's), more from the same writer (:func:`_annotated`)."""
+    images per class (default: the budget's), more from the same writer (:func:`_annotated`).
+    ``partners``: the counterfactual's (``treat --partners``; arms of ``any`` are named apart)."""
     from model_doctor.training import evaluate
     from model_doctor.treatment.plan import make_pools
     from model_doctor.treatment.reliance import background_reliance, selection_score
@@ -291,8 +292,9 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
                  if main_study.is_file() else {"original": test(original), "erm": test(erm)})
     models = {"original": original, "erm": erm}
     for group, rule in rules:
-        prefix = "counterfactual-rule" if rule == "swap" else f"counterfactual-{rule}"
-        arms = [ArmSpec(f"{prefix}-beta{w:g}", lambda w=w: CounterfactualLoss(pools.train, w, seed=seed),
+        tag = "any-" if partners == "any" else ""   # arm names as the first runs of each wrote them (cached)
+        prefix = f"counterfactual-{tag}{rule}" if rule != "swap" else ("counterfactual-any" if tag else "counterfactual-rule")
+        arms = [ArmSpec(f"{prefix}-beta{w:g}", lambda w=w: CounterfactualLoss(pools.train, w, seed=seed, partners=partners),
                         group=group, weight=w) for w in b["betas"]]
         study = run_study(original, pools.masked_train, d["val"], arms,
                           FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, where, select=select(rule))
@@ -309,7 +311,7 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
                             if m in ("swap_acc", "same_swap_acc")} for k, model in models.items()}
     out |= {"report_images": len(pools.report), "select_images": len(pools.select), "test_pool_images": len(tpool),
             "test_pool_refined": float(tpool.refined.double().mean())}
-    (where / "test-rule.json").write_text(json.dumps(out))
+    (where / ("test-rule.json" if partners == "other" else f"test-rule-{partners}.json")).write_text(json.dumps(out))
     return out
 
 
@@ -451,6 +453,7 @@ def _command(args) -> str:
             + (f" --betas {' '.join(f'{b:g}' for b in args.betas)}" if args.betas else "")
             + (f" --rules {' '.join(args.rules)}" if args.study == "rule" and len(args.rules) < len(RULES) else "")
             + (f" --annotated {args.annotated}" if args.study == "rule" and args.annotated else "")
+            + (f" --partners {args.partners}" if args.study == "rule" and args.partners != "other" else "")
             + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
 
 
@@ -465,6 +468,8 @@ def main() -> int:
     ap.add_argument("--annotated", type=int, default=None,
                     help="--study rule: box-annotated training images per class (default: the budget's, 20 for full); "
                          "more come from the same writer with more annotations (the images are identical)")
+    ap.add_argument("--partners", choices=["other", "any"], default="other",
+                    help="--study rule: whose background the counterfactual borrows (treat --partners; default other)")
     ap.add_argument("--arch", default=None,
                     help="the model, trained from scratch (default: the budget's, smallcnn for full); e.g. resnet18, "
                          "which the zoo builds with its ImageNet stem at 64 px")
@@ -472,6 +477,8 @@ def main() -> int:
                     help="the counterfactual's weights to choose from (default: the budget's, 1 3 10 for full); "
                          "fewer arms for a slower model; finished arms are reused either way")
     args = ap.parse_args()
+    if args.partners != "other" and args.study != "rule":
+        ap.error(f"--partners {args.partners}: only --study rule compares partners; drop it or add --study rule")
     if args.annotated is not None and (args.study != "rule" or args.annotated < 1):
         ap.error(f"--annotated {args.annotated}: pass a positive number of images per class, with --study rule "
                  "(the other studies set their annotations themselves)")
@@ -493,7 +500,7 @@ def main() -> int:
         lines += [_paragraph(__doc__.split("\n\n")[4]), _paragraph(__doc__.split("\n\n")[3]), setting, ""]
         return emit(lines + annotation_table(budget, rows), args.out)
     if args.study == "rule":
-        rows = [run_rule(budget, s, cache, root, tuple(r for r in RULES if r[1] in args.rules), args.annotated)
+        rows = [run_rule(budget, s, cache, root, tuple(r for r in RULES if r[1] in args.rules), args.annotated, args.partners)
                 for s in budget["seeds"]]
         lines = header("E6c: Waterbirds-style benchmark, the counterfactual chosen without group labels",
                        "bench_waterbirds.py", args.budget)

@@ -8,9 +8,14 @@ groups: a swap onto another class's background puts the object on the other clas
 is what those groups are (a shuffled cue, with two classes, agrees half the time). Three checks:
 
 1. Spearman correlation between the two over all models of a benchmark (target ≥ 0.8);
-2. the swap verdict never says "better beyond seed noise" where the shuffled-cue test accuracy
-   is not better beyond seed noise (same seeds, same rule: |mean| > 2 std);
+2. the swap verdict never says "better beyond noise" where the shuffled-cue test accuracy is not
+   better beyond seed noise (same seeds, same rule: |mean| > 2 std; where one set of images served
+   every seed (E2, the ablations) and the rows carry per-image values, the swap verdict's noise
+   also holds the images' own, as ``treat``'s does: ``model_doctor.study.verdict``);
 3. for every treated model, |swap accuracy − shuffled-cue test accuracy| ≤ 25 points.
+
+Also, the other way round (how much the noise rule costs): of the arms whose shuffled-cue test
+accuracy is better than the control's beyond seed noise, how many the swap verdict calls better.
 
 Where a row says how many report images its figure rests on (E6), also: is the truth inside the
 figure's 95 % Wilson interval, which ``treat`` prints beside it? Where a row also carries the
@@ -43,8 +48,27 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def beyond(d: list[float]) -> bool:
-    return len(d) > 1 and statistics.mean(d) - 2 * statistics.stdev(d) > 0
+def beyond(d: list[float], image_se: float | None = None) -> bool:
+    """Better beyond noise, by ``treat``'s rule (:func:`model_doctor.study.verdict`)."""
+    from model_doctor.study import verdict
+
+    v = verdict(d, "", image_se=image_se)
+    return bool(v["beyond_noise"]) and statistics.mean(d) > 0
+
+
+def swap_image_se(rows: list[dict]) -> float | None:
+    """The images' noise of treated − control swap accuracy where every row was measured on the
+    same images (``same_images``) and carries per-image values; else None (each seed's own report
+    set: the seed spread holds that noise already)."""
+    import math
+
+    from model_doctor.study import image_se
+
+    if not rows or not all(r.get("same_images") and "per_image" in r["treated"] and "per_image" in r["control"] for r in rows):
+        return None
+    terms = [image_se([r["treated"]["per_image"][k] for r in rows], [r["control"]["per_image"][k] for r in rows])
+             for k in ("swap_acc", "swap_acc_by_background")]
+    return math.sqrt(sum(t * t for t in terms if t is not None))
 
 
 def check(rows: list[dict]) -> tuple[list[str], dict]:
@@ -90,7 +114,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             lines.append(f"| {r['kind']} | {r['arm']} | {r['seed']} | {arm} | {100 * acc:.1f} | {100 * rel['swap_acc']:.1f} | "
                          f"{100 * abs(rel['swap_acc'] - acc):.1f} |"
                          + (f" {_pct(rel.get('test_pool_swap_acc'))} |" if extra else ""))
-    false_claims = []
+    false_claims, gains = [], {"true": 0, "said": 0}
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["kind"], r["arm"]), []).append(r)
@@ -99,9 +123,14 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             continue  # no control, no verdict to check
         swap = [r["treated"]["swap_acc"] - r["control"]["swap_acc"] for r in rs]
         truth = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rs]
-        if beyond(swap) and not beyond(truth):
+        said, true = beyond(swap, swap_image_se(rs)), beyond(truth)
+        if said and not true:
             false_claims.append(" / ".join(map(str, key)))
+        if true:
+            gains["true"] += 1
+            gains["said"] += said
     return lines, {"spearman": rho, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst,
+                   "true_gains": f"{gains['said']} of {gains['true']}" if gains["true"] else "—",
                    "inside": f"{inside} of {sized}" if sized else "—",
                    "on_test": f"{100 * max(on_test):.1f}" if on_test else "—",
                    "backwards": (f"{backwards['warned']} of {backwards['reads_backwards']} warned; "
@@ -137,11 +166,13 @@ def as_rows(rows) -> list[dict]:
         for arm, r in rec.items():
             if arm in ("seed", "original", "control"):
                 continue
+            per = lambda m: {"per_image": m["report_per_image"]} if "report_per_image" in m else {}
             out.append({"kind": "decoy patch", "arm": arm, "seed": rec["seed"], "original": o["test_shuffled"],
                         "original_reliance": {"swap_acc": o["report_swap_acc"]},
-                        "control": {"swap_acc": c["report_swap_acc"], "test_acc": c["test_shuffled"]},
-                        "treated": {"swap_acc": r["report_swap_acc"], "test_acc": r["test_shuffled"]},
-                        "shared_models": True})  # one original, one control and one report set per seed
+                        "control": {"swap_acc": c["report_swap_acc"], "test_acc": c["test_shuffled"], **per(c)},
+                        "treated": {"swap_acc": r["report_swap_acc"], "test_acc": r["test_shuffled"], **per(r)},
+                        # one original and one control per seed; one set of validation images for every seed
+                        "shared_models": True, "same_images": True})
     return out
 
 
@@ -152,11 +183,14 @@ def _from_treat(s: dict) -> list[dict]:
     o = s["original"]
     orig = conflicting({"per_group": o["groups"]["per_group"]})
     rule = s["selection"]["select_rule"]
+    def arm(rel: dict, groups: dict) -> dict:
+        return {"swap_acc": rel["swap_acc"], "test_acc": conflicting(groups),
+                **({"per_image": rel["per_image"]} if "per_image" in rel else {})}
+
     return [{"kind": "waterbirds (treat CLI)", "arm": f"box{s['masks']['report']}-{rule} rule", "seed": r["seed"],
-             "images": s["masks"]["report"],
+             "images": s["masks"]["report"], "same_images": True,   # one run: every seed on the same report images
              "original": orig, "original_reliance": {"swap_acc": o["background_reliance"]["swap_acc"]},
-             **{a: {"swap_acc": r[a]["background_reliance"]["swap_acc"], "test_acc": conflicting(r[a]["groups"])}
-                for a in ("control", "treated")}} for r in s["runs"]]
+             **{a: arm(r[a]["background_reliance"], r[a]["groups"]) for a in ("control", "treated")}} for r in s["runs"]]
 
 
 def main(argv=None) -> int:
@@ -181,8 +215,9 @@ def main(argv=None) -> int:
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
                "treated models reading backwards on test that `treat` warns about | "
-               "worst treated |swap − truth| with the measure on the test images (benchmark only) |",
-               "|---|---|---|---|---|---|---|---|"]
+               "worst treated |swap − truth| with the measure on the test images (benchmark only) | "
+               "arms better beyond seed noise on the truth that the swap verdict also calls better |",
+               "|---|---|---|---|---|---|---|---|---|"]
     body = []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
@@ -191,7 +226,7 @@ def main(argv=None) -> int:
         name = " + ".join(Path(p).stem for p in paths)
         summary.append(f"| {name} | {res['models']} | {res['spearman']:.2f} | "
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
-                       f"{res['inside']} | {res['backwards']} | {res['on_test']} |")
+                       f"{res['inside']} | {res['backwards']} | {res['on_test']} | {res['true_gains']} |")
         body += ["", f"## {name}", ""] + lines
     return emit(out + summary + body, args.out)
 

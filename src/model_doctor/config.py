@@ -91,6 +91,7 @@ class TreatConfig:
     space_method: str = "counterfactual"  # counterfactual | attribution | input | paper (Eq. 6); docs/method.md
     input_mode: str = "share"        # space_method=input: share (scale-invariant) | rrr (Ross et al.)
     pool_batch: int = 32             # annotated images drawn per step by attribution/input/counterfactual
+    partners: str = "other"          # counterfactual backgrounds: other (another class's) | any (any other image's); docs/method.md
     refine: str = "grabcut"          # grabcut | none: estimate the object's pixels inside each annotation (boxes are not masks)
     erode: int = 0                   # shrink each foreground by N pixels after refinement: edge pixels blend with the background
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
@@ -263,6 +264,9 @@ def validate(cfg: Config) -> Config:
     for name, px in (("treat.erode", cfg.treat.erode), ("examine.erode", cfg.examine.erode)):
         if not isinstance(px, int) or isinstance(px, bool) or px < 0:
             raise ValueError(f"{name}={px!r}; use a whole number of pixels >= 0 (0 = no erosion)")
+    if cfg.treat.partners not in ("other", "any"):
+        raise ValueError(f"treat.partners={cfg.treat.partners!r}; use 'other' (another class's background) or 'any' "
+                         "(any other annotated image's)")
     if cfg.treat.select_rule not in ("auto", "swap", "balanced", "mean", "groups"):
         raise ValueError(f"treat.select_rule={cfg.treat.select_rule!r}; use 'auto' (default), 'swap', 'balanced', 'mean' "
                          "or 'groups'")

@@ -5,7 +5,8 @@ more constrained arms) with the same schedule, seed and data order; each arm is 
 :func:`~model_doctor.experiment.cached_run` (resumable, ``result.json`` last); each arm's epoch is
 chosen by a selection rule that never reads test data, and among the arms of one *group* (e.g.
 the weights β tried) the one whose chosen epoch scores best stands for the group. Over seeds,
-:func:`spread` aggregates and :func:`verdict` says whether treated − control is beyond seed noise.
+:func:`spread` aggregates and :func:`verdict` says whether treated − control is beyond seed noise
+(and, where every seed is measured on the same images, the images' noise: :func:`image_se`).
 
 The annotated-subset picker (:func:`pick_per_class`, from :mod:`model_doctor.data.masks`) is the
 one that ``treat``, ``reproduce`` and every benchmark use, so that N annotated images per class
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
 from .training import FitConfig, LossTerms
 
 __all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "pick_per_class", "spread", "choose",
-           "verdict"]
+           "verdict", "image_se"]
 
 K = TypeVar("K", bound=Hashable)
 Select = Callable[[nn.Module], dict[str, Any]]
@@ -129,27 +131,53 @@ def choose(scores: dict[K, float]) -> K:
     return max(sorted(scores), key=lambda k: scores[k])  # type: ignore[type-var]  # keys are one sortable type
 
 
+def image_se(treated: Sequence[Sequence[float | None]], control: Sequence[Sequence[float | None]]) -> float | None:
+    """The sampling noise, over the images, of a treated − control difference measured on one
+    fixed set of images: ``treated[s][i]`` / ``control[s][i]`` are image i's value under seed s
+    (the same images in the same order for every seed; None where an image has no value).
+
+    Per image, the difference averaged over seeds; its standard error (sample std / √n). Why:
+    every seed of a ``treat`` run is measured on the same report images, so the seed spread says
+    nothing about which images were annotated; with 10 report images that noise is the larger.
+    None when fewer than 2 images have a value."""
+    diffs = []
+    for i in range(min((len(v) for v in (*treated, *control)), default=0)):
+        d = [t[i] - c[i] for t, c in zip(treated, control) if t[i] is not None and c[i] is not None]  # type: ignore[operator]  # None filtered
+        if d:
+            diffs.append(sum(d) / len(d))
+    if len(diffs) < 2:
+        return None
+    mean = sum(diffs) / len(diffs)
+    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+
+
 def verdict(deltas: Sequence[float | None], what: str, unit: str = "pts", scale: float = 100.0,
-            lower_is_better: bool = False, claim: bool = True) -> dict[str, Any]:
-    """Treated − control over seeds: mean, sample std, and whether the mean is beyond seed noise
-    (mean − 2·std > 0 or mean + 2·std < 0, which needs ≥ 2 seeds). ``text`` is one plain line.
-    ``claim=False`` (a number that chose a setting) reports the spread but never "beyond noise"."""
+            lower_is_better: bool = False, claim: bool = True, image_se: float | None = None,
+            images: int = 0) -> dict[str, Any]:
+    """Treated − control over seeds: mean, sample std, and whether the mean is beyond noise:
+    |mean| > 2·noise, noise = the seeds' sample std (needs ≥ 2 seeds), combined as
+    √(std² + image_se²) with ``image_se`` (:func:`image_se`; ``images``: how many) where the
+    figure is measured on one fixed set of images. ``text`` is one plain line. ``claim=False``
+    (a number that chose a setting) reports the spread but never "beyond noise"."""
     s = spread(deltas)
     if not s.n:
         return {"what": what, "mean": None, "std": None, "seeds": 0, "beyond_noise": False,
                 "text": f"{what}: not measured"}
     std = s.std if s.n > 1 else None
-    beyond = claim and std is not None and (s.mean - 2 * std > 0 or s.mean + 2 * std < 0)
+    noise = math.hypot(std, image_se or 0.0) if std is not None else None
+    beyond = claim and noise is not None and abs(s.mean) - 2 * noise > 0
     spread_txt = f" ± {std * scale:.1f}" if std is not None else ""
     n = f"{s.n} seed" + ("s" if s.n > 1 else "")
+    if image_se is not None:
+        n += f"; ± {image_se * scale:.1f} over the {images} images" if images else f"; ± {image_se * scale:.1f} over the images"
+    what_noise = "seed and image noise (|mean| > 2 √(std² + s.e.²))" if image_se is not None else "seed noise (|mean| > 2 std)"
     if not claim:
         judgement = "used for selection (optimistic): no claim made on it"
     elif std is None:
         judgement = "1 seed: cannot tell from seed noise; pass --seeds 0 1 2"
     elif beyond:
-        judgement = ("better" if (s.mean > 0) != lower_is_better else "worse") + \
-            " than the control beyond seed noise (|mean| > 2 std)"
+        judgement = ("better" if (s.mean > 0) != lower_is_better else "worse") + f" than the control beyond {what_noise}"
     else:
-        judgement = "within seed noise of the control"
-    return {"what": what, "mean": s.mean, "std": std, "seeds": s.n, "beyond_noise": beyond,
+        judgement = "within " + ("seed and image noise" if image_se is not None else "seed noise") + " of the control"
+    return {"what": what, "mean": s.mean, "std": std, "seeds": s.n, "image_se": image_se, "beyond_noise": beyond,
             "text": f"{what}: treated − control {s.mean * scale:+.1f}{spread_txt} {unit} ({n}); {judgement}"}

@@ -70,6 +70,7 @@ def test_e2_then_ablations_small(shared_data, tmp_path):
     rows = as_rows(json.loads((tmp_path / "bench_ablations.py.json").read_text()))  # E2's records, one row per arm
     assert {r["arm"] for r in rows} >= {"depth: space-wise at features.8", "expand: 30 px at 224 → 6 px at 44"}
     assert all(0 <= r["treated"]["swap_acc"] <= 1 for r in rows) and check(rows)[1]["models"] == 2 + len(rows)
+    assert all(len(r["treated"]["per_image"]["swap_acc"]) == len(r["control"]["per_image"]["swap_acc"]) > 0 for r in rows)
 
 
 def test_collect_performance_copies_tables_and_provenance(tmp_path):
@@ -182,6 +183,14 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     fooled = [row(s, 0.97 + 0.001 * s, 0.1 + d) for s, d in enumerate((0.01, -0.01, 0.005))]  # claim, no truth
     _, res = R.check(fooled)
     assert res["false_claims"] == ["k / box"] and res["worst_treated_gap"] > 0.8
+    # one set of images for every seed (E2, the ablations): their noise joins the seed spread, as in `treat`'s verdict
+    same = [{**row(s, 0.5 + 0.002 * s, 0.1), "same_images": True} for s in range(3)]  # +45 pts, std 0.2: beyond seeds
+    assert R.check(same)[1]["false_claims"] == ["k / box"]        # no per-image values: the seed rule alone
+    for r in same:   # 4 images; the treated model is right on 2 of them, the control on none: s.e. 0.29 per term
+        r["treated"]["per_image"] = {"swap_acc": [1.0, 1.0, 0.0, 0.0], "swap_acc_by_background": [1.0, 1.0, 0.0, 0.0]}
+        r["control"]["per_image"] = {"swap_acc": [0.0] * 4, "swap_acc_by_background": [0.0] * 4}
+    assert R.swap_image_se(same) == pytest.approx(math.sqrt(2 * (1 / 3) / 4))
+    assert R.check(same)[1]["false_claims"] == []                  # 0.45 < 2 × 0.41: within the images' noise
     honest = [row(s, 0.5 + 0.01 * s, 0.52 + 0.01 * s) for s in range(3)]
     _, res = R.check(honest + [row(0, 0.99, 0.1, arm="box-norefine")])   # norefine rows are shown, not checked
     assert res["false_claims"] == [] and res["worst_treated_gap"] < 0.05 and res["models"] == 9
@@ -231,11 +240,13 @@ def test_counterfactual_cost_small(tmp_path):
     assert "—" not in text.split("| what |")[1].split("\n")[3]
 
 
-@pytest.mark.parametrize("extra", [["--study", "rule", "--annotated", "0"], ["--annotated", "40"]])
-def test_waterbirds_annotated_is_checked_before_any_work(extra, tmp_path):
+@pytest.mark.parametrize("extra, said", [(["--study", "rule", "--annotated", "0"], "--annotated 0: pass a positive number"),
+                                         (["--annotated", "40"], "--annotated 40: pass a positive number"),
+                                         (["--partners", "any"], "--partners any: only --study rule")])
+def test_waterbirds_rule_options_are_checked_before_any_work(extra, said, tmp_path):
     res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", *extra,
                           "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert res.returncode == 2 and f"--annotated {extra[-1]}: pass a positive number" in res.stderr
+    assert res.returncode == 2 and said in res.stderr
     assert not (tmp_path / "cache").exists()
 
 
@@ -279,12 +290,15 @@ def test_waterbirds_small(tmp_path):
     # without the main study (a seed it never ran): original and ERM only beside the rules; one weight;
     # twice the budget's annotations, so twice the report images
     res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--study", "rule",
-                          "--rules", "swap", "--betas", "1", "--seeds", "1", "--annotated", "16", "--out", str(out), "--cache",
+                          "--rules", "swap", "--betas", "1", "--seeds", "1", "--annotated", "16", "--partners", "any",
+                          "--out", str(out), "--cache",
                           str(tmp_path / "cache"), "--root", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert "--study rule --betas 1 --rules swap --annotated 16 --seeds 1`" in text and "| erm |" in text
+    assert "--study rule --betas 1 --rules swap --annotated 16 --partners any --seeds 1`" in text and "| erm |" in text
+    assert any(runs.glob("*/seed1/rule-*/counterfactual-any-beta1/result.json"))  # the any-partner arms, named apart
+    assert any(runs.glob("*/seed1/rule-*/test-rule-any.json"))
     assert "| jtt |" not in text and "Chosen on 8 held-out annotated images, reported on 8." in text
     assert any(runs.glob("*/data-seed1-annotated16/masks-box/*/*.png"))
     assert "counterfactual β from 1;" in text and not any(runs.glob("*/seed1/jtt"))

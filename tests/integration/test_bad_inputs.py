@@ -154,6 +154,7 @@ CONFIGS = [  # (id, YAML text, needle); run as `train --config FILE`
     ("python-tag", "train: !!python/object/apply:os.system ['true']\n", "YAML"),
     ("refine-magic", "treat:\n  refine: magic\n", "refine='magic'"),
     ("tail-bn-magic", "treat:\n  tail_bn: magic\n", "tail_bn='magic'"),
+    ("partners-same", "treat:\n  partners: same\n", "partners='same'"),
     ("precision-fp16", "train:\n  precision: fp16\n", "fp16"),
     ("precision-fp64", "train:\n  precision: fp64\n", "fp64"),
     ("lr-nan", "train:\n  lr: .nan\n", "lr=nan"),

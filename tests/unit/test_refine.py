@@ -157,6 +157,28 @@ def test_verdict_claims_nothing_on_selection_numbers():
     assert math.isnan(float("nan")) and verdict([float("nan")], "x")["text"] == "x: not measured"
 
 
+def test_image_se_matches_a_naive_reference_and_widens_the_verdict():
+    """The report images' noise of treated − control (float64 reference, image by image), and a
+    verdict beyond seed noise that the images' noise takes back."""
+    from model_doctor.study import image_se
+
+    t = [[1.0, 0.5, None, 1.0, 0.0], [1.0, 1.0, 1.0, 0.5, 0.0]]
+    c = [[0.0, 0.5, 0.0, 1.0, 0.0], [0.5, 0.5, None, 0.0, 0.0]]
+    d = [(1.0 + 0.5) / 2, (0.0 + 0.5) / 2, None, (0.0 + 0.5) / 2, 0.0]   # per image, over the seeds that have both
+    d = [v for v in d if v is not None]
+    m = sum(d) / len(d)
+    ref = math.sqrt(sum((v - m) ** 2 for v in d) / (len(d) - 1) / len(d))
+    assert image_se(t, c) == pytest.approx(ref, rel=1e-12)
+    assert image_se([[1.0]], [[0.0]]) is None                   # one image: no spread to measure
+    deltas = [0.10, 0.12, 0.11]                                # beyond seed noise: 0.11 > 2 * 0.01
+    assert verdict(deltas, "swap")["beyond_noise"]
+    wide = verdict(deltas, "swap", image_se=0.06, images=10)   # 2 * sqrt(0.01² + 0.06²) = 0.122 > 0.11
+    assert not wide["beyond_noise"] and "± 6.0 over the 10 images" in wide["text"]
+    assert "within seed and image noise" in wide["text"]
+    narrow = verdict(deltas, "swap", image_se=0.02, images=10)  # 2 * sqrt(0.01² + 0.02²) = 0.045 < 0.11
+    assert narrow["beyond_noise"] and "beyond seed and image noise" in narrow["text"]
+
+
 def test_reliance_verdicts_report_coverage_and_background_only():
     ds = _masked_ds(40)
     pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
@@ -166,6 +188,22 @@ def test_reliance_verdicts_report_coverage_and_background_only():
     runs[1]["treated"]["background_reliance"]["swap_acc"] = 0.85
     texts = [v["text"] for v in reliance_verdicts(runs, pools)]
     assert "not trained on, not used to select" in texts[0] and "beyond seed noise" in texts[0]
+    n_rep = len(pools.report)
+    assert n_rep == 10
+    for r in runs:  # every seed: treated right on 2 of the 10 report images, the control on none (+20 pts, std 0)
+        r["treated"]["background_reliance"]["swap_acc"], r["control"]["background_reliance"]["swap_acc"] = 0.2, 0.0
+        for arm, hit in (("treated", [1.0, 0.0, 0.0, 0.0, 0.0] * 2), ("control", [0.0] * n_rep)):
+            r[arm]["background_reliance"]["per_image"] = {"swap_acc": hit, "swap_acc_by_background": hit,
+                                                          "bg_only_acc": [1.0] * n_rep}
+    first = reliance_verdicts(runs, pools)[0]
+    se = math.sqrt(0.2 * 0.8 * n_rep / (n_rep - 1) / n_rep)     # the per-image difference: 1 on 2 images, 0 on 8
+    assert first["image_se"] == pytest.approx(math.sqrt(2) * se)   # objects and backgrounds, as independent terms
+    # no seed spread, yet 2 images are all the difference rests on: 0.2 < 2 * 0.189, not beyond noise
+    assert not first["beyond_noise"] and f"over the {n_rep} images" in first["text"]
+    for r in runs:
+        del r["treated"]["background_reliance"]["per_image"], r["control"]["background_reliance"]["per_image"]
+        r["treated"]["background_reliance"]["swap_acc"], r["control"]["background_reliance"]["swap_acc"] = 0.9, 0.1
+    runs[1]["treated"]["background_reliance"]["swap_acc"] = 0.85
     assert any(t.startswith("coverage:") and "not refined (--refine none)" in t for t in texts)
     assert any("background alone on 95 %" in t for t in texts)
     caution = [t for t in texts if t.startswith("caution:")]  # 10 report images: one moves the figure by 10 points

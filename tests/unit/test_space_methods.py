@@ -140,6 +140,24 @@ def test_counterfactual_equals_naive():
     _assert_same(value, 1.5 * ref / len(a), model)
 
 
+def test_any_class_partners_make_the_background_independent_of_the_label():
+    """``partners="any"``: any other image's background, own class included, as often as the pool
+    holds it; ``"other"`` never the own class (with two classes, a perfectly reversed cue)."""
+    pool = _pool(n=12)                      # 3 classes x 4 images
+    a = torch.arange(12).repeat(400)
+    anyp = pool.partners(a, seed=0, step=0, any_class=True)
+    assert not (anyp == a).any()            # never itself
+    same = (pool.labels[anyp] == pool.labels[a]).double().mean()
+    assert abs(float(same) - 3 / 11) < 0.02  # 3 of the other 11 images share its class
+    other = pool.partners(a, seed=0, step=0)
+    assert not (pool.labels[other] == pool.labels[a]).any()
+    loss = CounterfactualLoss(pool, 1.0, pool_batch=6, seed=2, partners="any")
+    x, y = loss.pairs(9)
+    assert torch.equal(y, pool.partners(x, 2, 9, any_class=True))
+    with pytest.raises(ValueError, match="partners='same'"):
+        CounterfactualLoss(pool, 1.0, partners="same")
+
+
 def test_pool_holdout_and_draws_are_deterministic():
     pool = _pool(n=12)
     tr, held = pool.split_holdout(0.25, seed=0)
@@ -197,6 +215,9 @@ def test_background_reliance_separates_shortcut_from_object():
     assert short["swap_acc"] == 0.0 and obj["swap_acc"] == 1.0   # partners always have another class
     assert short["bg_grad_share"] == pytest.approx(1.0) and obj["bg_grad_share"] == pytest.approx(0.0)
     assert short["pairs"] == n * 8
+    per = obj["per_image"]   # per image: as object, as background, background only; their means are the figures
+    assert per["swap_acc"] == [1.0] * n and per["swap_acc_by_background"] == [1.0] * n
+    assert sum(per["bg_only_acc"]) / n == pytest.approx(obj["bg_only_acc"])
     assert selection_score(0.9, obj, "mean") == pytest.approx(0.95) and selection_score(0.9, None) == 0.9
     assert selection_score(0.9, obj) == pytest.approx(obj["swap_acc"] + 0.0009)
     with pytest.raises(ValueError, match="select rule"):

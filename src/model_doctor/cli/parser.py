@@ -165,6 +165,9 @@ def _add_treat(sub) -> None:
                         "input (input-gradient share or RRR), paper (Eq. 6, for the reproduction); see docs/method.md")
     g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share or rrr")
     g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods")
+    g.add_argument("--partners", dest="treat.partners", choices=["other", "any"],
+                   help="whose background a counterfactual borrows: other (default: another class's) or any (any other "
+                        "annotated image's, so the background says nothing about the label; docs/method.md)")
     g.add_argument("--refine", dest="treat.refine", choices=list(REFINE_METHODS),
                    help="foreground inside each annotation: grabcut (OpenCV GrabCut estimates the object's pixels, so "
                         "background inside a box is swapped too) or none (the annotation as given)")

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from ..data.base import sized
 from ..data.masks import KeepMasks, expand_foreground, pick_per_class
-from ..study import verdict
+from ..study import image_se, verdict
 from .pool import AnnotatedPool
 from .space import SPACE_METHODS
 
@@ -212,7 +212,8 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
         assert pools is not None
         pool = _expanded(pools.train, expand) if method.expanded else pools.train
         parts.append(method.build(pool, beta, layers=layers or (list(diag.layers) if diag is not None else list(layers_default)),
-                                  pool_batch=t.pool_batch, seed=seed, input_mode=t.input_mode))
+                                  pool_batch=t.pool_batch, seed=seed, input_mode=t.input_mode,
+                                  partners=t.partners))
     return parts[0] if len(parts) == 1 else CombinedTerms(parts)
 
 
@@ -244,6 +245,22 @@ def _backwards(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         "images' groups (--groups) to choose by worst-group accuracy instead (docs/method.md, E6)")}
 
 
+def _image_se(runs: Sequence[dict[str, Any]], *keys: str) -> float | None:
+    """The report images' sampling noise of treated − control (:func:`~model_doctor.study.image_se`),
+    from each run's ``per_image`` values; several keys (a swap's objects and its backgrounds, each
+    image drawn once as either) combine as independent terms. None where a run lacks them."""
+    terms = []
+    for key in keys:
+        try:
+            per = [[r[a]["background_reliance"]["per_image"][key] for r in runs] for a in ("treated", "control")]
+        except (KeyError, TypeError):
+            return None
+        se = image_se(*per)
+        if se is not None:
+            terms.append(se)
+    return math.sqrt(sum(t * t for t in terms)) if terms else None
+
+
 def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
     """The verdict lines on background reliance, honest by construction.
 
@@ -259,9 +276,11 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict
            f"{len(where)} held-out annotated images that also chose the epochs (no report set: too few per class)")
     rel = lambda r, a: r[a]["background_reliance"]
     out = [verdict([rel(r, "treated")["swap_acc"] - rel(r, "control")["swap_acc"] for r in runs],
-                   f"background-swap accuracy on {tag}", claim=claim),
+                   f"background-swap accuracy on {tag}", claim=claim,
+                   image_se=_image_se(runs, "swap_acc", "swap_acc_by_background"), images=len(where)),
            verdict([rel(r, "treated")["bg_only_acc"] - rel(r, "control")["bg_only_acc"] for r in runs],
-                   "background-only accuracy (object removed; lower is better)", lower_is_better=True, claim=claim)]
+                   "background-only accuracy (object removed; lower is better)", lower_is_better=True, claim=claim,
+                   image_se=_image_se(runs, "bg_only_acc"), images=len(where))]
     backwards = _backwards(runs)
     if backwards:
         out[0] |= {"beyond_noise": False, "text": out[0]["text"] + "; not a sign the shortcut is gone: see the warning "

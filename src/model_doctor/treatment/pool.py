@@ -119,12 +119,14 @@ class AnnotatedPool:
             return torch.randperm(len(self), generator=g)[:k]
         return torch.randint(0, len(self), (k,), generator=g)
 
-    def partners(self, a: torch.Tensor, seed: int, step: int) -> torch.Tensor:
-        """For each position in ``a``, another pool image, of a different class where the pool has one."""
+    def partners(self, a: torch.Tensor, seed: int, step: int, any_class: bool = False) -> torch.Tensor:
+        """For each position in ``a``, another pool image: of a different class where the pool has
+        one, or (``any_class``) any other image, so that the partner's class is independent of a's."""
         g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
         out = torch.empty_like(a)
+        idx = torch.arange(len(self))
         for j, i in enumerate(a.tolist()):
-            other = torch.nonzero(self.labels != self.labels[i]).flatten()
+            other = torch.nonzero(idx != i if any_class else self.labels != self.labels[i]).flatten()
             if len(other) == 0:
                 other = torch.tensor([p for p in range(len(self)) if p != i] or [i])
             out[j] = other[torch.randint(0, len(other), (1,), generator=g)]

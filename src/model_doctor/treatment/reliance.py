@@ -95,6 +95,12 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
     the class); partners are then chosen by it. Default: the label, as on training images, whose
     backgrounds carry their class's cue.
 
+    ``per_image``: in pool order, each image's swap accuracy as the object (``swap_acc``), as
+    the background others were pasted on (``swap_acc_by_background``; None where an image has no
+    partner) and its background-only hit; why: the same report images serve every arm and seed of
+    a run, so a treated − control difference has a sampling noise over the images that the seed
+    spread does not show (:func:`model_doctor.study.image_se`).
+
     Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
     foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
     cue inside an unrefined annotation is invisible to both measures), ``images`` and ``pairs``.
@@ -137,7 +143,10 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
                 "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
                 "chance": 1.0 / max(int(plate.shape[1]), 1), "bg_grad_share": float(torch.cat(shares).double().mean()),
                 "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
-                "per_class": per_class}
+                "per_class": per_class,
+                "per_image": {"swap_acc": _listed(_rate(ta, swap_hit, len(pool))),
+                              "swap_acc_by_background": _listed(_rate(tb, swap_hit, len(pool))),
+                              "bg_only_acc": [float(v) for v in bg_hit.double()]}}
     finally:
         model.train(was)
 
@@ -152,18 +161,25 @@ def _swapped(model: nn.Module, x: torch.Tensor, fg: torch.Tensor, y: torch.Tenso
     return pt, pt == y.cpu()[ta]
 
 
+def _rate(idx: torch.Tensor, hit: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each of ``n`` images' mean hit over the rows ``idx`` names it in, which images have a row)."""
+    count = torch.bincount(idx, minlength=n).double()
+    hits = torch.zeros(n, dtype=torch.float64).index_add_(0, idx, hit.double())
+    return hits / count.clamp(min=1), count > 0
+
+
+def _listed(rate: tuple[torch.Tensor, torch.Tensor]) -> list[float | None]:
+    """Per-image rates as a JSON-ready list: None where an image has no row (no partner)."""
+    return [round(float(v), 6) if ok else None for v, ok in zip(*rate)]
+
+
 def _directions(n: int, ta: torch.Tensor, swap_hit: torch.Tensor, sa: torch.Tensor,
                 same_hit: torch.Tensor) -> tuple[int, int]:
     """(images right more often on another class's background than on their own, images right
     less often): per image, its swap accuracy against its own-class swap accuracy. Images without
     both kinds of partner, and ties, count for neither."""
-    def rate(idx: torch.Tensor, hit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        count = torch.bincount(idx, minlength=n).double()
-        hits = torch.zeros(n, dtype=torch.float64).index_add_(0, idx, hit.double())
-        return hits / count.clamp(min=1), count > 0
-
-    other, has_other = rate(ta, swap_hit)
-    own, has_own = rate(sa, same_hit)
+    other, has_other = _rate(ta, swap_hit, n)
+    own, has_own = _rate(sa, same_hit, n)
     both = has_other & has_own
     return int((both & (other > own)).sum()), int((both & (other < own)).sum())
 

@@ -172,6 +172,13 @@ def RRRLoss(weight: float = 1.0, normalize: bool = True) -> InputGradientLoss:
     return InputGradientLoss(None, weight, mode="rrr", normalize=normalize)
 
 
+#: whose background a counterfactual borrows: ``other`` (another class's, always) or ``any`` (any
+#: other annotated image's, so the background's class says nothing about the label). Why ``any``
+#: exists: with two classes ``other`` makes the composites a perfect *reversed* shortcut (the
+#: background of class B always carries label A), which a model can learn instead of the object.
+PARTNERS = ("other", "any")
+
+
 class CounterfactualLoss(_PoolTerm):
     """λ · [CE(f(x̃), y_a) + KL(p(x_a) ‖ p(x̃))] with ``x̃`` = image a's foreground on image b's
     background (:func:`composite`), b another annotated image of a different class.
@@ -183,15 +190,17 @@ class CounterfactualLoss(_PoolTerm):
     name = "counterfactual"
 
     def __init__(self, pool: AnnotatedPool, weight: float = 1.0, kl_weight: float = 1.0, pool_batch: int = 32,
-                 seed: int = 0):
+                 seed: int = 0, partners: str = "other"):
         if kl_weight < 0:
             raise ValueError(f"kl_weight={kl_weight}; must be >= 0")
+        if partners not in PARTNERS:
+            raise ValueError(f"partners={partners!r}; use one of {', '.join(PARTNERS)}")
         super().__init__(pool, weight, pool_batch, seed)
-        self.kl_weight = float(kl_weight)
+        self.kl_weight, self.partners = float(kl_weight), partners
 
     def pairs(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.pool.draw(self.pool_batch, self.seed, step)
-        return a, self.pool.partners(a, self.seed, step)
+        return a, self.pool.partners(a, self.seed, step, any_class=self.partners == "any")
 
     def value(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor, batch: Sequence[Any],
               step: int) -> torch.Tensor:
@@ -220,18 +229,18 @@ class SpaceMethod(NamedTuple):
 
 
 def _attribution(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                 input_mode: str = "share") -> LossTerm:
+                 input_mode: str = "share", partners: str = "other") -> LossTerm:
     return AttributionLoss(pool, layers, weight, pool_batch=pool_batch, seed=seed)
 
 
 def _input(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-           input_mode: str = "share") -> LossTerm:
+           input_mode: str = "share", partners: str = "other") -> LossTerm:
     return InputGradientLoss(pool, weight, mode=input_mode, pool_batch=pool_batch, seed=seed)
 
 
 def _counterfactual(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                    input_mode: str = "share") -> LossTerm:
-    return CounterfactualLoss(pool, weight, pool_batch=pool_batch, seed=seed)
+                    input_mode: str = "share", partners: str = "other") -> LossTerm:
+    return CounterfactualLoss(pool, weight, pool_batch=pool_batch, seed=seed, partners=partners)
 
 
 #: ``--space-method`` -> its term; a new method is one class and one line here. ``paper`` (Eq. 6)
