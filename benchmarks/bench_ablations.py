@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
         from model_doctor.io import atomic_write_json
 
-        atomic_write_json(Path(args.out).with_suffix(".json"), records(rows))
+        atomic_write_json(Path(args.out).with_suffix(".json"), records(rows), compact=True)
     return emit(lines, args.out)
 
 

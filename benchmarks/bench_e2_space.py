@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     if args.out:
         from model_doctor.io import atomic_write_json
 
-        atomic_write_json(Path(args.out).with_suffix(".json"), rows)
+        atomic_write_json(Path(args.out).with_suffix(".json"), rows, compact=True)
     return emit(lines, args.out)
 
 

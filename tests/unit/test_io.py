@@ -31,3 +31,16 @@ def test_state_dict_and_checkpoint_unwrapping(tmp_path):
 def test_atomic_write_leaves_no_temp(tmp_path):
     atomic_write_text(tmp_path / "f.txt", "x")
     assert (tmp_path / "f.txt").read_text() == "x" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_compact_json_is_one_line_with_the_same_content(tmp_path):
+    import json
+
+    from model_doctor.io import atomic_write_json
+
+    obj = {"per_image": {"swap_acc": [0.5, None, 1.0]}, "seed": 0}
+    atomic_write_json(tmp_path / "a.json", obj)
+    atomic_write_json(tmp_path / "b.json", obj, compact=True)
+    a, b = (tmp_path / "a.json").read_text(), (tmp_path / "b.json").read_text()
+    assert json.loads(a) == json.loads(b) == obj
+    assert b.count("\n") == 1 and a.count("\n") > 5 and len(b) < len(a)
