@@ -60,15 +60,12 @@ def swap_image_se(rows: list[dict]) -> float | None:
     """The images' noise of treated − control swap accuracy where every row was measured on the
     same images (``same_images``) and carries per-image values; else None (each seed's own report
     set: the seed spread holds that noise already)."""
-    import math
-
-    from model_doctor.study import image_se
+    from model_doctor.study import image_se_of
 
     if not rows or not all(r.get("same_images") and "per_image" in r["treated"] and "per_image" in r["control"] for r in rows):
         return None
-    terms = [image_se([r["treated"]["per_image"][k] for r in rows], [r["control"]["per_image"][k] for r in rows])
-             for k in ("swap_acc", "swap_acc_by_background")]
-    return math.sqrt(sum(t * t for t in terms if t is not None))
+    return image_se_of([r["treated"]["per_image"] for r in rows], [r["control"]["per_image"] for r in rows],
+                       ("swap_acc", "swap_acc_by_background"))
 
 
 def check(rows: list[dict]) -> tuple[list[str], dict]:

@@ -31,7 +31,7 @@ from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
 from .training import FitConfig, LossTerms
 
 __all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "pick_per_class", "spread", "choose",
-           "verdict", "image_se"]
+           "verdict", "image_se", "image_se_of"]
 
 K = TypeVar("K", bound=Hashable)
 Select = Callable[[nn.Module], dict[str, Any]]
@@ -149,6 +149,15 @@ def image_se(treated: Sequence[Sequence[float | None]], control: Sequence[Sequen
         return None
     mean = sum(diffs) / len(diffs)
     return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+
+
+def image_se_of(treated: Sequence[dict[str, Any]], control: Sequence[dict[str, Any]], keys: Sequence[str]) -> float | None:
+    """:func:`image_se` of several per-image measures (``treated[s][key]``: seed s's list), as
+    independent terms added in quadrature: a swap's images as objects and as backgrounds, each
+    image drawn once as either. None where no term can be measured."""
+    terms = [image_se([t[k] for t in treated], [c[k] for c in control]) for k in keys]
+    kept = [t for t in terms if t is not None]
+    return math.sqrt(sum(t * t for t in kept)) if kept else None
 
 
 def verdict(deltas: Sequence[float | None], what: str, unit: str = "pts", scale: float = 100.0,

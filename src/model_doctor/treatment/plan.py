@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from ..data.base import sized
 from ..data.masks import KeepMasks, expand_foreground, pick_per_class
-from ..study import image_se, verdict
+from ..study import image_se_of, verdict
 from .pool import AnnotatedPool
 from .space import SPACE_METHODS
 
@@ -246,19 +246,14 @@ def _backwards(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _image_se(runs: Sequence[dict[str, Any]], *keys: str) -> float | None:
-    """The report images' sampling noise of treated − control (:func:`~model_doctor.study.image_se`),
-    from each run's ``per_image`` values; several keys (a swap's objects and its backgrounds, each
-    image drawn once as either) combine as independent terms. None where a run lacks them."""
-    terms = []
-    for key in keys:
-        try:
-            per = [[r[a]["background_reliance"]["per_image"][key] for r in runs] for a in ("treated", "control")]
-        except (KeyError, TypeError):
-            return None
-        se = image_se(*per)
-        if se is not None:
-            terms.append(se)
-    return math.sqrt(sum(t * t for t in terms)) if terms else None
+    """The report images' sampling noise of treated − control (:func:`~model_doctor.study.image_se_of`)
+    from each run's ``per_image`` values; None where a run lacks them."""
+    try:
+        treated = [r["treated"]["background_reliance"]["per_image"] for r in runs]
+        control = [r["control"]["background_reliance"]["per_image"] for r in runs]
+    except (KeyError, TypeError):
+        return None
+    return image_se_of(treated, control, keys)
 
 
 def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
