@@ -16,7 +16,7 @@ The reliance figures are what ``treat`` prints to the user, measured on held-out
 that were neither trained on nor used to select. Results: ``e5_inbox.md`` and ``e5_inbox.json``
 (every arm and seed, for ``reliance_vs_truth.py``).
 
-Usage: python -m benchmarks.bench_e5_inbox [--budget small|full] [--kinds texture colour pattern] [--out docs/results/e5_inbox.md]
+Usage: python -m benchmarks.bench_e5_inbox [--budget small|full] [--kinds texture colour pattern] [--betas 1 3 10] [--out docs/results/e5_inbox.md]
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
         for arm in b["arms"]:
             if arm == "box-norefine" and seed not in b["norefine_seeds"]:
                 continue
-            out = runs / f"treat-{arm}-seed{seed}"
+            grid = "" if b["betas"] == BUDGETS["full"]["betas"] else "-beta" + "-".join(b["betas"])
+            out = runs / f"treat-{arm}{grid}-seed{seed}"  # another weight grid: its own runs
             if cached_only and not (out / "summary.json").is_file():
                 continue
             if not (out / "summary.json").is_file():
@@ -272,12 +273,17 @@ def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
 def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--kinds", nargs="+", default=list(D.KINDS), choices=list(D.KINDS))
+    ap.add_argument("--betas", nargs="+", default=None,
+                    help="the weights treat tries (default: the budget's, 1 3 10 at full); another grid trains its own runs")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
+    if args.betas:
+        budget = {**budget, "betas": [f"{float(v):g}" for v in args.betas]}
     cache = Path(args.cache) / "e5-inbox" / args.budget
     rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
     lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
-    lines[2] = f"Command: `python -m benchmarks.bench_e5_inbox --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    lines[2] = (f"Command: `python -m benchmarks.bench_e5_inbox --budget {args.budget} --kinds {' '.join(args.kinds)}"
+                + (f" --betas {' '.join(budget['betas'])}" if args.betas else "") + "`  ")
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
               "background carries a class-coded cue (texture: stripes; colour: RGB background colour; pattern: a tiled "

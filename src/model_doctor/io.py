@@ -50,9 +50,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _dumps(obj: Any, level: int = 0) -> str:
+    """JSON indented by containers, with each list of plain values on one line: a summary holding
+    hundreds of per-image values stays readable instead of one value per line."""
+    def nested(v: Any) -> bool:
+        return isinstance(v, (dict, list, tuple)) and len(v) > 0
+
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(obj, dict) and obj:
+        items = [f"{inner}{json.dumps({k: 0})[1:-4]}: {_dumps(v, level + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, (list, tuple)) and any(nested(v) for v in obj):
+        return "[\n" + ",\n".join(f"{inner}{_dumps(v, level + 1)}" for v in obj) + f"\n{pad}]"
+    return json.dumps(obj)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, compact: bool = False) -> None:
-    """``obj`` as JSON, indented, or on one line with ``compact`` (results holding per-image lists)."""
-    text = json.dumps(obj, separators=(",", ":")) if compact else json.dumps(obj, indent=2, sort_keys=False)
+    """``obj`` as JSON, indented with flat lists on one line, or all on one line with ``compact``
+    (benchmark results holding thousands of per-image values)."""
+    text = json.dumps(obj, separators=(",", ":")) if compact else _dumps(obj)
     atomic_write_text(path, text + "\n")
 
 

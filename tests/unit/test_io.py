@@ -44,3 +44,20 @@ def test_compact_json_is_one_line_with_the_same_content(tmp_path):
     a, b = (tmp_path / "a.json").read_text(), (tmp_path / "b.json").read_text()
     assert json.loads(a) == json.loads(b) == obj
     assert b.count("\n") == 1 and a.count("\n") > 5 and len(b) < len(a)
+
+
+def test_json_keeps_flat_lists_on_one_line_and_round_trips(tmp_path):
+    import json
+
+    from model_doctor.io import atomic_write_json
+
+    obj = {"per_image": {"swap_acc": [0.5, None, 1.0] * 100, "n": [], "s": "a\"]b"}, "rows": [{"a": 1}, [2, [3]]],
+           "nan": float("nan"), "e": {}}
+    atomic_write_json(tmp_path / "a.json", obj)
+    text = (tmp_path / "a.json").read_text()
+    back = json.loads(text)
+    nan = back.pop("nan")
+    assert nan != nan and back == {k: v for k, v in obj.items() if k != "nan"}
+    line = next(x for x in text.splitlines() if '"swap_acc"' in x)
+    assert line.strip() == '"swap_acc": ' + json.dumps([0.5, None, 1.0] * 100) + ","
+    assert text.count("\n") < 20
