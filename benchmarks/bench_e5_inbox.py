@@ -272,7 +272,7 @@ def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
 
 def main() -> int:
     ap = S.parser(__doc__)
-    ap.add_argument("--kinds", nargs="+", default=list(D.KINDS), choices=list(D.KINDS))
+    ap.add_argument("--kinds", nargs="+", default=list(D.KINDS), choices=list(D.KINDS + D.FRESH_KINDS))
     ap.add_argument("--betas", nargs="+", default=None,
                     help="the weights treat tries (default: the budget's, 1 3 10 at full); another grid trains its own runs")
     args = ap.parse_args()
@@ -287,7 +287,8 @@ def main() -> int:
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
               "background carries a class-coded cue (texture: stripes; colour: RGB background colour; pattern: a tiled "
-              f"binary glyph), visible inside each object's box. {b['n_train']} training images per seed (validation = "
+              "binary glyph; dots: sparse dots of a class-coded hue, RGB, a kind added after this table to try the defaults "
+              f"again), visible inside each object's box. {b['n_train']} training images per seed (validation = "
               f"10 % of them), {b['n_test']} test images with a random class's cue; masks for {b['per_class']} training "
               f"images per class. Original: `train --epochs {b['orig_epochs']} --lr {LR}` per seed on its own sample; "
               f"ceiling: `train --epochs {b['ceil_epochs']} --lr {LR}` on uninformative cues (seed 0). Treatment: `treat "

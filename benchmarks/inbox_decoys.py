@@ -6,7 +6,10 @@ inside its bounding box too; it never shows through the object itself. The backg
 
 - ``texture`` (grey): stripes whose orientation and period code the class, random phase;
 - ``colour`` (RGB): a class-coded background colour with per-pixel noise, the object in grey;
-- ``pattern`` (grey): a class-coded random 6×6 binary tile repeated over the canvas at a random offset.
+- ``pattern`` (grey): a class-coded random 6×6 binary tile repeated over the canvas at a random offset;
+- ``dots`` (RGB; added after E5 as a cue the defaults were not run on, written before any of its
+  results were seen): sparse dots of a class-coded hue at random places on dark grey noise, the
+  object in grey.
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -23,12 +26,14 @@ import numpy as np
 
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
+#: kinds added after E5's table to try the defaults again on a cue they were not run on
+FRESH_KINDS = ("dots",)
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
 
 def channels(kind: str) -> int:
-    return 3 if kind == "colour" else 1
+    return 3 if kind in ("colour", "dots") else 1
 
 
 def _cue(kind: str, code: int, rng: np.random.Generator) -> np.ndarray:
@@ -46,7 +51,15 @@ def _cue(kind: str, code: int, rng: np.random.Generator) -> np.ndarray:
         oy, ox = rng.integers(0, 6, 2)
         big = np.tile(tile, (CANVAS // 6 + 2, CANVAS // 6 + 2))[oy:oy + CANVAS, ox:ox + CANVAS]
         return (25 + 70 * big)[..., None]
-    raise ValueError(f"kind={kind!r}; use one of {', '.join(KINDS)}")
+    if kind == "dots":
+        import colorsys
+
+        hue = np.array(colorsys.hsv_to_rgb(code / 10, 0.85, 0.9)) * 255
+        centres = rng.uniform(0, CANVAS, (70, 2))
+        near = ((yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2).min(-1) <= 2.0
+        grey = np.clip(rng.normal(40, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
+        return np.where(near[..., None], hue, grey)
+    raise ValueError(f"kind={kind!r}; use one of {', '.join(KINDS + FRESH_KINDS)}")
 
 
 def _scaled(obj: np.ndarray, side: int) -> np.ndarray:
