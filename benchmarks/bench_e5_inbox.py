@@ -16,7 +16,8 @@ The reliance figures are what ``treat`` prints to the user, measured on held-out
 that were neither trained on nor used to select. Results: ``e5_inbox.md`` and ``e5_inbox.json``
 (every arm and seed, for ``reliance_vs_truth.py``).
 
-Usage: python -m benchmarks.bench_e5_inbox [--budget small|full] [--kinds texture colour pattern] [--betas 1 3 10] [--out docs/results/e5_inbox.md]
+Usage: python -m benchmarks.bench_e5_inbox [--budget small|full] [--kinds texture colour pattern]
+       [--betas 1 3 10] [--epochs 10] [--arms box exact] [--out docs/results/e5_inbox.md]
 """
 
 from __future__ import annotations
@@ -74,8 +75,7 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
         for arm in b["arms"]:
             if arm == "box-norefine" and seed not in b["norefine_seeds"]:
                 continue
-            grid = "" if b["betas"] == BUDGETS["full"]["betas"] else "-beta" + "-".join(b["betas"])
-            out = runs / f"treat-{arm}{grid}-seed{seed}"  # another weight grid: its own runs
+            out = runs / f"treat-{arm}{b.get('variant', '')}-seed{seed}"  # another grid or schedule: its own runs
             if cached_only and not (out / "summary.json").is_file():
                 continue
             if not (out / "summary.json").is_file():
@@ -275,15 +275,26 @@ def main() -> int:
     ap.add_argument("--kinds", nargs="+", default=list(D.KINDS), choices=list(D.KINDS + D.FRESH_KINDS))
     ap.add_argument("--betas", nargs="+", default=None,
                     help="the weights treat tries (default: the budget's, 1 3 10 at full); another grid trains its own runs")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="treat's epochs (default: the budget's, treat's 10 at full); another schedule trains its own runs")
+    ap.add_argument("--arms", nargs="+", default=None, choices=["box", "exact"], help="annotation kinds (default: both)")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
+    variant = ""
     if args.betas:
         budget = {**budget, "betas": [f"{float(v):g}" for v in args.betas]}
+        variant += "-beta" + "-".join(budget["betas"])
+    if args.epochs:
+        budget = {**budget, "ft_epochs": args.epochs}
+        variant += f"-ep{args.epochs}"
+    budget = {**budget, "variant": variant, **({"arms": args.arms} if args.arms else {})}
     cache = Path(args.cache) / "e5-inbox" / args.budget
     rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
     lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
     lines[2] = (f"Command: `python -m benchmarks.bench_e5_inbox --budget {args.budget} --kinds {' '.join(args.kinds)}"
-                + (f" --betas {' '.join(budget['betas'])}" if args.betas else "") + "`  ")
+                + (f" --betas {' '.join(budget['betas'])}" if args.betas else "")
+                + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --arms {' '.join(args.arms)}" if args.arms else "")
+                + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
               "background carries a class-coded cue (texture: stripes; colour: RGB background colour; pattern: a tiled "
@@ -294,7 +305,7 @@ def main() -> int:
               f"ceiling: `train --epochs {b['ceil_epochs']} --lr {LR}` on uninformative cues (seed 0). Treatment: `treat "
               f"--alpha 0 --beta {' '.join(b['betas'])} --lr {LR}` (the original's rate)"
               + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "") + " with every other option at its default "
-              "(10 epochs, `--refine grabcut`, `--select-rule swap`)"
+              + ("(" if b["ft_epochs"] else "(10 epochs, ") + "`--refine grabcut`, `--select-rule swap`)"
               + (f"; `box-norefine` adds `--refine none` (the behaviour before refinement; seed(s) "
                  f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "
               f"{', '.join(map(str, b['seeds']))}, each with its own original and annotated sample. Reliance figures are "
