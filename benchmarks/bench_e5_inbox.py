@@ -39,6 +39,8 @@ BUDGETS = {
     "full": dict(n_train=2000, n_test=1000, orig_epochs=8, ceil_epochs=30, ft_epochs=None, seeds=[3, 4, 5],
                  betas=["1", "3", "10"], per_class=20, arms=["box", "exact"], norefine_seeds=[]),
 }
+CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a tiled binary glyph",
+        "dots": "sparse dots of a class-coded hue, RGB, a kind added after E5's table to try the defaults again"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 
@@ -297,9 +299,8 @@ def main() -> int:
                 + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
-              "background carries a class-coded cue (texture: stripes; colour: RGB background colour; pattern: a tiled "
-              "binary glyph; dots: sparse dots of a class-coded hue, RGB, a kind added after this table to try the defaults "
-              f"again), visible inside each object's box. {b['n_train']} training images per seed (validation = "
+              f"background carries a class-coded cue ({'; '.join(f'{k}: {CUES[k]}' for k in args.kinds)}), visible inside "
+              f"each object's box. {b['n_train']} training images per seed (validation = "
               f"10 % of them), {b['n_test']} test images with a random class's cue; masks for {b['per_class']} training "
               f"images per class. Original: `train --epochs {b['orig_epochs']} --lr {LR}` per seed on its own sample; "
               f"ceiling: `train --epochs {b['ceil_epochs']} --lr {LR}` on uninformative cues (seed 0). Treatment: `treat "
