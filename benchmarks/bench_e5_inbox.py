@@ -304,8 +304,8 @@ def main() -> int:
               f"10 % of them), {b['n_test']} test images with a random class's cue; masks for {b['per_class']} training "
               f"images per class. Original: `train --epochs {b['orig_epochs']} --lr {LR}` per seed on its own sample; "
               f"ceiling: `train --epochs {b['ceil_epochs']} --lr {LR}` on uninformative cues (seed 0). Treatment: `treat "
-              f"--alpha 0 --beta {' '.join(b['betas'])} --lr {LR}` (the original's rate)"
-              + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "") + " with every other option at its default "
+              f"--alpha 0 --beta {' '.join(b['betas'])} --lr {LR}" + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
+              + "` (the original's rate) with every other option at its default "
               + ("(" if b["ft_epochs"] else "(10 epochs, ") + "`--refine grabcut`, `--select-rule swap`)"
               + (f"; `box-norefine` adds `--refine none` (the behaviour before refinement; seed(s) "
                  f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "

@@ -205,9 +205,9 @@ def main(argv=None) -> int:
            "`treat` prints (report images: never trained on, never used to select; foreground refined by GrabCut "
            "unless the arm says `norefine`; E4 scratch, E2 and the ablations (E2's originals) have no report set: their figure is measured on the "
            "validation images, never trained on, which chose each arm's epoch by clean validation accuracy). "
-           "The checks cover the defaults; `norefine` rows (the measure before "
-           "refinement) are listed to show what it missed. The last column (rows that carry it: E6 rule studies, E4b) is the same "
-           "swap measure on every test image instead of the report images: no user has it; it shows how much of the "
+           "The checks cover the defaults (e5_colour_ep30 excepted: 30 epochs); `norefine` rows (the measure before "
+           "refinement) are listed to show what it missed. The last column (rows that carry it: E6 rule studies, E4b, "
+           "the later E5 runs) is the same swap measure on every test image instead of the report images: no user has it; it shows how much of the "
            "user's gap is the measure's bias and how much the noise of a small report set.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
