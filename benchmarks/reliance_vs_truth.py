@@ -205,7 +205,7 @@ def main(argv=None) -> int:
            "`treat` prints (report images: never trained on, never used to select; foreground refined by GrabCut "
            "unless the arm says `norefine`; E4 scratch, E2 and the ablations (E2's originals) have no report set: their figure is measured on the "
            "validation images, never trained on, which chose each arm's epoch by clean validation accuracy). "
-           "The checks cover the defaults (e5_colour_ep30 excepted: 30 epochs); `norefine` rows (the measure before "
+           "The checks cover the defaults (the e5_colour_ep30 tables excepted: 30 epochs); `norefine` rows (the measure before "
            "refinement) are listed to show what it missed. The last column (rows that carry it: E6 rule studies, E4b, "
            "the later E5 runs) is the same swap measure on every test image instead of the report images: no user has it; it shows how much of the "
            "user's gap is the measure's bias and how much the noise of a small report set.", ""]
