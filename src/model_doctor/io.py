@@ -58,6 +58,7 @@ def _dumps(obj: Any, level: int = 0) -> str:
 
     pad, inner = "  " * level, "  " * (level + 1)
     if isinstance(obj, dict) and obj:
+        # each key through json's own key conversion (ints, floats, bools, None become strings as json writes them)
         items = [f"{inner}{json.dumps({k: 0})[1:-4]}: {_dumps(v, level + 1)}" for k, v in obj.items()]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     if isinstance(obj, (list, tuple)) and any(nested(v) for v in obj):
