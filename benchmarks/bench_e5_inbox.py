@@ -82,8 +82,9 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                 continue
             if not (out / "summary.json").is_file():
                 S.cli(["treat", "--weights", str(orig / "model.safetensors"), "--data", f"imagefolder:{folder}", *data,
-                     *_treat_args(arm, folder), "--alpha", "0", "--beta", *b["betas"], "--lr", LR,
+                     *_treat_args(arm, folder), "--alpha", "0", "--beta", *b["betas"], "--lr", b.get("ft_lr", LR),
                      *(["--epochs", str(b["ft_epochs"])] if b["ft_epochs"] else []), "--seeds", str(seed),
+                     *(["--partners", b["partners"]] if b.get("partners") else []),
                      "--out", str(out)], threads)
             s = json.loads((out / "summary.json").read_text())
             rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s, "reliance": remeasure(out, folder, arm, seed),
@@ -280,6 +281,10 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None,
                     help="treat's epochs (default: the budget's, treat's 10 at full); another schedule trains its own runs")
     ap.add_argument("--arms", nargs="+", default=None, choices=["box", "exact"], help="annotation kinds (default: both)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help=f"treat's learning rate (default: the original's, {LR}); another rate trains its own runs")
+    ap.add_argument("--partners", default=None, choices=["other", "any"],
+                    help="treat's --partners (default: treat's, other); another choice trains its own runs")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     variant = ""
@@ -289,6 +294,12 @@ def main() -> int:
     if args.epochs:
         budget = {**budget, "ft_epochs": args.epochs}
         variant += f"-ep{args.epochs}"
+    if args.lr is not None:
+        budget = {**budget, "ft_lr": f"{args.lr:g}"}
+        variant += f"-lr{args.lr:g}"
+    if args.partners:
+        budget = {**budget, "partners": args.partners}
+        variant += f"-partners-{args.partners}"
     budget = {**budget, "variant": variant, **({"arms": args.arms} if args.arms else {})}
     cache = Path(args.cache) / "e5-inbox" / args.budget
     rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
@@ -296,6 +307,8 @@ def main() -> int:
     lines[2] = (f"Command: `python -m benchmarks.bench_e5_inbox --budget {args.budget} --kinds {' '.join(args.kinds)}"
                 + (f" --betas {' '.join(budget['betas'])}" if args.betas else "")
                 + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --arms {' '.join(args.arms)}" if args.arms else "")
+                + (f" --lr {args.lr:g}" if args.lr is not None else "")
+                + (f" --partners {args.partners}" if args.partners else "")
                 + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
@@ -304,8 +317,11 @@ def main() -> int:
               f"10 % of them), {b['n_test']} test images with a random class's cue; masks for {b['per_class']} training "
               f"images per class. Original: `train --epochs {b['orig_epochs']} --lr {LR}` per seed on its own sample; "
               f"ceiling: `train --epochs {b['ceil_epochs']} --lr {LR}` on uninformative cues (seed 0). Treatment: `treat "
-              f"--alpha 0 --beta {' '.join(b['betas'])} --lr {LR}" + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
-              + "` (the original's rate) with every other option at its default "
+              f"--alpha 0 --beta {' '.join(b['betas'])} --lr {b.get('ft_lr', LR)}"
+              + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
+              + (f" --partners {b['partners']}" if b.get("partners") else "")
+              + ("` (the original's rate)" if b.get("ft_lr", LR) == LR else "` (not the original's rate, which treat "
+                 "would use by default)") + " with every other option at its default "
               + ("(" if b["ft_epochs"] else "(10 epochs, ") + "`--refine grabcut`, `--select-rule swap`)"
               + (f"; `box-norefine` adds `--refine none` (the behaviour before refinement; seed(s) "
                  f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "
