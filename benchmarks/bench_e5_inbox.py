@@ -84,7 +84,7 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                 S.cli(["treat", "--weights", str(orig / "model.safetensors"), "--data", f"imagefolder:{folder}", *data,
                      *_treat_args(arm, folder), "--alpha", "0", "--beta", *b["betas"], "--lr", b.get("ft_lr", LR),
                      *(["--epochs", str(b["ft_epochs"])] if b["ft_epochs"] else []), "--seeds", str(seed),
-                     *(["--partners", b["partners"]] if b.get("partners") else []),
+                     *b.get("treat_extra", []),
                      "--out", str(out)], threads)
             s = json.loads((out / "summary.json").read_text())
             rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s, "reliance": remeasure(out, folder, arm, seed),
@@ -285,6 +285,8 @@ def main() -> int:
                     help=f"treat's learning rate (default: the original's, {LR}); another rate trains its own runs")
     ap.add_argument("--partners", default=None, choices=["other", "any"],
                     help="treat's --partners (default: treat's, other); another choice trains its own runs")
+    ap.add_argument("--erode", type=int, default=None,
+                    help="treat's --erode (default: treat's, 0); another value trains its own runs")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     variant = ""
@@ -297,10 +299,14 @@ def main() -> int:
     if args.lr is not None:
         budget = {**budget, "ft_lr": f"{args.lr:g}"}
         variant += f"-lr{args.lr:g}"
+    extra: list[str] = []  # treat options passed as given, in this order
     if args.partners:
-        budget = {**budget, "partners": args.partners}
+        extra += ["--partners", args.partners]
         variant += f"-partners-{args.partners}"
-    budget = {**budget, "variant": variant, **({"arms": args.arms} if args.arms else {})}
+    if args.erode is not None:
+        extra += ["--erode", str(args.erode)]
+        variant += f"-erode{args.erode}"
+    budget = {**budget, "variant": variant, "treat_extra": extra, **({"arms": args.arms} if args.arms else {})}
     cache = Path(args.cache) / "e5-inbox" / args.budget
     rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
     lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
@@ -308,7 +314,7 @@ def main() -> int:
                 + (f" --betas {' '.join(budget['betas'])}" if args.betas else "")
                 + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --arms {' '.join(args.arms)}" if args.arms else "")
                 + (f" --lr {args.lr:g}" if args.lr is not None else "")
-                + (f" --partners {args.partners}" if args.partners else "")
+                + "".join(f" {a}" for a in extra)
                 + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
@@ -319,7 +325,7 @@ def main() -> int:
               f"ceiling: `train --epochs {b['ceil_epochs']} --lr {LR}` on uninformative cues (seed 0). Treatment: `treat "
               f"--alpha 0 --beta {' '.join(b['betas'])} --lr {b.get('ft_lr', LR)}"
               + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
-              + (f" --partners {b['partners']}" if b.get("partners") else "")
+              + "".join(f" {a}" for a in extra)
               + ("` (the original's rate)" if b.get("ft_lr", LR) == LR else "` (not the original's rate, which treat "
                  "would use by default)") + " with every other option at its default "
               + ("(" if b["ft_epochs"] else "(10 epochs, ") + "`--refine grabcut`, `--select-rule swap`)"

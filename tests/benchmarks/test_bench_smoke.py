@@ -160,12 +160,14 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
 @pytest.mark.shared_data
 def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     text = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02",
-                "--partners", "any")
-    assert "--kinds texture --lr 0.02 --partners any`" in text and "--lr 0.02 --epochs 1 --partners any` (not the" in text
+                "--partners", "any", "--erode", "1")
+    assert "--kinds texture --lr 0.02 --partners any --erode 1`" in text
+    assert "--lr 0.02 --epochs 1 --partners any --erode 1` (not the" in text
     summaries = sorted((tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs").glob("treat-*/summary.json"))
-    assert [p.parent.name for p in summaries] == ["treat-box-lr0.02-partners-any-seed0", "treat-exact-lr0.02-partners-any-seed0"]
+    assert [p.parent.name for p in summaries] == ["treat-box-lr0.02-partners-any-erode1-seed0",
+                                                 "treat-exact-lr0.02-partners-any-erode1-seed0"]
     config = __import__("json").loads(summaries[0].read_text())["config"]["treat"]
-    assert (config["lr"], config["partners"]) == (0.02, "any")
+    assert (config["lr"], config["partners"], config["erode"]) == (0.02, "any", 1)
     assert "| texture | box |" in text and "| texture | exact |" in text and "Ceiling curves" in text
     assert "| cue | annotation | β=1 | gap closed: rule's choice |" in text
     rows = __import__("json").loads((tmp_path / "bench_e5_inbox.py.json").read_text())
