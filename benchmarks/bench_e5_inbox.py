@@ -269,7 +269,8 @@ def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
              "ceiling": ceiling_of(cache, r["kind"])[0],
              **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in keep if k in r["reliance"][a]}}
                 for a in ("treated", "control")},
-             "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])]} for r in rows]
+             "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])],
+             "images": r["reliance"]["treated"]["images"]} for r in rows]  # the report set: the figure's interval
     atomic_write_text(path, json.dumps(slim, indent=1))
 
 

@@ -139,7 +139,7 @@ def _pct(v: float | None) -> str:
 
 
 def _images(r: dict) -> int:
-    """The report images a row's figure rests on, where the row says (E6: ``images``, or the
+    """The report images a row's figure rests on, where the row says (E5, E6: ``images``, or the
     ``box<N>-`` of its arm name as ``bench_waterbirds.truth_rows`` writes it); else 0."""
     import re
 

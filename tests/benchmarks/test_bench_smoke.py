@@ -171,7 +171,7 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     assert "| texture | box |" in text and "| texture | exact |" in text and "Ceiling curves" in text
     assert "| cue | annotation | β=1 | gap closed: rule's choice |" in text
     rows = __import__("json").loads((tmp_path / "bench_e5_inbox.py.json").read_text())
-    assert {r["arm"] for r in rows} == {"box", "exact"} and all("original_reliance" in r for r in rows)
+    assert {r["arm"] for r in rows} == {"box", "exact"} and all("original_reliance" in r and r["images"] > 0 for r in rows)
     out = tmp_path / "rel.md"
     res = subprocess.run([sys.executable, "-m", "benchmarks.reliance_vs_truth",
                           str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
