@@ -288,6 +288,12 @@ def main() -> int:
                     help="treat's --partners (default: treat's, other); another choice trains its own runs")
     ap.add_argument("--erode", type=int, default=None,
                     help="treat's --erode (default: treat's, 0); another value trains its own runs")
+    ap.add_argument("--pool-batch", type=int, default=None,
+                    help="treat's --pool-batch (default: treat's, 32); another value trains its own runs")
+    ap.add_argument("--holdout", type=float, default=None,
+                    help="treat's --holdout (default: treat's, 0.25); another share trains its own runs")
+    ap.add_argument("--refine", default=None, choices=["grabcut", "none"],
+                    help="treat's --refine (default: treat's, grabcut); another choice trains its own runs")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     variant = ""
@@ -307,6 +313,15 @@ def main() -> int:
     if args.erode is not None:
         extra += ["--erode", str(args.erode)]
         variant += f"-erode{args.erode}"
+    if args.pool_batch is not None:
+        extra += ["--pool-batch", str(args.pool_batch)]
+        variant += f"-pool{args.pool_batch}"
+    if args.holdout is not None:
+        extra += ["--holdout", f"{args.holdout:g}"]
+        variant += f"-holdout{args.holdout:g}"
+    if args.refine:
+        extra += ["--refine", args.refine]
+        variant += f"-refine-{args.refine}"
     budget = {**budget, "variant": variant, "treat_extra": extra, **({"arms": args.arms} if args.arms else {})}
     cache = Path(args.cache) / "e5-inbox" / args.budget
     rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
@@ -329,7 +344,8 @@ def main() -> int:
               + "".join(f" {a}" for a in extra)
               + ("` (the original's rate)" if b.get("ft_lr", LR) == LR else "` (not the original's rate, which treat "
                  "would use by default)") + " with every other option at its default "
-              + ("(" if b["ft_epochs"] else "(10 epochs, ") + "`--refine grabcut`, `--select-rule swap`)"
+              + ("(" if b["ft_epochs"] else "(10 epochs, ") + ("" if args.refine else "`--refine grabcut`, ")
+              + "`--select-rule swap`)"
               + (f"; `box-norefine` adds `--refine none` (the behaviour before refinement; seed(s) "
                  f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "
               f"{', '.join(map(str, b['seeds']))}, each with its own original and annotated sample. Reliance figures are "

@@ -160,14 +160,16 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
 @pytest.mark.shared_data
 def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     text = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02",
-                "--partners", "any", "--erode", "1")
-    assert "--kinds texture --lr 0.02 --partners any --erode 1`" in text
-    assert "--lr 0.02 --epochs 1 --partners any --erode 1` (not the" in text
+                "--partners", "any", "--erode", "1", "--pool-batch", "8", "--holdout", "0.3", "--refine", "none")
+    opts = "--partners any --erode 1 --pool-batch 8 --holdout 0.3 --refine none"
+    assert f"--kinds texture --lr 0.02 {opts}`" in text
+    assert f"--lr 0.02 --epochs 1 {opts}` (not the" in text
     summaries = sorted((tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs").glob("treat-*/summary.json"))
-    assert [p.parent.name for p in summaries] == ["treat-box-lr0.02-partners-any-erode1-seed0",
-                                                 "treat-exact-lr0.02-partners-any-erode1-seed0"]
+    variant = "lr0.02-partners-any-erode1-pool8-holdout0.3-refine-none"
+    assert [p.parent.name for p in summaries] == [f"treat-box-{variant}-seed0", f"treat-exact-{variant}-seed0"]
     config = __import__("json").loads(summaries[0].read_text())["config"]["treat"]
-    assert (config["lr"], config["partners"], config["erode"]) == (0.02, "any", 1)
+    assert (config["lr"], config["partners"], config["erode"], config["pool_batch"], config["holdout"],
+            config["refine"]) == (0.02, "any", 1, 8, 0.3, "none")
     assert "| texture | box |" in text and "| texture | exact |" in text and "Ceiling curves" in text
     assert "| cue | annotation | β=1 | gap closed: rule's choice |" in text
     rows = __import__("json").loads((tmp_path / "bench_e5_inbox.py.json").read_text())
@@ -202,7 +204,15 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     honest = [row(s, 0.5 + 0.01 * s, 0.52 + 0.01 * s) for s in range(3)]
     _, res = R.check(honest + [row(0, 0.99, 0.1, arm="box-norefine")])   # norefine rows are shown, not checked
     assert res["false_claims"] == [] and res["worst_treated_gap"] < 0.05 and res["models"] == 9
-    assert res["spearman"] > 0.8
+    assert res["spearman"] > 0.8 and res["spearman_test"] is None  # no row carries the measure on the test images
+    # the measure on the test images beside every model: its own rank check, apart from the report set's
+    pooled = [row(s, 0.5, 0.52 + 0.01 * s) for s in range(3)]
+    for r, t in zip(pooled, (0.3, 0.5, 0.4)):
+        r["original_reliance"]["test_pool_swap_acc"], r["control"]["test_pool_swap_acc"] = 0.0, 0.0
+        r["treated"]["test_pool_swap_acc"] = t
+    res = R.check(pooled)[1]
+    assert res["spearman_test"] == pytest.approx(R.spearman([0.0] * 6 + [0.3, 0.5, 0.4], [0.1] * 6 + [0.52, 0.53, 0.54]))
+    assert res["spearman_test"] != pytest.approx(res["spearman"])
     assert res["inside"] == "—"  # no row says how many images its figure rests on
     # 4 report images: 100 % allows 51-100 %, so a truth of 60 % is inside and one of 40 % is not
     _, res = R.check([{**row(0, 1.0, 0.6), "images": 4}, {**row(1, 1.0, 0.4), "images": 4}, row(2, 0.5, 0.5)])
