@@ -92,6 +92,9 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
     return rows
 
 
+REPORT_SPLIT_KEYS = ("refine", "erode", "expand", "holdout", "annotated_per_class")  # what decides a run's report set
+
+
 def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     """Background reliance of the run's original, control and treated model on its report set,
     measured again from the saved weights with the library's current measure (``reliance.json``),
@@ -108,9 +111,12 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     cfg = Config()
     cfg.data.name, cfg.model.weights = f"imagefolder:{folder}", s["config"]["model"]["weights"]
     cfg.data.image_size, cfg.model.in_channels = s["config"]["data"]["image_size"], s["config"]["model"]["in_channels"]
-    t = cfg.treat
-    t.masks, t.mask_format, t.refine = str(folder / ("masks-exact" if arm == "exact" else "masks-box")), "png", \
-        s["config"]["treat"]["refine"]
+    t, saved = cfg.treat, s["config"]
+    t.masks, t.mask_format = str(folder / ("masks-exact" if arm == "exact" else "masks-box")), "png"
+    for key in REPORT_SPLIT_KEYS:  # the run's own split and foregrounds: its report set, measured as it was
+        if key in saved["treat"]:
+            setattr(t, key, saved["treat"][key])
+    cfg.train.split_seed, cfg.train.val_fraction = saved["train"]["split_seed"], saved["train"]["val_fraction"]
     original, meta = P.load_model(cfg)
     full = P.load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     tr, _ = P.train_val_split(cfg, full, meta["in_channels"])
@@ -137,7 +143,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
 
 
 def test_pool(cfg: Any, folder: Path, kind: str, in_channels: int) -> tuple[Any, Any] | None:
-    """(every test image as an annotated pool, masks-test-<kind> refined as ``treat`` refines; the class
+    """(every test image as an annotated pool, masks-test-<kind> refined (and eroded) as ``treat`` does; the class
     each one's cue codes) where the folder has them (``inbox_decoys.write_images`` writes them), else
     None. Why: the user's swap measure on 2000 test images tells its bias from a small report set's noise."""
     import torch
@@ -152,8 +158,8 @@ def test_pool(cfg: Any, folder: Path, kind: str, in_channels: int) -> tuple[Any,
         return None
     data = P.load_data(cfg, "test", in_channels)
     pool = AnnotatedPool.from_dataset(with_masks(data, load_masks("png", masks_dir, dataset_root=masks_dir), 0))
-    if cfg.treat.refine != "none":
-        pool = pool.refine(cfg.treat.refine)
+    if cfg.treat.refine != "none" or cfg.treat.erode:
+        pool = pool.refine(cfg.treat.refine, cfg.train.split_seed, cfg.treat.erode)
     cue = dict(line.split(",") for line in cues_csv.read_text().splitlines()[1:])
     rel = [data.path(i).relative_to(data.root).as_posix() for i in pool.indices]
     return pool, torch.tensor([data.classes.index(f"{int(cue[r]):02d}") for r in rel])
@@ -292,6 +298,8 @@ def main() -> int:
                     help="treat's --pool-batch (default: treat's, 32); another value trains its own runs")
     ap.add_argument("--holdout", type=float, default=None,
                     help="treat's --holdout (default: treat's, 0.25); another share trains its own runs")
+    ap.add_argument("--space-method", default=None, choices=["counterfactual", "attribution", "input"],
+                    help="treat's --space-method (default: treat's, counterfactual); another method trains its own runs")
     ap.add_argument("--refine", default=None, choices=["grabcut", "none"],
                     help="treat's --refine (default: treat's, grabcut); another choice trains its own runs")
     args = ap.parse_args()
@@ -319,6 +327,9 @@ def main() -> int:
     if args.holdout is not None:
         extra += ["--holdout", f"{args.holdout:g}"]
         variant += f"-holdout{args.holdout:g}"
+    if args.space_method:
+        extra += ["--space-method", args.space_method]
+        variant += f"-{args.space_method}"
     if args.refine:
         extra += ["--refine", args.refine]
         variant += f"-refine-{args.refine}"

@@ -160,20 +160,23 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
 @pytest.mark.shared_data
 def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     text = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02",
-                "--partners", "any", "--erode", "1", "--pool-batch", "8", "--holdout", "0.3", "--refine", "none")
-    opts = "--partners any --erode 1 --pool-batch 8 --holdout 0.3 --refine none"
+                "--partners", "any", "--erode", "1", "--pool-batch", "8", "--holdout", "0.3", "--space-method", "attribution", "--refine", "none")
+    opts = "--partners any --erode 1 --pool-batch 8 --holdout 0.3 --space-method attribution --refine none"
     assert f"--kinds texture --lr 0.02 {opts}`" in text
     assert f"--lr 0.02 --epochs 1 {opts}` (not the" in text
     summaries = sorted((tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs").glob("treat-*/summary.json"))
-    variant = "lr0.02-partners-any-erode1-pool8-holdout0.3-refine-none"
+    variant = "lr0.02-partners-any-erode1-pool8-holdout0.3-attribution-refine-none"
     assert [p.parent.name for p in summaries] == [f"treat-box-{variant}-seed0", f"treat-exact-{variant}-seed0"]
     config = __import__("json").loads(summaries[0].read_text())["config"]["treat"]
     assert (config["lr"], config["partners"], config["erode"], config["pool_batch"], config["holdout"],
-            config["refine"]) == (0.02, "any", 1, 8, 0.3, "none")
+            config["space_method"], config["refine"]) == (0.02, "any", 1, 8, 0.3, "attribution", "none")
     assert "| texture | box |" in text and "| texture | exact |" in text and "Ceiling curves" in text
     assert "| cue | annotation | β=1 | gap closed: rule's choice |" in text
     rows = __import__("json").loads((tmp_path / "bench_e5_inbox.py.json").read_text())
     assert {r["arm"] for r in rows} == {"box", "exact"} and all("original_reliance" in r and r["images"] > 0 for r in rows)
+    # the table's figures are measured again on the run's own report set, split as its --holdout split it
+    reports = sorted(__import__("json").loads(p.read_text())["masks"]["report"] for p in summaries)
+    assert sorted(r["images"] for r in rows) == reports
     out = tmp_path / "rel.md"
     res = subprocess.run([sys.executable, "-m", "benchmarks.reliance_vs_truth",
                           str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
