@@ -54,6 +54,12 @@ evidence: $(STAMP)
 	$(PY) -m benchmarks.bench_e5_inbox --kinds colour --arms exact --erode 1 --out docs/results/e5_colour_erode1.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds dots --arms exact --lr 0.15 --out docs/results/e5_dots_lr015.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds dots --arms box --lr 0.15 --out docs/results/e5_dots_box_lr015.md
+	$(PY) -m benchmarks.bench_e5_inbox --kinds colour --arms exact --seeds 6 7 8 --out docs/results/e5_colour_fresh.md
+	$(PY) -m benchmarks.bench_e5_inbox --kinds colour --arms exact --pool-batch 64 --out docs/results/e5_colour_pool64.md
+	$(PY) -m benchmarks.bench_e5_inbox --kinds colour --arms exact --refine none --out docs/results/e5_colour_refnone.md
+	$(PY) -m benchmarks.bench_e5_inbox --kinds colour --arms exact --holdout 0.5 --out docs/results/e5_colour_holdout05.md
+	$(PY) -m benchmarks.bench_e5_inbox --kinds colour --arms exact --space-method attribution --out docs/results/e5_colour_attribution.md
+	$(PY) -m benchmarks.bench_e5_inbox --kinds colour --arms exact --space-method attribution --betas 30 100 --out docs/results/e5_colour_attribution_b30.md
 	$(PY) -m benchmarks.bench_waterbirds --seeds 0 1 2 3 4 --out docs/results/e6_waterbirds.md
 	$(PY) -m benchmarks.bench_waterbirds --study annotations --out docs/results/e6_annotations.md
 	$(PY) -m benchmarks.bench_waterbirds --arch resnet18 --seeds 0 1 2 --out docs/results/e6_waterbirds_resnet18.md
@@ -66,7 +72,7 @@ evidence: $(STAMP)
 	$(PY) -m benchmarks.bench_waterbirds --study rule --seeds 11 --out docs/results/e6_rule_seed11.md
 	$(PY) -m benchmarks.bench_waterbirds --study rule --rules swap --annotated 100 --seeds 6 7 8 9 10 11 --out docs/results/e6_rule_ann100.md
 	$(PY) -m benchmarks.bench_waterbirds --study rule --rules swap --partners any --seeds 6 7 8 --out docs/results/e6_rule_any.md
-	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_first_run.json docs/results/e5_inbox.json docs/results/e5_colour_ep30.json docs/results/e5_colour_ep30_fresh.json docs/results/e5_dots.json docs/results/e5_colour_lr015.json docs/results/e5_colour_lr015_fresh.json docs/results/e5_colour_lr0015.json docs/results/e5_colour_any.json docs/results/e5_colour_erode1.json docs/results/e5_dots_lr015.json docs/results/e5_dots_box_lr015.json docs/results/e4_shortcut.json docs/results/e4_newdecoys.json docs/results/e4_scratch.json docs/results/e2_space_seed0.json+docs/results/e2_space_seed1.json+docs/results/e2_space_seed2.json docs/results/ablations.json docs/results/e6_rule.json docs/results/e6_rule_judged.json docs/results/e6_rule_held.json docs/results/e6_rule_fresh.json+docs/results/e6_rule_seed9.json+docs/results/e6_rule_seed10.json+docs/results/e6_rule_seed11.json docs/results/e6_rule_ann100.json docs/results/e6_rule_any.json docs/results/e6_cli_summary.json --out docs/results/reliance_vs_truth.md
+	$(PY) -m benchmarks.reliance_vs_truth docs/results/e5_first_run.json docs/results/e5_inbox.json docs/results/e5_colour_ep30.json docs/results/e5_colour_ep30_fresh.json docs/results/e5_dots.json docs/results/e5_colour_lr015.json docs/results/e5_colour_lr015_fresh.json docs/results/e5_colour_lr0015.json docs/results/e5_colour_any.json docs/results/e5_colour_erode1.json docs/results/e5_dots_lr015.json docs/results/e5_dots_box_lr015.json docs/results/e5_colour_fresh.json docs/results/e5_colour_pool64.json docs/results/e5_colour_refnone.json docs/results/e5_colour_holdout05.json docs/results/e5_colour_attribution.json docs/results/e5_colour_attribution_b30.json docs/results/e4_shortcut.json docs/results/e4_newdecoys.json docs/results/e4_scratch.json docs/results/e2_space_seed0.json+docs/results/e2_space_seed1.json+docs/results/e2_space_seed2.json docs/results/ablations.json docs/results/e6_rule.json docs/results/e6_rule_judged.json docs/results/e6_rule_held.json docs/results/e6_rule_fresh.json+docs/results/e6_rule_seed9.json+docs/results/e6_rule_seed10.json+docs/results/e6_rule_seed11.json docs/results/e6_rule_ann100.json docs/results/e6_rule_any.json docs/results/e6_cli_summary.json --out docs/results/reliance_vs_truth.md
 	$(PY) -m benchmarks.bench_counterfactual --out docs/results/counterfactual_cost.md
 	$(PY) -m benchmarks.collect_performance --out docs/results/performance.md
 	$(PY) -m model_doctor reproduce cpu-small
