@@ -209,9 +209,10 @@ def main(argv=None) -> int:
            "unless the arm says `norefine`; E4 scratch, E2 and the ablations (E2's originals) have no report set: their figure is measured on the "
            "validation images, never trained on, which chose each arm's epoch by clean validation accuracy). "
            "The checks cover the defaults (the e5_colour_ep30 tables excepted: 30 epochs); `norefine` rows (the measure before "
-           "refinement) are listed to show what it missed. The last column (rows that carry it: E6 rule studies, E4b, "
-           "the later E5 runs) is the same swap measure on every test image instead of the report images: no user has it; it shows how much of the "
-           "user's gap is the measure's bias and how much the noise of a small report set; its Spearman column (where every model "
+           "refinement) are listed to show what it missed. The two columns on the test images (rows that carry it: E6 rule "
+           "studies, E4b, the later E5 runs) use the same swap measure on every test image instead of the report images: "
+           "no user has it; it shows how much of the user's gap is the measure's bias and how much the noise of a small "
+           "report set; its Spearman column (where every model "
            "of a table carries it) says whether a rank miss is the report set's or the truth's own: the truth ranks near-chance "
            "models by how many test images happen to carry their own class's cue, which no background measure can see.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
