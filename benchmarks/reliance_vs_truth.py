@@ -17,6 +17,9 @@ is what those groups are (a shuffled cue, with two classes, agrees half the time
 Also, the other way round (how much the noise rule costs): of the arms whose shuffled-cue test
 accuracy is better than the control's beyond seed noise, how many the swap verdict calls better.
 
+Where a row carries ``cells_test_acc`` (E4b and the later E5 runs), the three checks again against
+the truth with every (class, cue) test cell weighted equally (``bench_e5_inbox.equal_cells``).
+
 Where a row says how many report images its figure rests on (E6), also: is the truth inside the
 figure's 95 % Wilson interval, which ``treat`` prints beside it? Where a row also carries the
 same swap measure on the benchmark's test images (E6 rule rows and E4b/E5 rows since
@@ -72,20 +75,25 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
     from model_doctor.treatment.plan import BACKWARDS_ALPHA
 
-    pts, lines, worst, inside, sized, on_test = [], [], 0.0, 0, 0, []
+    pts, lines, worst, worst_cells, inside, sized, on_test = [], [], 0.0, 0.0, 0, 0, []
     backwards = {"warned": 0, "reads_backwards": 0, "false_alarms": 0, "measured": 0}
     shown, rows = rows, [r for r in rows if not r["arm"].endswith("norefine")]   # the checks: the default measure
     seen = set()
     for r in rows:
         # one point per model: arms that share an original (and control) measured on the same images count it once
         shared = r.get("shared_models", r["control"] is None)
+        cells = r.get("cells_test_acc", {})
         if not shared or (r["kind"], r["seed"]) not in seen:
-            pts.append((r["original_reliance"]["swap_acc"], r["original"], r["original_reliance"].get("test_pool_swap_acc")))
+            pts.append((r["original_reliance"]["swap_acc"], r["original"], r["original_reliance"].get("test_pool_swap_acc"),
+                        cells.get("original")))
             if r["control"] is not None:
-                pts.append((r["control"]["swap_acc"], r["control"]["test_acc"], r["control"].get("test_pool_swap_acc")))
+                pts.append((r["control"]["swap_acc"], r["control"]["test_acc"], r["control"].get("test_pool_swap_acc"),
+                            cells.get("control")))
             seen.add((r["kind"], r["seed"]))
-        pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"], r["treated"].get("test_pool_swap_acc")))
+        pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"], r["treated"].get("test_pool_swap_acc"), cells.get("treated")))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
+        if "treated" in cells:
+            worst_cells = max(worst_cells, abs(r["treated"]["swap_acc"] - cells["treated"]))
         t = r["treated"]
         if "test_pool_swap_acc" in t:
             on_test.append(abs(t["test_pool_swap_acc"] - t["test_acc"]))
@@ -103,18 +111,24 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     # the same rank check with the measure on every test image: where it fails too, the ranks the
     # truth gives its near-chance models (cue-matching test images) are what the check cannot follow
     rho_test = spearman([p[2] for p in pts], [p[1] for p in pts]) if all(p[2] is not None for p in pts) else None
+    # the same check against the truth with every (class, cue) test cell weighted equally: a model that reads only
+    # the cue scores exactly 1/K there, whichever share of a seed's test images drew their own class's cue
+    rho_cells = spearman([p[0] for p in pts], [p[3] for p in pts]) if all(p[3] is not None for p in pts) else None
     extra = any("test_pool_swap_acc" in r["treated"] for r in shown)
+    eq = any("cells_test_acc" in r for r in shown)
     lines += ["| cue | annotation | seed | model | shuffled-cue test acc | user's swap acc | |difference| |"
-              + (" swap acc on the test images (benchmark only) |" if extra else ""),
-              "|---|---|---|---|---|---|---|" + ("---|" if extra else "")]
+              + (" swap acc on the test images (benchmark only) |" if extra else "")
+              + (" shuffled-cue test acc, equal (class, cue) cells |" if eq else ""),
+              "|---|---|---|---|---|---|---|" + ("---|" if extra else "") + ("---|" if eq else "")]
     for r in shown:
         models = [("original", r["original_reliance"], r["original"])]
         models += [(a, r[a], r[a]["test_acc"]) for a in ("control", "treated") if r[a] is not None]
         for arm, rel, acc in models:
             lines.append(f"| {r['kind']} | {r['arm']} | {r['seed']} | {arm} | {100 * acc:.1f} | {100 * rel['swap_acc']:.1f} | "
                          f"{100 * abs(rel['swap_acc'] - acc):.1f} |"
-                         + (f" {_pct(rel.get('test_pool_swap_acc'))} |" if extra else ""))
-    false_claims, gains = [], {"true": 0, "said": 0}
+                         + (f" {_pct(rel.get('test_pool_swap_acc'))} |" if extra else "")
+                         + (f" {_pct(r.get('cells_test_acc', {}).get(arm))} |" if eq else ""))
+    false_claims, false_cells, gains = [], [], {"true": 0, "said": 0}
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["kind"], r["arm"]), []).append(r)
@@ -126,10 +140,15 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         said, true = beyond(swap, swap_image_se(rs)), beyond(truth)
         if said and not true:
             false_claims.append(" / ".join(map(str, key)))
+        if all("cells_test_acc" in r for r in rs) and said and not beyond(
+                [r["cells_test_acc"]["treated"] - r["cells_test_acc"]["control"] for r in rs]):
+            false_cells.append(" / ".join(map(str, key)))
         if true:
             gains["true"] += 1
             gains["said"] += said
-    return lines, {"spearman": rho, "spearman_test": rho_test, "models": len(pts), "false_claims": false_claims, "worst_treated_gap": worst,
+    cells_res = "—" if rho_cells is None else (f"{rho_cells:.2f} / {100 * worst_cells:.1f} / "
+                                                f"{', '.join(false_cells) or 'never'}")
+    return lines, {"spearman": rho, "spearman_test": rho_test, "models": len(pts), "cells": cells_res, "false_claims": false_claims, "worst_treated_gap": worst,
                    "true_gains": f"{gains['said']} of {gains['true']}" if gains["true"] else "—",
                    "inside": f"{inside} of {sized}" if sized else "—",
                    "on_test": f"{100 * max(on_test):.1f}" if on_test else "—",
@@ -214,14 +233,21 @@ def main(argv=None) -> int:
            "no user has it; it shows how much of the user's gap is the measure's bias and how much the noise of a small "
            "report set; its Spearman column (where every model "
            "of a table carries it) says whether a rank miss is the report set's or the truth's own: the truth ranks near-chance "
-           "models by how many test images happen to carry their own class's cue, which no background measure can see.", ""]
+           "models by how many test images happen to carry their own class's cue, which no background measure can see. The "
+           "last column (rows that carry it: E4b and the later E5 runs, whose test folders record each image's cue) checks "
+           "the same three things against the truth with every (class, cue) cell of the test set weighted equally: the "
+           "expectation the shuffled-cue accuracy estimates, without the share of a seed's test images that drew their own "
+           "class's cue (7.3 % to 12.3 % on E5's seeds), which is what a model that reads only the cue scores; there it "
+           "scores exactly 1/K (`benchmarks.bench_e5_inbox.cell_truth`). It does not replace the plain truth.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
                "treated models reading backwards on test that `treat` warns about | "
                "worst treated |swap − truth| with the measure on the test images (benchmark only) | "
                "Spearman with the measure on the test images (benchmark only) | "
-               "arms better beyond seed noise on the truth that the swap verdict also calls better |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
+               "arms better beyond seed noise on the truth that the swap verdict also calls better | "
+               "against the truth with equal (class, cue) cells: Spearman / worst treated |swap − truth| / "
+               "swap verdict beyond noise where that truth is not |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]
     body = []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
@@ -231,7 +257,8 @@ def main(argv=None) -> int:
         summary.append(f"| {name} | {res['models']} | {res['spearman']:.2f} | "
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
                        f"{res['inside']} | {res['backwards']} | {res['on_test']} | "
-                       f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} |")
+                       f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} | "
+                       f"{res['cells']} |")
         body += ["", f"## {name}", ""] + lines
     return emit(out + summary + body, args.out)
 

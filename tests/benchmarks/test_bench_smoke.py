@@ -177,6 +177,8 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     # the table's figures are measured again on the run's own report set, split as its --holdout split it
     reports = sorted(__import__("json").loads(p.read_text())["masks"]["report"] for p in summaries)
     assert sorted(r["images"] for r in rows) == reports
+    # the truth over equal (class, cue) cells beside treat's plain test accuracy, for each of the three models
+    assert all(0 <= r["cells_test_acc"][a] <= 1 for r in rows for a in ("original", "control", "treated"))
     out = tmp_path / "rel.md"
     res = subprocess.run([sys.executable, "-m", "benchmarks.reliance_vs_truth",
                           str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
@@ -217,6 +219,15 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     assert res["spearman_test"] == pytest.approx(R.spearman([0.0] * 6 + [0.3, 0.5, 0.4], [0.1] * 6 + [0.52, 0.53, 0.54]))
     assert res["spearman_test"] != pytest.approx(res["spearman"])
     assert res["inside"] == "—"  # no row says how many images its figure rests on
+    assert res["cells"] == "—"   # no row carries the truth over equal (class, cue) cells
+    # the truth over equal cells: the three floor models of each seed tie at 1/K there, as their swap figures do
+    for r, floor in zip(pooled, (0.101, 0.073, 0.108)):
+        r["original"] = r["control"]["test_acc"] = floor
+        r["cells_test_acc"] = {"original": 0.1, "control": 0.1, "treated": r["treated"]["test_acc"] - floor + 0.1}
+        r["original_reliance"]["swap_acc"] = r["control"]["swap_acc"] = 0.0
+    res = R.check(pooled)[1]
+    rho = R.spearman([0.0] * 6 + [0.5] * 3, [0.1] * 6 + [0.519, 0.557, 0.532])
+    assert res["cells"] == f"{rho:.2f} / 5.7 / never" and res["spearman"] < rho  # the draw's floor ranks no longer count
     # 4 report images: 100 % allows 51-100 %, so a truth of 60 % is inside and one of 40 % is not
     _, res = R.check([{**row(0, 1.0, 0.6), "images": 4}, {**row(1, 1.0, 0.4), "images": 4}, row(2, 0.5, 0.5)])
     assert res["inside"] == "1 of 2"
@@ -344,3 +355,19 @@ def test_inbox_decoy_cue_shows_inside_the_box_not_through_the_object(kind):
     assert inside.sum() > 50 and np.abs(a[inside].astype(float) - b[inside]).mean() > 10
     core = exact & np.roll(exact, 1, 0) & np.roll(exact, -1, 0) & np.roll(exact, 1, 1) & np.roll(exact, -1, 1)
     assert core.sum() > 50 and np.array_equal(a[core], b[core])  # the object's pixels (its soft edge aside): no cue
+
+
+def test_equal_cells_gives_a_cue_reader_one_over_k_whatever_the_draw():
+    """Naive reference: the mean over (class, cue) cells of each cell's hit rate."""
+    import torch
+
+    from benchmarks.bench_e5_inbox import equal_cells
+
+    g = torch.Generator().manual_seed(0)
+    labels, cues = torch.randint(0, 4, (400,), generator=g), torch.randint(0, 4, (400,), generator=g)
+    cue_reader = cues == labels                      # predicts the cue's class: right only where the cue is its own
+    assert equal_cells(cue_reader, labels, cues) == pytest.approx(0.25)
+    assert float(cue_reader.double().mean()) != pytest.approx(0.25, abs=1e-3)   # the plain accuracy follows the draw
+    hits = torch.rand(400, generator=g) < 0.6
+    ref = [[h for h, y, c in zip(hits.tolist(), labels.tolist(), cues.tolist()) if (y, c) == (a, b)] for a in range(4) for b in range(4)]
+    assert equal_cells(hits, labels, cues) == pytest.approx(sum(sum(r) / len(r) for r in ref if r) / sum(1 for r in ref if r))
