@@ -366,6 +366,7 @@ def main() -> int:
     for flag, kw, default, _ in PASS_THROUGH:
         ap.add_argument(flag, default=None, **kw,
                         help=f"treat's {flag} (default: treat's, {default}); another value trains its own runs")
+    ap.add_argument("--cached-only", action="store_true", help="train nothing: the table of the runs that finished")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
     variant = ""
@@ -387,14 +388,15 @@ def main() -> int:
             variant += suffix.format(text)
     budget = {**budget, "variant": variant, "treat_extra": extra, **({"arms": args.arms} if args.arms else {})}
     cache = Path(args.cache) / "e5-inbox" / args.budget
-    rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads)]
+    rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads, cached_only=args.cached_only)]
     lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
     lines[2] = (f"Command: `python -m benchmarks.bench_e5_inbox --budget {args.budget} --kinds {' '.join(args.kinds)}"
                 + (f" --betas {' '.join(budget['betas'])}" if args.betas else "")
                 + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --arms {' '.join(args.arms)}" if args.arms else "")
                 + (f" --lr {args.lr:g}" if args.lr is not None else "")
                 + "".join(f" {a}" for a in extra)
-                + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
+                + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "")
+                + (" --cached-only" if args.cached_only else "") + "`  ")
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
               f"background carries a class-coded cue ({'; '.join(f'{k}: {CUES[k]}' for k in args.kinds)}), visible inside "

@@ -185,6 +185,14 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     rel = out.read_text()
     assert "| bench_e5_inbox.py | 6 |" in rel and "| texture | box | 0 | treated |" in rel
+    # --cached-only trains nothing: the same options give the same table from the cache, others an empty one
+    rows_of = lambda t: [line for line in t.splitlines() if line.startswith("| texture |")]
+    again = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02", *opts.split(),
+                 "--cached-only")
+    assert "--cached-only`" in again and rows_of(again) == rows_of(text)
+    other = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--cached-only")
+    assert not [line for line in rows_of(other) if "| box |" in line or "| exact |" in line]
+    assert sorted((tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs").glob("treat-*/summary.json")) == summaries
 
 
 def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
