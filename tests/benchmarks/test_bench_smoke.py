@@ -178,7 +178,8 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     reports = sorted(__import__("json").loads(p.read_text())["masks"]["report"] for p in summaries)
     assert sorted(r["images"] for r in rows) == reports
     # the truth over equal (class, cue) cells beside treat's plain test accuracy, for each of the three models
-    assert all(0 <= r["cells_test_acc"][a] <= 1 for r in rows for a in ("original", "control", "treated"))
+    assert all(0 <= r[k][a] <= 1 for r in rows for a in ("original", "control", "treated")
+               for k in ("cells_test_acc", "conflicting_test_acc"))
     out = tmp_path / "rel.md"
     res = subprocess.run([sys.executable, "-m", "benchmarks.reliance_vs_truth",
                           str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
@@ -206,6 +207,9 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     fooled = [row(s, 0.97 + 0.001 * s, 0.1 + d) for s, d in enumerate((0.01, -0.01, 0.005))]  # claim, no truth
     _, res = R.check(fooled)
     assert res["false_claims"] == ["k / box"] and res["worst_treated_gap"] > 0.8
+    # where rows carry the cue-conflicting test accuracy, the claim says whether that one is better beyond noise
+    conf = [{**r, "conflicting_test_acc": {"original": 0.0, "control": 0.0, "treated": 0.2 + 0.01 * i}} for i, r in enumerate(fooled)]
+    assert R.check(conf)[1]["false_claims"] == ["k / box (cue-conflicting test acc better beyond noise)"]
     # one set of images for every seed (E2, the ablations): their noise joins the seed spread, as in `treat`'s verdict
     same = [{**row(s, 0.5 + 0.002 * s, 0.1), "same_images": True} for s in range(3)]  # +45 pts, std 0.2: beyond seeds
     assert R.check(same)[1]["false_claims"] == ["k / box"]        # no per-image values: the seed rule alone
@@ -379,3 +383,6 @@ def test_equal_cells_gives_a_cue_reader_one_over_k_whatever_the_draw():
     hits = torch.rand(400, generator=g) < 0.6
     ref = [[h for h, y, c in zip(hits.tolist(), labels.tolist(), cues.tolist()) if (y, c) == (a, b)] for a in range(4) for b in range(4)]
     assert equal_cells(hits, labels, cues) == pytest.approx(sum(sum(r) / len(r) for r in ref if r) / sum(1 for r in ref if r))
+    off = [r for i, r in enumerate(ref) if r and i // 4 != i % 4]   # the cells whose cue codes another class
+    assert equal_cells(hits, labels, cues, conflicting=True) == pytest.approx(sum(sum(r) / len(r) for r in off) / len(off))
+    assert equal_cells(cue_reader, labels, cues, conflicting=True) == 0.0
