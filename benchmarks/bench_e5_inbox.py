@@ -104,14 +104,11 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     from model_doctor import runtime as P
-    from model_doctor.config import Config
     from model_doctor.jobs.treat import _treat_masks
     from model_doctor.treatment.reliance import background_reliance
 
     s = json.loads((run_dir / "summary.json").read_text())
-    cfg = Config()
-    cfg.data.name, cfg.model.weights = f"imagefolder:{folder}", s["config"]["model"]["weights"]
-    cfg.data.image_size, cfg.model.in_channels = s["config"]["data"]["image_size"], s["config"]["model"]["in_channels"]
+    cfg = _run_config(s, folder)
     t, saved = cfg.treat, s["config"]
     t.masks, t.mask_format = str(folder / ("masks-exact" if arm == "exact" else "masks-box")), "png"
     for key in REPORT_SPLIT_KEYS:  # the run's own split and foregrounds: its report set, measured as it was
@@ -133,6 +130,16 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
 
     atomic_write_text(path, json.dumps(out))
     return out
+
+
+def _run_config(s: dict, folder: Path) -> Any:
+    """A config that loads a run's original and its data folder as the run did."""
+    from model_doctor.config import Config
+
+    cfg = Config()
+    cfg.data.name, cfg.model.weights = f"imagefolder:{folder}", s["config"]["model"]["weights"]
+    cfg.data.image_size, cfg.model.in_channels = s["config"]["data"]["image_size"], s["config"]["model"]["in_channels"]
+    return cfg
 
 
 def _models(run_dir: Path, seed: int, s: dict, original: Any):
@@ -163,7 +170,6 @@ def cell_truth(run_dir: Path, folder: Path, seed: int) -> dict | None:
     import torch
 
     from model_doctor import runtime as P
-    from model_doctor.config import Config
     from model_doctor.data.base import hits_of
     from model_doctor.io import atomic_write_text
 
@@ -175,9 +181,7 @@ def cell_truth(run_dir: Path, folder: Path, seed: int) -> dict | None:
     if not cues_csv.is_file():
         return None
     s = json.loads((run_dir / "summary.json").read_text())
-    cfg = Config()
-    cfg.data.name, cfg.model.weights = f"imagefolder:{folder}", s["config"]["model"]["weights"]
-    cfg.data.image_size, cfg.model.in_channels = s["config"]["data"]["image_size"], s["config"]["model"]["in_channels"]
+    cfg = _run_config(s, folder)
     original, meta = P.load_model(cfg)
     data = P.load_data(cfg, "test", meta["in_channels"], meta["num_classes"])
     cue = dict(line.split(",") for line in cues_csv.read_text().splitlines()[1:])
