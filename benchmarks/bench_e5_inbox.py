@@ -68,6 +68,9 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
     for seed in b["seeds"]:
         folder = D.make_folder(cache / kind / f"data-seed{seed}", kind, b["n_train"], b["n_test"], b["per_class"], root,
                                seed=seed)
+        # the same generator's test split drawn again (other objects, cues, places): the truth measured again
+        redraws = [D.make_folder(cache / kind / f"data-seed{seed}-redraw{'' if i == 1 else i}", kind, 0, b["n_test"],
+                                 b["per_class"], root, seed=i * REDRAW_SEED + seed) for i in range(1, REDRAWS + 1)]
         orig = runs / f"orig-seed{seed}"
         if cached_only and not (orig / "summary.json").is_file():
             continue
@@ -89,7 +92,8 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
             s = json.loads((out / "summary.json").read_text())
             rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s, "reliance": remeasure(out, folder, arm, seed),
                          "original": json.loads((orig / "summary.json").read_text())["test_acc"],
-                         "cells": cell_truth(out, folder, seed)})
+                         "cells": cell_truth(out, folder, seed),
+                         "redraw": [cell_truth(out, f, seed, again=i) for i, f in enumerate(redraws, 1)]})
     return rows
 
 
@@ -159,21 +163,28 @@ def _models(run_dir: Path, seed: int, s: dict, original: Any):
         yield name, P.load_model(c)[0]
 
 
-def cell_truth(run_dir: Path, folder: Path, seed: int) -> dict | None:
+#: how many times each seed's test split is drawn again, and the seed step between draws (draw i: i·1000 + seed)
+REDRAWS, REDRAW_SEED = 3, 1000
+
+
+def cell_truth(run_dir: Path, folder: Path, seed: int, again: int = 0) -> dict | None:
     """Shuffled-cue test accuracy with every (class, cue) cell of the test set weighted equally, for
     the run's original, control and treated model (``truth.json``); None where the folder has no
     ``test-cues.csv``. Why: a random cue per test image puts a random share of images on their own
     class's cue (7.3 % to 12.3 % on E5's seeds), and a model that reads only the cue scores that
     share; equal cells give every such model 1/K, the expectation the truth stands for, so the
     benchmark's own draw no longer ranks the models it cannot tell apart. The plain accuracy is
-    kept beside it, and must equal ``treat``'s."""
+    kept beside it, and must equal ``treat``'s. ``again`` (i ≥ 1): ``folder`` is the i-th other draw
+    of the test split (``truth-redraw<i>.json``; nothing to compare with ``treat``'s): how far the
+    truth agrees with itself measured again, the most any measure can be asked to agree with it."""
     import torch
 
     from model_doctor import runtime as P
     from model_doctor.data.base import hits_of
     from model_doctor.io import atomic_write_text
 
-    path, cues_csv = run_dir / "truth.json", folder / "test-cues.csv"
+    name = "truth.json" if not again else f"truth-redraw{'' if again == 1 else again}.json"
+    path, cues_csv = run_dir / name, folder / "test-cues.csv"
     if path.is_file():
         cached = json.loads(path.read_text())
         if all("conflicting_test_acc" in v for v in cached.values()):  # else written before that figure: measure again
@@ -192,7 +203,7 @@ def cell_truth(run_dir: Path, folder: Path, seed: int) -> dict | None:
         hits = hits_of(model, data)
         out[name] = {"test_acc": float(hits.double().mean()), "cells_test_acc": equal_cells(hits, labels, cues),
                      "conflicting_test_acc": equal_cells(hits, labels, cues, conflicting=True)}
-        if name != "original" and abs(out[name]["test_acc"] - s[name]["test_acc"]) > 1e-6:
+        if not again and name != "original" and abs(out[name]["test_acc"] - s[name]["test_acc"]) > 1e-6:
             raise RuntimeError(f"{run_dir}: {name}'s test accuracy {out[name]['test_acc']:.4f} here, {s[name]['test_acc']:.4f} "
                                "in treat's summary; the test folder changed since the run (delete the run to train it again)")
     atomic_write_text(path, json.dumps(out))
@@ -346,6 +357,8 @@ def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
              "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])],
              **({key: {a: r["cells"][a][key] for a in ("original", "control", "treated")}
                  for key in ("cells_test_acc", "conflicting_test_acc")} if r.get("cells") else {}),
+             **({f"redraw_{key}": {a: [d[a][key] for d in r["redraw"]] for a in ("original", "control", "treated")}
+                 for key in ("test_acc", "cells_test_acc")} if r.get("redraw") and all(r["redraw"]) else {}),
              "images": r["reliance"]["treated"]["images"]} for r in rows]  # the report set: the figure's interval
     atomic_write_text(path, json.dumps(slim, indent=1))
 

@@ -20,6 +20,11 @@ accuracy is better than the control's beyond seed noise, how many the swap verdi
 Where a row carries ``cells_test_acc`` (E4b and the later E5 runs), the three checks again against
 the truth with every (class, cue) test cell weighted equally (``bench_e5_inbox.equal_cells``), and
 each false "beyond noise" says whether the cue-conflicting cells' accuracy is better beyond noise.
+Where a row carries ``redraw_test_acc`` (E5/E4b rows since 2026-12-03), the truth against itself:
+the Spearman correlation, over the same models, of the truth and the truth measured on another draw
+of the test split (plain and with equal cells; median and range over the draws), and of the plain
+truth and its expectation over the cue (equal cells, same images): what a measure that knew each
+model's reliance exactly would score.
 
 Where a row says how many report images its figure rests on (E6), also: is the truth inside the
 figure's 95 % Wilson interval, which ``treat`` prints beside it? Where a row also carries the
@@ -83,15 +88,16 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     for r in rows:
         # one point per model: arms that share an original (and control) measured on the same images count it once
         shared = r.get("shared_models", r["control"] is None)
-        cells = r.get("cells_test_acc", {})
+        cells, again, again_cells = (r.get(k, {}) for k in ("cells_test_acc", "redraw_test_acc", "redraw_cells_test_acc"))
         if not shared or (r["kind"], r["seed"]) not in seen:
             pts.append((r["original_reliance"]["swap_acc"], r["original"], r["original_reliance"].get("test_pool_swap_acc"),
-                        cells.get("original")))
+                        cells.get("original"), again.get("original"), again_cells.get("original")))
             if r["control"] is not None:
                 pts.append((r["control"]["swap_acc"], r["control"]["test_acc"], r["control"].get("test_pool_swap_acc"),
-                            cells.get("control")))
+                            cells.get("control"), again.get("control"), again_cells.get("control")))
             seen.add((r["kind"], r["seed"]))
-        pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"], r["treated"].get("test_pool_swap_acc"), cells.get("treated")))
+        pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"], r["treated"].get("test_pool_swap_acc"), cells.get("treated"),
+                    again.get("treated"), again_cells.get("treated")))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
         if "treated" in cells:
             worst_cells = max(worst_cells, abs(r["treated"]["swap_acc"] - cells["treated"]))
@@ -115,6 +121,13 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     # the same check against the truth with every (class, cue) test cell weighted equally: a model that reads only
     # the cue scores exactly 1/K there, whichever share of a seed's test images drew their own class's cue
     rho_cells = spearman([p[0] for p in pts], [p[3] for p in pts]) if all(p[3] is not None for p in pts) else None
+    # the truth against itself: the same models on other draws of the test split (rows that carry them), one per draw
+    retest = {name: [spearman([p[i] for p in pts], [p[j][d] for p in pts]) for d in range(len(pts[0][j]))]
+              if pts and all(p[i] is not None and p[j] is not None for p in pts) else None
+              for name, i, j in (("plain", 1, 4), ("cells", 3, 5))}
+    # and the plain truth against its own expectation over the cue (equal cells, the same images): what a measure that
+    # knew each model's reliance exactly would score on the rank check
+    retest["expected"] = spearman([p[3] for p in pts], [p[1] for p in pts]) if rho_cells is not None else None
     extra = any("test_pool_swap_acc" in r["treated"] for r in shown)
     eq = any("cells_test_acc" in r for r in shown)
     lines += ["| cue | annotation | seed | model | shuffled-cue test acc | user's swap acc | |difference| |"
@@ -154,12 +167,26 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             gains["said"] += said
     cells_res = "—" if rho_cells is None else (f"{rho_cells:.2f} / {100 * worst_cells:.1f} / "
                                                 f"{', '.join(false_cells) or 'never'}")
-    return lines, {"spearman": rho, "spearman_test": rho_test, "models": len(pts), "cells": cells_res, "false_claims": false_claims, "worst_treated_gap": worst,
+    return lines, {"spearman": rho, "spearman_test": rho_test, "retest": retest,
+                   "models": len(pts), "cells": cells_res, "false_claims": false_claims, "worst_treated_gap": worst,
                    "true_gains": f"{gains['said']} of {gains['true']}" if gains["true"] else "—",
                    "inside": f"{inside} of {sized}" if sized else "—",
                    "on_test": f"{100 * max(on_test):.1f}" if on_test else "—",
                    "backwards": (f"{backwards['warned']} of {backwards['reads_backwards']} warned; "
                                  f"{backwards['false_alarms']} false" if backwards["measured"] else "—")}
+
+
+def _retest(r: dict) -> str:
+    """equal cells against plain, same images / plain re-drawn / equal cells re-drawn: the median (min–max) over
+    the re-draws."""
+    def one(v: list[float] | None) -> str:
+        if not v:
+            return "—"
+        return f"{statistics.median(v):.2f}" + (f" ({min(v):.2f}–{max(v):.2f})" if len(v) > 1 else "")
+
+    if r.get("expected") is None:
+        return "—"
+    return f"{r['expected']:.2f} / " + " / ".join(one(r[k]) for k in ("plain", "cells"))
 
 
 def _pct(v: float | None) -> str:
@@ -247,7 +274,14 @@ def main(argv=None) -> int:
            "scores exactly 1/K (`benchmarks.bench_e5_inbox.cell_truth`). It does not replace the plain truth. Where the swap "
            "verdict says \"beyond noise\" and the truth does not, the claim says in brackets whether the cue-conflicting test "
            "accuracy (the cells whose cue codes another class: what a swap onto another class's background stands for) is "
-           "better beyond noise.", ""]
+           "better beyond noise. The last column (E5 and E4b rows that carry it) measures the truth itself again on "
+           "other draws of each seed's test split from the same generator (other objects, cues and places; draw i: seed "
+           "1000·i + s, `bench_e5_inbox.cell_truth(..., again=i)`) and gives the Spearman correlation of the truth and "
+           "each re-drawn truth over the same models, median (min–max) over the draws, for the plain truth and the one "
+           "with equal cells; before them, the plain truth against its own expectation over the cue (equal cells, "
+           "the same images): the rank check's score for a measure that knew every model's reliance exactly. Together "
+           "they say how well the truth agrees with itself, which bounds how well any measure can be asked to agree "
+           "with it.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
                "treated models reading backwards on test that `treat` warns about | "
@@ -255,8 +289,10 @@ def main(argv=None) -> int:
                "Spearman with the measure on the test images (benchmark only) | "
                "arms better beyond seed noise on the truth that the swap verdict also calls better | "
                "against the truth with equal (class, cue) cells: Spearman / worst treated |swap − truth| / "
-               "swap verdict beyond noise where that truth is not |",
-               "|---|---|---|---|---|---|---|---|---|---|---|"]
+               "swap verdict beyond noise where that truth is not | "
+               "the truth against itself (benchmark only), Spearman: its expectation over the cue (equal cells) against it "
+               "on the same images / it on re-drawn test splits / equal cells on re-drawn test splits |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     body = []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
@@ -267,7 +303,7 @@ def main(argv=None) -> int:
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
                        f"{res['inside']} | {res['backwards']} | {res['on_test']} | "
                        f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} | "
-                       f"{res['cells']} |")
+                       f"{res['cells']} | {_retest(res['retest'])} |")
         body += ["", f"## {name}", ""] + lines
     return emit(out + summary + body, args.out)
 

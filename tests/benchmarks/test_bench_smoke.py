@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,12 +181,22 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     # the truth over equal (class, cue) cells beside treat's plain test accuracy, for each of the three models
     assert all(0 <= r[k][a] <= 1 for r in rows for a in ("original", "control", "treated")
                for k in ("cells_test_acc", "conflicting_test_acc"))
+    assert all(len(r[k][a]) == 3 and all(0 <= v <= 1 for v in r[k][a]) for r in rows for a in ("original", "control", "treated")
+               for k in ("redraw_test_acc", "redraw_cells_test_acc"))
+    # the truth measured again on another draw of the test split: other images, so another plain accuracy
+    for name in ("data-seed0-redraw", "data-seed0-redraw2", "data-seed0-redraw3"):
+        redraw = tmp_path / "cache" / "e5-inbox" / "small" / "texture" / name
+        assert (redraw / "test-cues.csv").is_file() and not (redraw / "train").exists()
     out = tmp_path / "rel.md"
     res = subprocess.run([sys.executable, "-m", "benchmarks.reliance_vs_truth",
                           str(tmp_path / "bench_e5_inbox.py.json"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     rel = out.read_text()
     assert "| bench_e5_inbox.py | 6 |" in rel and "| texture | box | 0 | treated |" in rel
+    num = r"(-?[01]\.\d\d|nan)"
+    one = rf"{num} \({num}–{num}\)"
+    line = next(line for line in rel.splitlines() if line.startswith("| bench_e5_inbox.py |"))
+    assert re.search(rf"\| {num} / {one} / {one} \|$", line)   # the truth against itself: expectation; 3 draws, plain / cells
     # --cached-only trains nothing: the same options give the same table from the cache, others an empty one
     rows_of = lambda t: [line for line in t.splitlines() if line.startswith("| texture |")]
     again = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02", *opts.split(),
@@ -239,7 +250,22 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
         r["original_reliance"]["swap_acc"] = r["control"]["swap_acc"] = 0.0
     res = R.check(pooled)[1]
     rho = R.spearman([0.0] * 6 + [0.5] * 3, [0.1] * 6 + [0.519, 0.557, 0.532])
+    # the plain truth against its expectation (the floors at 1/K): the floors' draw alone costs a perfect measure that much
+    rho_expected = R.spearman([0.1] * 6 + [0.519, 0.557, 0.532], [0.101, 0.101, 0.073, 0.073, 0.108, 0.108, 0.52, 0.53, 0.54])
+    assert rho_expected < 1
     assert res["cells"] == f"{rho:.2f} / 5.7 / never" and res["spearman"] < rho  # the draw's floor ranks no longer count
+    assert res["retest"] == {"plain": None, "cells": None, "expected": pytest.approx(rho_expected)}  # no re-drawn split
+    # the truth against itself on a re-drawn test split: the floor models' own-cue shares drawn again
+    for r, floor in zip(pooled, ((0.094, 0.1), (0.111, 0.075), (0.089, 0.11))):   # two draws
+        r["redraw_test_acc"] = {"original": list(floor), "control": list(floor), "treated": [r["treated"]["test_acc"] + 0.01] * 2}
+        r["redraw_cells_test_acc"] = {a: [v] * 2 for a, v in r["cells_test_acc"].items()}
+    res = R.check(pooled)[1]
+    truth = [0.101, 0.101, 0.52, 0.073, 0.073, 0.53, 0.108, 0.108, 0.54]   # per seed: original, control, treated
+    first = R.spearman(truth, [0.094, 0.094, 0.53, 0.111, 0.111, 0.54, 0.089, 0.089, 0.55])
+    assert res["retest"]["plain"] == pytest.approx([first, R.spearman(truth, [0.1, 0.1, 0.53, 0.075, 0.075, 0.54, 0.11, 0.11, 0.55])])
+    assert res["retest"]["plain"][1] == pytest.approx(1.0) and first < 0.8   # the floor order drawn again: kept once, not once
+    assert res["retest"]["cells"] == pytest.approx([1.0, 1.0])
+    assert R._retest(res["retest"]) == f"{rho_expected:.2f} / {(first + 1) / 2:.2f} ({first:.2f}–1.00) / 1.00 (1.00–1.00)"
     # 4 report images: 100 % allows 51-100 %, so a truth of 60 % is inside and one of 40 % is not
     _, res = R.check([{**row(0, 1.0, 0.6), "images": 4}, {**row(1, 1.0, 0.4), "images": 4}, row(2, 0.5, 0.5)])
     assert res["inside"] == "1 of 2"
