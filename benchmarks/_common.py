@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import sys
+from pathlib import Path
 
 import torch
 
@@ -15,13 +17,27 @@ def header(title: str, script: str, budget: str) -> list[str]:
             f"{torch.get_num_threads()} threads, CPU only  ", f"Date: {datetime.date.today().isoformat()}", ""]
 
 
+#: header lines that say where and when a table was made, not what it measured
+_PROVENANCE = ("Machine: ", "Date: ")
+
+
+def _measured(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith(_PROVENANCE)]
+
+
 def emit(lines: list[str], out: str | None) -> int:
-    """Print the markdown and, with ``out``, write it atomically (e.g. under docs/results/)."""
+    """Print the markdown and, with ``out``, write it atomically (e.g. under docs/results/). A file
+    whose every other line is the same is left as it is: a table rebuilt from cached runs keeps the
+    machine and date it was measured on, and its diff stays empty."""
     text = "\n".join(lines) + "\n"
     print(text)
     if out:
         from model_doctor.io import atomic_write_text
 
+        path = Path(out)
+        if path.is_file() and _measured(path.read_text()) == _measured(text):
+            print(f"{out}: unchanged but for its machine and date lines; kept as it was", file=sys.stderr)
+            return 0
         atomic_write_text(out, text)
     return 0
 

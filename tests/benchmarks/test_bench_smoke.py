@@ -92,6 +92,18 @@ def test_collect_performance_copies_tables_and_provenance(tmp_path):
         collect_performance.main(["--results", str(tmp_path)])
 
 
+def test_emit_keeps_a_table_whose_numbers_did_not_move(tmp_path):
+    from benchmarks._common import emit
+
+    out = tmp_path / "t.md"
+    head = ["# t", "", "Command: `python -m benchmarks.t`  "]
+    emit([*head, "Machine: a  ", "Date: 2026-01-01", "", "| 1.0 |"], str(out))
+    emit([*head, "Machine: b  ", "Date: 2026-02-02", "", "| 1.0 |"], str(out))   # rebuilt from the cache: kept
+    assert "Date: 2026-01-01" in out.read_text() and "Machine: a" in out.read_text()
+    emit([*head, "Machine: b  ", "Date: 2026-02-02", "", "| 2.0 |"], str(out))   # a number moved: written
+    assert out.read_text().endswith("Date: 2026-02-02\n\n| 2.0 |\n") and "Machine: b" in out.read_text()
+
+
 def _run_digits(script: str, tmp_path, *extra: str) -> str:
     out = tmp_path / f"{script}.md"
     res = subprocess.run([sys.executable, "-m", "benchmarks." + script.removesuffix(".py"), "--budget", "small", "--out", str(out),
