@@ -68,12 +68,12 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
     for seed in b["seeds"]:
         folder = D.make_folder(cache / kind / f"data-seed{seed}", kind, b["n_train"], b["n_test"], b["per_class"], root,
                                seed=seed)
-        # the same generator's test split drawn again (other objects, cues, places): the truth measured again
-        redraws = [D.make_folder(cache / kind / f"data-seed{seed}-redraw{'' if i == 1 else i}", kind, 0, b["n_test"],
-                                 b["per_class"], root, seed=i * REDRAW_SEED + seed) for i in range(1, REDRAWS + 1)]
         orig = runs / f"orig-seed{seed}"
         if cached_only and not (orig / "summary.json").is_file():
             continue
+        # the same generator's test split drawn again (other objects, cues, places): the truth measured again
+        redraws = [D.make_folder(cache / kind / f"data-seed{seed}-redraw{'' if i == 1 else i}", kind, 0, b["n_test"],
+                                 b["per_class"], root, seed=i * REDRAW_SEED + seed) for i in range(1, REDRAWS + 1)]
         if not (orig / "summary.json").is_file():
             S.cli(["train", "--data", f"imagefolder:{folder}", *data, "--epochs", str(b["orig_epochs"]), "--lr", LR,
                  "--seed", str(seed), "--out", str(orig)], threads)
@@ -176,7 +176,7 @@ def cell_truth(run_dir: Path, folder: Path, seed: int, again: int = 0) -> dict |
     benchmark's own draw no longer ranks the models it cannot tell apart. The plain accuracy is
     kept beside it, and must equal ``treat``'s. ``again`` (i ≥ 1): ``folder`` is the i-th other draw
     of the test split (``truth-redraw<i>.json``; nothing to compare with ``treat``'s): how far the
-    truth agrees with itself measured again, the most any measure can be asked to agree with it."""
+    truth agrees with itself when the benchmark's own draw changes."""
     import torch
 
     from model_doctor import runtime as P

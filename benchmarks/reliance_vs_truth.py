@@ -279,9 +279,9 @@ def main(argv=None) -> int:
            "1000·i + s, `bench_e5_inbox.cell_truth(..., again=i)`) and gives the Spearman correlation of the truth and "
            "each re-drawn truth over the same models, median (min–max) over the draws, for the plain truth and the one "
            "with equal cells; before them, the plain truth against its own expectation over the cue (equal cells, "
-           "the same images): the rank check's score for a measure that knew every model's reliance exactly. Together "
-           "they say how well the truth agrees with itself, which bounds how well any measure can be asked to agree "
-           "with it.", ""]
+           "the same images): the rank check's score for a measure that knew every model's reliance exactly, the "
+           "most a measure can be asked for. The re-draws say how much of the truth's order is the benchmark's own "
+           "draw.", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
                "treated models reading backwards on test that `treat` warns about | "
