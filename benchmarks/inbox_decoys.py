@@ -10,6 +10,10 @@ inside its bounding box too; it never shows through the object itself. The backg
 - ``dots`` (RGB; added after E5 as a cue the defaults were not run on, written before any of its
   results were seen): sparse dots of a class-coded hue at random places on dark grey noise, the
   object in grey.
+- ``photo`` (RGB; added in the thirteenth session as a second cue the defaults were not run on,
+  written before any of its results were seen): a random crop (96-192 px, scaled to the canvas)
+  of one natural photo per class, from the photos scikit-image and scikit-learn install (three of
+  them grey), the object in grey. Why: a scene behind the object, the shortcut of real photos.
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -20,6 +24,7 @@ object's own pixels). The geometry lives here, in the benchmark only: the librar
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +32,34 @@ import numpy as np
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
-FRESH_KINDS = ("dots",)
+FRESH_KINDS = ("dots", "photo")
+#: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
+PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
+          ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
+          ("skimage", "astronaut")]
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots") else 1
+    return 3 if kind in ("colour", "dots", "photo") else 1
+
+
+@functools.cache
+def _photo(code: int) -> np.ndarray:
+    from model_doctor.data.waterbirds import photo
+
+    return photo(*PHOTOS[code % len(PHOTOS)])
+
+
+def _crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random square crop of 96-192 px (the photo's short side at most) scaled to the canvas."""
+    from PIL import Image
+
+    side = int(min(rng.integers(96, 193), *img.shape[:2]))
+    y, x = rng.integers(0, img.shape[0] - side + 1), rng.integers(0, img.shape[1] - side + 1)
+    crop = Image.fromarray(np.ascontiguousarray(img[y:y + side, x:x + side]))
+    return np.asarray(crop.resize((CANVAS, CANVAS), Image.Resampling.BILINEAR), dtype=np.float64)
 
 
 def _cue(kind: str, code: int, rng: np.random.Generator) -> np.ndarray:
@@ -59,6 +85,8 @@ def _cue(kind: str, code: int, rng: np.random.Generator) -> np.ndarray:
         near = ((yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2).min(-1) <= 2.0
         grey = np.clip(rng.normal(40, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
         return np.where(near[..., None], hue, grey)
+    if kind == "photo":
+        return _crop(_photo(code), rng)
     raise ValueError(f"kind={kind!r}; use one of {', '.join(KINDS + FRESH_KINDS)}")
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_waterbirds", "PLACES", "CLASSES"]
+__all__ = ["write_waterbirds", "photo", "PLACES", "CLASSES"]
 
 #: the two places: (package, image name) photos whose random crops are the backgrounds
 PLACES = {
@@ -39,23 +39,30 @@ PLACES = {
 CLASSES = {"top": (0, 2, 4, 6), "footwear": (5, 7, 9)}
 
 
+def photo(package: str, name: str) -> np.ndarray:
+    """One installed natural photo as RGB uint8 ``[H, W, 3]`` (grey photos repeated over the channels):
+    ``("skimage", "grass")`` names a ``skimage.data`` function, ``("sklearn", "china.jpg")`` one of
+    scikit-learn's sample images. Why here: every benchmark that needs photos without a download
+    reads them the same way."""
+    if package == "skimage":
+        try:
+            import skimage.data
+        except ImportError:
+            raise ValueError("the photo backgrounds need scikit-image's photos; pip install scikit-image") from None
+        img = np.asarray(getattr(skimage.data, name)())
+    elif package == "sklearn":
+        from sklearn.datasets import load_sample_images
+
+        sample = load_sample_images()
+        img = np.asarray(dict(zip([Path(f).name for f in sample.filenames], sample.images))[name])
+    else:
+        raise ValueError(f"package={package!r}; use 'skimage' or 'sklearn'")
+    return np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img[..., :3]
+
+
 def _photos() -> dict[str, list[np.ndarray]]:
     """Every place's photos as RGB uint8 arrays."""
-    try:
-        import skimage.data
-    except ImportError:
-        raise ValueError("the Waterbirds-style benchmark needs scikit-image's photos; pip install scikit-image") from None
-    from sklearn.datasets import load_sample_images
-
-    sample = dict(zip([Path(f).name for f in load_sample_images().filenames], load_sample_images().images))
-    out: dict[str, list[np.ndarray]] = {}
-    for place, names in PLACES.items():
-        out[place] = []
-        for pkg, name in names:
-            img = getattr(skimage.data, name)() if pkg == "skimage" else sample[name]
-            img = np.asarray(img)
-            out[place].append(np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img[..., :3])
-    return out
+    return {place: [photo(pkg, name) for pkg, name in names] for place, names in PLACES.items()}
 
 
 def _objects(root: str | None, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
