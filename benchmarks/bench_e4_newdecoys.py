@@ -140,17 +140,17 @@ def main() -> int:
                   f"{k} {', '.join(str(r['seed']) for r in rows if r['kind'] == k) or 'none finished'}" for k in args.kinds)
               + ". Reliance "
               "figures are what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
-    lines += E5.table(rows, cache, args.kinds, b["arms"]) + E5.test_pool_table(rows)
+    lines += E5.table(rows, args.kinds, b["arms"]) + E5.test_pool_table(rows)
     lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
         f"{k}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows if r["kind"] == k)
         for k in args.kinds)]
     lines += ["", "Every weight's shuffled-cue test accuracy (%; shown to say where a row falls short, it chose nothing):", ""]
-    lines += E5.weights_table(rows, cache, args.kinds, b["arms"])
+    lines += E5.weights_table(rows, args.kinds, b["arms"])
     lines += ["", "Ceiling curves (validation accuracy per epoch, shuffled decoys):", ""]
     lines += [f"- {k}: " + " ".join(f"{100 * v:.0f}" for v in E5.ceiling_of(cache, k)[1]) for k in args.kinds
               if (cache / k / "runs" / "ceiling" / "summary.json").is_file()]
     if args.out:
-        E5.write_rows(rows, cache, Path(args.out).with_suffix(".json"))
+        E5.write_rows(rows, Path(args.out).with_suffix(".json"))
     return emit(lines + ["", S.SPLIT_NOTE if b["base"] == "fashion-mnist" else
                          "Digits: scikit-learn's bundled 8×8 digits, upsampled to 16 px."], args.out)
 

@@ -62,9 +62,13 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
     ceil_dir = D.make_folder(cache / kind / "data-ceiling", kind, b["n_train"], b["n_test"], b["per_class"], root, seed=0,
                              shuffled_train=True)
     runs = cache / kind / "runs"
-    if not (runs / "ceiling" / "summary.json").is_file():
+    ceil_run = b.get("ceil_run", "ceiling")
+    if not (runs / ceil_run / "summary.json").is_file():
+        if cached_only:
+            return []
         S.cli(["train", "--data", f"imagefolder:{ceil_dir}", *data, "--epochs", str(b["ceil_epochs"]), "--lr", LR,
-             "--out", str(runs / "ceiling")], threads)
+             "--out", str(runs / ceil_run)], threads)
+    ceiling = ceiling_of(cache, kind, ceil_run)[0]
     rows = []
     for seed in b["seeds"]:
         folder = D.make_folder(cache / kind / f"data-seed{seed}", kind, b["n_train"], b["n_test"], b["per_class"], root,
@@ -92,6 +96,7 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                      "--out", str(out)], threads)
             s = json.loads((out / "summary.json").read_text())
             rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s, "reliance": remeasure(out, folder, arm, seed),
+                         "ceiling": ceiling, "ceiling_run": ceil_run,
                          "original": json.loads((orig / "summary.json").read_text())["test_acc"],
                          "cells": cell_truth(out, folder, seed),
                          "redraw": [cell_truth(out, f, seed, again=i) for i, f in enumerate(redraws, 1)]})
@@ -245,9 +250,10 @@ def test_pool(cfg: Any, folder: Path, kind: str, in_channels: int) -> tuple[Any,
     return pool, torch.tensor([data.classes.index(f"{int(cue[r]):02d}") for r in rel])
 
 
-def ceiling_of(cache: Path, kind: str) -> tuple[float, list[float]]:
-    """The ceiling model's shuffled-cue test accuracy and its validation curve (one value per epoch)."""
-    runs = cache / kind / "runs" / "ceiling"
+def ceiling_of(cache: Path, kind: str, run: str = "ceiling") -> tuple[float, list[float]]:
+    """The ceiling model's shuffled-cue test accuracy and its validation curve (one value per epoch);
+    ``run``: ``ceiling`` at the budget's epochs, ``ceiling-ep<N>`` at ``--ceiling-epochs N``."""
+    runs = cache / kind / "runs" / run
     curve = [json.loads(line)["val_acc"] for line in (runs / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return json.loads((runs / "summary.json").read_text())["test_acc"], curve
 
@@ -260,23 +266,22 @@ def _ms(vals: list[float]) -> str:
     return f"{100 * statistics.mean(vals):.1f} ± {100 * statistics.stdev(vals):.1f}"
 
 
-def _cells(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]):
+def _cells(rows: list[dict], kinds: list[str], arms: list[str]):
     """(cue, annotation, ceiling accuracy, its rows) for every cell of a table that has rows."""
     for kind in kinds:
-        ceil, _ = ceiling_of(cache, kind)
         for arm in arms:
             rs = [r for r in rows if r["kind"] == kind and r["arm"] == arm]
             if rs:
-                yield kind, arm, ceil, rs
+                yield kind, arm, rs[0]["ceiling"], rs
 
 
-def table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> list[str]:
+def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
     import statistics
 
     lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
              "swap acc treated − control (verdict) | user's swap acc: treated / control | background-only acc: treated / control |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for kind, arm, ceil, rs in _cells(rows, cache, kinds, arms):
+    for kind, arm, ceil, rs in _cells(rows, kinds, arms):
         tr = [r["summary"]["treated"]["test_acc"] for r in rs]
         co = [r["summary"]["control"]["test_acc"] for r in rs]
         og = [r["original"] for r in rs]
@@ -311,7 +316,7 @@ def test_pool_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def weights_table(rows: list[dict], cache: Path, kinds: list[str], arms: list[str]) -> list[str]:
+def weights_table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
     """Every weight's shuffled-cue test accuracy beside the selection rule's choice, so a row that
     falls short says whether the method or the rule did. These test numbers chose nothing."""
     import statistics
@@ -327,7 +332,7 @@ def weights_table(rows: list[dict], cache: Path, kinds: list[str], arms: list[st
              "gap closed: best single β | seeds where the rule chose the test-best β |",
              "|---|---|" + "---|" * (len(betas) + 3)]
     short = []
-    for kind, arm, ceil, rs in _cells(rows, cache, kinds, arms):
+    for kind, arm, ceil, rs in _cells(rows, kinds, arms):
         acc = {b: [runs[id(r)][b] for r in rs] for b in betas}
         gap = lambda accs: statistics.mean((a - r["original"]) / max(ceil - r["original"], 1e-9) for a, r in zip(accs, rs))
         rule = [r["summary"]["treated"]["test_acc"] for r in rs]
@@ -345,14 +350,14 @@ def weights_table(rows: list[dict], cache: Path, kinds: list[str], arms: list[st
     return lines + ([""] + short if short else ["", "Every row's rule choice closes at least half of the gap."])
 
 
-def write_rows(rows: list[dict], cache: Path, path: Path) -> None:
+def write_rows(rows: list[dict], path: Path) -> None:
     """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
     from model_doctor.io import atomic_write_text
 
     keep = ("swap_acc", "bg_only_acc", "test_pool_swap_acc")
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
              "original_reliance": {k: r["reliance"]["original"][k] for k in keep if k in r["reliance"]["original"]},
-             "ceiling": ceiling_of(cache, r["kind"])[0],
+             "ceiling": r["ceiling"],
              **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in keep if k in r["reliance"][a]}}
                 for a in ("treated", "control")},
              "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])],
@@ -389,6 +394,9 @@ def main() -> int:
     for flag, kw, default, _ in PASS_THROUGH:
         ap.add_argument(flag, default=None, **kw,
                         help=f"treat's {flag} (default: treat's, {default}); another value trains its own runs")
+    ap.add_argument("--ceiling-epochs", type=int, default=None,
+                    help="the ceiling's epochs (default: the budget's, 30 at full), where its curve has not levelled "
+                         "off; another count trains its own ceiling")
     ap.add_argument("--cached-only", action="store_true", help="train nothing: the table of the runs that finished")
     args = ap.parse_args()
     budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
@@ -410,6 +418,8 @@ def main() -> int:
             extra += [flag, text]
             variant += suffix.format(text)
     budget = {**budget, "variant": variant, "treat_extra": extra, **({"arms": args.arms} if args.arms else {})}
+    if args.ceiling_epochs and args.ceiling_epochs != budget["ceil_epochs"]:
+        budget = {**budget, "ceil_epochs": args.ceiling_epochs, "ceil_run": f"ceiling-ep{args.ceiling_epochs}"}
     cache = Path(args.cache) / "e5-inbox" / args.budget
     rows = [r for kind in args.kinds for r in run_kind(kind, budget, cache, args.root, args.threads, cached_only=args.cached_only)]
     lines = header("E5: shortcuts inside the annotated box", "bench_e5_inbox.py", args.budget)
@@ -417,6 +427,7 @@ def main() -> int:
                 + (f" --betas {' '.join(budget['betas'])}" if args.betas else "")
                 + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --arms {' '.join(args.arms)}" if args.arms else "")
                 + (f" --lr {args.lr:g}" if args.lr is not None else "")
+                + (f" --ceiling-epochs {args.ceiling_epochs}" if args.ceiling_epochs else "")
                 + "".join(f" {a}" for a in extra)
                 + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "")
                 + (" --cached-only" if args.cached_only else "") + "`  ")
@@ -438,20 +449,21 @@ def main() -> int:
                  f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "
               f"{', '.join(map(str, b['seeds']))}, each with its own original and annotated sample. Reliance figures are "
               "what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
-    lines += table(rows, cache, args.kinds, b["arms"]) + test_pool_table(rows)
+    lines += table(rows, args.kinds, b["arms"]) + test_pool_table(rows)
     lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
         f"{k} {a}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows
                                  if (r["kind"], r["arm"]) == (k, a))
         for k in args.kinds for a in b["arms"] if any((r["kind"], r["arm"]) == (k, a) for r in rows))]
     lines += ["", "Every weight's shuffled-cue test accuracy (%; shown to say where a row falls short, it chose nothing):", ""]
-    lines += weights_table(rows, cache, args.kinds, b["arms"])
+    lines += weights_table(rows, args.kinds, b["arms"])
     lines += ["", "Ceiling curves (validation accuracy per epoch, uninformative cues):", ""]
     for kind in args.kinds:
-        _, curve = ceiling_of(cache, kind)
-        lines.append(f"- {kind}: " + " ".join(f"{100 * v:.0f}" for v in curve))
+        if (cache / kind / "runs" / b.get("ceil_run", "ceiling") / "summary.json").is_file():
+            _, curve = ceiling_of(cache, kind, b.get("ceil_run", "ceiling"))
+            lines.append(f"- {kind}: " + " ".join(f"{100 * v:.0f}" for v in curve))
     lines += ["", S.SPLIT_NOTE]
     if args.out:
-        write_rows(rows, cache, Path(args.out).with_suffix(".json"))
+        write_rows(rows, Path(args.out).with_suffix(".json"))
     return emit(lines, args.out)
 
 

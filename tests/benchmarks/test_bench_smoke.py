@@ -173,9 +173,14 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
 @pytest.mark.shared_data
 def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     text = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02",
-                "--partners", "any", "--erode", "1", "--pool-batch", "8", "--holdout", "0.3", "--space-method", "attribution", "--refine", "none")
+                "--partners", "any", "--erode", "1", "--pool-batch", "8", "--holdout", "0.3", "--space-method", "attribution", "--refine", "none",
+                "--ceiling-epochs", "3")
     opts = "--partners any --erode 1 --pool-batch 8 --holdout 0.3 --space-method attribution --refine none"
-    assert f"--kinds texture --lr 0.02 {opts}`" in text
+    assert f"--kinds texture --lr 0.02 --ceiling-epochs 3 {opts}`" in text
+    # a ceiling trained longer than the budget's (2 epochs) is its own run, and the table's
+    runs = tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs"
+    assert (runs / "ceiling-ep3" / "summary.json").is_file() and not (runs / "ceiling").exists()
+    assert "ceiling: `train --epochs 3 --lr 0.05`" in text and re.search(r"^- texture: \d+ \d+ \d+$", text, re.M)
     assert f"--lr 0.02 --epochs 1 {opts}` (not the" in text
     summaries = sorted((tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs").glob("treat-*/summary.json"))
     variant = "lr0.02-partners-any-erode1-pool8-holdout0.3-attribution-refine-none"
@@ -212,10 +217,11 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     # --cached-only trains nothing: the same options give the same table from the cache, others an empty one
     rows_of = lambda t: [line for line in t.splitlines() if line.startswith("| texture |")]
     again = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02", *opts.split(),
-                 "--cached-only")
+                 "--ceiling-epochs", "3", "--cached-only")
     assert "--cached-only`" in again and rows_of(again) == rows_of(text)
     other = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--cached-only")
     assert not [line for line in rows_of(other) if "| box |" in line or "| exact |" in line]
+    assert not (runs / "ceiling").exists()  # not even the default ceiling
     assert sorted((tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs").glob("treat-*/summary.json")) == summaries
 
 
