@@ -133,7 +133,8 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     out = {}
     for name, model in _models(run_dir, seed, s, original):
         rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
-        out[name] = {k: rel[k] for k in ("swap_acc", "bg_only_acc", "chance", "refined_share", "images", "per_class")}
+        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "bg_only_acc", "chance", "refined_share", "images",
+                                          "per_class")}
         if test is not None:
             out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], S.TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
     from model_doctor.io import atomic_write_text
@@ -290,7 +291,12 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
         sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
         verdict = _ms(sd)
         if len(sd) > 1:
-            verdict += " (beyond noise)" if statistics.mean(sd) - 2 * statistics.stdev(sd) > 0 else " (within noise)"
+            beyond = lambda d: statistics.mean(d) - 2 * statistics.stdev(d) > 0
+            verdict += " (beyond noise)" if beyond(sd) else " (within noise)"
+            if beyond(sd) and all("shuffled_swap_acc" in r["reliance"][a] for r in rs for a in ("treated", "control")):
+                sh = [t - c for t, c in zip(rel("treated", "shuffled_swap_acc"), rel("control", "shuffled_swap_acc"))]
+                verdict = verdict[:-1] + (", and on a random class's background)" if beyond(sh) else
+                                          f"; not on a random class's background, {_ms(sh)}: `treat` claims nothing)")
         lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
                      f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
                      f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "
@@ -354,7 +360,7 @@ def write_rows(rows: list[dict], path: Path) -> None:
     """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
     from model_doctor.io import atomic_write_text
 
-    keep = ("swap_acc", "bg_only_acc", "test_pool_swap_acc")
+    keep = ("swap_acc", "shuffled_swap_acc", "bg_only_acc", "test_pool_swap_acc")
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
              "original_reliance": {k: r["reliance"]["original"][k] for k in keep if k in r["reliance"]["original"]},
              "ceiling": r["ceiling"],

@@ -65,16 +65,17 @@ def beyond(d: list[float], image_se: float | None = None) -> bool:
     return bool(v["beyond_noise"]) and statistics.mean(d) > 0
 
 
-def swap_image_se(rows: list[dict]) -> float | None:
+def swap_image_se(rows: list[dict], *keys: str) -> float | None:
     """The images' noise of treated − control swap accuracy where every row was measured on the
     same images (``same_images``) and carries per-image values; else None (each seed's own report
     set: the seed spread holds that noise already)."""
     from model_doctor.study import image_se_of
 
-    if not rows or not all(r.get("same_images") and "per_image" in r["treated"] and "per_image" in r["control"] for r in rows):
+    keys = keys or ("swap_acc", "swap_acc_by_background")
+    if not rows or not all(r.get("same_images") and all(k in r[a].get("per_image", {}) for k in keys for a in ("treated", "control"))
+                           for r in rows):
         return None
-    return image_se_of([r["treated"]["per_image"] for r in rows], [r["control"]["per_image"] for r in rows],
-                       ("swap_acc", "swap_acc_by_background"))
+    return image_se_of([r["treated"]["per_image"] for r in rows], [r["control"]["per_image"] for r in rows], keys)
 
 
 def check(rows: list[dict]) -> tuple[list[str], dict]:
@@ -152,6 +153,9 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         swap = [r["treated"]["swap_acc"] - r["control"]["swap_acc"] for r in rs]
         truth = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rs]
         said, true = beyond(swap, swap_image_se(rs)), beyond(truth)
+        if all("shuffled_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-03
+            said = said and beyond([r["treated"]["shuffled_swap_acc"] - r["control"]["shuffled_swap_acc"] for r in rs],
+                                   swap_image_se(rs, "shuffled_swap_acc"))
         if said and not true:
             # where the row has it: is the cue-conflicting test accuracy (what a swap stands for) better beyond noise?
             conf = [r["conflicting_test_acc"]["treated"] - r["conflicting_test_acc"]["control"] for r in rs
@@ -237,6 +241,7 @@ def _from_treat(s: dict) -> list[dict]:
     rule = s["selection"]["select_rule"]
     def arm(rel: dict, groups: dict) -> dict:
         return {"swap_acc": rel["swap_acc"], "test_acc": conflicting(groups),
+                **({"shuffled_swap_acc": rel["shuffled_swap_acc"]} if "shuffled_swap_acc" in rel else {}),
                 **({"per_image": rel["per_image"]} if "per_image" in rel else {})}
 
     return [{"kind": "waterbirds (treat CLI)", "arm": f"box{s['masks']['report']}-{rule} rule", "seed": r["seed"],
@@ -274,7 +279,9 @@ def main(argv=None) -> int:
            "scores exactly 1/K (`benchmarks.bench_e5_inbox.cell_truth`). It does not replace the plain truth. Where the swap "
            "verdict says \"beyond noise\" and the truth does not, the claim says in brackets whether the cue-conflicting test "
            "accuracy (the cells whose cue codes another class: what a swap onto another class's background stands for) is "
-           "better beyond noise. The last column (E5 and E4b rows that carry it) measures the truth itself again on "
+           "better beyond noise. Rows that carry the shuffled swap accuracy (a random class's background, own included; "
+           "E5 `photo` on) are judged by `treat`'s rule since 2026-12-03: the swap verdict says \"beyond noise\" only where "
+           "that figure is beyond noise too. The last column (E5 and E4b rows that carry it) measures the truth itself again on "
            "other draws of each seed's test split from the same generator (other objects, cues and places; draw i: seed "
            "1000·i + s, `bench_e5_inbox.cell_truth(..., again=i)`) and gives the Spearman correlation of the truth and "
            "each re-drawn truth over the same models, median (min–max) over the draws, for the plain truth and the one "

@@ -227,6 +227,27 @@ def test_reliance_verdicts_report_coverage_and_background_only():
     assert "also chose the epochs" in texts[0] and "optimistic" in texts[0] and "beyond seed noise" not in texts[0]
 
 
+def test_swap_gain_without_a_shuffled_gain_is_no_claim():
+    """A treated model that guesses (10 % everywhere) beats a cue reader (0 % on other classes'
+    backgrounds, 100 % on its own) on swap accuracy, not on a random class's background."""
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    mix = lambda own, other: 0.1 * own + 0.9 * other   # chance 1/10: the reference mixture
+    rel = lambda other, own: {"swap_acc": other, "same_swap_acc": own, "shuffled_swap_acc": mix(own, other),
+                              "bg_only_acc": 0.1, "chance": 0.1}
+    runs = [{"treated": {"background_reliance": rel(0.10 + d, 0.10)}, "control": {"background_reliance": rel(0.01, 1.0)}}
+            for d in (0.0, 0.01, 0.02)]
+    vs = reliance_verdicts(runs, pools)
+    assert [v["what"].split(" on ")[0] for v in vs[:2]] == ["background-swap accuracy"] * 2 and "random class" in vs[1]["what"]
+    assert vs[1]["mean"] == pytest.approx(sum(mix(0.1, 0.1 + d) - mix(1.0, 0.01) for d in (0.0, 0.01, 0.02)) / 3)
+    assert not vs[1]["beyond_noise"] and not vs[0]["beyond_noise"] and "not a sign the shortcut is gone" in vs[0]["text"]
+    assert "+10.0 ± 1.0 pts (3 seeds); better than the control beyond seed noise" in vs[0]["text"]  # demoted, not hidden
+    for i, r in enumerate(runs):  # a model that reads the object: better on both, the claim stands
+        r["treated"]["background_reliance"] = rel(0.6 + 0.01 * i, 0.9)
+    vs = reliance_verdicts(runs, pools)
+    assert vs[0]["beyond_noise"] and vs[1]["beyond_noise"] and "not a sign" not in vs[0]["text"]
+
+
 def test_background_only_removes_the_whole_annotated_box():
     """The background-only image fills the annotation's bounding box, not the object's silhouette
     (a flat region in the object's exact shape would still tell the class)."""

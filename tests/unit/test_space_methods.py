@@ -313,3 +313,49 @@ def test_backgrounds_choose_partners_by_the_class_their_background_stands_for():
     assert all(torch.equal(u, v) for u, v in zip(_swap_pairs(y, 5, 0), _swap_pairs(y, 5, 0, backgrounds=y)))  # default: the label
     with pytest.raises(ValueError, match="one class per pool image"):
         background_reliance(Corner(False), pool, backgrounds=bg[:3])
+
+
+class Guess(nn.Module):
+    """Predicts from neither the object nor the background: a pseudo-random class from other pixels."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        h = (x[:, 0, 1, 2] * 7 + x[:, 0, 6, 1] * 3 + x[:, 0, 2, 6] * 5).long() % 3
+        return torch.nn.functional.one_hot(h, 3).float() + 1e-6 * self.w * x.flatten(1).sum(1, keepdim=True)  # a graph to differentiate
+
+
+def test_shuffled_swap_accuracy_equals_naive_mixture_per_image_class_and_overall():
+    """Reference: each pair's hit by a float64 loop, own and other class means mixed 1/K : (K-1)/K.
+    The cue reader and the guesser tie there (1/K), though swap accuracy ranks the guesser higher."""
+    from model_doctor.treatment.reliance import _swap_pairs
+
+    n, k = 12, 3
+    x, y, fg = _coded(n, k, lambda c: c - 1.0)
+    g = torch.Generator().manual_seed(1)
+    x[:, 0, 1, 2], x[:, 0, 2, 6] = torch.randint(0, 3, (n,), generator=g).float(), torch.randint(0, 3, (n,), generator=g).float()
+    x[:, 0, 6, 1] = torch.randint(0, 3, (n,), generator=g).float()
+    pool = AnnotatedPool(x, y, fg)
+    for model in (Corner(False), Corner(True), Guess()):
+        got = background_reliance(model, pool)
+        own: dict[int, list[float]] = {i: [] for i in range(n)}
+        other: dict[int, list[float]] = {i: [] for i in range(n)}
+        for same, store in ((False, other), (True, own)):
+            for a, b in zip(*_swap_pairs(y, 20, 0, same_class=same)):
+                comp = torch.where(fg[a] > 0.5, x[a], x[b])      # a's object on b's background
+                store[int(a)].append(float(model(comp[None]).argmax(1)[0] == y[a]))
+        mean = lambda v: sum(v) / len(v)
+        ref_i = [mean(own[i]) / k + mean(other[i]) * (k - 1) / k for i in range(n)]
+        assert got["per_image"]["shuffled_swap_acc"] == pytest.approx(ref_i, abs=1e-6)
+        pairs = lambda store, sel: [h for i in range(n) if sel(i) for h in store[i]]
+        assert got["shuffled_swap_acc"] == pytest.approx(mean(pairs(own, lambda i: True)) / k
+                                                         + mean(pairs(other, lambda i: True)) * (k - 1) / k)
+        for c, row in got["per_class"].items():
+            in_c = lambda i: int(y[i]) == c
+            assert row["shuffled_swap_acc"] == pytest.approx(mean(pairs(own, in_c)) / k + mean(pairs(other, in_c)) * (k - 1) / k)
+    cue, guess = background_reliance(Corner(False), pool), background_reliance(Guess(), pool)
+    assert cue["swap_acc"] == 0.0 and cue["shuffled_swap_acc"] == pytest.approx(1 / k)
+    assert guess["swap_acc"] > cue["swap_acc"] and abs(guess["shuffled_swap_acc"] - 1 / k) < 0.2
+    assert background_reliance(Corner(True), pool)["shuffled_swap_acc"] == 1.0

@@ -276,6 +276,16 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools) -> list[dict
            verdict([rel(r, "treated")["bg_only_acc"] - rel(r, "control")["bg_only_acc"] for r in runs],
                    "background-only accuracy (object removed; lower is better)", lower_is_better=True, claim=claim,
                    image_se=_image_se(runs, "bg_only_acc"), images=len(where))]
+    shuffled_of = lambda r, a: rel(r, a).get("shuffled_swap_acc", float("nan"))  # nan: not measured (no own-class pair)
+    if runs and all(shuffled_of(r, a) == shuffled_of(r, a) for r in runs for a in ("treated", "control")):
+        shuffled = verdict([rel(r, "treated")["shuffled_swap_acc"] - rel(r, "control")["shuffled_swap_acc"] for r in runs],
+                           "background-swap accuracy on a random class's background, own class included (what a shuffled "
+                           "cue does)", claim=claim, image_se=_image_se(runs, "shuffled_swap_acc"), images=len(where))
+        out.insert(1, shuffled)
+        if out[0]["beyond_noise"] and not (shuffled["beyond_noise"] and shuffled["mean"] > 0):
+            out[0] |= {"beyond_noise": False, "text": out[0]["text"] + "; not a sign the shortcut is gone: on a random "
+                       "class's background the treated model is not better beyond noise (next line), so what it gained on "
+                       "other classes' backgrounds it lost on its own: a model that guesses gains there too"}
     backwards = _backwards(runs)
     if backwards:
         out[0] |= {"beyond_noise": False, "text": out[0]["text"] + "; not a sign the shortcut is gone: see the warning "

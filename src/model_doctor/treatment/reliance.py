@@ -81,7 +81,12 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
       b of a's own class (the cue agrees). ``balanced_swap_acc``: the lower of the two, the
       worst-group accuracy of this two-group test. Why both: a model that reads the background
       *backwards* (possible with two classes; E6's β=10 arms) scores high on ``swap_acc`` alone,
-      and only the cue-agreeing swaps expose it. ``backwards_images`` / ``forwards_images``: images
+      and only the cue-agreeing swaps expose it. ``shuffled_swap_acc``: the two mixed as a
+      background of a random class does, own class included: ``chance · same_swap_acc +
+      (1 − chance) · swap_acc`` (per image, per class and overall). Why: it is the swap analogue of
+      shuffled-cue accuracy. A model that reads only the background scores ``chance`` there, and
+      so does one that guesses; ``swap_acc`` gives the first 0 and the second ``chance``, so a
+      treatment that breaks a model (E5 photo) gains on it without reading the object. ``backwards_images`` / ``forwards_images``: images
       right more / less often on another class's background than on their own;
       ``backwards_p``: the one-sided sign test that the model reads the background backwards.
     - **background only**: the image with the bounding box of its annotation filled with the mean
@@ -97,9 +102,10 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
 
     ``per_image``: in pool order, each image's swap accuracy as the object (``swap_acc``), as
     the background others were pasted on (``swap_acc_by_background``; None where an image has no
-    partner) and its background-only hit; why: the same report images serve every arm and seed of
-    a run, so a treated − control difference has a sampling noise over the images that the seed
-    spread does not show (:func:`model_doctor.study.image_se`).
+    partner), its ``shuffled_swap_acc`` (None without both kinds of partner) and its
+    background-only hit; why: the same report images serve every arm and seed of a run, so a
+    treated − control difference has a sampling noise over the images that the seed spread does
+    not show (:func:`model_doctor.study.image_se`).
 
     Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
     foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
@@ -135,17 +141,25 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         per_class = _per_class(pool.labels, {"swap_acc": (pool.labels[ta], swap_hit),
                                              "same_swap_acc": (pool.labels[sa], same_hit),
                                              "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
+        chance = 1.0 / max(int(plate.shape[1]), 1)
+        shuffled = lambda own, other: chance * own + (1 - chance) * other  # nan where no own-class pair
+        for row in per_class.values():
+            row["shuffled_swap_acc"] = shuffled(row["same_swap_acc"], row["swap_acc"])
+        other_i, own_i = _rate(ta, swap_hit, len(pool)), _rate(sa, same_hit, len(pool))
+        shuffled_i = (shuffled(own_i[0], other_i[0]), own_i[1] & other_i[1])
         balanced = min(swap_acc, same_acc) if same_acc == same_acc else swap_acc  # one image per class: no same-class pair
         backwards, forwards = _directions(len(pool), ta, swap_hit, sa, same_hit)
         return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "same_swap_acc": same_acc, "balanced_swap_acc": balanced,
                 "backwards_images": backwards, "forwards_images": forwards, "backwards_p": sign_test(backwards, forwards),
+                "shuffled_swap_acc": shuffled(same_acc, swap_acc),
                 "same_pairs": len(sa), "clean_acc": float((pred == y).double().mean()),
                 "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
-                "chance": 1.0 / max(int(plate.shape[1]), 1), "bg_grad_share": float(torch.cat(shares).double().mean()),
+                "chance": chance, "bg_grad_share": float(torch.cat(shares).double().mean()),
                 "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
                 "per_class": per_class,
                 "per_image": {"swap_acc": _listed(_rate(ta, swap_hit, len(pool))),
                               "swap_acc_by_background": _listed(_rate(tb, swap_hit, len(pool))),
+                              "shuffled_swap_acc": _listed(shuffled_i),
                               "bg_only_acc": [float(v) for v in bg_hit.double()]}}
     finally:
         model.train(was)
