@@ -74,7 +74,7 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     """Background reliance of original / control / treated: overall, then per class."""
     n = len(s.runs) or 1
     orig = s.original.background_reliance or {}
-    keys = ("swap_acc", "same_swap_acc", "bg_only_acc", "bg_grad_share")
+    keys = ("swap_acc", "same_swap_acc", "shuffled_swap_acc", "bg_only_acc", "bg_grad_share")
     images = int(orig.get("images") or 0)
 
     def interval(p: Any) -> str:
@@ -95,6 +95,8 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     ref = m.get("refine", {})
     sec["tables"].append({"header": ["model", f"background-swap accuracy, another class's background ({held} report images)",
                                      "background-swap accuracy, own class's background",
+                                     "background-swap accuracy, a random class's background (own included: "
+                                     "what a shuffled cue does)",
                                      f"background-only accuracy (chance {_pct(orig.get('chance'))})",
                                      "input-gradient share outside the masks",
                                      f"95 % interval of the swap accuracy over the {images} images (Wilson)"], "rows": rows})
