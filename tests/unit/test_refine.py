@@ -248,6 +248,16 @@ def test_swap_gain_without_a_shuffled_gain_is_no_claim():
     assert vs[0]["beyond_noise"] and vs[1]["beyond_noise"] and "not a sign" not in vs[0]["text"]
 
 
+def test_a_treated_model_below_half_the_controls_validation_accuracy_is_called_broken():
+    from model_doctor.treatment.plan import broken_warning
+
+    runs = [{"seed": i, "treated": {"val_acc": t}, "control": {"val_acc": 0.9}} for i, t in enumerate((0.81, 0.46, 0.07))]
+    w = broken_warning(runs)
+    assert w is not None and not w["beyond_noise"] and "seed 2: 7.0 % against 90.0 %" in w["text"]
+    assert "seed 0" not in w["text"] and "seed 1" not in w["text"]   # 81 % (a shortcut's price) and 46 % (> half) pass
+    assert broken_warning(runs[:2]) is None and broken_warning([{"treated": {"val_acc": 0.1}, "control": None}]) is None
+
+
 def test_background_only_removes_the_whole_annotated_box():
     """The background-only image fills the annotation's bounding box, not the object's silhouette
     (a flat region in the object's exact shape would still tell the class)."""
