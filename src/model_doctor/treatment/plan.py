@@ -248,8 +248,8 @@ def _backwards(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 def broken_warning(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The warning when a treated model lost more than half of the control's validation accuracy on
     some seed. Why: removing a shortcut costs the accuracy it inflated (E4: 99 → 81 %), but a model
-    at a fraction of it has not moved to the object, it has lost the task (E5 photo: 7 % at 10 %
-    chance), and its reliance figures then say nothing about the shortcut."""
+    at a fraction of it may have lost the task (E5 photo: 7 % at 10 % chance), and a model that
+    guesses gains background-swap accuracy too."""
     hits = [(r.get("seed", i), r["treated"]["val_acc"], r["control"]["val_acc"]) for i, r in enumerate(runs)
             if r.get("treated") and r.get("control") and r["treated"].get("val_acc") is not None
             and r["control"].get("val_acc") is not None and r["treated"]["val_acc"] < 0.5 * r["control"]["val_acc"]]
@@ -257,9 +257,9 @@ def broken_warning(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     said = "; ".join(f"seed {s}: {100 * t:.1f} % against {100 * c:.1f} %" for s, t, c in hits)
     return {"what": "broken", "beyond_noise": False, "text": (
-        f"warning: the fine-tune broke the treated model ({said} validation accuracy, treated against control): it has "
-        "lost the task rather than moved to the object, so its reliance figures say nothing about the shortcut; try a "
-        "lower --beta, more --epochs or more annotated images (docs/evidence.md, E5 photo)")}
+        f"warning: the fine-tune broke the treated model ({said} validation accuracy, treated against control): it may "
+        "have lost the task rather than moved to the object, and a model that guesses gains background-swap accuracy "
+        "too; try a lower --beta, more --epochs or more annotated images (docs/evidence.md, E5 photo)")}
 
 
 def _image_se(runs: Sequence[dict[str, Any]], *keys: str) -> float | None:
