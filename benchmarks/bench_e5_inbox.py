@@ -356,6 +356,13 @@ def weights_table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[s
     return lines + ([""] + short if short else ["", "Every row's rule choice closes at least half of the gap."])
 
 
+def _chosen(row: dict) -> str:
+    """``β (treated / control validation accuracy %)`` of one run's seed."""
+    s = row["summary"]
+    run = s["runs"][0]
+    return f"{s['selection']['chosen_beta'][str(row['seed'])]:g} ({100 * run['treated']['val_acc']:.0f} / {100 * run['control']['val_acc']:.0f} %)"
+
+
 def write_rows(rows: list[dict], path: Path) -> None:
     """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
     from model_doctor.io import atomic_write_text
@@ -364,8 +371,11 @@ def write_rows(rows: list[dict], path: Path) -> None:
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
              "original_reliance": {k: r["reliance"]["original"][k] for k in keep if k in r["reliance"]["original"]},
              "ceiling": r["ceiling"],
-             **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in keep if k in r["reliance"][a]}}
+             **{a: {"test_acc": r["summary"][a]["test_acc"], **{k: r["reliance"][a][k] for k in keep if k in r["reliance"][a]},
+                    "val_acc": r["summary"]["runs"][0][a].get("val_acc")}
                 for a in ("treated", "control")},
+             "original_val_acc": r["summary"]["original"].get("val_acc"),
+             "val_floor": r["summary"]["selection"].get("val_floor"),
              "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])],
              **({key: {a: r["cells"][a][key] for a in ("original", "control", "treated")}
                  for key in ("cells_test_acc", "conflicting_test_acc")} if r.get("cells") else {}),
@@ -384,6 +394,8 @@ PASS_THROUGH: tuple[tuple[str, dict, str, str], ...] = (
     ("--holdout", dict(type=float), "0.25", "-holdout{}"),
     ("--space-method", dict(choices=["counterfactual", "attribution", "input"]), "counterfactual", "-{}"),
     ("--refine", dict(choices=["grabcut", "none"]), "grabcut", "-refine-{}"),
+    ("--kl-weight", dict(type=float), "1", "-kl{}"),
+    ("--min-val-share", dict(type=float), "0.5", "-floor{}"),
 )
 
 
@@ -456,9 +468,9 @@ def main() -> int:
               f"{', '.join(map(str, b['seeds']))}, each with its own original and annotated sample. Reliance figures are "
               "what `treat` prints, on held-out annotated images neither trained on nor used to select.", ""]
     lines += table(rows, args.kinds, b["arms"]) + test_pool_table(rows)
-    lines += ["", "Weight chosen per seed (no test data): " + "; ".join(
-        f"{k} {a}: " + ", ".join(f"{r['summary']['selection']['chosen_beta'][str(r['seed'])]:g}" for r in rows
-                                 if (r["kind"], r["arm"]) == (k, a))
+    lines += ["", "Weight chosen per seed (no test data), with the chosen model's validation accuracy against the "
+              "control's: " + "; ".join(
+        f"{k} {a}: " + ", ".join(_chosen(r) for r in rows if (r["kind"], r["arm"]) == (k, a))
         for k in args.kinds for a in b["arms"] if any((r["kind"], r["arm"]) == (k, a) for r in rows))]
     lines += ["", "Every weight's shuffled-cue test accuracy (%; shown to say where a row falls short, it chose nothing):", ""]
     lines += weights_table(rows, args.kinds, b["arms"])

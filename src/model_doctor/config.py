@@ -92,11 +92,13 @@ class TreatConfig:
     input_mode: str = "share"        # space_method=input: share (scale-invariant) | rrr (Ross et al.)
     pool_batch: int = 32             # annotated images drawn per step by attribution/input/counterfactual
     partners: str = "other"          # counterfactual backgrounds: other (another class's) | any (any other image's); docs/method.md
+    kl_weight: float = 1.0           # counterfactual: weight of its KL consistency term (0 = the pasted image's CE only)
     refine: str = "grabcut"          # grabcut | none: estimate the object's pixels inside each annotation (boxes are not masks)
     erode: int = 0                   # shrink each foreground by N pixels after refinement: edge pixels blend with the background
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
     groups: str | None = None        # CSV file,group for an ImageFolder: worst-group test accuracy beside the average
     select_rule: str = "auto"        # auto | swap | balanced | mean | groups: what picks each arm's epoch and the weight (treatment.reliance)
+    min_val_share: float = 0.5       # an epoch under this share of the original's validation accuracy is chosen only if every one is
     annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
     v: float | None = None           # Eq. 5 threshold on min-max normalised ā (default θ = 0.2)
@@ -267,6 +269,11 @@ def validate(cfg: Config) -> Config:
     if cfg.treat.partners not in ("other", "any"):
         raise ValueError(f"treat.partners={cfg.treat.partners!r}; use 'other' (another class's background) or 'any' "
                          "(any other annotated image's)")
+    if not isinstance(cfg.treat.kl_weight, (int, float)) or isinstance(cfg.treat.kl_weight, bool) or not cfg.treat.kl_weight >= 0:
+        raise ValueError(f"treat.kl_weight={cfg.treat.kl_weight!r}; use a number >= 0 (1 = default, 0 = no KL term)")
+    share = cfg.treat.min_val_share
+    if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+        raise ValueError(f"treat.min_val_share={share!r}; use a number in [0, 1] (0.5 = default, 0 = no floor)")
     if cfg.treat.select_rule not in ("auto", "swap", "balanced", "mean", "groups"):
         raise ValueError(f"treat.select_rule={cfg.treat.select_rule!r}; use 'auto' (default), 'swap', 'balanced', 'mean' "
                          "or 'groups'")

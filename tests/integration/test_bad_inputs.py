@@ -155,6 +155,8 @@ CONFIGS = [  # (id, YAML text, needle); run as `train --config FILE`
     ("refine-magic", "treat:\n  refine: magic\n", "refine='magic'"),
     ("tail-bn-magic", "treat:\n  tail_bn: magic\n", "tail_bn='magic'"),
     ("partners-same", "treat:\n  partners: same\n", "partners='same'"),
+    ("kl-weight-neg", "treat:\n  kl_weight: -1\n", "kl_weight=-1"),
+    ("min-val-share-2", "treat:\n  min_val_share: 2\n", "min_val_share=2"),
     ("precision-fp16", "train:\n  precision: fp16\n", "fp16"),
     ("precision-fp64", "train:\n  precision: fp64\n", "fp64"),
     ("lr-nan", "train:\n  lr: .nan\n", "lr=nan"),

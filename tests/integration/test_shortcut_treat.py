@@ -43,6 +43,9 @@ def test_counterfactual_two_weights_two_seeds(decoy_original, tmp_path, capsys):
     assert "[95 % interval over the 10 images]" in printed  # 1 report image per class, each figure with its interval
     rows = [json.loads(x) for x in (out / "seed0" / "treated-beta2" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["loss_counterfactual"] > 0 and "held_swap_acc" in rows[0] and "select_score" in rows[0]
+    floor = s["selection"]["val_floor"]  # half the original's validation accuracy; under it an epoch scores val − 1
+    assert floor == pytest.approx(0.5 * s["original"]["val_acc"]) and "selection floor: validation accuracy" in printed
+    assert all((r["select_score"] < 0) == (r["val_acc"] < floor) for r in rows)
 
 
 @pytest.mark.parametrize("method", ["attribution", "input", "paper"])

@@ -69,14 +69,15 @@ def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
     """treat (β 1 and 3, control, counterfactual, 2 seeds) against a naive loop over seeds and arms."""
     from model_doctor.data.masks import ExpandedMasks
     from model_doctor.runtime import load_data, load_model, train_val_split
-    from model_doctor.treatment.plan import build_terms, make_pools
+    from model_doctor.treatment.plan import make_pools
     from model_doctor.treatment.reliance import background_reliance, selection_score
+    from model_doctor.treatment.space import CounterfactualLoss
 
     cfg = Config(out=str(tmp_path / "t"))
     cfg.model.weights = str(decoy_original)
     cfg.data.name = "decoy-digits"
     cfg.treat.alpha, cfg.treat.beta, cfg.treat.epochs, cfg.treat.seeds = 0.0, [1.0, 3.0], 1, [0, 1]
-    cfg.treat.annotated_per_class, cfg.treat.refine = 6, "none"
+    cfg.treat.annotated_per_class, cfg.treat.refine, cfg.treat.kl_weight = 6, "none", 0.5
     summary = run_treat(copy.deepcopy(cfg), log=lambda s: None)
 
     cfg.treat.lr = 0.01
@@ -85,6 +86,8 @@ def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
     tr, va = train_val_split(cfg, full, 1)
     pools = make_pools(Subset(full, tr.indices), Subset(ExpandedMasks(full, 0), tr.indices), 0.25, 6, 0, "none")
     test = load_data(cfg, "test", 1, 10)
+    floor = 0.5 * evaluate(original, va, 10)["acc"]  # --min-val-share 0.5 of the original's validation accuracy
+    assert summary["selection"]["val_floor"] == pytest.approx(floor)
     for row in summary["runs"]:
         seed, accs, scores = row["seed"], {}, {}
         for name, beta in (("treated-beta1", 1.0), ("treated-beta3", 3.0), ("control", None)):
@@ -92,10 +95,10 @@ def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
 
             def select(m):
                 rel = background_reliance(m, pools.select, seed=0)
-                return {"select_score": selection_score(evaluate(m, va, 10)["acc"], rel)}
+                return {"select_score": selection_score(evaluate(m, va, 10)["acc"], rel, floor=floor)}
 
             fcfg = FitConfig(epochs=1, lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64, seed=seed)
-            terms = build_terms(cfg.treat, None, seed, beta, pools, 0) if beta else None
+            terms = CounterfactualLoss(pools.train, beta, kl_weight=0.5, pool_batch=32, seed=seed) if beta else None
             res = fit(model, pools.masked_train, va, fcfg, 10, terms=terms, select=select)
             accs[name], scores[name] = evaluate(model, test, 10)["acc"], res.best_row["select_score"]
         chosen = 1.0 if scores["treated-beta1"] >= scores["treated-beta3"] else 3.0

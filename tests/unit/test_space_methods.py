@@ -222,6 +222,16 @@ def test_background_reliance_separates_shortcut_from_object():
     assert selection_score(0.9, obj) == pytest.approx(obj["swap_acc"] + 0.0009)
     with pytest.raises(ValueError, match="select rule"):
         selection_score(0.9, obj, "best")
+    # the floor: an epoch under it ranks below every epoch that kept it, and among those under it the
+    # least broken wins; a guessing model's swap accuracy cannot lift it over a working one
+    guess = {"swap_acc": 0.4, "balanced_swap_acc": 0.4}
+    working = {"swap_acc": 0.05, "balanced_swap_acc": 0.05}
+    for rule in ("swap", "balanced", "mean"):
+        assert selection_score(0.2, guess, rule, floor=0.45) < selection_score(0.9, working, rule, floor=0.45)
+        if rule != "mean":  # without the floor the guess wins (mean: 0.3 against 0.475)
+            assert selection_score(0.2, guess, rule, floor=0.1) > selection_score(0.9, working, rule, floor=0.1)
+        assert selection_score(0.3, guess, rule, floor=0.45) > selection_score(0.2, guess, rule, floor=0.45)
+    assert selection_score(0.9, working, floor=0.45) == selection_score(0.9, working)
 
 
 class Backwards(nn.Module):

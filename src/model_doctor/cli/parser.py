@@ -168,6 +168,9 @@ def _add_treat(sub) -> None:
     g.add_argument("--partners", dest="treat.partners", choices=["other", "any"],
                    help="whose background a counterfactual borrows: other (default: another class's) or any (any other "
                         "annotated image's, so the background says nothing about the label; docs/method.md)")
+    g.add_argument("--kl-weight", dest="treat.kl_weight", type=float,
+                   help="counterfactual: weight of the KL term that asks the pasted image for the original's prediction "
+                        "(default 1; 0 keeps only the pasted image's cross-entropy; docs/method.md)")
     g.add_argument("--refine", dest="treat.refine", choices=list(REFINE_METHODS),
                    help="foreground inside each annotation: grabcut (OpenCV GrabCut estimates the object's pixels, so "
                         "background inside a box is swapped too) or none (the annotation as given)")
@@ -177,6 +180,9 @@ def _add_treat(sub) -> None:
     g.add_argument("--groups", dest="treat.groups",
                    help="CSV with file,group rows (paths relative to the ImageFolder root): adds worst-group and per-group "
                         "test accuracy, and a verdict on the worst group")
+    g.add_argument("--min-val-share", dest="treat.min_val_share", type=float,
+                   help="an epoch whose validation accuracy fell under this share of the original's is chosen only when "
+                        "every epoch of every weight did (default 0.5; 0 = no floor; docs/method.md)")
     g.add_argument("--select-rule", dest="treat.select_rule", choices=["auto", "swap", "balanced", "mean", "groups"],
                    help="what picks each arm's epoch and the weight without test data: auto (default: groups when --groups "
                         "labels the validation images, else swap), swap (held-out background-swap accuracy, validation "

@@ -75,6 +75,7 @@ class _Setup:
     diag: Diagnosis | None
     rule: str = "swap"
     val_groups: tuple[Any, list[str]] | None = None
+    floor: float = 0.0  # validation accuracy under which an epoch is chosen last (min_val_share × the original's)
 
     @property
     def classes(self) -> int:
@@ -150,7 +151,13 @@ def _setup(cfg: Config, out: Path, log: Log, train_data: Any) -> _Setup:
     diag = _diagnosis(cfg, original, meta, tr, out, log) if needs_diagnosis(t, betas) else None
     if diag is not None and not t.layers:
         layers = list(diag.layers)
-    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag, rule, val_groups)
+    floor = 0.0
+    if t.min_val_share and pools is not None and pools.select is not None and rule != "groups":
+        orig_val = evaluate(original, va, n_cls)["acc"]
+        floor = t.min_val_share * orig_val
+        log(f"selection floor: validation accuracy {100 * floor:.1f} % ({t.min_val_share:g} × the original's "
+            f"{100 * orig_val:.1f} %); an epoch under it is chosen only when every epoch is (--min-val-share)")
+    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag, rule, val_groups, floor)
 
 
 def _val_groups(cfg: Config, val: Any, log: Log) -> tuple[Any, list[str]] | None:
@@ -242,7 +249,7 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
         val = evaluate(model, s.val, s.classes)["acc"]
         rel = background_reliance(model, held, seed=cfg.train.split_seed)  # type: ignore[arg-type]  # select runs only with held
         return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
-                "select_score": selection_score(val, rel, s.rule)}
+                "select_score": selection_score(val, rel, s.rule, s.floor)}
 
     def terms(beta: float):
         return lambda: build_terms(t, s.diag, seed, beta, s.pools, s.expand, s.layers)
@@ -308,7 +315,8 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
             verdicts.append(broken)
     selection = {"rule": SELECTION_RULES[s.rule], "select_rule": s.rule, "select_rule_asked": cfg.treat.select_rule,
                  "space_method": cfg.treat.space_method if any(s.betas) else None,
-                 "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs}}
+                 "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs},
+                 "val_floor": s.floor}
     return TreatSummary(original=original, treated=arms["treated"], control=arms.get("control"), runs=runs,
                         verdict=verdicts, selection=selection, config=cfg.to_dict(), versions=versions(),
                         delta_treated_minus_control=delta, masks=s.pools.summary() if s.pools is not None else None,

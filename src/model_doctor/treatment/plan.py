@@ -213,7 +213,7 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
         pool = _expanded(pools.train, expand) if method.expanded else pools.train
         parts.append(method.build(pool, beta, layers=layers or (list(diag.layers) if diag is not None else list(layers_default)),
                                   pool_batch=t.pool_batch, seed=seed, input_mode=t.input_mode,
-                                  partners=t.partners))
+                                  partners=t.partners, kl_weight=t.kl_weight))
     return parts[0] if len(parts) == 1 else CombinedTerms(parts)
 
 

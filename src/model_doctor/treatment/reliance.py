@@ -247,7 +247,7 @@ def group_selection_score(groups: dict[str, Any]) -> float:
     return float(groups["worst"]) + 1e-3 * float(groups["average"])
 
 
-def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str = "swap") -> float:
+def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str = "swap", floor: float = 0.0) -> float:
     """The no-test-data rule that picks each arm's epoch and the weight.
 
     ``swap`` (default): the held-out background-swap accuracy, validation accuracy breaking ties
@@ -258,10 +258,17 @@ def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str =
     accuracy), validation accuracy breaking ties: it does not reward reading the background backwards.
     Validation accuracy alone when there is no held-out annotated image. ``auto`` here is ``swap``
     (the ``groups`` rule scores with :func:`group_selection_score`).
+
+    ``floor``: a validation accuracy under it scores ``val_acc − 1``, below every epoch that kept
+    it, so such an epoch is chosen only when no epoch of any weight kept it (then the least broken).
+    Why: a model that lost the task guesses, and guessing earns background-swap accuracy that a
+    model still reading the background does not (E5 photo: the rule chose models at 7-36 %).
     """
     rule = "swap" if rule == "auto" else rule
     if rule not in ("swap", "balanced", "mean"):
         raise ValueError(f"select rule {rule!r}; use one of {', '.join(SELECT_RULES)}")
+    if val_acc < floor:
+        return float(val_acc) - 1.0
     if not reliance or reliance.get("swap_acc") is None or reliance["swap_acc"] != reliance["swap_acc"]:
         return float(val_acc)
     if rule == "mean":

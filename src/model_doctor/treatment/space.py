@@ -229,18 +229,18 @@ class SpaceMethod(NamedTuple):
 
 
 def _attribution(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                 input_mode: str = "share", partners: str = "other") -> LossTerm:
+                 input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0) -> LossTerm:
     return AttributionLoss(pool, layers, weight, pool_batch=pool_batch, seed=seed)
 
 
 def _input(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-           input_mode: str = "share", partners: str = "other") -> LossTerm:
+           input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0) -> LossTerm:
     return InputGradientLoss(pool, weight, mode=input_mode, pool_batch=pool_batch, seed=seed)
 
 
 def _counterfactual(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                    input_mode: str = "share", partners: str = "other") -> LossTerm:
-    return CounterfactualLoss(pool, weight, pool_batch=pool_batch, seed=seed, partners=partners)
+                    input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0) -> LossTerm:
+    return CounterfactualLoss(pool, weight, kl_weight=kl_weight, pool_batch=pool_batch, seed=seed, partners=partners)
 
 
 #: ``--space-method`` -> its term; a new method is one class and one line here. ``paper`` (Eq. 6)
