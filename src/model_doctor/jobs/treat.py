@@ -76,6 +76,7 @@ class _Setup:
     rule: str = "swap"
     val_groups: tuple[Any, list[str]] | None = None
     floor: float = 0.0  # validation accuracy under which an epoch is chosen last (min_val_share × the original's)
+    orig_val: float = float("nan")  # the original's validation accuracy: the floor's base and the summary's figure
 
     @property
     def classes(self) -> int:
@@ -151,13 +152,12 @@ def _setup(cfg: Config, out: Path, log: Log, train_data: Any) -> _Setup:
     diag = _diagnosis(cfg, original, meta, tr, out, log) if needs_diagnosis(t, betas) else None
     if diag is not None and not t.layers:
         layers = list(diag.layers)
-    floor = 0.0
+    floor, orig_val = 0.0, evaluate(original, va, n_cls)["acc"]
     if t.min_val_share and pools is not None and pools.select is not None and rule != "groups":
-        orig_val = evaluate(original, va, n_cls)["acc"]
         floor = t.min_val_share * orig_val
         log(f"selection floor: validation accuracy {100 * floor:.1f} % ({t.min_val_share:g} × the original's "
             f"{100 * orig_val:.1f} %); an epoch under it is chosen only when every epoch is (--min-val-share)")
-    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag, rule, val_groups, floor)
+    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag, rule, val_groups, floor, orig_val)
 
 
 def _val_groups(cfg: Config, val: Any, log: Log) -> tuple[Any, list[str]] | None:
@@ -297,7 +297,7 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
             if report is not None:
                 row[name]["background_reliance"] = background_reliance(run.model, report, seed=seed_)
         runs.append(row)
-    original = ArmSummary(orig_test["acc"], evaluate(s.original, s.val, s.classes)["acc"], orig_test["per_class"],
+    original = ArmSummary(orig_test["acc"], s.orig_val, orig_test["per_class"],
                           background_reliance=rel_orig, groups=_groups_over([orig_test["groups"]]) if groups else None)
     arms = {a: _over_seeds(runs, a, report is not None) for a in report_arms}
     verdicts, delta = [], None
