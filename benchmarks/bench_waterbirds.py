@@ -259,12 +259,13 @@ RULES = (("cf-rule", "swap"), ("cf-balanced", "balanced"))
 
 
 def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tuple = RULES,
-             per_class: int | None = None, partners: str = "other") -> dict:
+             per_class: int | None = None, partners: str = "other", kl_weight: float = 1.0) -> dict:
     """The counterfactual at β 1, 3, 10 chosen without group labels, by ``treat``'s ``swap`` rule
     and by its ``balanced`` rule, on the same held-out annotated images; the report images' swap
     accuracies of every model, beside the test groups they stand for. ``per_class``: annotated
     images per class (default: the budget's), more from the same writer (:func:`_annotated`).
-    ``partners``: the counterfactual's (``treat --partners``; arms of ``any`` are named apart)."""
+    ``partners``: the counterfactual's (``treat --partners``; arms of ``any`` are named apart).
+    ``kl_weight``: the counterfactual's KL term (``treat --kl-weight``; arms off the default 1 are named apart)."""
     from model_doctor.training import evaluate
     from model_doctor.treatment.plan import make_pools
     from model_doctor.treatment.reliance import background_reliance, selection_score
@@ -294,7 +295,9 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
     for group, rule in rules:
         tag = "any-" if partners == "any" else ""   # arm names as the first runs of each wrote them (cached)
         prefix = f"counterfactual-{tag}{rule}" if rule != "swap" else ("counterfactual-any" if tag else "counterfactual-rule")
-        arms = [ArmSpec(f"{prefix}-beta{w:g}", lambda w=w: CounterfactualLoss(pools.train, w, seed=seed, partners=partners),
+        prefix += "" if kl_weight == 1 else f"-kl{kl_weight:g}"
+        arms = [ArmSpec(f"{prefix}-beta{w:g}", lambda w=w: CounterfactualLoss(pools.train, w, seed=seed, partners=partners,
+                                                                               kl_weight=kl_weight),
                         group=group, weight=w) for w in b["betas"]]
         study = run_study(original, pools.masked_train, d["val"], arms,
                           FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, where, select=select(rule))
@@ -311,7 +314,8 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
                             if m in ("swap_acc", "same_swap_acc")} for k, model in models.items()}
     out |= {"report_images": len(pools.report), "select_images": len(pools.select), "test_pool_images": len(tpool),
             "test_pool_refined": float(tpool.refined.double().mean())}
-    (where / ("test-rule.json" if partners == "other" else f"test-rule-{partners}.json")).write_text(json.dumps(out))
+    name = "test-rule" + ("" if partners == "other" else f"-{partners}") + ("" if kl_weight == 1 else f"-kl{kl_weight:g}")
+    (where / f"{name}.json").write_text(json.dumps(out))
     return out
 
 
@@ -454,6 +458,7 @@ def _command(args) -> str:
             + (f" --rules {' '.join(args.rules)}" if args.study == "rule" and len(args.rules) < len(RULES) else "")
             + (f" --annotated {args.annotated}" if args.study == "rule" and args.annotated else "")
             + (f" --partners {args.partners}" if args.study == "rule" and args.partners != "other" else "")
+            + (f" --kl-weight {args.kl_weight:g}" if args.study == "rule" and args.kl_weight != 1 else "")
             + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "") + "`  ")
 
 
@@ -470,6 +475,9 @@ def main() -> int:
                          "more come from the same writer with more annotations (the images are identical)")
     ap.add_argument("--partners", choices=["other", "any"], default="other",
                     help="--study rule: whose background the counterfactual borrows (treat --partners; default other)")
+    ap.add_argument("--kl-weight", type=float, default=1.0,
+                    help="--study rule: the counterfactual's KL term (treat --kl-weight; default 1); other weights train "
+                         "their own arms")
     ap.add_argument("--arch", default=None,
                     help="the model, trained from scratch (default: the budget's, smallcnn for full); e.g. resnet18, "
                          "which the zoo builds with its ImageNet stem at 64 px")
@@ -479,6 +487,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.partners != "other" and args.study != "rule":
         ap.error(f"--partners {args.partners}: only --study rule compares partners; drop it or add --study rule")
+    if args.kl_weight != 1 and (args.study != "rule" or args.kl_weight < 0):
+        ap.error(f"--kl-weight {args.kl_weight:g}: pass a weight >= 0, with --study rule (the other studies keep treat's 1)")
     if args.annotated is not None and (args.study != "rule" or args.annotated < 1):
         ap.error(f"--annotated {args.annotated}: pass a positive number of images per class, with --study rule "
                  "(the other studies set their annotations themselves)")
@@ -500,7 +510,8 @@ def main() -> int:
         lines += [_paragraph(__doc__.split("\n\n")[4]), _paragraph(__doc__.split("\n\n")[3]), setting, ""]
         return emit(lines + annotation_table(budget, rows), args.out)
     if args.study == "rule":
-        rows = [run_rule(budget, s, cache, root, tuple(r for r in RULES if r[1] in args.rules), args.annotated, args.partners)
+        rows = [run_rule(budget, s, cache, root, tuple(r for r in RULES if r[1] in args.rules), args.annotated, args.partners,
+                         args.kl_weight)
                 for s in budget["seeds"]]
         lines = header("E6c: Waterbirds-style benchmark, the counterfactual chosen without group labels",
                        "bench_waterbirds.py", args.budget)

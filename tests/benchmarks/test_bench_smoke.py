@@ -330,7 +330,9 @@ def test_counterfactual_cost_small(tmp_path):
 
 @pytest.mark.parametrize("extra, said", [(["--study", "rule", "--annotated", "0"], "--annotated 0: pass a positive number"),
                                          (["--annotated", "40"], "--annotated 40: pass a positive number"),
-                                         (["--partners", "any"], "--partners any: only --study rule")])
+                                         (["--partners", "any"], "--partners any: only --study rule"),
+                                         (["--kl-weight", "0"], "--kl-weight 0: pass a weight >= 0, with --study rule"),
+                                         (["--study", "rule", "--kl-weight", "-1"], "--kl-weight -1: pass a weight >= 0")])
 def test_waterbirds_rule_options_are_checked_before_any_work(extra, said, tmp_path):
     res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", *extra,
                           "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -430,3 +432,37 @@ def test_equal_cells_gives_a_cue_reader_one_over_k_whatever_the_draw():
     off = [r for i, r in enumerate(ref) if r and i // 4 != i % 4]   # the cells whose cue codes another class
     assert equal_cells(hits, labels, cues, conflicting=True) == pytest.approx(sum(sum(r) / len(r) for r in off) / len(off))
     assert equal_cells(cue_reader, labels, cues, conflicting=True) == 0.0
+
+
+def test_e5_options_judges_each_cell_against_the_bar(tmp_path):
+    """The options table reads the setting from the table's command and says which part of the bar fails."""
+    from benchmarks import e5_options as O
+
+    def write(name, command, rows):
+        (tmp_path / f"{name}.md").write_text(f"# t\n\nCommand: `{command}`  \nDate: 2026-12-03\n")
+        (tmp_path / f"{name}.json").write_text(json.dumps(rows))
+        return tmp_path / f"{name}.json"
+
+    def row(seed, treated, control=0.1, arm="box", floor=True):
+        return {"kind": "k", "arm": arm, "seed": seed, "original": 0.1, "ceiling": 0.7,
+                "treated": {"test_acc": treated}, "control": {"test_acc": control}, **({"val_floor": 0.5} if floor else {})}
+
+    good = write("good", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --arms box --seeds 3 4 5",
+                 [row(3, 0.46), row(4, 0.50), row(5, 0.48)])  # 60 % of the gap, +38 ± 2
+    weak = write("weak", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --lr 0.15 --ceiling-epochs 100",
+                 [row(3, 0.25, floor=False), row(4, 0.30, floor=False), row(5, 0.20, floor=False)])  # 25 %
+    noisy = write("noisy", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --epochs 30 --kl-weight 0",
+                  [row(3, 0.9, control=0.1), row(4, 0.5, control=0.45), row(5, 0.6, control=0.1)])  # big, not > 2σ
+    one = write("one", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --seeds 9", [row(9, 0.6)])
+    text = "\n".join(O.lines_for([good, weak, noisy, one]))
+    assert "| defaults | 3 4 5 | 10.0 → 48.0 (70.0) | 63 % (60 / 67 / 63) | +38.0 ± 2.0 | **passes** |" in text
+    assert "| `--lr 0.15`, before the floor | 3 4 5 |" in text and "| 25 % (25 / 33 / 17) |" in text
+    assert text.count("fails: gap < ½ |") == 1
+    assert "`--epochs 30 --kl-weight 0` | 3 4 5 |" in text and "| fails: not beyond 2σ |" in text
+    assert "| fails: not beyond 2σ, 1 seed |" in text
+    assert "- k / box: good (defaults): passes; weak (--lr 0.15, before the floor): fails: gap < ½;" in text
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    (tmp_path / "bad.md").write_text("Command: `python -m benchmarks.bench_waterbirds --budget full`\n")
+    with pytest.raises(SystemExit, match="not a bench_e5_inbox run"):
+        O.read_table(bad)
