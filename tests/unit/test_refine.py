@@ -286,3 +286,16 @@ def test_wilson_interval_is_the_set_the_score_test_keeps():
         assert lo == pytest.approx(min(kept), abs=2e-5) and hi == pytest.approx(max(kept), abs=2e-5)
     assert wilson_interval(1.0, 4)[0] == pytest.approx(0.51, abs=0.005)  # the docstring's E6 example
     assert all(math.isnan(v) for v in wilson_interval(0.5, 0)) and all(math.isnan(v) for v in wilson_interval(float("nan"), 5))
+
+
+def test_a_treated_model_that_loses_most_of_its_accuracy_on_a_swap_gets_a_hint():
+    from model_doctor.treatment.plan import RESIDUAL_SHARE, residual_hint
+
+    rel = lambda swap, clean: {"treated": {"background_reliance": {"swap_acc": swap, "clean_acc": clean, "chance": 0.1}}}
+    hint = residual_hint([rel(0.04, 0.5), rel(0.13, 0.9), rel(0.12, 0.4)])   # E5 photo seeds 6-8 at the defaults
+    assert hint is not None and not hint["beyond_noise"] and "right on 10 % of report images against 60 %" in hint["text"]
+    assert "--kl-weight 0 with --epochs 30" in hint["text"]
+    assert residual_hint([rel(0.42, 0.75), rel(0.51, 0.75), rel(0.31, 0.9)]) is None    # seeds 9-11 at kl 0, 30 epochs
+    assert residual_hint([rel(RESIDUAL_SHARE * 0.5, 0.5)]) is None                    # at the share: not under it
+    assert residual_hint([rel(0.0, 0.15)]) is None        # near chance on its own images: broken_warning's case
+    assert residual_hint([{"treated": {"background_reliance": {"swap_acc": 0.1}}}]) is None and residual_hint([]) is None

@@ -41,7 +41,7 @@ from ..runtime import (
 from ..study import ArmSpec, StudyResult, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import evaluate
-from ..treatment.plan import Pools, broken_warning, build_terms, make_pools, needs_diagnosis, reliance_verdicts, weights_of
+from ..treatment.plan import Pools, broken_warning, build_terms, make_pools, needs_diagnosis, reliance_verdicts, residual_hint, weights_of
 from ..treatment.reliance import background_reliance, group_selection_score, resolve_rule, selection_score, wilson_interval
 from .text import reliance_table
 
@@ -310,9 +310,7 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
                                     "worst-group test accuracy"))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools)
-        broken = broken_warning(runs)
-        if broken:
-            verdicts.append(broken)
+        verdicts += [w for w in (broken_warning(runs), residual_hint(runs) if s.pools is not None else None) if w]
     selection = {"rule": SELECTION_RULES[s.rule], "select_rule": s.rule, "select_rule_asked": cfg.treat.select_rule,
                  "space_method": cfg.treat.space_method if any(s.betas) else None,
                  "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs},
