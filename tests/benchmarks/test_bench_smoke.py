@@ -466,3 +466,17 @@ def test_e5_options_judges_each_cell_against_the_bar(tmp_path):
     (tmp_path / "bad.md").write_text("Command: `python -m benchmarks.bench_waterbirds --budget full`\n")
     with pytest.raises(SystemExit, match="not a bench_e5_inbox run"):
         O.read_table(bad)
+
+
+def test_reliance_pooled_counts_a_model_shared_by_tables_once():
+    from benchmarks.reliance_vs_truth import pooled
+
+    def row(seed, t, s, arm="box"):
+        return {"kind": "k", "arm": arm, "seed": seed, "original": 0.1, "original_reliance": {"swap_acc": 0.0},
+                "control": {"swap_acc": 0.01, "test_acc": 0.1}, "treated": {"swap_acc": s, "test_acc": t}}
+
+    a = [row(0, 0.5, 0.45), row(1, 0.3, 0.2)]
+    b = [row(0, 0.6, 0.55), row(1, 0.3, 0.2), row(1, 0.4, 0.1, arm="box-norefine")]  # one treated shared, a variant
+    res = pooled(a + b)
+    assert res["k"][0] == 2 + 2 + 3 and res["all"] == res["k"]   # originals 2, controls 2, treated 3 distinct
+    assert res["k"][1] > 0.8
