@@ -298,4 +298,6 @@ def test_a_treated_model_that_loses_most_of_its_accuracy_on_a_swap_gets_a_hint()
     assert residual_hint([rel(0.42, 0.75), rel(0.51, 0.75), rel(0.31, 0.9)]) is None    # seeds 9-11 at kl 0, 30 epochs
     assert residual_hint([rel(RESIDUAL_SHARE * 0.5, 0.5)]) is None                    # at the share: not under it
     assert residual_hint([rel(0.0, 0.15)]) is None        # near chance on its own images: broken_warning's case
+    two = lambda swap, clean: {"treated": {"background_reliance": {"swap_acc": swap, "clean_acc": clean, "chance": 0.5}}}
+    assert residual_hint([two(0.1, 0.9)]) is not None and residual_hint([two(0.1, 0.7)]) is None   # 2 classes: 75 %
     assert residual_hint([{"treated": {"background_reliance": {"swap_acc": 0.1}}}]) is None and residual_hint([]) is None

@@ -276,7 +276,8 @@ def residual_hint(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     annotated. Why: a model that reads the object keeps most of that accuracy on any background;
     the verdict lines say whether the treatment beat the control, not whether it went far enough,
     and the defaults' worst case (E5 photo, 5 % of the gap) has a known remedy. None where a run
-    lacks the figures or the treated model is near chance on its own images (``broken_warning``)."""
+    lacks the figures or the treated model is near chance on its own images (under twice chance, or
+    halfway from chance to 100 % where that is lower: ``broken_warning``'s case)."""
     try:
         rel = [r["treated"]["background_reliance"] for r in runs]
         swap = sum(r["swap_acc"] for r in rel) / len(rel)
@@ -284,7 +285,7 @@ def residual_hint(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         chance = rel[0]["chance"]
     except (KeyError, TypeError, ZeroDivisionError):
         return None
-    if not clean >= 2 * chance or not swap < RESIDUAL_SHARE * clean:
+    if not clean >= min(2 * chance, (1 + chance) / 2) or not swap < RESIDUAL_SHARE * clean:  # two classes: 75 %
         return None
     return {"what": "residual", "beyond_noise": False, "text": (
         f"hint: the shortcut remains: on another class's background the treated model is right on {100 * swap:.0f} % "
