@@ -118,8 +118,10 @@ def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--kinds", nargs="+", default=["texture", "glyph"], choices=["texture", "glyph"])
     ap.add_argument("--cached-only", action="store_true", help="train nothing: the table of the runs that finished")
+    E5.add_pass_through(ap)
     args = ap.parse_args()
-    budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
+    extra, variant = E5.pass_through(args)
+    budget = S.with_seeds(BUDGETS[args.budget], args.seeds) | {"variant": variant, "treat_extra": extra}
     if budget["base"] == "fashion-mnist":
         S.setup(args)
     cache = Path(args.cache) / "e4-newdecoys" / args.budget
@@ -129,13 +131,15 @@ def main() -> int:
     b = budget
     lines = header("E4b: the CLI defaults on decoys they were not designed on", "bench_e4_newdecoys.py", args.budget)
     lines[2] = (f"Command: `python -m benchmarks.bench_e4_newdecoys --budget {args.budget} --kinds {' '.join(args.kinds)}"
-                f"{' --cached-only' if args.cached_only else ''}`  ")
+                + "".join(f" {a}" for a in extra) + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "")
+                + f"{' --cached-only' if args.cached_only else ''}`  ")
     lines += [f"Base objects: {b['base']}, {b['n_train']} training images per seed (validation = 10 % of them), "
               f"{b['n_test']} test images with shuffled decoys; {CANVAS}×{CANVAS} canvas, the object's square opaque (its "
               f"box is free of the cue); box masks for {b['per_class']} training images per class. Original: `train "
               f"--epochs {b['orig_epochs']} --lr {E5.LR}` per seed on its own sample; ceiling: `train --epochs "
               f"{b['ceil_epochs']} --lr {E5.LR}` on shuffled decoys (seed 0). Treatment: `treat --alpha 0 --beta "
-              f"{' '.join(b['betas'])} --lr {E5.LR}`" + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
+              f"{' '.join(b['betas'])} --lr {E5.LR}" + (f" --epochs {b['ft_epochs']}" if b["ft_epochs"] else "")
+              + "".join(f" {a}" for a in extra) + "`"
               + " with every other option at its default. Seeds: " + "; ".join(
                   f"{k} {', '.join(str(r['seed']) for r in rows if r['kind'] == k) or 'none finished'}" for k in args.kinds)
               + ". Reliance "

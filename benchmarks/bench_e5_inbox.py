@@ -399,6 +399,25 @@ PASS_THROUGH: tuple[tuple[str, dict, str, str], ...] = (
 )
 
 
+def add_pass_through(ap) -> None:
+    """The :data:`PASS_THROUGH` flags on a benchmark's parser (E5 and E4b share them)."""
+    for flag, kw, default, _ in PASS_THROUGH:
+        ap.add_argument(flag, default=None, **kw,
+                        help=f"treat's {flag} (default: treat's, {default}); another value trains its own runs")
+
+
+def pass_through(args) -> tuple[list[str], str]:
+    """(treat options as given, in :data:`PASS_THROUGH` order; the cache-name suffix they add)."""
+    extra, variant = [], ""
+    for flag, _, _, suffix in PASS_THROUGH:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+            extra += [flag, text]
+            variant += suffix.format(text)
+    return extra, variant
+
+
 def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--kinds", nargs="+", default=list(D.KINDS), choices=list(D.KINDS + D.FRESH_KINDS))
@@ -409,9 +428,7 @@ def main() -> int:
     ap.add_argument("--arms", nargs="+", default=None, choices=["box", "exact"], help="annotation kinds (default: both)")
     ap.add_argument("--lr", type=float, default=None,
                     help=f"treat's learning rate (default: the original's, {LR}); another rate trains its own runs")
-    for flag, kw, default, _ in PASS_THROUGH:
-        ap.add_argument(flag, default=None, **kw,
-                        help=f"treat's {flag} (default: treat's, {default}); another value trains its own runs")
+    add_pass_through(ap)
     ap.add_argument("--ceiling-epochs", type=int, default=None,
                     help="the ceiling's epochs (default: the budget's, 30 at full), where its curve has not levelled "
                          "off; another count trains its own ceiling")
@@ -428,13 +445,8 @@ def main() -> int:
     if args.lr is not None:
         budget = {**budget, "ft_lr": f"{args.lr:g}"}
         variant += f"-lr{args.lr:g}"
-    extra: list[str] = []  # treat options passed as given, in this order
-    for flag, _, _, suffix in PASS_THROUGH:
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None:
-            text = f"{value:g}" if isinstance(value, float) else str(value)
-            extra += [flag, text]
-            variant += suffix.format(text)
+    extra, suffix = pass_through(args)  # treat options passed as given, in this order
+    variant += suffix
     budget = {**budget, "variant": variant, "treat_extra": extra, **({"arms": args.arms} if args.arms else {})}
     if args.ceiling_epochs and args.ceiling_epochs != budget["ceil_epochs"]:
         budget = {**budget, "ceil_epochs": args.ceiling_epochs, "ceil_run": f"ceiling-ep{args.ceiling_epochs}"}

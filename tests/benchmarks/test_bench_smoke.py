@@ -480,3 +480,16 @@ def test_reliance_pooled_counts_a_model_shared_by_tables_once():
     res = pooled(a + b)
     assert res["k"][0] == 2 + 2 + 3 and res["all"] == res["k"]   # originals 2, controls 2, treated 3 distinct
     assert res["k"][1] > 0.8
+
+
+def test_pass_through_names_runs_apart_and_keeps_the_default_runs_names():
+    """E5 and E4b pass treat options through; a value off the default trains its own cached runs."""
+    import argparse
+
+    from benchmarks import bench_e5_inbox as E5
+
+    ap = argparse.ArgumentParser()
+    E5.add_pass_through(ap)
+    assert E5.pass_through(ap.parse_args([])) == ([], "")
+    extra, variant = E5.pass_through(ap.parse_args(["--kl-weight", "0", "--refine", "none"]))
+    assert extra == ["--refine", "none", "--kl-weight", "0"] and variant == "-refine-none-kl0"
