@@ -15,7 +15,7 @@ Study ``scratch`` (harness sanity): every method trained from scratch with masks
 training image, one seed per benchmark (Fashion-MNIST and digits, patch and bar decoys).
 
 Usage: python -m benchmarks.bench_e4_shortcut [--study finetune|scratch] [--budget small|full] [--kinds patch bar]
-       [--out docs/results/e4_shortcut.md]
+       [--kl-weight W] [--out docs/results/e4_shortcut.md]
 """
 
 from __future__ import annotations
@@ -75,10 +75,29 @@ SCRATCH_ARMS = [("rrr λ=1000", "input", 1000.0, "rrr"),
 
 
 def make_terms(method: str, weight: float, option, pool: AnnotatedPool, diag, seed: int):
+    """``option``: the input arms' mode (``share`` / ``rrr``), or the counterfactual's KL weight (a number)."""
     if method == "paper":
         return lambda: ModelDoctorLoss(diag, [LAYER], alpha=0.0, beta=weight, noise_draws=1, seed=seed)
     m = SPACE_METHODS[method]
+    if method == "counterfactual":
+        kl = 1.0 if option is None else float(option)
+        return lambda: m.build(pool, weight, layers=[LAYER], pool_batch=POOL_BATCH, seed=seed, kl_weight=kl)
     return lambda: m.build(pool, weight, layers=[LAYER], pool_batch=POOL_BATCH, seed=seed, input_mode=option or "share")
+
+
+def with_kl(budget: dict, kl_weight: float) -> dict:
+    """The budget with the counterfactual arms also at another KL weight, for a paired table: those
+    arms renamed (``… kl=W``, their own cache) beside the default arms, whose runs (and the original,
+    ceiling, control) are the default run's; the rule chooses within each weight's set of arms
+    (``rule_sets``, the last one's choice is the JSON's). The N=20 study alone, for time."""
+    if kl_weight == 1.0:
+        return budget
+    kl_arms = [(f"{name} kl={kl_weight:g}", method, weight, kl_weight) if method == "counterfactual"
+               else (name, method, weight, option) for name, method, weight, option in budget["arms"]]
+    arms = budget["arms"] + [a for a in kl_arms if a not in budget["arms"]]
+    sets = {"at the default KL weight 1": [a[0] for a in budget["arms"]],
+            f"at KL weight {kl_weight:g}": [a[0] for a in kl_arms]}
+    return {**budget, "arms": arms, "rule_sets": sets, "extra_per_class": [], "seed0_per_class": [], "seed0_arms": []}
 
 
 def measure(model, data: dict, res: dict, run_dir: Path | None = None, report=None, seed: int = 0) -> dict:
@@ -197,7 +216,7 @@ def finetune_study(args, budget) -> list[str]:
     for kind in kinds:
         for n in per_class_all:
             seeds = [s for s in budget["seeds"] if (kind, s, n) in cells]
-            block, chosen = budget_table(kind, n, [cells[(kind, s, n)] for s in seeds], seed0_only)
+            block, chosen = budget_table(kind, n, [cells[(kind, s, n)] for s in seeds], seed0_only, budget.get("rule_sets"))
             lines += block
             if len(seeds) > 1:
                 truth_rows += [truth_row(kind, n, seed, cells[(kind, seed, n)], ch) for seed, ch in zip(seeds, chosen)]
@@ -209,8 +228,10 @@ def finetune_study(args, budget) -> list[str]:
     return lines
 
 
-def budget_table(kind: str, n, cs: list[dict], seed0_only: set[str]) -> tuple[list[str], list[str]]:
-    """The table of one (decoy, annotation budget) over its seeds, and the arm the rule chose per seed."""
+def budget_table(kind: str, n, cs: list[dict], seed0_only: set[str],
+                 rule_sets: dict[str, list[str]] | None = None) -> tuple[list[str], list[str]]:
+    """The table of one (decoy, annotation budget) over its seeds, and the arm the rule chose per seed
+    (within each of ``rule_sets``' arms when given; the last set's choice is returned)."""
     names = [k for k in cs[0] if not k.startswith("_") and k not in ("original", "ceiling") and k not in seed0_only]
     pl = cs[0]["_pool"]
     lines = [f"### {kind} decoy, {'all' if n is None else n} annotated images per class "
@@ -231,14 +252,16 @@ def budget_table(kind: str, n, cs: list[dict], seed0_only: set[str]) -> tuple[li
                      f"{fmt(d, signed=True) if d else ''} | "
                      f"{fmt(gap, scale=100, digits=0).replace(' (1 run)', '') + ' %' if name != 'original' else ''} |")
     # the no-test-data rule, per seed: the arm (method, weight) with the highest selection score
-    chosen = [choose(c, names) for c in cs]
-    d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
-    gap = [gap_of(c, c[ch]) for c, ch in zip(cs, chosen)]
-    rd = [c[ch]["report_swap_acc"] - c["control"]["report_swap_acc"] for c, ch in zip(cs, chosen)]
-    lines += ["", f"Chosen by the rule (per seed): {', '.join(chosen)}. Shuffled-decoy Δ vs control "
-              f"{fmt(d, signed=True)} pts ({_beyond(d)}); gap original→ceiling closed "
-              f"{fmt(gap, digits=0)} %. The user's figure, report-set swap accuracy, treated − control: "
-              f"{fmt(rd, signed=True)} pts ({_beyond(rd)}).", ""]
+    lines.append("")
+    for label, among in (rule_sets or {"": names}).items():
+        chosen = [choose(c, among) for c in cs]
+        d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
+        gap = [gap_of(c, c[ch]) for c, ch in zip(cs, chosen)]
+        rd = [c[ch]["report_swap_acc"] - c["control"]["report_swap_acc"] for c, ch in zip(cs, chosen)]
+        lines += [f"Chosen by the rule{' ' + label if label else ''} (per seed): {', '.join(chosen)}. Shuffled-decoy Δ "
+                  f"vs control {fmt(d, signed=True)} pts ({_beyond(d)}); gap original→ceiling closed "
+                  f"{fmt(gap, digits=0)} %. The user's figure, report-set swap accuracy, treated − control: "
+                  f"{fmt(rd, signed=True)} pts ({_beyond(rd)}).", ""]
     return lines, chosen
 
 
@@ -333,8 +356,15 @@ def main() -> int:
     ap = S.parser(__doc__)
     ap.add_argument("--study", choices=["finetune", "scratch"], default="finetune")
     ap.add_argument("--kinds", nargs="+", default=["patch", "bar"], choices=["patch", "bar"])
+    ap.add_argument("--kl-weight", type=float, default=1.0,
+                    help="the counterfactual arms' KL weight (`treat --kl-weight`; default 1); another value runs "
+                         "the N=20 study alone, sharing the default run's original, ceiling, control and attribution")
     args = ap.parse_args()
-    budget = S.with_seeds(BUDGETS[args.budget], args.seeds)
+    if not args.kl_weight >= 0:
+        ap.error(f"--kl-weight {args.kl_weight}: use a number >= 0 (1 = the default, 0 = no KL term)")
+    if args.kl_weight != 1.0 and args.study != "finetune":
+        ap.error(f"--kl-weight {args.kl_weight:g} is for --study finetune; drop it or use --study finetune")
+    budget = with_kl(S.with_seeds(BUDGETS[args.budget], args.seeds), args.kl_weight)
     bases = {budget["ft_base"]} if args.study == "finetune" else set(budget["bases"])
     if "fashion-mnist" in bases:
         S.setup(args)
@@ -343,7 +373,8 @@ def main() -> int:
     title = "E4: shortcut removal, fine-tune with few annotations" if args.study == "finetune" else \
         "E4: harness sanity, every method from scratch with all masks"
     lines = header(title, "bench_e4_shortcut.py", args.budget)
-    lines[2] = f"Command: `python -m benchmarks.bench_e4_shortcut --study {args.study} --budget {args.budget} --kinds {' '.join(args.kinds)}`  "
+    lines[2] = (f"Command: `python -m benchmarks.bench_e4_shortcut --study {args.study} --budget {args.budget} --kinds {' '.join(args.kinds)}"
+                + (f" --kl-weight {args.kl_weight:g}" if args.kl_weight != 1.0 else "") + "`  ")
     truth: list[dict] = []
     body = finetune_study(args, budget) if args.study == "finetune" else scratch_study(args, budget, truth)
     if truth and args.out:

@@ -122,6 +122,13 @@ def test_e4_shortcut_small(tmp_path):
                 "| input share λ=10 |", "| counterfactual λ=1 |"):
         assert arm in text, arm
     assert "Chosen by the rule (per seed):" in text and "report swap acc" in text
+    # at another KL weight: the default run's models (cached) beside the new arm, a rule choice per weight
+    row = lambda t, arm: next(line for line in t.splitlines() if line.startswith(f"| {arm} |"))
+    kl0 = _run_digits("bench_e4_shortcut.py", tmp_path, "--kinds", "patch", "--kl-weight", "0")
+    for arm in ("original", "control", "counterfactual λ=1"):
+        assert row(kl0, arm) == row(text, arm)
+    assert "| counterfactual λ=1 kl=0 |" in kl0 and "--kl-weight 0`" in kl0
+    assert "Chosen by the rule at the default KL weight 1 (per seed):" in kl0 and "Chosen by the rule at KL weight 0" in kl0
 
 
 @pytest.mark.slow
@@ -493,3 +500,28 @@ def test_pass_through_names_runs_apart_and_keeps_the_default_runs_names():
     assert E5.pass_through(ap.parse_args([])) == ([], "")
     extra, variant = E5.pass_through(ap.parse_args(["--kl-weight", "0", "--refine", "none"]))
     assert extra == ["--refine", "none", "--kl-weight", "0"] and variant == "-refine-none-kl0"
+
+
+def test_e4_kl_weight_renames_the_counterfactual_arms_and_builds_their_term_with_it():
+    """E4 at another KL weight: its counterfactual arms train apart (their own cache names) with that
+    weight, while the original, ceiling, control and attribution stay the default run's, for a paired table."""
+    import torch
+
+    from benchmarks import bench_e4_shortcut as E4
+    from model_doctor.treatment.pool import AnnotatedPool
+
+    full = E4.BUDGETS["full"]
+    assert E4.with_kl(full, 1.0) is full
+    b = E4.with_kl(full, 0.0)
+    assert b["arms"][:3] == full["arms"] and [a[0] for a in b["arms"][3:]] == ["counterfactual λ=0.3 kl=0",
+                                                                             "counterfactual λ=1 kl=0"]
+    assert list(b["rule_sets"].values()) == [[a[0] for a in full["arms"]],
+                                             ["attribution λ=10", "counterfactual λ=0.3 kl=0", "counterfactual λ=1 kl=0"]]
+    assert b["extra_per_class"] == b["seed0_arms"] == [] and b["per_class"] == [20]
+    pool = AnnotatedPool(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), torch.ones(4, 8, 8, dtype=torch.bool))
+    for option, kl in ((None, 1.0), (0.0, 0.0), (0.5, 0.5)):
+        term = E4.make_terms("counterfactual", 1.0, option, pool, None, 0)()
+        assert term.kl_weight == kl
+    res = subprocess.run([sys.executable, "-m", "benchmarks.bench_e4_shortcut", "--kl-weight", "-1"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 2 and "--kl-weight -1.0: use a number >= 0" in res.stderr
