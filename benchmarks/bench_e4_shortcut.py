@@ -357,8 +357,8 @@ def main() -> int:
     ap.add_argument("--study", choices=["finetune", "scratch"], default="finetune")
     ap.add_argument("--kinds", nargs="+", default=["patch", "bar"], choices=["patch", "bar"])
     ap.add_argument("--kl-weight", type=float, default=1.0,
-                    help="the counterfactual arms' KL weight (`treat --kl-weight`; default 1); another value runs "
-                         "the N=20 study alone, sharing the default run's original, ceiling, control and attribution")
+                    help="also the counterfactual arms at this KL weight (`treat --kl-weight`; default 1), beside "
+                         "the default arms and sharing their cached runs; N=20 only")
     args = ap.parse_args()
     if not args.kl_weight >= 0:
         ap.error(f"--kl-weight {args.kl_weight}: use a number >= 0 (1 = the default, 0 = no KL term)")
