@@ -154,11 +154,13 @@ def _run_config(s: dict, folder: Path) -> Any:
 
 
 def _models(run_dir: Path, seed: int, s: dict, original: Any):
-    """(name, model) of the run's original, control and treated model (the weight the run chose)."""
+    """(name, model) of the run's original, control and treated model (the weight the run chose, in
+    the round the run reported: ``escalated/`` where treat escalated)."""
     from model_doctor import runtime as P
     from model_doctor.config import Config
 
     beta = s["selection"]["chosen_beta"][str(seed)]
+    where = next((r.get("dir") for r in s["runs"] if r["seed"] == seed), None) or f"seed{seed}"  # escalated/seedN
     arms = {"original": None, "control": "control",
             "treated": "treated" if len(s["selection"]["weights"]) == 1 else f"treated-beta{beta:g}"}
     for name, sub in arms.items():
@@ -166,7 +168,7 @@ def _models(run_dir: Path, seed: int, s: dict, original: Any):
             yield name, original
             continue
         c = Config()
-        c.model.weights = str(run_dir / f"seed{seed}" / sub / "model.safetensors")
+        c.model.weights = str(run_dir / where / sub / "model.safetensors")
         yield name, P.load_model(c)[0]
 
 

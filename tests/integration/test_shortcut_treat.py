@@ -48,6 +48,40 @@ def test_counterfactual_two_weights_two_seeds(decoy_original, tmp_path, capsys):
     assert all((r["select_score"] < 0) == (r["val_acc"] < floor) for r in rows)
 
 
+@pytest.mark.slow
+def test_an_escalated_round_trains_every_arm_again_and_is_the_one_reported(decoy_original, tmp_path, capsys,
+                                                                          monkeypatch):
+    import model_doctor.jobs.treat as T
+
+    seen = []
+
+    def due(swaps, clean, below):  # the trigger forced (a 1-epoch tiny model may or may not trip it); its inputs kept
+        seen.append((swaps, clean, below))
+        return {"swap_acc": sum(swaps) / len(swaps), "original_clean_acc": clean, "below": below}
+
+    monkeypatch.setattr(T, "escalation", due)
+    out = tmp_path / "esc"
+    assert main(_treat(decoy_original, out, "--beta", "1", "--escalate-epochs", "2")) == 0
+    printed = capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    esc = s["selection"]["escalation"]
+    assert seen and seen[0][2] == 0.3 and len(seen[0][0]) == 1 and 0 <= seen[0][1] <= 1   # default share, 1 seed
+    assert esc["fired"] and esc["epochs"] == 2 and esc["first_round_epochs"] == 1 and esc["selection_images"] == 10
+    assert s["config"]["treat"]["kl_weight"] == 0 and s["config"]["treat"]["epochs"] == 2
+    assert s["runs"][0]["dir"] == "escalated/seed0"
+    for arm in ("treated", "control"):  # both arms again, at the escalated schedule; the first round kept
+        assert len((out / "escalated" / "seed0" / arm / "metrics.jsonl").read_text().splitlines()) == 2
+        assert len((out / "seed0" / arm / "metrics.jsonl").read_text().splitlines()) == 1
+    assert (out / "escalated" / "config.yaml").is_file()
+    assert "escalating: on the selection set's 10 held-out images" in printed and "escalated: the first round" in printed
+
+    monkeypatch.undo()  # and off: the measure is not even taken
+    out0 = tmp_path / "off"
+    assert main(_treat(decoy_original, out0, "--beta", "1", "--no-control", "--escalate-below", "0")) == 0
+    s0 = json.loads((out0 / "summary.json").read_text())
+    assert s0["selection"]["escalation"] is None and not (out0 / "escalated").exists() and s0["runs"][0]["dir"] == "seed0"
+
+
 @pytest.mark.parametrize("method", ["attribution", "input", "paper"])
 def test_other_space_methods_run(decoy_original, tmp_path, capsys, method):
     out = tmp_path / method

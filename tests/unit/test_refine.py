@@ -301,3 +301,24 @@ def test_a_treated_model_that_loses_most_of_its_accuracy_on_a_swap_gets_a_hint()
     two = lambda swap, clean: {"treated": {"background_reliance": {"swap_acc": swap, "clean_acc": clean, "chance": 0.5}}}
     assert residual_hint([two(0.1, 0.9)]) is not None and residual_hint([two(0.1, 0.7)]) is None   # 2 classes: 75 %
     assert residual_hint([{"treated": {"background_reliance": {"swap_acc": 0.1}}}]) is None and residual_hint([]) is None
+
+
+def test_escalation_fires_under_the_share_of_the_originals_accuracy_only():
+    from model_doctor.treatment.plan import escalation
+
+    # E5 photo seeds 3-5 at the defaults, exact masks: a broken model (own accuracy near chance) still escalates
+    due = escalation([0.16, 0.15, 0.13], 1.0, 0.3)
+    assert due is not None and due["swap_acc"] == pytest.approx(0.44 / 3) and due["original_clean_acc"] == 1.0
+    assert escalation([0.51, 0.46, 0.39], 1.0, 0.3) is None     # E5 colour at the defaults: 45 % kept
+    assert escalation([0.3], 1.0, 0.3) is None                  # at the share: not under it
+    assert escalation([0.1], 0.5, 0.3) is not None and escalation([0.2], 0.5, 0.3) is None  # the original's base
+    assert escalation([0.0], 1.0, 0.0) is None and escalation([], 1.0, 0.3) is None  # 0 = never; nothing measured
+    assert escalation([0.0], 0.0, 0.3) is None                  # an original that gets none right: no base
+
+
+def test_the_residual_hint_after_an_escalated_round_does_not_name_it_again():
+    from model_doctor.treatment.plan import residual_hint
+
+    rel = {"treated": {"background_reliance": {"swap_acc": 0.1, "clean_acc": 0.8, "chance": 0.1}}}
+    hint = residual_hint([rel], escalated=True)
+    assert hint is not None and "ran already" in hint["text"] and "--epochs 30" not in hint["text"]

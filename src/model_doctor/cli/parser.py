@@ -183,6 +183,13 @@ def _add_treat(sub) -> None:
     g.add_argument("--min-val-share", dest="treat.min_val_share", type=float,
                    help="an epoch whose validation accuracy fell under this share of the original's is chosen only when "
                         "every epoch of every weight did (default 0.5; 0 = no floor; docs/method.md)")
+    g.add_argument("--escalate-below", dest="treat.escalate_below", type=float,
+                   help="when the treated models are right on fewer held-out selection images on another class's "
+                        "background than this share of the original's accuracy on them as annotated, train every arm "
+                        "again at --kl-weight 0 for --escalate-epochs and report that round (default 0.3; 0 = never; "
+                        "docs/method.md)")
+    g.add_argument("--escalate-epochs", dest="treat.escalate_epochs", type=int,
+                   help="epochs of the escalated round (default: 3 × --epochs)")
     g.add_argument("--select-rule", dest="treat.select_rule", choices=["auto", "swap", "balanced", "mean", "groups"],
                    help="what picks each arm's epoch and the weight without test data: auto (default: groups when --groups "
                         "labels the validation images, else swap), swap (held-out background-swap accuracy, validation "

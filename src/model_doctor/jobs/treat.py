@@ -41,7 +41,17 @@ from ..runtime import (
 from ..study import ArmSpec, StudyResult, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import evaluate
-from ..treatment.plan import Pools, broken_warning, build_terms, make_pools, needs_diagnosis, reliance_verdicts, residual_hint, weights_of
+from ..treatment.plan import (
+    Pools,
+    broken_warning,
+    build_terms,
+    escalation,
+    make_pools,
+    needs_diagnosis,
+    reliance_verdicts,
+    residual_hint,
+    weights_of,
+)
 from ..treatment.reliance import background_reliance, group_selection_score, resolve_rule, selection_score, wilson_interval
 from .text import reliance_table
 
@@ -77,6 +87,7 @@ class _Setup:
     val_groups: tuple[Any, list[str]] | None = None
     floor: float = 0.0  # validation accuracy under which an epoch is chosen last (min_val_share × the original's)
     orig_val: float = float("nan")  # the original's validation accuracy: the floor's base and the summary's figure
+    escalation: dict[str, Any] | None = None  # what decided the escalated round (treat.escalate_below), once measured
 
     @property
     def classes(self) -> int:
@@ -101,6 +112,7 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     s = _setup(cfg, out, log, train_data)
     arms = _arms(cfg, s)
     studies = {seed: _run_seed(cfg, s, arms, seed, out / f"seed{seed}", log) for seed in cfg.treat.seeds}
+    cfg, studies, s.escalation = _escalate(cfg, s, arms, studies, out, log)
     # the test split is read here, once, after every arm has finished
     test = test_data if test_data is not None else load_data(cfg, "test", s.meta["in_channels"], s.classes,
                                                                  like=s.train_full)
@@ -268,6 +280,38 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
     return study
 
 
+def _escalate(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], studies: dict[int, StudyResult],
+              out: Path, log: Log) -> tuple[Config, dict[int, StudyResult], dict[str, Any] | None]:
+    """(config, studies, what decided) after :func:`~model_doctor.treatment.plan.escalation`: where
+    the treated models still read the background on the selection set, every arm (control included,
+    so the schedules stay equal) trains again from the original at ``kl_weight`` 0 for
+    ``escalate_epochs`` under ``OUT/escalated``, and that round is the one reported. Only the
+    counterfactual space method with a selection set escalates: the others have no KL term."""
+    t = cfg.treat
+    if (not t.escalate_below or s.pools is None or s.pools.select is None or s.rule == "groups"
+            or t.space_method != "counterfactual" or not any(s.betas)):
+        return cfg, studies, None
+    seed_ = cfg.train.split_seed
+    swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_)["swap_acc"] for st in studies.values()]
+    clean = background_reliance(s.original, s.pools.select, seed=seed_)["clean_acc"]
+    due = escalation(swaps, clean, t.escalate_below)
+    decided = {"fired": due is not None, "swap_acc_per_seed": swaps, "original_clean_acc": clean, "below": t.escalate_below,
+               "selection_images": len(s.pools.select)}
+    if due is None:
+        return cfg, studies, decided
+    import copy
+
+    esc = copy.deepcopy(cfg)
+    esc.treat.kl_weight, esc.treat.epochs = 0.0, t.escalate_epochs or 3 * t.epochs
+    decided.update(epochs=esc.treat.epochs, kl_weight=0.0, first_round_epochs=t.epochs, first_round_kl_weight=t.kl_weight)
+    log(f"escalating: on the selection set's {len(s.pools.select)} held-out images the treated models are right on "
+        f"{100 * due['swap_acc']:.0f} % on another class's background against the original's {100 * clean:.0f} % as "
+        f"annotated (under {t.escalate_below:g} ×): every arm trains again at --kl-weight 0 for {esc.treat.epochs} "
+        f"epochs -> {out / 'escalated'} (--escalate-below 0 turns this off)")
+    save_run_config(esc, out / "escalated", {"versions": versions(), "escalation": decided})
+    return esc, {seed: _run_seed(esc, s, arms, seed, out / "escalated" / f"seed{seed}", log) for seed in studies}, decided
+
+
 def _epoch_line(seed: int, arm: str, r: dict[str, Any]) -> str:
     return (f"seed {seed} {arm} epoch {r['epoch']}: " + " ".join(f"{k[5:]} {v:.4f}" for k, v in r.items()
                                                                   if k.startswith("loss_"))
@@ -287,7 +331,9 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
     for seed, study in studies.items():
         chosen = study.arm("treated")
         scores = {r.spec.weight: r.score for r in study.arms.values() if r.spec.group == "treated"}
-        row: dict[str, Any] = {"seed": seed, "chosen_beta": chosen.spec.weight, "selection_scores": scores}
+        fired = s.escalation is not None and s.escalation["fired"]
+        row: dict[str, Any] = {"seed": seed, "chosen_beta": chosen.spec.weight, "selection_scores": scores,
+                               "dir": f"escalated/seed{seed}" if fired else f"seed{seed}"}
         names = report_arms + ([n for n in study.arms if study.arms[n].spec.group == "treated"] if len(scores) > 1 else [])
         for name in names:
             run = study.arm(name)
@@ -310,11 +356,12 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
                                     "worst-group test accuracy"))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools)
-        verdicts += [w for w in (broken_warning(runs), residual_hint(runs) if s.pools is not None else None) if w]
+        verdicts += [w for w in (broken_warning(runs), residual_hint(runs, escalated=bool(s.escalation and s.escalation["fired"]))
+                                 if s.pools is not None else None) if w]
     selection = {"rule": SELECTION_RULES[s.rule], "select_rule": s.rule, "select_rule_asked": cfg.treat.select_rule,
                  "space_method": cfg.treat.space_method if any(s.betas) else None,
                  "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs},
-                 "val_floor": s.floor}
+                 "val_floor": s.floor, "escalation": s.escalation}
     return TreatSummary(original=original, treated=arms["treated"], control=arms.get("control"), runs=runs,
                         verdict=verdicts, selection=selection, config=cfg.to_dict(), versions=versions(),
                         delta_treated_minus_control=delta, masks=s.pools.summary() if s.pools is not None else None,
@@ -380,6 +427,12 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
                 + " | ".join(f"{a} {pct(r[k]['mean'])} {ci(r[k]['mean'])}" for a, r in arms.items() if r is not None)
                 + f" ([95 % interval over the {n} images])")
         log(reliance_table({"original": rel_orig, **{a: r for a, r in arms.items() if r is not None}}, s.classes))
+    esc = s.selection.get("escalation")
+    if esc and esc["fired"]:
+        log(f"escalated: the first round ({esc['first_round_epochs']} epochs, --kl-weight {esc['first_round_kl_weight']:g}) "
+            f"kept {100 * sum(esc['swap_acc_per_seed']) / len(esc['swap_acc_per_seed']):.0f} % swap accuracy on the "
+            f"selection set against the original's {100 * esc['original_clean_acc']:.0f} %; every figure above is the "
+            f"escalated round's ({esc['epochs']} epochs, --kl-weight 0; the first round's models stay in seed*/)")
     if len(weights_of(cfg.treat.beta)) > 1:
         log("chosen weight per seed (no test data): " + ", ".join(f"seed {r['seed']}: {r['chosen_beta']:g}" for r in s.runs))
     for v in s.verdict:

@@ -270,7 +270,26 @@ def broken_warning(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 RESIDUAL_SHARE = 0.4
 
 
-def residual_hint(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def escalation(treated_swap: Sequence[float], original_clean: float, below: float) -> dict[str, Any] | None:
+    """Whether ``treat`` trains every arm again at ``kl_weight`` 0 for more epochs: the treated
+    models' mean swap accuracy on the selection set (another class's background; one per seed) under
+    ``below`` × the original's accuracy on the same images as annotated; None where it is not (or
+    ``below`` is 0). Why: the defaults' worst case (E5 photo backgrounds, 5 % of the gap) keeps
+    9-21 % of the original's accuracy there, every E5 setting that closed half the gap or more keeps
+    41 % or more (cached runs, 2026-12-04; the default 0.3 lies between), and the known remedy,
+    ``kl_weight`` 0 for 3× the epochs, closed 63-66 % of the gap there. The original's accuracy is
+    the base, not the treated model's own: a fine-tune that broke the model is near chance on its
+    own images too (E5 photo, exact masks), and its own ratio would look healthy. The selection
+    set decides, so no report image does."""
+    if below <= 0 or not treated_swap:
+        return None
+    swap = sum(treated_swap) / len(treated_swap)
+    if not original_clean > 0 or not swap < below * original_clean:
+        return None
+    return {"swap_acc": swap, "original_clean_acc": original_clean, "below": below}
+
+
+def residual_hint(runs: Sequence[dict[str, Any]], escalated: bool = False) -> dict[str, Any] | None:
     """What to try when the treated model still reads the background: its swap accuracy (another
     class's background) under :data:`RESIDUAL_SHARE` of its accuracy on the same report images as
     annotated. Why: a model that reads the object keeps most of that accuracy on any background;
@@ -287,12 +306,14 @@ def residual_hint(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     if not clean >= min(2 * chance, (1 + chance) / 2) or not swap < RESIDUAL_SHARE * clean:  # two classes: 75 %
         return None
+    try_next = ("the escalated round (--kl-weight 0, more epochs) ran already; more annotated images, or a higher "
+                "--escalate-epochs, are left to try" if escalated else
+                "Try --kl-weight 0 with --epochs 30 (on E5 photo backgrounds it closed 66 % of the gap on fresh seeds "
+                "where the defaults closed 5 %)")
     return {"what": "residual", "beyond_noise": False, "text": (
         f"hint: the shortcut remains: on another class's background the treated model is right on {100 * swap:.0f} % "
         f"of report images against {100 * clean:.0f} % as annotated (mean over seeds; a model that reads the object "
-        f"keeps most of it). Try --kl-weight 0 with --epochs 30 (on E5 photo backgrounds it closed 66 % of the gap on "
-        "fresh seeds where the defaults closed 5 %); docs/results/e5_options.md lists every setting tried and where each "
-        "fails")}
+        f"keeps most of it). {try_next}; docs/results/e5_options.md lists every setting tried and where each fails")}
 
 
 def _image_se(runs: Sequence[dict[str, Any]], *keys: str) -> float | None:
