@@ -74,6 +74,10 @@ def test_an_escalated_round_trains_every_arm_again_and_is_the_one_reported(decoy
         assert len((out / "seed0" / arm / "metrics.jsonl").read_text().splitlines()) == 1
     assert (out / "escalated" / "config.yaml").is_file()
     assert "escalating: on the selection set's 10 held-out images" in printed and "escalated: the first round" in printed
+    from model_doctor.report import write_report
+
+    html = write_report(out).read_text()
+    assert "escalated round" in html and "2 epochs, KL weight 0" in html
 
     monkeypatch.undo()  # and off: the measure is not even taken
     out0 = tmp_path / "off"
