@@ -378,6 +378,9 @@ def write_rows(rows: list[dict], path: Path) -> None:
                 for a in ("treated", "control")},
              "original_val_acc": r["summary"]["original"].get("val_acc"),
              "val_floor": r["summary"]["selection"].get("val_floor"),
+             **({"escalated": bool(r["summary"]["selection"]["escalation"]
+                                   and r["summary"]["selection"]["escalation"]["fired"])}
+                if "escalation" in r["summary"]["selection"] else {}),  # absent: run before treat escalated
              "chosen_beta": r["summary"]["selection"]["chosen_beta"][str(r["seed"])],
              **({key: {a: r["cells"][a][key] for a in ("original", "control", "treated")}
                  for key in ("cells_test_acc", "conflicting_test_acc")} if r.get("cells") else {}),

@@ -4,7 +4,9 @@ Reads ``bench_e5_inbox`` tables: the JSON beside each ``.md`` gives the per-seed
 ``.md``'s Command and Date lines give the setting and the day the code ran. One row per (table,
 cue, annotation): the options the command passed to ``treat`` (everything but the budget, cues,
 annotation kinds, seeds and the ceiling's epochs; none = the CLI defaults of that date; "before the
-floor": run before ``treat --min-val-share`` existed, its rows carry no ``val_floor``), its seeds,
+floor": run before ``treat --min-val-share`` existed, its rows carry no ``val_floor``; "escalated on
+k of n seeds" / "not escalated": run since ``treat --escalate-below`` existed, on how many seeds
+the second round at ``--kl-weight 0`` and 3× the epochs was the one reported), its seeds,
 the share of the original→ceiling gap closed on shuffled-cue test accuracy (mean over seeds of
 each seed's share, as ``bench_e5_inbox`` computes it, against the row's own ceiling), treated −
 control, and the bar: at least half of the gap, treated − control beyond 2 std of the seed spread,
@@ -93,6 +95,9 @@ def lines_for(paths: list[Path]) -> list[str]:
             j = judge(cell)
             sd = "" if len(cell) < 2 else f" ± {100 * j['sd']:.1f}"
             said = (f"`{opts}`" if opts else "defaults") + ("" if all("val_floor" in r for r in cell) else ", before the floor")
+            if all("escalated" in r for r in cell):  # run since treat escalates: on how many seeds it did
+                n_esc = sum(r["escalated"] for r in cell)
+                said += f", escalated on {n_esc} of {len(cell)} seeds" if n_esc else ", not escalated"
             out.append(f"| [{path.stem}]({path.stem}.md) | {date} | {kind} | {arm} | {said} | "
                        f"{' '.join(str(r['seed']) for r in cell)} | {100 * j['original']:.1f} → {100 * j['treated']:.1f} "
                        f"({100 * j['ceiling']:.1f}) | {100 * j['gap']:.0f} % ({' / '.join(f'{100 * g:.0f}' for g in j['gaps'])}) | "

@@ -461,7 +461,12 @@ def test_e5_options_judges_each_cell_against_the_bar(tmp_path):
     noisy = write("noisy", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --epochs 30 --kl-weight 0",
                   [row(3, 0.9, control=0.1), row(4, 0.5, control=0.45), row(5, 0.6, control=0.1)])  # big, not > 2σ
     one = write("one", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --seeds 9", [row(9, 0.6)])
-    text = "\n".join(O.lines_for([good, weak, noisy, one]))
+    esc = write("esc", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --seeds 12 13 14",
+                [{**row(12, 0.5), "escalated": True}, {**row(13, 0.5), "escalated": False}, {**row(14, 0.5), "escalated": True}])
+    calm = write("calm", "python -m benchmarks.bench_e5_inbox --budget full --kinds k --seeds 15",
+                 [{**row(15, 0.5), "escalated": False}])
+    text = "\n".join(O.lines_for([good, weak, noisy, one, esc, calm]))
+    assert "| defaults, escalated on 2 of 3 seeds | 12 13 14 |" in text and "| defaults, not escalated | 15 |" in text
     assert "| defaults | 3 4 5 | 10.0 → 48.0 (70.0) | 63 % (60 / 67 / 63) | +38.0 ± 2.0 | **passes** |" in text
     assert "| `--lr 0.15`, before the floor | 3 4 5 |" in text and "| 25 % (25 / 33 / 17) |" in text
     assert text.count("fails: gap < ½ |") == 1
