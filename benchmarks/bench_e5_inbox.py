@@ -113,9 +113,28 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     path = run_dir / "reliance.json"
     if path.is_file():
         return json.loads(path.read_text())
+    from model_doctor.treatment.reliance import background_reliance
+
+    s, cfg, original, meta, pools = run_pools(run_dir, folder, arm)
+    test = test_pool(cfg, folder, "exact" if arm == "exact" else "box", meta["in_channels"])
+    out = {}
+    for name, model in _models(run_dir, seed, s, original):
+        rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
+        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "bg_only_acc", "chance", "refined_share", "images",
+                                          "per_class")}
+        if test is not None:
+            out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], S.TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
+    from model_doctor.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(out))
+    return out
+
+
+def run_pools(run_dir: Path, folder: Path, arm: str) -> tuple[dict, Any, Any, dict, Any]:
+    """(summary, config, original, its meta, pools) of a finished treat run: its own split and foregrounds, so
+    its selection and report sets are the ones it used."""
     from model_doctor import runtime as P
     from model_doctor.jobs.treat import _treat_masks
-    from model_doctor.treatment.reliance import background_reliance
 
     s = json.loads((run_dir / "summary.json").read_text())
     cfg = _run_config(s, folder)
@@ -129,18 +148,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     full = P.load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     tr, _ = P.train_val_split(cfg, full, meta["in_channels"])
     _, pools, _ = _treat_masks(cfg, full, tr, log=lambda *_: None)
-    test = test_pool(cfg, folder, "exact" if arm == "exact" else "box", meta["in_channels"])
-    out = {}
-    for name, model in _models(run_dir, seed, s, original):
-        rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
-        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "bg_only_acc", "chance", "refined_share", "images",
-                                          "per_class")}
-        if test is not None:
-            out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], S.TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
-    from model_doctor.io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(out))
-    return out
+    return s, cfg, original, meta, pools
 
 
 def _run_config(s: dict, folder: Path) -> Any:
