@@ -68,6 +68,7 @@ def test_an_escalated_round_trains_every_arm_again_and_is_the_one_reported(decoy
     assert seen and seen[0][2] == 0.3 and len(seen[0][0]) == 1 and 0 <= seen[0][1] <= 1   # default share, 1 seed
     assert esc["fired"] and esc["epochs"] == 2 and esc["first_round_epochs"] == 1 and esc["selection_images"] == 10
     assert s["config"]["treat"]["kl_weight"] == 0 and s["config"]["treat"]["epochs"] == 2
+    assert esc["chosen_beta_per_seed"] == [1.0]  # the first round's choice, kept beside the reported one
     assert s["runs"][0]["dir"] == "escalated/seed0"
     for arm in ("treated", "control"):  # both arms again, at the escalated schedule; the first round kept
         assert len((out / "escalated" / "seed0" / arm / "metrics.jsonl").read_text().splitlines()) == 2

@@ -296,7 +296,8 @@ def _escalate(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], stud
     clean = background_reliance(s.original, s.pools.select, seed=seed_)["clean_acc"]
     due = escalation(swaps, clean, t.escalate_below)
     decided = {"fired": due is not None, "swap_acc_per_seed": swaps, "original_clean_acc": clean, "below": t.escalate_below,
-               "selection_images": len(s.pools.select)}
+               "selection_images": len(s.pools.select),
+               "chosen_beta_per_seed": [st.arm("treated").spec.weight for st in studies.values()]}
     if due is None:
         return cfg, studies, decided
     import copy
