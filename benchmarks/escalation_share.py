@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from benchmarks._common import emit, header
+from benchmarks._studies import ROOT
 
 BENCHES = ("e5-inbox", "e4-newdecoys")
 RUN = re.compile(r"treat-(box|exact|box-norefine)(-.*)?-seed(\d+)$")
@@ -84,7 +85,7 @@ def main() -> int:
     from model_doctor.config import TreatConfig
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cache", default="runs/bench")
+    ap.add_argument("--cache", default=str(ROOT / "runs" / "bench"), help="the benchmarks' trained runs")
     ap.add_argument("--budget", default="full", choices=["small", "full"])
     ap.add_argument("--out", default="docs/results/escalation_share.md")
     args = ap.parse_args()
