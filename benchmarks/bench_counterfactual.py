@@ -6,8 +6,9 @@
    The pool is refined by GrabCut once, when it is built, never per step; that once-only cost is
    timed separately (per annotated image, and ÷ one plain step).
 2. **Whole run.** A whole default ``treat`` (``decoy-digits``, 20 annotations per class, ``--alpha 0
-   --beta 0.3 1``, control included, 1 epoch) ÷ the sum of its three fine-tunes (two weights and the
-   control) run as plain CE fits on the same data and schedule. The difference is what ``treat``
+   --beta 0.3 1``, control included, 1 epoch, ``--escalate-below 0``: one round) ÷ the sum of its
+   three fine-tunes (two weights and the control) run as plain CE fits on the same data and
+   schedule; an escalated run is a second round, every arm at 3 × the epochs. The difference is what ``treat``
    adds: refinement, the counterfactual terms, per-epoch selection, the final reliance and test
    evaluation, the figures' maps.
 

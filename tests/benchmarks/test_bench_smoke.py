@@ -331,7 +331,8 @@ def test_counterfactual_cost_small(tmp_path):
                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert "| counterfactual step ÷ plain step |" in text and "| whole default `treat` ÷ its three fine-tunes" in text
+    assert "| counterfactual step ÷ plain step |" in text and "÷ its three fine-tunes" in text
+    assert "| whole default `treat` (one round: an escalated run" in text
     assert "—" not in text.split("| what |")[1].split("\n")[3]
 
 
