@@ -87,6 +87,47 @@ def test_an_escalated_round_trains_every_arm_again_and_is_the_one_reported(decoy
     assert s0["selection"]["escalation"] is None and not (out0 / "escalated").exists() and s0["runs"][0]["dir"] == "seed0"
 
 
+@pytest.mark.slow
+def test_sigkill_in_the_escalated_round_then_resume_equals_uninterrupted(decoy_original, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "MODEL_DOCTOR_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    # share 1: escalates wherever swaps cost the treated model anything (asserted on the full run below)
+    cli = lambda out, *extra: [sys.executable, "-m", "model_doctor", *_treat(decoy_original, out, "--beta", "1",
+                                                                            "--no-control", "--escalate-below", "1",
+                                                                            "--escalate-epochs", "3", *extra)]
+    full = tmp_path / "full"
+    subprocess.run(cli(full), check=True, env=env, capture_output=True)
+    assert json.loads((full / "summary.json").read_text())["selection"]["escalation"]["fired"]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / "escalated" / "seed0" / "treated" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(metrics.read_text().splitlines()) < 3 and not (killed / "summary.json").exists()
+
+    subprocess.run(cli(killed, "--resume"), check=True, env=env, capture_output=True)
+    a = load_file(str(full / "escalated" / "seed0" / "treated" / "model.safetensors"))
+    b = load_file(str(killed / "escalated" / "seed0" / "treated" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert len(metrics.read_text().splitlines()) == 3
+    assert json.loads((killed / "summary.json").read_text())["runs"][0]["dir"] == "escalated/seed0"
+
+
 @pytest.mark.parametrize("method", ["attribution", "input", "paper"])
 def test_other_space_methods_run(decoy_original, tmp_path, capsys, method):
     out = tmp_path / method
