@@ -34,7 +34,7 @@ def share_of(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     s = json.loads((run_dir / "summary.json").read_text())
     esc = s["selection"].get("escalation")
     if esc:  # the run decided itself: its own figures
-        swap = sum(esc["swap_acc_per_seed"]) / len(esc["swap_acc_per_seed"])
+        swap = esc.get("swap_acc", sum(esc["swap_acc_per_seed"]) / len(esc["swap_acc_per_seed"]))  # older runs: no mean
         return {"swap": swap, "clean": esc["original_clean_acc"], "share": swap / esc["original_clean_acc"],
                 "escalated": esc["fired"]}
     path = run_dir / "escalation.json"

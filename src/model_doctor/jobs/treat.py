@@ -295,7 +295,8 @@ def _escalate(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], stud
     swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_)["swap_acc"] for st in studies.values()]
     clean = background_reliance(s.original, s.pools.select, seed=seed_)["clean_acc"]
     due = escalation(swaps, clean, t.escalate_below)
-    decided = {"fired": due is not None, "swap_acc_per_seed": swaps, "original_clean_acc": clean, "below": t.escalate_below,
+    decided = {"fired": due is not None, "swap_acc": sum(swaps) / len(swaps), "swap_acc_per_seed": swaps,
+               "original_clean_acc": clean, "below": t.escalate_below,
                "selection_images": len(s.pools.select),
                "chosen_beta_per_seed": [st.arm("treated").spec.weight for st in studies.values()]}
     if due is None:
@@ -431,7 +432,7 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
     esc = s.selection.get("escalation")
     if esc and esc["fired"]:
         log(f"escalated: the first round ({esc['first_round_epochs']} epochs, --kl-weight {esc['first_round_kl_weight']:g}) "
-            f"kept {100 * sum(esc['swap_acc_per_seed']) / len(esc['swap_acc_per_seed']):.0f} % swap accuracy on the "
+            f"kept {100 * esc['swap_acc']:.0f} % swap accuracy on the "
             f"selection set against the original's {100 * esc['original_clean_acc']:.0f} %; every figure above is the "
             f"escalated round's ({esc['epochs']} epochs, --kl-weight 0; the first round's models stay in seed*/)")
     if len(weights_of(cfg.treat.beta)) > 1:

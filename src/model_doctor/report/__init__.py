@@ -52,10 +52,9 @@ def _verdict(sec: dict[str, Any], s: TreatSummary, name: str) -> None:
                                         sel.get("rule", "")]]})
     esc = sel.get("escalation")
     if esc:  # what decided whether every arm trained again at kl_weight 0 (treat.escalate_below)
-        swap = sum(esc["swap_acc_per_seed"]) / len(esc["swap_acc_per_seed"])
         sec["tables"].append({"header": ["escalated round", "first round's swap accuracy (selection set, mean over seeds)",
                                          "the original's as annotated", "escalates under", "reported round"],
-                              "rows": [["yes" if esc["fired"] else "no", _pct(swap), _pct(esc["original_clean_acc"]),
+                              "rows": [["yes" if esc["fired"] else "no", _pct(esc["swap_acc"]), _pct(esc["original_clean_acc"]),
                                         f"{esc['below']:g} ×",
                                         f"{esc['epochs']} epochs, KL weight 0" if esc["fired"] else "the first"]]})
     if s.original.background_reliance is not None:
