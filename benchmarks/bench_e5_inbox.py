@@ -409,6 +409,7 @@ PASS_THROUGH: tuple[tuple[str, dict, str, str], ...] = (
     ("--refine", dict(choices=["grabcut", "none"]), "grabcut", "-refine-{}"),
     ("--kl-weight", dict(type=float), "1", "-kl{}"),
     ("--min-val-share", dict(type=float), "0.5", "-floor{}"),
+    ("--escalate-below", dict(type=float), "0.5", "-esc{}"),
 )
 
 

@@ -2,14 +2,17 @@
 
 ``treat`` trains every arm again at ``--kl-weight 0`` for 3× the epochs where the first round's
 treated model, on the held-out *selection* images pasted on another class's background, keeps under
-``--escalate-below`` (0.3) × the original's accuracy on those images as annotated
+``--escalate-below`` (0.5) × the original's accuracy on those images as annotated
 (:func:`model_doctor.treatment.plan.escalation`). Per cached run (one seed each) this prints that
 share: from the run's summary where the run already escalated or not, else measured again from its
 saved first-round models and its own selection set (``escalation.json`` beside the run, so a second
 call only reads). No test image and no report image is read.
 
-The share was chosen on the E5 runs of seeds 3-11 (photo, colour, dots, pattern, texture); E4b's
-runs and photo's seeds 12-14 were measured after it was fixed.
+The first default, 0.3, was chosen on the E5 runs of seeds 3-11 (photo, colour, dots, pattern,
+texture) and ran on photo and colour seeds 12-14 (cache name ``esc0.3``). Colour seed 13 kept 44 %
+there, did not escalate, and closed 38 % of the gap; no share separates colour's seeds, so today's
+0.5 (half the original's accuracy) was chosen on seeds 3-14 and E4b's runs (which keep 65-90 %).
+Colour's seeds 15-17 ran after it was fixed.
 
 Usage: python -m benchmarks.escalation_share [--cache runs/bench] [--budget full]
        [--out docs/results/escalation_share.md]
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 from pathlib import Path
 
 from benchmarks._common import emit, header
@@ -65,19 +69,38 @@ def collect(cache: Path, budget: str) -> dict[tuple[str, str, str, str], dict[in
                     continue
                 arm, setting, seed = m.group(1), (m.group(2) or "")[1:] or "defaults", int(m.group(3))
                 folder = kind_dir.parent / f"data-seed{seed}"
-                cells.setdefault((bench, kind, arm, setting), {})[seed] = share_of(run_dir, folder, arm, seed)
+                cells.setdefault((bench, kind, arm, setting), {})[seed] = {**share_of(run_dir, folder, arm, seed),
+                                                                           "report": report_swap(run_dir)}
     return cells
+
+
+def report_swap(run_dir: Path) -> float | None:
+    """The first round's treated swap accuracy on the report images (``bench_e5_inbox.remeasure``'s
+    ``reliance.json``), beside the selection set's: how optimistic the figure the trigger reads is.
+    None where the run escalated (its reliance.json is the escalated round's) or was not remeasured."""
+    path = run_dir / "reliance.json"
+    if not path.is_file() or (run_dir / "escalated").is_dir():
+        return None
+    return json.loads(path.read_text())["treated"]["swap_acc"]
 
 
 def table(cells: dict[tuple[str, str, str, str], dict[int, dict]], below: float) -> list[str]:
     out = ["| benchmark | cue | annotation | setting (cache name) | share kept per seed (seed: swap ÷ original) | "
-           f"under {below:g} (would escalate) | escalated (runs since treat escalates) |", "|---|---|---|---|---|---|---|"]
+           f"under {below:g} (would escalate) | escalated (runs since treat escalates) | selection − report swap acc, "
+           "first round (points) |", "|---|---|---|---|---|---|---|---|"]
     for (bench, kind, arm, setting), seeds in sorted(cells.items()):
         per = " ".join(f"{s}: {v['share']:.2f}" for s, v in sorted(seeds.items()))
         under = sum(v["share"] < below for v in seeds.values())
         ran = [v["escalated"] for v in seeds.values() if v["escalated"] is not None]
         said = f"{sum(ran)} of {len(ran)}" if ran else "— (ran before)"
-        out.append(f"| {bench} | {kind} | {arm} | {setting} | {per} | {under} of {len(seeds)} | {said} |")
+        diff = " ".join(f"{100 * (v['swap'] - v['report']):+.0f}" for _, v in sorted(seeds.items()) if v["report"] is not None)
+        out.append(f"| {bench} | {kind} | {arm} | {setting} | {per} | {under} of {len(seeds)} | {said} | {diff or '—'} |")
+    diffs = sorted(100 * (v["swap"] - v["report"]) for seeds in cells.values() for v in seeds.values() if v["report"] is not None)
+    if diffs:
+        out += ["", f"The selection set's figure is the one that chose the epoch and the weight: over {len(diffs)} first rounds "
+                f"it differs from the same model's swap accuracy on the report images by a median of "
+                f"{statistics.median(diffs):+.0f} points ({diffs[0]:+.0f} to {diffs[-1]:+.0f}); runs that escalated have "
+                "no first-round report figure (their report set measured the escalated round)."]
     return out
 
 

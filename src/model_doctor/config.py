@@ -99,7 +99,7 @@ class TreatConfig:
     groups: str | None = None        # CSV file,group for an ImageFolder: worst-group test accuracy beside the average
     select_rule: str = "auto"        # auto | swap | balanced | mean | groups: what picks each arm's epoch and the weight (treatment.reliance)
     min_val_share: float = 0.5       # an epoch under this share of the original's validation accuracy is chosen only if every one is
-    escalate_below: float = 0.3      # selection-set swap accuracy under this share of the original's: every arm again at kl_weight 0 (0 = never)
+    escalate_below: float = 0.5      # selection-set swap accuracy under this share of the original's: every arm again at kl_weight 0 (0 = never)
     escalate_epochs: int | None = None  # the escalated round's epochs (default: 3 × epochs)
     annotated_per_class: int | None = None  # keep masks for only N training images per class (e.g. a decoy benchmark)
     rrr: float = 0.0                 # RRR input-gradient baseline weight, needs masks
@@ -278,7 +278,7 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"treat.min_val_share={share!r}; use a number in [0, 1] (0.5 = default, 0 = no floor)")
     below = cfg.treat.escalate_below
     if not isinstance(below, (int, float)) or isinstance(below, bool) or not 0 <= below <= 1:
-        raise ValueError(f"treat.escalate_below={below!r}; use a number in [0, 1] (0.3 = default, 0 = never escalate)")
+        raise ValueError(f"treat.escalate_below={below!r}; use a number in [0, 1] (0.5 = default, 0 = never escalate)")
     more = cfg.treat.escalate_epochs
     if more is not None and (not isinstance(more, int) or isinstance(more, bool) or more < 1):
         raise ValueError(f"treat.escalate_epochs={more!r}; use a whole number >= 1 (default: 3 × treat.epochs)")

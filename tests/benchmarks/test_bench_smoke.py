@@ -536,12 +536,13 @@ def test_e4_kl_weight_renames_the_counterfactual_arms_and_builds_their_term_with
 def test_escalation_share_table_counts_the_seeds_under_the_share():
     from benchmarks.escalation_share import RUN, table
 
-    v = lambda share, esc=None: {"swap": share, "clean": 1.0, "share": share, "escalated": esc}
-    cells = {("e5-inbox", "photo", "box", "defaults"): {12: v(0.1, True), 13: v(0.08, True), 3: v(0.17)},
-             ("e5-inbox", "colour", "exact", "kl0"): {4: v(0.41), 3: v(0.56)}}
+    v = lambda share, esc=None, report=None: {"swap": share, "clean": 1.0, "share": share, "escalated": esc, "report": report}
+    cells = {("e5-inbox", "photo", "box", "defaults"): {12: v(0.1, True), 13: v(0.08, True), 3: v(0.17, report=0.22)},
+             ("e5-inbox", "colour", "exact", "kl0"): {4: v(0.41, report=0.45), 3: v(0.56, report=0.38)}}
     text = "\n".join(table(cells, 0.3))
-    assert "| e5-inbox | photo | box | defaults | 3: 0.17 12: 0.10 13: 0.08 | 3 of 3 | 2 of 2 |" in text
-    assert "| e5-inbox | colour | exact | kl0 | 3: 0.56 4: 0.41 | 0 of 2 | — (ran before) |" in text
+    assert "| e5-inbox | photo | box | defaults | 3: 0.17 12: 0.10 13: 0.08 | 3 of 3 | 2 of 2 | -5 |" in text
+    assert "| e5-inbox | colour | exact | kl0 | 3: 0.56 4: 0.41 | 0 of 2 | — (ran before) | +18 -4 |" in text
+    assert "over 3 first rounds it differs" in text and "median of -4 points (-5 to +18)" in text
     assert text.index("colour") < text.index("photo")                        # sorted by cue
     m = RUN.match("treat-box-ep30-kl0-seed11")
     assert m is not None and (m.group(1), m.group(2), m.group(3)) == ("box", "-ep30-kl0", "11")

@@ -65,7 +65,7 @@ def test_an_escalated_round_trains_every_arm_again_and_is_the_one_reported(decoy
     printed = capsys.readouterr().out
     s = json.loads((out / "summary.json").read_text())
     esc = s["selection"]["escalation"]
-    assert seen and seen[0][2] == 0.3 and len(seen[0][0]) == 1 and 0 <= seen[0][1] <= 1   # default share, 1 seed
+    assert seen and seen[0][2] == 0.5 and len(seen[0][0]) == 1 and 0 <= seen[0][1] <= 1   # default share, 1 seed
     assert esc["fired"] and esc["epochs"] == 2 and esc["first_round_epochs"] == 1 and esc["selection_images"] == 10
     assert s["config"]["treat"]["kl_weight"] == 0 and s["config"]["treat"]["epochs"] == 2
     assert esc["chosen_beta_per_seed"] == [1.0]  # the first round's choice, kept beside the reported one

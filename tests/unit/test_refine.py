@@ -310,6 +310,11 @@ def test_escalation_fires_under_the_share_of_the_originals_accuracy_only():
     due = escalation([0.16, 0.15, 0.13], 1.0, 0.3)
     assert due is not None and due["swap_acc"] == pytest.approx(0.44 / 3) and due["original_clean_acc"] == 1.0
     assert escalation([0.51, 0.46, 0.39], 1.0, 0.3) is None     # E5 colour at the defaults: 45 % kept
+    from model_doctor.config import TreatConfig
+
+    below = TreatConfig().escalate_below  # the default asks for half the original's accuracy: colour's seeds escalate
+    assert below == 0.5 and escalation([0.51, 0.46, 0.39], 1.0, below) is not None
+    assert escalation([0.65, 0.9, 0.74], 1.0, below) is None    # E4b at the defaults keeps 65-90 %: one round
     assert escalation([0.3], 1.0, 0.3) is None                  # at the share: not under it
     assert escalation([0.1], 0.5, 0.3) is not None and escalation([0.2], 0.5, 0.3) is None  # the original's base
     assert escalation([0.0], 1.0, 0.0) is None and escalation([], 1.0, 0.3) is None  # 0 = never; nothing measured

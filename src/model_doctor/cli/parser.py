@@ -186,7 +186,7 @@ def _add_treat(sub) -> None:
     g.add_argument("--escalate-below", dest="treat.escalate_below", type=float,
                    help="when the treated models are right on fewer held-out selection images on another class's "
                         "background than this share of the original's accuracy on them as annotated, train every arm "
-                        "again at --kl-weight 0 for --escalate-epochs and report that round (default 0.3; 0 = never; "
+                        "again at --kl-weight 0 for --escalate-epochs and report that round (default 0.5; 0 = never; "
                         "docs/method.md)")
     g.add_argument("--escalate-epochs", dest="treat.escalate_epochs", type=int,
                    help="epochs of the escalated round (default: 3 × --epochs)")
