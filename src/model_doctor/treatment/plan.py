@@ -281,7 +281,7 @@ def escalation(treated_swap: Sequence[float], original_clean: float, below: floa
     3-14, 2026-12-04, ``benchmarks/escalation_share.py``): no share separates colour's seeds, so the
     default 0.5 asks the first round to keep half the original's accuracy on another class's
     background, else the known remedy runs: ``kl_weight`` 0 for 3× the epochs, which closed
-    54-82 % of the gap per seed wherever it ran (photo, colour). The original's accuracy is
+    54-82 % of the gap per seed wherever it ran on seeds 3-14 (photo, colour). The original's accuracy is
     the base, not the treated model's own: a fine-tune that broke the model is near chance on its
     own images too (E5 photo, exact masks), and its own ratio would look healthy. The selection
     set decides, so no report image does."""
