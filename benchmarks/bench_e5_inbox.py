@@ -41,7 +41,9 @@ BUDGETS = {
 }
 CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a tiled binary glyph",
         "dots": "sparse dots of a class-coded hue, RGB, a kind added after E5's table to try the defaults again",
-        "photo": "a random crop of one natural photo per class, RGB, a second kind added to try the defaults again"}
+        "photo": "a random crop of one natural photo per class, RGB, a second kind added to try the defaults again",
+        "gradient": "a smooth blend of two class-coded colours along a class-coded direction, RGB, a third kind added "
+                    "to try the defaults again"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 

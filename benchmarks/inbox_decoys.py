@@ -14,6 +14,10 @@ inside its bounding box too; it never shows through the object itself. The backg
   written before any of its results were seen): a random crop (96-192 px, scaled to the canvas)
   of one natural photo per class, from the photos scikit-image and scikit-learn install (three of
   them grey), the object in grey. Why: a scene behind the object, the shortcut of real photos.
+- ``gradient`` (RGB; added in the twentieth session as a third cue the defaults were not run on,
+  written before any of its results were seen): a smooth blend between two class-coded colours
+  along a class-coded direction (jittered ±0.3 rad, random offset), with mild pixel noise, the
+  object in grey. Why: low-frequency light and sky, the shortcut with no edges for a mask to miss.
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -32,7 +36,7 @@ import numpy as np
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
-FRESH_KINDS = ("dots", "photo")
+FRESH_KINDS = ("dots", "photo", "gradient")
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
 PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
           ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
@@ -42,7 +46,7 @@ _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30]
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots", "photo") else 1
+    return 3 if kind in ("colour", "dots", "photo", "gradient") else 1
 
 
 @functools.cache
@@ -87,6 +91,15 @@ def _cue(kind: str, code: int, rng: np.random.Generator) -> np.ndarray:
         return np.where(near[..., None], hue, grey)
     if kind == "photo":
         return _crop(_photo(code), rng)
+    if kind == "gradient":
+        import colorsys
+
+        near = np.array(colorsys.hsv_to_rgb(code / 10, 0.7, 0.8)) * 255
+        far = np.array(colorsys.hsv_to_rgb((code / 10 + 0.5) % 1, 0.7, 0.35)) * 255
+        angle = 2 * np.pi * code / 10 + rng.uniform(-0.3, 0.3)
+        t = (xx - CANVAS / 2) * np.cos(angle) + (yy - CANVAS / 2) * np.sin(angle)
+        t = np.clip(0.5 + t / CANVAS + rng.uniform(-0.15, 0.15), 0, 1)[..., None]
+        return np.clip(near * (1 - t) + far * t + rng.normal(0, 6, (CANVAS, CANVAS, 3)), 0, 255)
     raise ValueError(f"kind={kind!r}; use one of {', '.join(KINDS + FRESH_KINDS)}")
 
 
