@@ -14,7 +14,7 @@
    selection-set swap accuracy under the original's accuracy there, which the table counts per
    round) ÷ its six fine-tunes run plainly: the three of the first round and the three of the
    escalated one at 3 × the epochs. At the default 0.5 a run escalates where the cue survives the
-   first round (6 of 18 E5 runs on seeds 15-17), so a default run costs one of these two rows.
+   first round (13 of 30 E5 runs on seeds 15-17), so a default run costs one of these two rows.
 
 Arms interleaved over rounds (order rotated), per-round ratios, median (min–max).
 
