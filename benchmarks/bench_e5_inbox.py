@@ -43,7 +43,11 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
         "dots": "sparse dots of a class-coded hue, RGB, a kind added after E5's table to try the defaults again",
         "photo": "a random crop of one natural photo per class, RGB, a second kind added to try the defaults again",
         "gradient": "a smooth blend of two class-coded colours along a class-coded direction, RGB, a third kind added "
-                    "to try the defaults again"}
+                    "to try the defaults again",
+        "mark": "one ruler-like bar of a class-coded hue placed in the object's box, RGB, a fourth kind added to try "
+                "the defaults again",
+        "watermark": "a class-coded glyph at 40 % opacity over the object's box, the object's own pixels included, "
+                     "grey, a kind whose cue no mask can separate"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 
