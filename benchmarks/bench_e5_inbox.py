@@ -46,8 +46,8 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
                     "to try the defaults again",
         "mark": "one ruler-like bar of a class-coded hue placed in the object's box, RGB, a fourth kind added to try "
                 "the defaults again",
-        "watermark": "a class-coded glyph at 40 % opacity over the object's box, the object's own pixels included, "
-                     "grey, a kind whose cue no mask can separate"}
+        "watermark": "a class-coded glyph in a class-coded hue at 60 % opacity over the object's box, the object's own "
+                     "pixels included, RGB, a kind whose cue no mask can separate"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 
@@ -313,6 +313,14 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
                 sh = [t - c for t, c in zip(rel("treated", "shuffled_swap_acc"), rel("control", "shuffled_swap_acc"))]
                 verdict = verdict[:-1] + (", and on a random class's background)" if beyond(sh) else
                                           f"; not on a random class's background, {_ms(sh)}: `treat` claims nothing)")
+            if beyond(sd):   # treat's caution on an original that reads both ways: no claim
+                from model_doctor.treatment.plan import both_ways
+
+                orig = {k: statistics.mean(r["reliance"]["original"][k] for r in rs) for k in ("swap_acc", "bg_only_acc")}
+                if both_ways(orig):
+                    verdict = verdict[:-1] + (f"; the originals follow the pasted object on {100 * orig['swap_acc']:.0f} % "
+                                              f"and the background alone on {100 * orig['bg_only_acc']:.0f} %: `treat` "
+                                              "cautions and claims nothing)")
         lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
                      f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
                      f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "

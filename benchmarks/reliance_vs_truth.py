@@ -57,6 +57,13 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def both_ways(original: dict) -> bool:
+    """``treat``'s caution on the seeds' originals (their mean figures): no swap claim where it fires."""
+    from model_doctor.treatment.plan import both_ways as caution
+
+    return caution(original) is not None
+
+
 def beyond(d: list[float], image_se: float | None = None) -> bool:
     """Better beyond noise, by ``treat``'s rule (:func:`model_doctor.study.verdict`)."""
     from model_doctor.study import verdict
@@ -156,6 +163,9 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         if all("shuffled_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-03
             said = said and beyond([r["treated"]["shuffled_swap_acc"] - r["control"]["shuffled_swap_acc"] for r in rs],
                                    swap_image_se(rs, "shuffled_swap_acc"))
+        origs = [r.get("original_reliance", {}) for r in rs]
+        if all("bg_only_acc" in o for o in origs):  # treat's caution on an original that reads both ways, since 2026-12-04
+            said = said and not both_ways({k: statistics.mean(o[k] for o in origs) for k in ("swap_acc", "bg_only_acc")})
         if said and not true:
             # where the row has it: is the cue-conflicting test accuracy (what a swap stands for) better beyond noise?
             conf = [r["conflicting_test_acc"]["treated"] - r["conflicting_test_acc"]["control"] for r in rs
@@ -305,7 +315,11 @@ def main(argv=None) -> int:
            "accuracy (the cells whose cue codes another class: what a swap onto another class's background stands for) is "
            "better beyond noise. Rows that carry the shuffled swap accuracy (a random class's background, own included; "
            "E5 `photo` on) are judged by `treat`'s rule since 2026-12-03: the swap verdict says \"beyond noise\" only where "
-           "that figure is beyond noise too. The last column (E5 and E4b rows that carry it) measures the truth itself again on "
+           "that figure is beyond noise too. Rows whose originals carry their background-only accuracy (E5, E4b) are judged "
+           "by `treat`'s caution since 2026-12-04 too: no swap claim where the originals (their mean over the seeds) follow "
+           "the pasted object on at least half the swaps and name the class from the background alone on at least half "
+           "the images (`model_doctor.treatment.plan.both_ways`). The last column (E5 and E4b rows that carry it) measures "
+           "the truth itself again on "
            "other draws of each seed's test split from the same generator (other objects, cues and places; draw i: seed "
            "1000·i + s, `bench_e5_inbox.cell_truth(..., again=i)`) and gives the Spearman correlation of the truth and "
            "each re-drawn truth over the same models, median (min–max) over the draws, for the plain truth and the one "

@@ -327,3 +327,30 @@ def test_the_residual_hint_after_an_escalated_round_does_not_name_it_again():
     rel = {"treated": {"background_reliance": {"swap_acc": 0.1, "clean_acc": 0.8, "chance": 0.1}}}
     hint = residual_hint([rel], escalated=True)
     assert hint is not None and "ran already" in hint["text"] and "--epochs 30" not in hint["text"]
+
+
+def test_a_cue_over_the_object_too_takes_back_the_swap_claim():
+    """An original that follows the pasted object *and* names the class from the background alone
+    (a watermark over object and background): every swap moves the cue with the object, so no swap
+    gain is called a sign that the shortcut is gone."""
+    from model_doctor.treatment.plan import BOTH_WAYS, both_ways
+
+    ds = _masked_ds(100)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    rel = lambda s, b: {"swap_acc": s, "bg_only_acc": b, "chance": 1 / 3, "shuffled_swap_acc": s}
+    runs = [{"treated": {"background_reliance": rel(0.95 + d, 0.3)}, "control": {"background_reliance": rel(0.6, 0.8)}}
+            for d in (0.0, 0.01, -0.01)]
+    plain = reliance_verdicts(runs, pools)
+    assert plain[0]["beyond_noise"] and not any(v["what"] == "both ways" for v in plain)
+    (blind,) = [v for v in plain if v["what"] == "blind spot"]   # said on every run: no mask separates such a cue
+    assert "drawn over the object" in blind["text"] and not blind["beyond_noise"]
+    assert reliance_verdicts(runs, pools, {"swap_acc": 0.2, "bg_only_acc": 0.9})[0]["beyond_noise"]  # reads the background
+    assert reliance_verdicts(runs, pools, {"swap_acc": 0.9, "bg_only_acc": 0.1})[0]["beyond_noise"]  # reads the object
+    out = reliance_verdicts(runs, pools, {"swap_acc": 0.7, "bg_only_acc": 0.75})
+    swaps = [v for v in out if v["what"].startswith("background-swap accuracy")]
+    assert len(swaps) == 2 and not any(v["beyond_noise"] for v in swaps)
+    assert all("not a sign the shortcut is gone" in v["text"] for v in swaps)
+    (caution,) = [v for v in out if v["what"] == "both ways"]
+    assert "70 % of swaps" in caution["text"] and "75 %" in caution["text"] and not caution["beyond_noise"]
+    assert both_ways({"swap_acc": BOTH_WAYS, "bg_only_acc": BOTH_WAYS}) is not None
+    assert both_ways({"swap_acc": BOTH_WAYS - 1e-9, "bg_only_acc": 1.0}) is None and both_ways(None) is None

@@ -357,7 +357,7 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
             verdicts.append(verdict([r["treated"]["groups"]["worst"] - r["control"]["groups"]["worst"] for r in runs],
                                     "worst-group test accuracy"))
         if s.pools is not None:
-            verdicts += reliance_verdicts(runs, s.pools)
+            verdicts += reliance_verdicts(runs, s.pools, rel_orig)
         verdicts += [w for w in (broken_warning(runs), residual_hint(runs, escalated=bool(s.escalation and s.escalation["fired"]))
                                  if s.pools is not None else None) if w]
     selection = {"rule": SELECTION_RULES[s.rule], "select_rule": s.rule, "select_rule_asked": cfg.treat.select_rule,
