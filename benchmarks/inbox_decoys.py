@@ -33,6 +33,10 @@ inside its bounding box too; it never shows through the object itself. The backg
   the case the docs say no mask can separate (a watermark over a product), run to measure what the
   tool does there. Its first version (grey, 40 %) was no shortcut: the originals reached 60-64 %
   shuffled-cue accuracy against the ceiling's 70 %, so it was stopped before any treatment ended.
+- ``halo`` (RGB; added in the twenty-first session, written before any of its results were seen):
+  a 3 px ring of a class-coded hue hugging the object's outline on dark grey noise, inside its box
+  wherever the object is. Why: a glow, a shadow or a mount around the object; the cue a box
+  cannot tell from the object at all, where only a mask that follows the outline separates it.
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -51,7 +55,7 @@ import numpy as np
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
-FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark")
+FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo")
 #: kinds whose cue is drawn over the object's pixels too (no mask separates it)
 ON_OBJECT = ("watermark",)
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
@@ -63,7 +67,7 @@ _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30]
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark") else 1
+    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo") else 1
 
 
 @functools.cache
@@ -83,9 +87,10 @@ def _crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(crop.resize((CANVAS, CANVAS), Image.Resampling.BILINEAR), dtype=np.float64)
 
 
-def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CANVAS, CANVAS)) -> np.ndarray:
+def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CANVAS, CANVAS),
+         shape: np.ndarray | None = None) -> np.ndarray:
     """The background ``[S, S, C]`` float in [0, 255]; ``box`` (y0, x0, y1, x1) is the object's
-    (only ``mark`` reads it)."""
+    (only ``mark`` reads it), ``shape`` its pixels (bool ``[S, S]``; only ``halo`` reads it)."""
     yy, xx = np.mgrid[0:CANVAS, 0:CANVAS].astype(np.float64)
     if kind == "texture":
         angle, period = np.pi * (code % 5) / 5, 4 + 3 * (code // 5)
@@ -118,6 +123,16 @@ def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CAN
         t = (xx - CANVAS / 2) * np.cos(angle) + (yy - CANVAS / 2) * np.sin(angle)
         t = np.clip(0.5 + t / CANVAS + rng.uniform(-0.15, 0.15), 0, 1)[..., None]
         return np.clip(near * (1 - t) + far * t + rng.normal(0, 6, (CANVAS, CANVAS, 3)), 0, 255)
+    if kind == "halo":
+        import colorsys
+
+        from scipy.ndimage import binary_dilation
+
+        hue = np.array(colorsys.hsv_to_rgb(code / 10, 0.85, 0.95)) * 255
+        obj = np.zeros((CANVAS, CANVAS), bool) if shape is None else shape
+        ring = binary_dilation(obj, np.ones((7, 7), bool)) & ~obj
+        grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
+        return np.where(ring[..., None], hue, grey)
     if kind == "watermark":
         return np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind == "mark":
@@ -152,7 +167,7 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
     shade[oy:oy + side, ox:ox + side] = np.clip(90 + o * 0.65, 0, 255)
     ys, xs = np.nonzero(alpha > 0.1)
     box = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
-    bg = _cue(kind, code, rng, box)
+    bg = _cue(kind, code, rng, box, alpha > 0.5)
     img = alpha[..., None] * shade[..., None] + (1 - alpha[..., None]) * bg
     if kind == "watermark":   # over everything, the object included
         glyph = np.kron(np.random.default_rng(2000 + code).random((5, 5)) > 0.5, np.ones((3, 3)))
