@@ -36,7 +36,9 @@ inside its bounding box too; it never shows through the object itself. The backg
 - ``halo`` (RGB; added in the twenty-first session, written before any of its results were seen):
   a 3 px ring of a class-coded hue hugging the object's outline on dark grey noise, inside its box
   wherever the object is. Why: a glow, a shadow or a mount around the object; the cue a box
-  cannot tell from the object at all, where only a mask that follows the outline separates it.
+  cannot tell from the object at all, where only a mask that follows the outline separates it
+  (GrabCut keeps 56 % of the box's background with the object on seed 0's training images,
+  measured before any model was trained).
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
