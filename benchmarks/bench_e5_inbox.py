@@ -58,6 +58,12 @@ def _treat_args(arm: str, folder: Path) -> list[str]:
     return ["--masks", str(folder / sub), "--mask-format", "png"] + (["--refine", "none"] if arm == "box-norefine" else [])
 
 
+def _resume(out: Path) -> list[str]:
+    """``--resume`` where a stopped benchmark left a run: its finished fine-tunes load and an interrupted one
+    continues from its checkpoint (the CLI refuses when the folder's config.yaml records other settings)."""
+    return ["--resume"] if (out / "config.yaml").is_file() else []
+
+
 def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | None, decoys: Any = D,
              cached_only: bool = False) -> list[dict]:
     """Every arm of every seed of one decoy kind: rows for the table and the JSON. ``decoys`` writes the
@@ -74,7 +80,7 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
         if cached_only:
             return []
         S.cli(["train", "--data", f"imagefolder:{ceil_dir}", *data, "--epochs", str(b["ceil_epochs"]), "--lr", LR,
-             "--out", str(runs / ceil_run)], threads)
+             "--out", str(runs / ceil_run), *_resume(runs / ceil_run)], threads)
     ceiling = ceiling_of(cache, kind, ceil_run)[0]
     rows = []
     for seed in b["seeds"]:
@@ -88,7 +94,7 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                                  b["per_class"], root, seed=i * REDRAW_SEED + seed) for i in range(1, REDRAWS + 1)]
         if not (orig / "summary.json").is_file():
             S.cli(["train", "--data", f"imagefolder:{folder}", *data, "--epochs", str(b["orig_epochs"]), "--lr", LR,
-                 "--seed", str(seed), "--out", str(orig)], threads)
+                 "--seed", str(seed), "--out", str(orig), *_resume(orig)], threads)
         for arm in b["arms"]:
             if arm == "box-norefine" and seed not in b["norefine_seeds"]:
                 continue
@@ -100,7 +106,7 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
                      *_treat_args(arm, folder), "--alpha", "0", "--beta", *b["betas"], "--lr", b.get("ft_lr", LR),
                      *(["--epochs", str(b["ft_epochs"])] if b["ft_epochs"] else []), "--seeds", str(seed),
                      *b.get("treat_extra", []),
-                     "--out", str(out)], threads)
+                     "--out", str(out), *_resume(out)], threads)
             s = json.loads((out / "summary.json").read_text())
             rows.append({"kind": kind, "arm": arm, "seed": seed, "summary": s, "reliance": remeasure(out, folder, arm, seed),
                          "ceiling": ceiling, "ceiling_run": ceil_run,

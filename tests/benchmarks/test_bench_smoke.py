@@ -230,6 +230,13 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     assert not [line for line in rows_of(other) if "| box |" in line or "| exact |" in line]
     assert not (runs / "ceiling").exists()  # not even the default ceiling
     assert sorted((tmp_path / "cache" / "e5-inbox" / "small" / "texture" / "runs").glob("treat-*/summary.json")) == summaries
+    # a benchmark stopped inside a treat run continues it: the fine-tunes that finished load, none trains again
+    finished = sorted(summaries[0].parent.rglob("result.json"))
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    summaries[0].unlink()
+    _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02", *opts.split(),
+         "--ceiling-epochs", "3")
+    assert summaries[0].is_file() and finished and [p.stat().st_mtime_ns for p in finished] == stamps
 
 
 def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
