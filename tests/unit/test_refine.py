@@ -344,6 +344,7 @@ def test_a_cue_over_the_object_too_takes_back_the_swap_claim():
     assert plain[0]["beyond_noise"] and not any(v["what"] == "both ways" for v in plain)
     (blind,) = [v for v in plain if v["what"] == "blind spot"]   # said on every run: no mask separates such a cue
     assert "drawn over the object" in blind["text"] and not blind["beyond_noise"]
+    assert "hugging the object's outline" in blind["text"] and "--erode N" in blind["text"]  # E5 halo with boxes
     assert reliance_verdicts(runs, pools, {"swap_acc": 0.2, "bg_only_acc": 0.9})[0]["beyond_noise"]  # reads the background
     assert reliance_verdicts(runs, pools, {"swap_acc": 0.9, "bg_only_acc": 0.1})[0]["beyond_noise"]  # reads the object
     out = reliance_verdicts(runs, pools, {"swap_acc": 0.7, "bg_only_acc": 0.75})

@@ -420,7 +420,9 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
     out.append({"what": "blind spot", "beyond_noise": False, "text": (
         "blind spot: every swap moves the object's own pixels with it, so a cue drawn over the object (a watermark, a "
         "colour cast over the whole image) is invisible to the figures above: judge such a cue on images where you "
-        "changed it (docs/method.md)")})
+        "changed it; so is a cue hugging the object's outline (a glow, a shadow, a mount) wherever the mask keeps it "
+        "with the object: look at the refined masks in the report, and where they keep a rim, draw exact masks or "
+        "erode it with --erode N (docs/method.md)")})
     bg = [rel(r, "treated")["bg_only_acc"] for r in runs]
     chance = rel(runs[0], "treated")["chance"] if runs else 0.0
     if bg and sum(bg) / len(bg) > 2 * chance:
