@@ -48,7 +48,9 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
                 "the defaults again",
         "watermark": "a class-coded glyph in a class-coded hue at 60 % opacity over the object's box, the object's own "
                      "pixels included, RGB, a kind whose cue no mask can separate",
-        "halo": "a 3 px ring of a class-coded hue hugging the object's outline, RGB, a kind a box cannot separate"}
+        "halo": "a 3 px ring of a class-coded hue hugging the object's outline, RGB, a kind a box cannot separate",
+        "cast": "a class-coded colour cast (35 % of a class-coded hue) over the whole image, the object included, RGB, "
+                "a fifth kind added to try the defaults again, one no mask can separate"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 

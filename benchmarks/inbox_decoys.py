@@ -39,6 +39,13 @@ inside its bounding box too; it never shows through the object itself. The backg
   cannot tell from the object at all, where only a mask that follows the outline separates it
   (GrabCut keeps 56 % of the box's background with the object on seed 0's training images,
   measured before any model was trained).
+- ``cast`` (RGB; added in the twenty-fourth session as a fifth cue the defaults were not run on,
+  written before any of its results were seen): a class-coded colour cast over the whole finished
+  image, the object's own pixels included (35 % of a saturated class-coded hue mixed into every
+  pixel), on dark grey noise. Why: the issue's "colour cast over the whole photo" (a camera, a
+  white balance, a lab's stain); like ``watermark`` no mask can separate it, so it tests whether
+  the verdict stays honest on an on-object cue it was not tuned on (``treat``'s caution was set
+  on ``watermark``).
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -57,19 +64,21 @@ import numpy as np
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
-FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo")
+FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast")
 #: kinds whose cue is drawn over the object's pixels too (no mask separates it)
-ON_OBJECT = ("watermark",)
+ON_OBJECT = ("watermark", "cast")
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
 PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
           ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
           ("skimage", "astronaut")]
+#: the ``cast`` kind's share of the class-coded hue in every pixel
+CAST = 0.35
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo") else 1
+    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast") else 1
 
 
 @functools.cache
@@ -135,7 +144,7 @@ def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CAN
         ring = binary_dilation(obj, np.ones((7, 7), bool)) & ~obj
         grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
         return np.where(ring[..., None], hue, grey)
-    if kind == "watermark":
+    if kind in ("watermark", "cast"):
         return np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind == "mark":
         import colorsys
@@ -180,6 +189,10 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
         import colorsys
 
         img = img * (1 - over) + np.array(colorsys.hsv_to_rgb(code / 10, 0.85, 0.95)) * 255 * over
+    if kind == "cast":   # over everything, the object included
+        import colorsys
+
+        img = img * (1 - CAST) + np.array(colorsys.hsv_to_rgb(code / 10, 0.85, 0.95)) * 255 * CAST
     exact = alpha > 0.5
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
     return (img[..., 0] if img.shape[2] == 1 else img), exact, box
