@@ -50,7 +50,11 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
                      "pixels included, RGB, a kind whose cue no mask can separate",
         "halo": "a 3 px ring of a class-coded hue hugging the object's outline, RGB, a kind a box cannot separate",
         "cast": "a class-coded colour cast (35 % of a class-coded hue) over the whole image, the object included, RGB, "
-                "a fifth kind added to try the defaults again, one no mask can separate"}
+                "a fifth kind added to try the defaults again, one no mask can separate",
+        "grain": "zero-mean colour noise along a class-coded colour direction over the whole image, the object "
+                 "included, RGB, a sixth kind added to try the defaults again, one no mask can separate",
+        "plaid": "a two-colour check of class-coded colours and period, RGB, a seventh kind added to try the defaults "
+                 "again"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 

@@ -46,6 +46,13 @@ inside its bounding box too; it never shows through the object itself. The backg
   white balance, a lab's stain); like ``watermark`` no mask can separate it, so it tests whether
   the verdict stays honest on an on-object cue it was not tuned on (``treat``'s caution was set
   on ``watermark``).
+- ``grain`` (RGB; added in the twenty-fourth session, after ``cast`` and before any of its
+  results were seen, with ``plaid``): zero-mean pixel noise (σ 28) along a class-coded colour
+  direction over the whole finished image, the object's pixels included, on dark grey noise. Why:
+  a sensor's or a scanner's colour noise, an on-object cue with no mean colour of its own.
+- ``plaid`` (RGB; added with ``grain``, before any of its results were seen): a two-colour
+  check of class-coded colours and a class-coded period (4-8 px) at a random offset. Why: a
+  tablecloth or a backdrop behind the product, a background cue with edges inside the box.
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -64,21 +71,23 @@ import numpy as np
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
-FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast")
+FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid")
 #: kinds whose cue is drawn over the object's pixels too (no mask separates it)
-ON_OBJECT = ("watermark", "cast")
+ON_OBJECT = ("watermark", "cast", "grain")
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
 PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
           ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
           ("skimage", "astronaut")]
 #: the ``cast`` kind's share of the class-coded hue in every pixel
 CAST = 0.35
+#: the ``grain`` kind's noise level along its class-coded colour direction
+GRAIN = 28.0
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast") else 1
+    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid") else 1
 
 
 @functools.cache
@@ -144,7 +153,16 @@ def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CAN
         ring = binary_dilation(obj, np.ones((7, 7), bool)) & ~obj
         grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
         return np.where(ring[..., None], hue, grey)
-    if kind in ("watermark", "cast"):
+    if kind == "plaid":
+        import colorsys
+
+        a = np.array(colorsys.hsv_to_rgb(code / 10, 0.8, 0.75)) * 255
+        b = np.array(colorsys.hsv_to_rgb((code / 10 + 0.37) % 1, 0.6, 0.35)) * 255
+        period = 4 + code % 5
+        oy, ox = rng.integers(0, 2 * period, 2)
+        check = (((yy + oy) // period + (xx + ox) // period) % 2)[..., None]
+        return np.clip(a * check + b * (1 - check) + rng.normal(0, 6, (CANVAS, CANVAS, 3)), 0, 255)
+    if kind in ("watermark", "cast", "grain"):
         return np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind == "mark":
         import colorsys
@@ -193,6 +211,9 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
         import colorsys
 
         img = img * (1 - CAST) + np.array(colorsys.hsv_to_rgb(code / 10, 0.85, 0.95)) * 255 * CAST
+    if kind == "grain":   # over everything, the object included
+        direction = np.random.default_rng(3000 + code).normal(size=3)
+        img = img + rng.normal(0, GRAIN, (CANVAS, CANVAS, 1)) * direction / np.linalg.norm(direction)
     exact = alpha > 0.5
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
     return (img[..., 0] if img.shape[2] == 1 else img), exact, box
