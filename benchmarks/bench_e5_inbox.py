@@ -129,22 +129,32 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     """Background reliance of the run's original, control and treated model on its report set,
     measured again from the saved weights with the library's current measure (``reliance.json``),
     so every row of the table uses one definition whichever code version trained it."""
-    path = run_dir / "reliance.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    from model_doctor.io import atomic_write_text
     from model_doctor.treatment.reliance import background_reliance
 
+    path = run_dir / "reliance.json"
+    if path.is_file():
+        out = json.loads(path.read_text())
+        if all("matched_swap_acc" in v for v in out.values()):
+            return out
+        # measured before the colour-matched swap existed: add it, the same report images and partners
+        s, cfg, original, _, pools = run_pools(run_dir, folder, arm)
+        for name, model in _models(run_dir, seed, s, original):
+            rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
+            out[name]["matched_swap_acc"] = rel["matched_swap_acc"]
+            for c, row in out[name]["per_class"].items():
+                row["matched_swap_acc"] = rel["per_class"][int(c)]["matched_swap_acc"]
+        atomic_write_text(path, json.dumps(out))
+        return out
     s, cfg, original, meta, pools = run_pools(run_dir, folder, arm)
     test = test_pool(cfg, folder, "exact" if arm == "exact" else "box", meta["in_channels"])
     out = {}
     for name, model in _models(run_dir, seed, s, original):
         rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
-        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "bg_only_acc", "chance", "refined_share", "images",
-                                          "per_class")}
+        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc", "chance",
+                                          "refined_share", "images", "per_class")}
         if test is not None:
             out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], S.TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
-    from model_doctor.io import atomic_write_text
-
     atomic_write_text(path, json.dumps(out))
     return out
 
@@ -404,7 +414,7 @@ def write_rows(rows: list[dict], path: Path) -> None:
     """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
     from model_doctor.io import atomic_write_text
 
-    keep = ("swap_acc", "shuffled_swap_acc", "bg_only_acc", "test_pool_swap_acc")
+    keep = ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc", "test_pool_swap_acc")
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
              "original_reliance": {k: r["reliance"]["original"][k] for k in keep if k in r["reliance"]["original"]},
              "ceiling": r["ceiling"],

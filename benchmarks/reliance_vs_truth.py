@@ -163,6 +163,9 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         if all("shuffled_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-03
             said = said and beyond([r["treated"]["shuffled_swap_acc"] - r["control"]["shuffled_swap_acc"] for r in rs],
                                    swap_image_se(rs, "shuffled_swap_acc"))
+        if all("matched_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-04
+            matched = [r["treated"]["matched_swap_acc"] - r["control"]["matched_swap_acc"] for r in rs]
+            said = said and beyond(matched, swap_image_se(rs, "matched_swap_acc", "matched_swap_acc_by_background"))
         origs = [r.get("original_reliance", {}) for r in rs]
         if all("bg_only_acc" in o for o in origs):  # treat's caution on an original that reads both ways, since 2026-12-04
             said = said and not both_ways({k: statistics.mean(o[k] for o in origs) for k in ("swap_acc", "bg_only_acc")})
@@ -318,7 +321,10 @@ def main(argv=None) -> int:
            "that figure is beyond noise too. Rows whose originals carry their background-only accuracy (E5, E4b) are judged "
            "by `treat`'s caution since 2026-12-04 too: no swap claim where the originals (their mean over the seeds) follow "
            "the pasted object on at least half the swaps and name the class from the background alone on at least half "
-           "the images (`model_doctor.treatment.plan.both_ways`). The last column (E5 and E4b rows that carry it) measures "
+           "the images (`model_doctor.treatment.plan.both_ways`). Rows that carry the colour-matched swap accuracy (the "
+           "object given its partner's object's colour statistics first; E5 runs whose weights were kept, measured again "
+           "from them) are judged by `treat`'s rule since that day too: no swap claim unless that figure is better beyond "
+           "noise as well. The last column (E5 and E4b rows that carry it) measures "
            "the truth itself again on "
            "other draws of each seed's test split from the same generator (other objects, cues and places; draw i: seed "
            "1000·i + s, `bench_e5_inbox.cell_truth(..., again=i)`) and gives the Spearman correlation of the truth and "

@@ -355,3 +355,77 @@ def test_a_cue_over_the_object_too_takes_back_the_swap_claim():
     assert "70 % of swaps" in caution["text"] and "75 %" in caution["text"] and not caution["beyond_noise"]
     assert both_ways({"swap_acc": BOTH_WAYS, "bg_only_acc": BOTH_WAYS}) is not None
     assert both_ways({"swap_acc": BOTH_WAYS - 1e-9, "bg_only_acc": 1.0}) is None and both_ways(None) is None
+
+
+def test_match_colour_gives_the_foreground_the_partners_colour_statistics():
+    """Naive float64 reference: per image and channel, (a − mean_a) / std_a · std_b + mean_b over the masks."""
+    import numpy as np
+
+    from model_doctor.treatment.pool import match_colour
+
+    g = torch.Generator().manual_seed(0)
+    xa, xb = torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64), 3 * torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    fa, fb = (torch.rand(2, 1, 8, 8, generator=g) > 0.5).double(), (torch.rand(2, 1, 8, 8, generator=g) > 0.4).double()
+    out = match_colour(xa, fa, xb, fb).numpy()
+    for i in range(2):
+        ma, mb = fa[i, 0].numpy() > 0, fb[i, 0].numpy() > 0
+        for c in range(3):
+            a, b = xa[i, c].numpy()[ma], xb[i, c].numpy()[mb]
+            np.testing.assert_allclose(out[i, c][ma], (a - a.mean()) / a.std() * b.std() + b.mean(), rtol=1e-9)
+
+
+def test_a_model_that_reads_a_cast_on_the_object_passes_the_swap_and_fails_the_matched_swap():
+    """E5 ``cast`` in miniature: every pixel, object included, carries the class's colour; a model that
+    reads the colour at the object's place follows a's object on every plain swap, b's on every
+    matched one; a model that reads the object's shape (here: its brightness pattern) keeps a's label on both."""
+    from model_doctor.treatment.pool import AnnotatedPool
+    from model_doctor.treatment.reliance import background_reliance
+
+    n, k = 12, 3
+    y = torch.arange(n) % k
+    hue = torch.eye(3)[y][:, :, None, None]                     # class c: channel c raised everywhere
+    fg = torch.zeros(n, 1, 8, 8)
+    fg[:, :, 2:6, 2:6] = 1.0
+    shape = torch.zeros(n, 1, 8, 8)
+    for i in range(n):                                          # class c: a bright row at 2 + c inside the object
+        shape[i, 0, 2 + int(y[i]), 2:6] = 1.0
+    x = 0.2 + 0.5 * hue + fg * (0.3 + 0.4 * shape)
+    pool = AnnotatedPool(x, y, fg)
+
+    class Reads(torch.nn.Module):
+        def __init__(self, what: str):
+            super().__init__()
+            self.what, self.scale = what, torch.nn.Parameter(torch.tensor(10.0))
+
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            centre = v[:, :, 2:6, 2:6]
+            if self.what == "colour":
+                return centre.mean((2, 3)) * self.scale
+            rows = centre.mean(1).mean(2)                       # [B, 4] brightness per row of the object
+            return (rows[:, :k] - rows.mean(1, keepdim=True)) * self.scale
+
+    cast = background_reliance(Reads("colour"), pool)
+    assert cast["swap_acc"] == 1.0 and cast["matched_swap_acc"] == 0.0
+    assert cast["per_class"][0]["matched_swap_acc"] == 0.0 and len(cast["per_image"]["matched_swap_acc"]) == n
+    obj = background_reliance(Reads("shape"), pool)
+    assert obj["swap_acc"] == 1.0 and obj["matched_swap_acc"] == 1.0
+
+
+def test_swap_gain_without_a_colour_matched_gain_is_no_claim():
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    rel = lambda swap, matched: {"swap_acc": swap, "matched_swap_acc": matched, "bg_only_acc": 0.1, "chance": 0.1}
+    runs = [{"treated": {"background_reliance": rel(0.98 + d, 0.01)}, "control": {"background_reliance": rel(0.02, 0.01 + d)}}
+            for d in (0.0, 0.01, 0.02)]                     # E5 cast: +97 on swaps, nothing on matched swaps
+    vs = reliance_verdicts(runs, pools)
+    assert "colour matched" in vs[1]["what"] and not vs[1]["beyond_noise"]
+    assert not vs[0]["beyond_noise"] and "cue over the whole image, object included" in vs[0]["text"]
+    assert "better than the control beyond seed noise" in vs[0]["text"]    # demoted, not hidden
+    for i, r in enumerate(runs):                            # a model that reads the object: better on both, the claim stands
+        r["treated"]["background_reliance"] = rel(0.6 + 0.01 * i, 0.5 + 0.01 * i)
+    vs = reliance_verdicts(runs, pools)
+    assert vs[0]["beyond_noise"] and vs[1]["beyond_noise"] and "not a sign" not in vs[0]["text"]
+    for r in runs:                                          # measured before the colour-matched swap existed: no line, no gate
+        del r["treated"]["background_reliance"]["matched_swap_acc"]
+    vs = reliance_verdicts(runs, pools)
+    assert vs[0]["beyond_noise"] and not any("colour matched" in v["what"] for v in vs)

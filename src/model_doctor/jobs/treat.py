@@ -399,8 +399,8 @@ def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool) -> ArmSumm
         rels = [r[arm]["background_reliance"] for r in runs]
         out.background_reliance = {
             **{k: spread([x[k] for x in rels]).as_dict() for k in ("swap_acc", "same_swap_acc", "balanced_swap_acc",
-                                                                    "shuffled_swap_acc", "bg_only_acc", "bg_only_conf",
-                                                                    "bg_grad_share")},
+                                                                    "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc",
+                                                                    "bg_only_conf", "bg_grad_share")},
             "per_class": {c: {k: spread([x["per_class"][c][k] for x in rels]).mean for k in v}
                           for c, v in rels[0]["per_class"].items()}}
     return out
@@ -424,6 +424,8 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
         for k, what in (("swap_acc", "background-swap accuracy (another class's background)"),
                         ("same_swap_acc", "background-swap accuracy (own class's background)"),
                         ("shuffled_swap_acc", "background-swap accuracy (a random class's background, own included)"),
+                        ("matched_swap_acc", "background-swap accuracy (another class's background, the object's colour "
+                                             "matched to that image's object)"),
                         ("bg_only_acc", "background-only accuracy")):
             log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} {ci(rel_orig[k])} | "
                 + " | ".join(f"{a} {pct(r[k]['mean'])} {ci(r[k]['mean'])}" for a, r in arms.items() if r is not None)

@@ -81,7 +81,7 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     """Background reliance of original / control / treated: overall, then per class."""
     n = len(s.runs) or 1
     orig = s.original.background_reliance or {}
-    keys = ("swap_acc", "same_swap_acc", "shuffled_swap_acc", "bg_only_acc", "bg_grad_share")
+    keys = ("swap_acc", "same_swap_acc", "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc", "bg_grad_share")
     images = int(orig.get("images") or 0)
 
     def interval(p: Any) -> str:
@@ -104,6 +104,8 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
                                      "background-swap accuracy, own class's background",
                                      "background-swap accuracy, a random class's background (own included: "
                                      "what a shuffled cue does)",
+                                     "background-swap accuracy, the object's colour matched to the other image's object "
+                                     "(a cast over the whole image moves with the background)",
                                      f"background-only accuracy (chance {_pct(orig.get('chance'))})",
                                      "input-gradient share outside the masks",
                                      f"95 % interval of the swap accuracy over the {images} images (Wilson)"], "rows": rows})
@@ -116,9 +118,11 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     if per.get("original"):
         names = list(per)
         rows = [[classes[int(c)] if int(c) < len(classes) else c]
-                + [_pct(per[a].get(c, {}).get(k)) for a in names for k in ("swap_acc", "same_swap_acc", "bg_only_acc")]
+                + [_pct(per[a].get(c, {}).get(k)) for a in names
+                   for k in ("swap_acc", "same_swap_acc", "matched_swap_acc", "bg_only_acc")]
                 for c in per["original"]]
-        sec["tables"].append({"header": ["class"] + [f"{a} {k}" for a in names for k in ("swap", "own-class swap", "bg-only")],
+        sec["tables"].append({"header": ["class"] + [f"{a} {k}" for a in names
+                                                     for k in ("swap", "own-class swap", "colour-matched swap", "bg-only")],
                               "rows": rows})
 
 

@@ -368,7 +368,8 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
     the treated model still predicts its class from the background alone, and when ``original``
     (the original's :func:`~model_doctor.treatment.reliance.background_reliance` on the report
     images) reads the class both ways (:func:`both_ways`): then no swap gain is called a sign
-    that the shortcut is gone."""
+    that the shortcut is gone. Nor is one where the colour-matched swap (``matched_swap_acc``) is not
+    better beyond noise: a cue over the whole image rides on the object in every plain swap."""
     where = pools.report if pools.report is not None else pools.select
     if where is None:
         return []
@@ -392,6 +393,19 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
             out[0] |= {"beyond_noise": False, "text": out[0]["text"] + "; not a sign the shortcut is gone: on a random "
                        "class's background the treated model is not better beyond noise (next line), so what it gained on "
                        "other classes' backgrounds it lost on its own: a model that guesses gains there too"}
+    matched_of = lambda r, a: rel(r, a).get("matched_swap_acc", float("nan"))  # nan: measured before it existed
+    if runs and all(matched_of(r, a) == matched_of(r, a) for r in runs for a in ("treated", "control")):
+        matched = verdict([matched_of(r, "treated") - matched_of(r, "control") for r in runs],
+                          "background-swap accuracy with the object's colour matched to the background image's object "
+                          "(a cue over the whole image then moves with the background)", claim=claim,
+                          image_se=_image_se(runs, "matched_swap_acc", "matched_swap_acc_by_background"), images=len(where))
+        if not (matched["beyond_noise"] and matched["mean"] > 0):
+            for line in out:
+                if line["what"].startswith("background-swap accuracy") and line["beyond_noise"]:
+                    line |= {"beyond_noise": False, "text": line["text"] + "; not a sign the shortcut is gone: with the "
+                             "object's colour matched to the partner's the treated model is not better beyond noise (the "
+                             "colour-matched line), so it may read a cue over the whole image, object included"}
+        out.insert(len([line for line in out if line["what"].startswith("background-swap accuracy")]), matched)
     both = both_ways(original) if claim else None
     if both:
         for line in out:

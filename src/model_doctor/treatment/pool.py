@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..data.base import sized
 
-__all__ = ["AnnotatedPool", "composite"]
+__all__ = ["AnnotatedPool", "composite", "match_colour"]
 
 
 class AnnotatedPool:
@@ -141,3 +141,18 @@ def composite(x_fg: torch.Tensor, fg: torch.Tensor, x_bg: torch.Tensor, fg_bg: t
     fill = (x_bg * bg_w).sum((2, 3), keepdim=True) / bg_w.sum((2, 3), keepdim=True).clamp(min=1e-6)
     b = bg_w * x_bg + fg_bg * fill
     return fg * x_fg + (1.0 - fg) * b
+
+
+def match_colour(x: torch.Tensor, fg: torch.Tensor, x_ref: torch.Tensor, fg_ref: torch.Tensor) -> torch.Tensor:
+    """``x`` with the per-channel mean and standard deviation of its foreground ``fg`` set to those
+    of ``x_ref`` over ``fg_ref`` (soft masks as weights). Why: pasted this way, a's object keeps
+    its structure but takes b's colour statistics, so a cue that covers the whole image (a colour
+    cast, a white balance, a stain) moves with b's background instead of riding on a's object.
+    Shapes ``[B, C, H, W]`` / ``[B, 1, H, W]``."""
+    def stats(v: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = m.sum((2, 3), keepdim=True).clamp(min=1e-6)
+        mean = (v * m).sum((2, 3), keepdim=True) / w
+        return mean, ((((v - mean) ** 2) * m).sum((2, 3), keepdim=True) / w).clamp(min=1e-12).sqrt()
+
+    (ma, sa), (mb, sb) = stats(x, fg), stats(x_ref, fg_ref)
+    return (x - ma) / sa * sb + mb
