@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
               "lower where the object's own colour or contrast helped it (halo at `--erode 3`); it moves colour "
               "statistics only, so a cue that rides on the object by its shape alone (a grey glyph) still travels "
               "with it (the watermark's glyph has a class-coded hue); and it would read a "
-              "class whose colour is its own (a yellow fruit) as background reliance. Measured on the tables that "
-              "prompted it: to count as evidence it must be run on cues written after it."]
+              "class whose colour is its own (a yellow fruit) as background reliance. The mark, watermark, halo and "
+              "cast tables prompted it and are no evidence for it; grain and plaid (where run) were written after it, "
+              "before any of their results."]
     return emit(lines, args.out)
 
 
