@@ -409,6 +409,8 @@ def test_a_model_that_reads_a_cast_on_the_object_passes_the_swap_and_fails_the_m
     assert cast["per_class"][0]["matched_swap_acc"] == 0.0 and len(cast["per_image"]["matched_swap_acc"]) == n
     obj = background_reliance(Reads("shape"), pool)
     assert obj["swap_acc"] == 1.0 and obj["matched_swap_acc"] == 1.0
+    quick = background_reliance(Reads("colour"), pool, matched=False)   # the per-epoch selection skips it
+    assert quick["swap_acc"] == 1.0 and math.isnan(quick["matched_swap_acc"])
 
 
 def test_swap_gain_without_a_colour_matched_gain_is_no_claim():

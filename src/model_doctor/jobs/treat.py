@@ -259,7 +259,7 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
             g = group_accuracy(model, s.val, *s.val_groups)  # type: ignore[misc]  # set with the groups rule
             return {"val_worst_group": g["worst"], "select_score": group_selection_score(g)}
         val = evaluate(model, s.val, s.classes)["acc"]
-        rel = background_reliance(model, held, seed=cfg.train.split_seed)  # type: ignore[arg-type]  # select runs only with held
+        rel = background_reliance(model, held, seed=cfg.train.split_seed, matched=False)  # type: ignore[arg-type]  # select runs only with held
         return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
                 "select_score": selection_score(val, rel, s.rule, s.floor)}
 
@@ -292,8 +292,9 @@ def _escalate(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], stud
             or t.space_method != "counterfactual" or not any(s.betas)):
         return cfg, studies, None
     seed_ = cfg.train.split_seed
-    swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_)["swap_acc"] for st in studies.values()]
-    clean = background_reliance(s.original, s.pools.select, seed=seed_)["clean_acc"]
+    swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_, matched=False)["swap_acc"]
+             for st in studies.values()]
+    clean = background_reliance(s.original, s.pools.select, seed=seed_, matched=False)["clean_acc"]
     due = escalation(swaps, clean, t.escalate_below)
     decided = {"fired": due is not None, "swap_acc": sum(swaps) / len(swaps), "swap_acc_per_seed": swaps,
                "original_clean_acc": clean, "below": t.escalate_below,

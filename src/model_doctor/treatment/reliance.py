@@ -68,7 +68,8 @@ def _per_class(labels: torch.Tensor, hits: dict[str, tuple[torch.Tensor, torch.T
 
 
 def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
-                        batch_size: int = 256, backgrounds: torch.Tensor | None = None) -> dict[str, Any]:
+                        batch_size: int = 256, backgrounds: torch.Tensor | None = None,
+                        matched: bool = True) -> dict[str, Any]:
     """How much the model's predictions on annotated images depend on their background.
 
     Two measures, each overall and per class (``per_class``):
@@ -93,7 +94,8 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
       treated models at 99-100 % on ``swap_acc``, 8-13 % on shuffled cues), travels with the
       object; matched, it moves with the background. It reads a model lower where the object's
       own colour is part of its class, and it cannot move a cue whose shape alone rides on the
-      object. ``backwards_images`` / ``forwards_images``: images
+      object. ``matched=False`` skips it (NaN): the selection rule, run every epoch, reads only
+      ``swap_acc``. ``backwards_images`` / ``forwards_images``: images
       right more / less often on another class's background than on their own;
       ``backwards_p``: the one-sided sign test that the model reads the background backwards.
     - **background only**: the image with the bounding box of its annotation filled with the mean
@@ -134,7 +136,8 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         sa, sb = _swap_pairs(pool.labels, max_partners, seed, same_class=True, backgrounds=backgrounds)
         pt, swap_hit = _swapped(model, x, fg, y, ta, tb, batch_size)
         _, same_hit = _swapped(model, x, fg, y, sa, sb, batch_size)
-        _, matched_hit = _swapped(model, x, fg, y, ta, tb, batch_size, matched=True)
+        _, matched_hit = (_swapped(model, x, fg, y, ta, tb, batch_size, matched=True) if matched else
+                          (None, torch.full((len(ta),), float("nan"))))
         swap_acc, same_acc = _mean(swap_hit), _mean(same_hit)
         swap_agree = float((pt == pred[ta].cpu()).double().mean()) if len(ta) else float("nan")
         shares = []
