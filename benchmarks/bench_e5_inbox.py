@@ -54,7 +54,11 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
         "grain": "zero-mean colour noise along a class-coded colour direction over the whole image, the object "
                  "included, RGB, a sixth kind added to try the defaults again, one no mask can separate",
         "plaid": "a two-colour check of class-coded colours and period, RGB, a seventh kind added to try the defaults "
-                 "again"}
+                 "again",
+        "shadow": "the object's dark drop shadow, 5 px along a class-coded direction, hugging the object inside its "
+                  "box, RGB, an eighth kind added to try the defaults again",
+        "tone": "a class-coded tone curve (a gamma per colour channel) over the whole image, the object included, RGB, "
+                "a ninth kind added to try the defaults again, one no mask can separate"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 

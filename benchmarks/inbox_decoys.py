@@ -71,9 +71,9 @@ import numpy as np
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
-FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid")
+FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone")
 #: kinds whose cue is drawn over the object's pixels too (no mask separates it)
-ON_OBJECT = ("watermark", "cast", "grain")
+ON_OBJECT = ("watermark", "cast", "grain", "tone")
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
 PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
           ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
@@ -82,12 +82,16 @@ PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("s
 CAST = 0.35
 #: the ``grain`` kind's noise level along its class-coded colour direction
 GRAIN = 28.0
+#: the ``shadow`` kind's offset (px) of the object's shadow along its class-coded direction
+SHADOW = 5
+#: the ``tone`` kind's strength: channel c's gamma is exp(TONE · cos(2π code / 10 + 2π c / 3))
+TONE = 0.7
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid") else 1
+    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone") else 1
 
 
 @functools.cache
@@ -162,7 +166,16 @@ def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CAN
         oy, ox = rng.integers(0, 2 * period, 2)
         check = (((yy + oy) // period + (xx + ox) // period) % 2)[..., None]
         return np.clip(a * check + b * (1 - check) + rng.normal(0, 6, (CANVAS, CANVAS, 3)), 0, 255)
-    if kind in ("watermark", "cast", "grain"):
+    if kind == "shadow":
+        from scipy.ndimage import gaussian_filter, shift
+
+        obj = np.zeros((CANVAS, CANVAS)) if shape is None else shape.astype(np.float64)
+        angle = 2 * np.pi * code / 10
+        cast = shift(obj, (SHADOW * np.sin(angle), SHADOW * np.cos(angle)), order=1, mode="constant")
+        dark = np.clip(gaussian_filter(cast, 0.7), 0, 1)[..., None]
+        grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
+        return grey * (1 - dark)
+    if kind in ("watermark", "cast", "grain", "tone"):
         return np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind == "mark":
         import colorsys
@@ -214,6 +227,9 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
     if kind == "grain":   # over everything, the object included
         direction = np.random.default_rng(3000 + code).normal(size=3)
         img = img + rng.normal(0, GRAIN, (CANVAS, CANVAS, 1)) * direction / np.linalg.norm(direction)
+    if kind == "tone":   # over everything, the object included
+        gamma = np.exp(TONE * np.cos(2 * np.pi * code / 10 + 2 * np.pi * np.arange(3) / 3))
+        img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** gamma
     exact = alpha > 0.5
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
     return (img[..., 0] if img.shape[2] == 1 else img), exact, box

@@ -412,7 +412,8 @@ def test_waterbirds_small(tmp_path):
     assert "counterfactual β from 1;" in text and not any(runs.glob("*/seed1/jtt"))
 
 
-@pytest.mark.parametrize("kind", ["texture", "colour", "pattern", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid"])
+@pytest.mark.parametrize("kind", ["texture", "colour", "pattern", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast",
+                                  "grain", "plaid", "shadow", "tone"])
 def test_inbox_decoy_cue_shows_inside_the_box_not_through_the_object(kind):
     import numpy as np
 
