@@ -89,7 +89,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
     from model_doctor.treatment.plan import BACKWARDS_ALPHA
 
-    pts, lines, worst, worst_cells, inside, sized, on_test = [], [], 0.0, 0.0, 0, 0, []
+    pts, lines, worst, worst_cells, worst_head, inside, sized, on_test = [], [], 0.0, 0.0, 0.0, 0, 0, []
     backwards = {"warned": 0, "reads_backwards": 0, "false_alarms": 0, "measured": 0}
     shown, rows = rows, [r for r in rows if not r["arm"].endswith("norefine")]   # the checks: the default measure
     seen = set()
@@ -99,14 +99,18 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         cells, again, again_cells = (r.get(k, {}) for k in ("cells_test_acc", "redraw_test_acc", "redraw_cells_test_acc"))
         if not shared or (r["kind"], r["seed"]) not in seen:
             pts.append((r["original_reliance"]["swap_acc"], r["original"], r["original_reliance"].get("test_pool_swap_acc"),
-                        cells.get("original"), again.get("original"), again_cells.get("original")))
+                        cells.get("original"), again.get("original"), again_cells.get("original"),
+                        r["original_reliance"].get("matched_swap_acc")))
             if r["control"] is not None:
                 pts.append((r["control"]["swap_acc"], r["control"]["test_acc"], r["control"].get("test_pool_swap_acc"),
-                            cells.get("control"), again.get("control"), again_cells.get("control")))
+                            cells.get("control"), again.get("control"), again_cells.get("control"),
+                            r["control"].get("matched_swap_acc")))
             seen.add((r["kind"], r["seed"]))
         pts.append((r["treated"]["swap_acc"], r["treated"]["test_acc"], r["treated"].get("test_pool_swap_acc"), cells.get("treated"),
-                    again.get("treated"), again_cells.get("treated")))
+                    again.get("treated"), again_cells.get("treated"), r["treated"].get("matched_swap_acc")))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
+        if "matched_swap_acc" in r["treated"]:
+            worst_head = max(worst_head, abs(r["treated"]["matched_swap_acc"] - r["treated"]["test_acc"]))
         if "treated" in cells:
             worst_cells = max(worst_cells, abs(r["treated"]["swap_acc"] - cells["treated"]))
         t = r["treated"]
@@ -126,6 +130,8 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     # the same rank check with the measure on every test image: where it fails too, the ranks the
     # truth gives its near-chance models (cue-matching test images) are what the check cannot follow
     rho_test = spearman([p[2] for p in pts], [p[1] for p in pts]) if all(p[2] is not None for p in pts) else None
+    # treat's headline figure since 2026-12-04, the colour-matched swap, where every model of the table carries it
+    rho_head = spearman([p[6] for p in pts], [p[1] for p in pts]) if pts and all(p[6] is not None for p in pts) else None
     # the same check against the truth with every (class, cue) test cell weighted equally: a model that reads only
     # the cue scores exactly 1/K there, whichever share of a seed's test images drew their own class's cue
     rho_cells = spearman([p[0] for p in pts], [p[3] for p in pts]) if all(p[3] is not None for p in pts) else None
@@ -160,15 +166,20 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         swap = [r["treated"]["swap_acc"] - r["control"]["swap_acc"] for r in rs]
         truth = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rs]
         said, true = beyond(swap, swap_image_se(rs)), beyond(truth)
+        gate = True   # what every swap line's claim must pass in treat (plan.reliance_verdicts)
         if all("shuffled_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-03
-            said = said and beyond([r["treated"]["shuffled_swap_acc"] - r["control"]["shuffled_swap_acc"] for r in rs],
-                                   swap_image_se(rs, "shuffled_swap_acc"))
-        if all("matched_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-04
-            matched = [r["treated"]["matched_swap_acc"] - r["control"]["matched_swap_acc"] for r in rs]
-            said = said and beyond(matched, swap_image_se(rs, "matched_swap_acc", "matched_swap_acc_by_background"))
+            gate = beyond([r["treated"]["shuffled_swap_acc"] - r["control"]["shuffled_swap_acc"] for r in rs],
+                          swap_image_se(rs, "shuffled_swap_acc"))
         origs = [r.get("original_reliance", {}) for r in rs]
         if all("bg_only_acc" in o for o in origs):  # treat's caution on an original that reads both ways, since 2026-12-04
-            said = said and not both_ways({k: statistics.mean(o[k] for o in origs) for k in ("swap_acc", "bg_only_acc")})
+            gate = gate and not both_ways({k: statistics.mean(o[k] for o in origs) for k in ("swap_acc", "bg_only_acc")})
+        said = said and gate
+        if all("matched_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-04
+            matched = beyond([r["treated"]["matched_swap_acc"] - r["control"]["matched_swap_acc"] for r in rs],
+                             swap_image_se(rs, "matched_swap_acc", "matched_swap_acc_by_background"))
+            # the plain line claims only with the colour-matched one, which (the headline) claims on its own: either
+            # claim then needs just this one and the gate
+            said = matched and gate
         if said and not true:
             # where the row has it: is the cue-conflicting test accuracy (what a swap stands for) better beyond noise?
             conf = [r["conflicting_test_acc"]["treated"] - r["conflicting_test_acc"]["control"] for r in rs
@@ -185,6 +196,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     cells_res = "—" if rho_cells is None else (f"{rho_cells:.2f} / {100 * worst_cells:.1f} / "
                                                 f"{', '.join(false_cells) or 'never'}")
     return lines, {"spearman": rho, "spearman_test": rho_test, "retest": retest,
+                   "headline": "—" if rho_head is None else f"{rho_head:.2f} / {100 * worst_head:.1f}",
                    "models": len(pts), "cells": cells_res, "false_claims": false_claims, "worst_treated_gap": worst,
                    "true_gains": f"{gains['said']} of {gains['true']}" if gains["true"] else "—",
                    "inside": f"{inside} of {sized}" if sized else "—",
@@ -324,7 +336,10 @@ def main(argv=None) -> int:
            "the images (`model_doctor.treatment.plan.both_ways`). Rows that carry the colour-matched swap accuracy (the "
            "object given its partner's object's colour statistics first; E5 runs whose weights were kept, measured again "
            "from them) are judged by `treat`'s rule since that day too: no swap claim unless that figure is better beyond "
-           "noise as well. The last column (E5 and E4b rows that carry it) measures "
+           "noise as well; since then that line, the headline `treat` prints first, claims on its own (its "
+           "verdict passes the same gate as the plain one's), so a row says \"beyond noise\" where either claims. The "
+           "last column gives the rank and distance checks with that figure in place of the plain swap, on the tables "
+           "whose every model carries it. The column before it (E5 and E4b rows that carry it) measures "
            "the truth itself again on "
            "other draws of each seed's test split from the same generator (other objects, cues and places; draw i: seed "
            "1000·i + s, `bench_e5_inbox.cell_truth(..., again=i)`) and gives the Spearman correlation of the truth and "
@@ -342,8 +357,10 @@ def main(argv=None) -> int:
                "against the truth with equal (class, cue) cells: Spearman / worst treated |swap − truth| / "
                "swap verdict beyond noise where that truth is not | "
                "the truth against itself (benchmark only), Spearman: its expectation over the cue (equal cells) against it "
-               "on the same images / it on re-drawn test splits / equal cells on re-drawn test splits |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "on the same images / it on re-drawn test splits / equal cells on re-drawn test splits | "
+               "with `treat`'s headline figure since 2026-12-04, the colour-matched swap (tables whose every model carries "
+               "it): Spearman (≥ 0.8) / worst treated |figure − truth| (≤ 25 pts) |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     body, every = [], []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
@@ -355,7 +372,7 @@ def main(argv=None) -> int:
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
                        f"{res['inside']} | {res['backwards']} | {res['on_test']} | "
                        f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} | "
-                       f"{res['cells']} | {_retest(res['retest'])} |")
+                       f"{res['cells']} | {_retest(res['retest'])} | {res['headline']} |")
         body += ["", f"## {name}", ""] + lines
     pool = ["", "Every distinct model of the tables above once, per cue (the rows' kind) and over all "
             "(`pooled`): the rank check over each cue's settings and seeds together, beside the per-table one above, "

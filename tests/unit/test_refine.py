@@ -420,14 +420,36 @@ def test_swap_gain_without_a_colour_matched_gain_is_no_claim():
     runs = [{"treated": {"background_reliance": rel(0.98 + d, 0.01)}, "control": {"background_reliance": rel(0.02, 0.01 + d)}}
             for d in (0.0, 0.01, 0.02)]                     # E5 cast: +97 on swaps, nothing on matched swaps
     vs = reliance_verdicts(runs, pools)
-    assert "colour matched" in vs[1]["what"] and not vs[1]["beyond_noise"]
-    assert not vs[0]["beyond_noise"] and "cue over the whole image, object included" in vs[0]["text"]
-    assert "better than the control beyond seed noise" in vs[0]["text"]    # demoted, not hidden
+    assert "colour matched" in vs[0]["what"] and not vs[0]["beyond_noise"]   # the headline comes first
+    assert not vs[1]["beyond_noise"] and "cue over the whole image, object included" in vs[1]["text"]
+    assert "better than the control beyond seed noise" in vs[1]["text"]    # demoted, not hidden
     for i, r in enumerate(runs):                            # a model that reads the object: better on both, the claim stands
         r["treated"]["background_reliance"] = rel(0.6 + 0.01 * i, 0.5 + 0.01 * i)
     vs = reliance_verdicts(runs, pools)
-    assert vs[0]["beyond_noise"] and vs[1]["beyond_noise"] and "not a sign" not in vs[0]["text"]
+    assert vs[0]["beyond_noise"] and vs[1]["beyond_noise"] and "not a sign" not in vs[0]["text"] + vs[1]["text"]
+    for i, r in enumerate(runs):                            # a guesser: better on other classes' backgrounds, worse on its own
+        r["treated"]["background_reliance"] |= {"shuffled_swap_acc": 0.1}
+        r["control"]["background_reliance"] |= {"shuffled_swap_acc": 0.1 + 0.01 * i}
+    vs = reliance_verdicts(runs, pools)
+    assert "colour matched" in vs[0]["what"] and not vs[0]["beyond_noise"] and "random-class line" in vs[0]["text"]
+    assert not any(v["beyond_noise"] for v in vs)
+    for r in runs:
+        for a in ("treated", "control"):
+            del r[a]["background_reliance"]["shuffled_swap_acc"]
     for r in runs:                                          # measured before the colour-matched swap existed: no line, no gate
         del r["treated"]["background_reliance"]["matched_swap_acc"]
     vs = reliance_verdicts(runs, pools)
     assert vs[0]["beyond_noise"] and not any("colour matched" in v["what"] for v in vs)
+
+
+def test_the_per_class_table_leads_with_the_colour_matched_swap():
+    from model_doctor.jobs.text import reliance_table
+
+    per = lambda m, s: {"per_class": {"0": {"matched_swap_acc": m, "swap_acc": s, "same_swap_acc": 0.5, "bg_only_acc": 0.1}}}
+    text = reliance_table({"original": per(0.02, 0.97), "treated": per(0.61, 0.88)}, ["coat"])
+    head, row = text.splitlines()[1:3]
+    assert head.split()[1:4] == ["original", "matched", "original"]      # "original matched" is the first column
+    cells = row[16:].replace(" %", "%").split()
+    assert cells[:2] == ["2.00%", "97.00%"] and cells[4:6] == ["61.00%", "88.00%"]
+    old = reliance_table({"original": {"per_class": {"0": {"swap_acc": 0.97, "bg_only_acc": 0.1}}}})  # measured before it
+    assert old.splitlines()[2][16:].replace(" %", "%").split()[:2] == ["nan%", "97.00%"]
