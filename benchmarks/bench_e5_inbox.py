@@ -323,8 +323,9 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
     import statistics
 
     lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
-             "swap acc treated − control (verdict) | user's swap acc: treated / control | background-only acc: treated / control |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "swap acc treated − control (verdict) | user's swap acc: treated / control | background-only acc: treated / control | "
+             "colour-matched swap acc, `treat`'s headline since 2026-12-04: treated / control; treated − control (verdict) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind, arm, ceil, rs in _cells(rows, kinds, arms):
         tr = [r["summary"]["treated"]["test_acc"] for r in rs]
         co = [r["summary"]["control"]["test_acc"] for r in rs]
@@ -348,10 +349,18 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
                     verdict = verdict[:-1] + (f"; the originals follow the pasted object on {100 * orig['swap_acc']:.0f} % "
                                               f"and the background alone on {100 * orig['bg_only_acc']:.0f} %: `treat` "
                                               "cautions and claims nothing)")
+        head = "—"   # the colour-matched swap: measured (or remeasured from the kept weights) since 2026-12-04
+        if all("matched_swap_acc" in r["reliance"][a] for r in rs for a in ("treated", "control")):
+            md = [t - c for t, c in zip(rel("treated", "matched_swap_acc"), rel("control", "matched_swap_acc"))]
+            said = len(md) > 1 and statistics.mean(md) - 2 * statistics.stdev(md) > 0
+            head = (f"{_ms(rel('treated', 'matched_swap_acc'))} / {_ms(rel('control', 'matched_swap_acc'))}; {_ms(md)}"
+                    + ("" if len(md) < 2 else " (beyond noise)" if said else " (within noise)"))
+            if len(md) > 1 and not said and "(beyond noise" in verdict:
+                verdict = verdict[:-1] + "; not with the object's colour matched: `treat` claims nothing)"
         lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
                      f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
                      f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "
-                     f"{_ms(rel('treated', 'bg_only_acc'))} / {_ms(rel('control', 'bg_only_acc'))} |")
+                     f"{_ms(rel('treated', 'bg_only_acc'))} / {_ms(rel('control', 'bg_only_acc'))} | {head} |")
     return lines
 
 
