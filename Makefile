@@ -91,7 +91,7 @@ evidence: $(STAMP)
 	$(PY) -m benchmarks.bench_e5_inbox --kinds cast --arms box --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_cast_seeds15_17.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds grain --arms box --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_grain_seeds15_17.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds plaid --arms box --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_plaid_seeds15_17.md
-	$(PY) -m benchmarks.bench_e5_inbox --kinds shadow --arms box --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_shadow_seeds15_17.md
+	$(PY) -m benchmarks.bench_e5_inbox --kinds shadow --arms box exact --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_shadow_seeds15_17.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds tone --arms box --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_tone_seeds15_17.md
 	$(PY) -m benchmarks.matched_swap --cache runs/bench --out docs/results/e5_matched_swap_pilot.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds halo --arms box --refine none --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_halo_refnone.md
