@@ -567,3 +567,26 @@ def test_escalation_share_table_counts_the_seeds_under_the_share():
     assert m is not None and (m.group(1), m.group(2), m.group(3)) == ("box", "-ep30-kl0", "11")
     assert RUN.match("treat-exact-seed3").group(2) is None and RUN.match("orig-seed3") is None
 
+
+
+def test_object_colour_tints_the_object_only_and_runs_small(shared_data, tmp_path):
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import object_colour as O
+
+    obj = np.zeros((28, 28), np.uint8)
+    obj[4:24, 4:9], obj[19:24, 4:24] = 200, 200
+    (a, ma), (b, mb) = (O.render(obj, tint, 5, np.random.default_rng(0)) for tint in (0, 3))
+    exact = ma["masks-exact"] > 0
+    diff = np.abs(a.astype(float) - b).max(-1)
+    assert (diff[~exact] == 0).all() and (diff[exact] > 40).mean() > 0.9   # the colour is the object's, all of it
+    assert (ma["masks-box"] == mb["masks-box"]).all()
+    out = tmp_path / "oc.md"
+    res = subprocess.run([sys.executable, "-m", "benchmarks.object_colour", "--budget", "small", "--out", str(out),
+                          "--cache", str(tmp_path / "cache"), "--root", str(shared_data)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert len(rows) == 1 and rows[0]["images"] > 0 and 0 <= rows[0]["matched_swap_acc"] <= 1
+    assert "| 0 | " in out.read_text() and any((tmp_path / "cache").glob("object-colour/small/data-seed0/test-tint-shuffled/*/*.png"))

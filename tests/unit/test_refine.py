@@ -453,3 +453,23 @@ def test_the_per_class_table_leads_with_the_colour_matched_swap():
     assert cells[:2] == ["2.00%", "97.00%"] and cells[4:6] == ["61.00%", "88.00%"]
     old = reliance_table({"original": {"per_class": {"0": {"swap_acc": 0.97, "bg_only_acc": 0.1}}}})  # measured before it
     assert old.splitlines()[2][16:].replace(" %", "%").split()[:2] == ["nan%", "97.00%"]
+
+
+def test_a_split_between_the_plain_and_colour_matched_swap_is_cautioned_with_the_likelier_reading():
+    from model_doctor.treatment.plan import COLOUR_SPLIT, colour_split
+
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    rel = lambda swap, matched, bg=0.1: {"swap_acc": swap, "matched_swap_acc": matched, "bg_only_acc": bg, "chance": 0.1}
+    runs = lambda swap, matched: [{"treated": {"background_reliance": rel(swap, matched)},
+                                   "control": {"background_reliance": rel(0.02, 0.01)}} for _ in range(3)]
+    cast = colour_split(runs(0.99, 0.01), rel(0.0, 0.0, bg=1.0))     # E5 cast: the background names the class too
+    assert cast and "treated 99 % plain against 1 % colour-matched" in cast["text"] and "original" not in cast["text"][:60]
+    assert "the colour-matched figure is the likelier one" in cast["text"] and not cast["beyond_noise"]
+    tint = colour_split([], rel(1.0, 0.02, bg=0.1))                  # object_colour: the colour is the object's own
+    assert tint and "original 100 % plain against 2 % colour-matched" in tint["text"]
+    assert "the plain swap figure is the likelier one" in tint["text"]
+    assert colour_split(runs(0.8, 0.8 - COLOUR_SPLIT + 0.01), rel(0.3, 0.3, bg=1.0)) is None   # a shape reader: no split
+    assert colour_split(runs(0.99, float("nan")), {"swap_acc": 0.9, "bg_only_acc": 0.1}) is None  # measured before it
+    vs = reliance_verdicts(runs(0.99, 0.01), pools, rel(0.0, 0.0, bg=1.0))
+    assert any(v["what"] == "colour split" for v in vs)
