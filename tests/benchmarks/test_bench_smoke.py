@@ -220,7 +220,8 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     num = r"(-?[01]\.\d\d|nan)"
     one = rf"{num} \({num}–{num}\)"
     line = next(line for line in rel.splitlines() if line.startswith("| bench_e5_inbox.py |"))
-    assert re.search(rf"\| {num} / {one} / {one} \|$", line)   # the truth against itself: expectation; 3 draws, plain / cells
+    # the truth against itself (expectation; 3 draws, plain / cells), then the colour-matched headline's checks
+    assert re.search(rf"\| {num} / {one} / {one} \| {num} / \d+\.\d \|$", line)
     # --cached-only trains nothing: the same options give the same table from the cache, others an empty one
     rows_of = lambda t: [line for line in t.splitlines() if line.startswith("| texture |")]
     again = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02", *opts.split(),
