@@ -480,8 +480,8 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
             "annotation would be invisible to both measures there")})
     out.append({"what": "blind spot", "beyond_noise": False, "text": (
         "blind spot: every swap moves the object's own pixels with it, so a cue drawn over the object (a watermark, "
-        "colour noise) is invisible to the figures above, but for a colour cast over the whole image, which the "
-        "colour-matched figure moves with the background: judge such a cue on images where you changed it; so is a "
+        "colour noise) is invisible to the figures above (a colour cast over the whole image excepted: the "
+        "colour-matched figure moves it with the background): judge such a cue on images where you changed it; so is a "
         "cue hugging the object's outline (a glow, a shadow, a mount) wherever the mask keeps it "
         "with the object: look at the refined masks in the report, and where they keep a rim, draw exact masks or "
         "erode it with --erode N (docs/method.md)")})
