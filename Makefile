@@ -96,6 +96,7 @@ evidence: $(STAMP)
 	$(PY) -m benchmarks.matched_swap --cache runs/bench --out docs/results/e5_matched_swap_pilot.md
 	$(PY) -m benchmarks.object_colour --budget full --out docs/results/object_colour.md
 	$(PY) -m benchmarks.object_colour --budget full --shortcut --out docs/results/object_colour_shortcut.md
+	$(PY) -m benchmarks.object_colour --budget full --shortcut 0.7 --out docs/results/object_colour_shortcut07.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds halo --arms box --refine none --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_halo_refnone.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds halo --arms box --epochs 30 --kl-weight 0 --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_halo_ep30_kl0.md
 	$(PY) -m benchmarks.bench_e5_inbox --kinds halo --arms box --betas 10 30 --seeds 15 16 17 --ceiling-epochs 60 --out docs/results/e5_halo_beta10_30.md

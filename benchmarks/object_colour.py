@@ -21,7 +21,12 @@ switch, before any of its results. Usage:
 ``--shortcut`` (added after the first table, before any of its results) gives every training image
 its own class's background colour as well, so the original can read a background shortcut beside
 its object's colour: the case the colour-split caution's hint (the background names the class, so a
-cast is likelier) was expected to read wrongly.
+cast is likelier) was expected to read wrongly. Its originals read the background alone, so
+``--shortcut 0.7`` (added after that table, before any of its results) gives only 70 % of the
+training images their own class's background: the tint then names the class on every training
+image, the background on 73 % of them, which should make a model read both.
+
+    python -m benchmarks.object_colour --budget full --shortcut 0.7 --out docs/results/object_colour_shortcut07.md
 """
 
 from __future__ import annotations
@@ -53,11 +58,11 @@ def render(obj: np.ndarray, tint: int, background: int, rng: np.random.Generator
     return D._with_masks(img, exact, box)
 
 
-def make_folder(root: Path, b: dict, data_root: str, seed: int, shortcut: bool = False) -> Path:
+def make_folder(root: Path, b: dict, data_root: str, seed: int, shortcut: float = 0.0) -> Path:
     """``root/{train,test,test-tint-shuffled}/<class>/<i>.png`` and ``root/masks-box`` (the first
-    ``per_class`` training images of each class). ``shortcut``: every training image's background is
-    its own class's colour (a background shortcut beside the object's own colour); test images keep
-    a random class's."""
+    ``per_class`` training images of each class). ``shortcut``: the share of training images whose
+    background is their own class's colour (a background shortcut beside the object's own colour);
+    test images keep a random class's."""
     from PIL import Image
 
     if (root / "done").is_file():
@@ -68,7 +73,8 @@ def make_folder(root: Path, b: dict, data_root: str, seed: int, shortcut: bool =
         counts = {c: 0 for c in range(10)}
         for i, (obj, c) in enumerate(zip(objs, labels.tolist())):
             background = int(rng.integers(10))
-            background = c if shortcut and split == "train" else background
+            if split == "train" and (shortcut == 1.0 or (0 < shortcut < 1 and rng.random() < shortcut)):
+                background = c
             shown = [(split, c)] + ([("test-tint-shuffled", int(rng.integers(10)))] if split == "test" else [])
             for sub, tint in shown:
                 img, masks = render(obj, tint, background, np.random.default_rng([seed, i, int(split == "test")]))
@@ -139,15 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="runs/bench")
     ap.add_argument("--root", default=str(S.ROOT.parent / "shared" / "data"), help="where FashionMNIST lives")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--shortcut", action="store_true",
-                    help="training backgrounds of the image's own class's colour (a background shortcut beside the "
+    ap.add_argument("--shortcut", type=float, nargs="?", const=1.0, default=0.0, metavar="SHARE",
+                    help="this share (alone: all) of training backgrounds of the image's own class's colour (a "
+                         "background shortcut beside the "
                          "object's own colour; added after the first table, before any of its results)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if not (Path(args.root) / "FashionMNIST").is_dir():
         raise SystemExit(f"--root {args.root}: no FashionMNIST there; pass the folder that holds it (../shared/data)")
     b = dict(BUDGETS[args.budget], **({"seeds": args.seeds} if args.seeds else {}))
-    cache = Path(args.cache) / ("object-colour-shortcut" if args.shortcut else "object-colour") / args.budget
+    if not 0.0 <= args.shortcut <= 1.0:
+        raise SystemExit(f"--shortcut {args.shortcut}: a share of the training images; use 0 to 1 (e.g. 0.7)")
+    name = "object-colour" + ("" if not args.shortcut else "-shortcut" if args.shortcut == 1 else f"-shortcut{args.shortcut:g}")
+    cache = Path(args.cache) / name / args.budget
     rows = []
     for seed in b["seeds"]:
         folder = make_folder(cache / f"data-seed{seed}", b, args.root, seed, args.shortcut)
@@ -159,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"seed": seed, **measure(folder, run)})
     pct = lambda v: f"{100 * v:.1f}"
     lines = header("Does the headline figure cry wolf on a model that reads its object's own colour?"
-                   + (" With a background shortcut too" if args.shortcut else ""), "object_colour", args.budget)
+                   + (f" With a background shortcut on {100 * args.shortcut:.0f} % of the training images too"
+                      if args.shortcut else ""), "object_colour", args.budget)
     if args.shortcut:
-        lines[2] = lines[2].replace("`  ", " --shortcut`  ")
+        lines[2] = lines[2].replace("`  ", " --shortcut`  " if args.shortcut == 1 else f" --shortcut {args.shortcut:g}`  ")
     lines += [" ".join(__doc__.split("\n\n")[1].split()).removesuffix(" Usage:"), "",
               "| seed | report images | truth: test acc, random class's background | test acc, random class's tint | "
               "headline: colour-matched swap acc | plain swap acc | background-only acc | headline − truth | "
