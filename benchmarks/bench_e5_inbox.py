@@ -324,7 +324,7 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
 
     lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
              "swap acc treated − control (verdict) | user's swap acc: treated / control | background-only acc: treated / control | "
-             "colour-matched swap acc, `treat`'s headline since 2026-12-04: treated / control; treated − control (verdict) |",
+             "colour-matched swap acc (`treat` prints it since 2026-12-04): treated / control; treated − control (verdict) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind, arm, ceil, rs in _cells(rows, kinds, arms):
         tr = [r["summary"]["treated"]["test_acc"] for r in rs]

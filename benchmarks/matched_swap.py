@@ -14,8 +14,9 @@ Written in the twenty-fourth session *after* the `cast` table showed the swap ve
 it are no evidence for it; it is measured on the cached E5 runs of this machine only (no weights of the other kinds
 were kept). It reads each run's saved weights, report set and truth and trains nothing. Since
 then `treat` prints the figure and claims no swap gain that it does not back (`cast` and the
-other tables here prompted that rule), and since a later session that day it is `treat`'s headline
-figure; the cues written after it (`WRITTEN_AFTER`) are the only evidence here. Usage:
+other tables here prompted that rule); the cues written after it (`WRITTEN_AFTER`) are the only
+evidence here. It was `treat`'s headline for part of a later session, and is not since
+`benchmarks/object_colour` showed it misreading an object's own colour. Usage:
 
     python -m benchmarks.matched_swap --cache runs/bench --out docs/results/e5_matched_swap_pilot.md
 """
@@ -95,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"every treated figure within 25 points of its truth on {t['swap'][1]} and {t['matched'][1]}")
     lines += ["", f"Over the {tally[False]['tables']} tables of the cues that prompted it (mark, watermark, halo, cast), "
               f"no evidence for it: {said(tally[False])}. Over the {tally[True]['tables']} tables of the cues written "
-              f"after it, before any of their results ({', '.join(WRITTEN_AFTER)}; shadow and tone also after it became "
-              f"`treat`'s headline figure): {said(tally[True])}. The matched swap reads a model that reads the object "
+              f"after it, before any of their results ({', '.join(WRITTEN_AFTER)}): {said(tally[True])}. The matched swap reads a model that reads the object "
               "lower where the object's own colour or contrast helped it (halo at `--erode 3`); it moves colour "
               "statistics only, so a cue that rides on the object by its shape alone (a grey glyph) or as noise "
               "(grain) still travels with it (the watermark's glyph has a class-coded hue); and it would read a "

@@ -1,6 +1,6 @@
-"""Does the headline figure cry wolf on a model that reads its object's own colour?
+"""Does the colour-matched swap cry wolf on a model that reads its object's own colour?
 
-The colour-matched swap (``treat``'s headline since 2026-12-04) gives a's object the colour
+The colour-matched swap (``treat`` prints it beside the plain swap) gives a's object the colour
 statistics of b's object before pasting it on b's background, so a cast over the whole image moves
 with the background. Its known cost: where a class's colour is its own (a yellow fruit), a model
 that reads that colour loses it in the swap too, and the figure reads background reliance that is
@@ -12,8 +12,8 @@ figures are the ones ``treat`` would print for it: the report images of its anno
 images (20 boxes per class, refined by GrabCut, ``treat``'s default hold-out). The truth is its test
 accuracy on backgrounds of a random class, which is what a swap onto another class's background
 stands for; beside it, test accuracy with a random class's tint, which says how much the model
-reads the tint. Each seed draws its own objects, backgrounds and annotated sample. Written after the
-switch, before any of its results. Usage:
+reads the tint. Each seed draws its own objects, backgrounds and annotated sample. Written while the
+colour-matched swap was ``treat``'s headline, before any of its results; it is not since. Usage:
 
     python -m benchmarks.object_colour --budget full --out docs/results/object_colour.md
     python -m benchmarks.object_colour --budget full --shortcut --out docs/results/object_colour_shortcut.md
@@ -21,7 +21,7 @@ switch, before any of its results. Usage:
 ``--shortcut`` (added after the first table, before any of its results) gives every training image
 its own class's background colour as well, so the original can read a background shortcut beside
 its object's colour: the case the colour-split caution's hint (the background names the class, so a
-cast is likelier) was expected to read wrongly. Its originals read the background alone, so
+cast is likelier; withdrawn after ``--shortcut 0.7``) was expected to read wrongly. Its originals read the background alone, so
 ``--shortcut 0.7`` (added after that table, before any of its results) gives only 70 % of the
 training images their own class's background: the tint then names the class on every training
 image, the background on 73 % of them, which should make a model read both.
@@ -129,16 +129,9 @@ def measure(folder: Path, run: Path) -> dict[str, Any]:
                                 "chance")}}
 
 
-def likelier(original: dict[str, Any]) -> str:
-    """Which figure ``treat``'s colour-split caution calls the likelier for this original (none: no split)."""
+def main(argv: list[str] | None = None) -> int:
     from model_doctor.treatment.plan import colour_split
 
-    said = colour_split([], original)
-    return "no caution" if said is None else "plain swap" if "plain swap figure is the likelier" in said["text"] else \
-        "colour-matched"
-
-
-def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", choices=list(BUDGETS), default="small")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
@@ -168,23 +161,23 @@ def main(argv: list[str] | None = None) -> int:
                    "--out", str(run)], args.threads)
         rows.append({"seed": seed, **measure(folder, run)})
     pct = lambda v: f"{100 * v:.1f}"
-    lines = header("Does the headline figure cry wolf on a model that reads its object's own colour?"
+    lines = header("Does the colour-matched swap cry wolf on a model that reads its object's own colour?"
                    + (f" With a background shortcut on {100 * args.shortcut:.0f} % of the training images too"
                       if args.shortcut else ""), "object_colour", args.budget)
     if args.shortcut:
         lines[2] = lines[2].replace("`  ", " --shortcut`  " if args.shortcut == 1 else f" --shortcut {args.shortcut:g}`  ")
     lines += [" ".join(__doc__.split("\n\n")[1].split()).removesuffix(" Usage:"), "",
               "| seed | report images | truth: test acc, random class's background | test acc, random class's tint | "
-              "headline: colour-matched swap acc | plain swap acc | background-only acc | headline − truth | "
-              "`treat`'s colour-split caution (set after these runs): the likelier figure |",
+              "colour-matched swap acc | plain swap acc | background-only acc | colour-matched − truth | "
+              "`treat`'s colour-split caution (set after the first table) |",
               "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['images']} | {pct(r['truth'])} | {pct(r['tint_shuffled'])} | {pct(r['matched_swap_acc'])} | "
               f"{pct(r['swap_acc'])} | {pct(r['bg_only_acc'])} | {100 * (r['matched_swap_acc'] - r['truth']):+.1f} | "
-              f"{likelier(r)} |" for r in rows]
+              f"{'fires' if colour_split([], r) else 'silent'} |" for r in rows]
     if len(rows) > 1:
         gap = [100 * (r["matched_swap_acc"] - r["truth"]) for r in rows]
         plain = [100 * (r["swap_acc"] - r["truth"]) for r in rows]
-        lines += ["", f"Headline − truth: {statistics.mean(gap):+.1f} ± {statistics.stdev(gap):.1f} points over "
+        lines += ["", f"Colour-matched − truth: {statistics.mean(gap):+.1f} ± {statistics.stdev(gap):.1f} points over "
                   f"{len(rows)} seeds; plain swap − truth: {statistics.mean(plain):+.1f} ± {statistics.stdev(plain):.1f}."]
     if args.out:
         Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")

@@ -130,7 +130,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     # the same rank check with the measure on every test image: where it fails too, the ranks the
     # truth gives its near-chance models (cue-matching test images) are what the check cannot follow
     rho_test = spearman([p[2] for p in pts], [p[1] for p in pts]) if all(p[2] is not None for p in pts) else None
-    # treat's headline figure since 2026-12-04, the colour-matched swap, where every model of the table carries it
+    # the colour-matched swap in place of the plain one, where every model of the table carries it
     rho_head = spearman([p[6] for p in pts], [p[1] for p in pts]) if pts and all(p[6] is not None for p in pts) else None
     # the same check against the truth with every (class, cue) test cell weighted equally: a model that reads only
     # the cue scores exactly 1/K there, whichever share of a seed's test images drew their own class's cue
@@ -177,7 +177,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         if all("matched_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-04
             matched = beyond([r["treated"]["matched_swap_acc"] - r["control"]["matched_swap_acc"] for r in rs],
                              swap_image_se(rs, "matched_swap_acc", "matched_swap_acc_by_background"))
-            # the plain line claims only with the colour-matched one, which (the headline) claims on its own: either
+            # the plain line claims only with the colour-matched one, which claims on its own: either
             # claim then needs just this one and the gate
             said = matched and gate
         if said and not true:
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
            "the images (`model_doctor.treatment.plan.both_ways`). Rows that carry the colour-matched swap accuracy (the "
            "object given its partner's object's colour statistics first; E5 runs whose weights were kept, measured again "
            "from them) are judged by `treat`'s rule since that day too: no swap claim unless that figure is better beyond "
-           "noise as well; since then that line, the headline `treat` prints first, claims on its own (its "
+           "noise as well; that line claims on its own too (its "
            "verdict passes the same gate as the plain one's), so a row says \"beyond noise\" where either claims. The "
            "last column gives the rank and distance checks with that figure in place of the plain swap, on the tables "
            "whose every model carries it. The column before it (E5 and E4b rows that carry it) measures "
@@ -358,7 +358,7 @@ def main(argv=None) -> int:
                "swap verdict beyond noise where that truth is not | "
                "the truth against itself (benchmark only), Spearman: its expectation over the cue (equal cells) against it "
                "on the same images / it on re-drawn test splits / equal cells on re-drawn test splits | "
-               "with `treat`'s headline figure since 2026-12-04, the colour-matched swap (tables whose every model carries "
+               "with the colour-matched swap in place of the plain one (tables whose every model carries "
                "it): Spearman (≥ 0.8) / worst treated |figure − truth| (≤ 25 pts) |",
                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     body, every = [], []

@@ -420,9 +420,9 @@ def test_swap_gain_without_a_colour_matched_gain_is_no_claim():
     runs = [{"treated": {"background_reliance": rel(0.98 + d, 0.01)}, "control": {"background_reliance": rel(0.02, 0.01 + d)}}
             for d in (0.0, 0.01, 0.02)]                     # E5 cast: +97 on swaps, nothing on matched swaps
     vs = reliance_verdicts(runs, pools)
-    assert "colour matched" in vs[0]["what"] and not vs[0]["beyond_noise"]   # the headline comes first
-    assert not vs[1]["beyond_noise"] and "cue over the whole image, object included" in vs[1]["text"]
-    assert "better than the control beyond seed noise" in vs[1]["text"]    # demoted, not hidden
+    assert "colour matched" in vs[1]["what"] and not vs[1]["beyond_noise"]   # beside the plain swap, the headline
+    assert not vs[0]["beyond_noise"] and "cue over the whole image, object included" in vs[0]["text"]
+    assert "better than the control beyond seed noise" in vs[0]["text"]    # demoted, not hidden
     for i, r in enumerate(runs):                            # a model that reads the object: better on both, the claim stands
         r["treated"]["background_reliance"] = rel(0.6 + 0.01 * i, 0.5 + 0.01 * i)
     vs = reliance_verdicts(runs, pools)
@@ -431,7 +431,8 @@ def test_swap_gain_without_a_colour_matched_gain_is_no_claim():
         r["treated"]["background_reliance"] |= {"shuffled_swap_acc": 0.1}
         r["control"]["background_reliance"] |= {"shuffled_swap_acc": 0.1 + 0.01 * i}
     vs = reliance_verdicts(runs, pools)
-    assert "colour matched" in vs[0]["what"] and not vs[0]["beyond_noise"] and "random-class line" in vs[0]["text"]
+    (matched,) = [v for v in vs if "colour matched" in v["what"]]
+    assert not matched["beyond_noise"] and "random-class line" in matched["text"]   # the gates hold every swap line
     assert not any(v["beyond_noise"] for v in vs)
     for r in runs:
         for a in ("treated", "control"):
@@ -442,20 +443,19 @@ def test_swap_gain_without_a_colour_matched_gain_is_no_claim():
     assert vs[0]["beyond_noise"] and not any("colour matched" in v["what"] for v in vs)
 
 
-def test_the_per_class_table_leads_with_the_colour_matched_swap():
+def test_the_per_class_table_shows_the_colour_matched_swap_beside_the_plain_one():
     from model_doctor.jobs.text import reliance_table
 
     per = lambda m, s: {"per_class": {"0": {"matched_swap_acc": m, "swap_acc": s, "same_swap_acc": 0.5, "bg_only_acc": 0.1}}}
     text = reliance_table({"original": per(0.02, 0.97), "treated": per(0.61, 0.88)}, ["coat"])
-    head, row = text.splitlines()[1:3]
-    assert head.split()[1:4] == ["original", "matched", "original"]      # "original matched" is the first column
+    row = text.splitlines()[2]
     cells = row[16:].replace(" %", "%").split()
-    assert cells[:2] == ["2.00%", "97.00%"] and cells[4:6] == ["61.00%", "88.00%"]
+    assert cells[:4] == ["97.00%", "50.00%", "2.00%", "10.00%"] and cells[4:7] == ["88.00%", "50.00%", "61.00%"]
     old = reliance_table({"original": {"per_class": {"0": {"swap_acc": 0.97, "bg_only_acc": 0.1}}}})  # measured before it
-    assert old.splitlines()[2][16:].replace(" %", "%").split()[:2] == ["nan%", "97.00%"]
+    assert old.splitlines()[2][16:].replace(" %", "%").split()[:3] == ["97.00%", "nan%", "nan%"]
 
 
-def test_a_split_between_the_plain_and_colour_matched_swap_is_cautioned_with_the_likelier_reading():
+def test_a_split_between_the_plain_and_colour_matched_swap_is_cautioned_without_a_winner():
     from model_doctor.treatment.plan import COLOUR_SPLIT, colour_split
 
     ds = _masked_ds(40)
@@ -463,13 +463,12 @@ def test_a_split_between_the_plain_and_colour_matched_swap_is_cautioned_with_the
     rel = lambda swap, matched, bg=0.1: {"swap_acc": swap, "matched_swap_acc": matched, "bg_only_acc": bg, "chance": 0.1}
     runs = lambda swap, matched: [{"treated": {"background_reliance": rel(swap, matched)},
                                    "control": {"background_reliance": rel(0.02, 0.01)}} for _ in range(3)]
-    cast = colour_split(runs(0.99, 0.01), rel(0.0, 0.0, bg=1.0))     # E5 cast: the background names the class too
+    cast = colour_split(runs(0.99, 0.01), rel(0.0, 0.0, bg=1.0))     # E5 cast: the treated model reads the cast
     assert cast and "treated 99 % plain against 1 % colour-matched" in cast["text"] and "original" not in cast["text"][:60]
-    assert "the colour-matched figure is the likelier one" in cast["text"] and not cast["beyond_noise"]
-    tint = colour_split([], rel(1.0, 0.02, bg=0.1))                  # object_colour: the colour is the object's own
-    assert tint and "original 100 % plain against 2 % colour-matched" in tint["text"]
-    assert "the plain swap figure is the likelier one" in tint["text"]
+    assert "No figure here tells the two apart" in cast["text"] and not cast["beyond_noise"]
+    tint = colour_split([], rel(1.0, 0.02, bg=0.3))                  # object_colour: the colour is the object's own
+    assert tint and "original 100 % plain against 2 % colour-matched" in tint["text"] and "likelier" not in tint["text"]
     assert colour_split(runs(0.8, 0.8 - COLOUR_SPLIT + 0.01), rel(0.3, 0.3, bg=1.0)) is None   # a shape reader: no split
     assert colour_split(runs(0.99, float("nan")), {"swap_acc": 0.9, "bg_only_acc": 0.1}) is None  # measured before it
     vs = reliance_verdicts(runs(0.99, 0.01), pools, rel(0.0, 0.0, bg=1.0))
-    assert any(v["what"] == "colour split" for v in vs)
+    assert any(v["what"] == "colour split" for v in vs) and vs[0]["what"].startswith("background-swap accuracy on")

@@ -422,11 +422,11 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
         arms = {a: v.background_reliance for a, v in s.arms().items() if a != "original"}
         n = int(rel_orig["images"])
         ci = lambda v: "[{}]".format("–".join(f"{100 * x:.0f}" for x in wilson_interval(v, n)))
-        for k, what in (("matched_swap_acc", "headline: background-swap accuracy (another class's background, the "
-                                             "object's colour matched to that image's object)"),
-                        ("swap_acc", "background-swap accuracy (another class's background, the object's own colours)"),
+        for k, what in (("swap_acc", "background-swap accuracy (another class's background)"),
                         ("same_swap_acc", "background-swap accuracy (own class's background)"),
                         ("shuffled_swap_acc", "background-swap accuracy (a random class's background, own included)"),
+                        ("matched_swap_acc", "background-swap accuracy (another class's background, the object's colour "
+                                             "matched to that image's object)"),
                         ("bg_only_acc", "background-only accuracy")):
             log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} {ci(rel_orig[k])} | "
                 + " | ".join(f"{a} {pct(r[k]['mean'])} {ci(r[k]['mean'])}" for a, r in arms.items() if r is not None)

@@ -81,16 +81,14 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
     """Background reliance of original / control / treated: overall, then per class."""
     n = len(s.runs) or 1
     orig = s.original.background_reliance or {}
-    keys = ("matched_swap_acc", "swap_acc", "same_swap_acc", "shuffled_swap_acc", "bg_only_acc", "bg_grad_share")
-    m = orig.get("matched_swap_acc")
-    head = "matched_swap_acc" if m is not None and m == m else "swap_acc"   # the headline; older runs lack it (nan)
+    keys = ("swap_acc", "same_swap_acc", "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc", "bg_grad_share")
     images = int(orig.get("images") or 0)
 
     def interval(p: Any) -> str:
         lo, hi = wilson_interval(float(p), images) if p is not None else (float("nan"),) * 2
         return "–" if lo != lo else f"{100 * lo:.0f}–{100 * hi:.0f} %"
 
-    rows = [["original"] + [_pct(orig.get(k)) for k in keys] + [interval(orig.get(head))]]
+    rows = [["original"] + [_pct(orig.get(k)) for k in keys] + [interval(orig.get("swap_acc"))]]
     arms = {"original": orig}
     for arm in ("control", "treated"):
         a = s.arms().get(arm)
@@ -98,21 +96,19 @@ def _reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:
         if r:
             arms[arm] = r
             rows.append([arm] + [_pct(r[k]["mean"], r[k]["std"], n) if k in r else "–" for k in keys]
-                        + [interval(r[head]["mean"] if head in r else None)])
+                        + [interval(r["swap_acc"]["mean"])])
     m = s.masks or {}
     held = m.get("report") or m.get("held_out", "?")
     ref = m.get("refine", {})
-    sec["tables"].append({"header": ["model", f"headline: background-swap accuracy, another class's background, the "
-                                     f"object's colour matched to the other image's object ({held} report images; a cast "
-                                     "over the whole image moves with the background)",
-                                     "background-swap accuracy, another class's background, the object's own colours",
+    sec["tables"].append({"header": ["model", f"background-swap accuracy, another class's background ({held} report images)",
                                      "background-swap accuracy, own class's background",
                                      "background-swap accuracy, a random class's background (own included: "
                                      "what a shuffled cue does)",
+                                     "background-swap accuracy, the object's colour matched to the other image's object "
+                                     "(a cast over the whole image moves with the background)",
                                      f"background-only accuracy (chance {_pct(orig.get('chance'))})",
                                      "input-gradient share outside the masks",
-                                     f"95 % interval of the {'headline' if head == 'matched_swap_acc' else 'swap'} "
-                                     f"accuracy over the {images} images (Wilson)"], "rows": rows})
+                                     f"95 % interval of the swap accuracy over the {images} images (Wilson)"], "rows": rows})
     if ref:
         sec["tables"].append({"header": ["refinement", "annotated images", "refined", "not refined (why)"],
                               "rows": [[ref.get("method"), ref.get("images"), ref.get("refined"),
