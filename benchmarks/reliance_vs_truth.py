@@ -89,7 +89,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
     from model_doctor.treatment.plan import BACKWARDS_ALPHA
 
-    pts, lines, worst, worst_cells, worst_head, inside, sized, on_test = [], [], 0.0, 0.0, 0.0, 0, 0, []
+    pts, lines, worst, worst_cells, worst_matched, inside, sized, on_test = [], [], 0.0, 0.0, 0.0, 0, 0, []
     backwards = {"warned": 0, "reads_backwards": 0, "false_alarms": 0, "measured": 0}
     shown, rows = rows, [r for r in rows if not r["arm"].endswith("norefine")]   # the checks: the default measure
     seen = set()
@@ -110,7 +110,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
                     again.get("treated"), again_cells.get("treated"), r["treated"].get("matched_swap_acc")))
         worst = max(worst, abs(r["treated"]["swap_acc"] - r["treated"]["test_acc"]))
         if "matched_swap_acc" in r["treated"]:
-            worst_head = max(worst_head, abs(r["treated"]["matched_swap_acc"] - r["treated"]["test_acc"]))
+            worst_matched = max(worst_matched, abs(r["treated"]["matched_swap_acc"] - r["treated"]["test_acc"]))
         if "treated" in cells:
             worst_cells = max(worst_cells, abs(r["treated"]["swap_acc"] - cells["treated"]))
         t = r["treated"]
@@ -131,7 +131,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     # truth gives its near-chance models (cue-matching test images) are what the check cannot follow
     rho_test = spearman([p[2] for p in pts], [p[1] for p in pts]) if all(p[2] is not None for p in pts) else None
     # the colour-matched swap in place of the plain one, where every model of the table carries it
-    rho_head = spearman([p[6] for p in pts], [p[1] for p in pts]) if pts and all(p[6] is not None for p in pts) else None
+    rho_matched = spearman([p[6] for p in pts], [p[1] for p in pts]) if pts and all(p[6] is not None for p in pts) else None
     # the same check against the truth with every (class, cue) test cell weighted equally: a model that reads only
     # the cue scores exactly 1/K there, whichever share of a seed's test images drew their own class's cue
     rho_cells = spearman([p[0] for p in pts], [p[3] for p in pts]) if all(p[3] is not None for p in pts) else None
@@ -196,7 +196,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     cells_res = "—" if rho_cells is None else (f"{rho_cells:.2f} / {100 * worst_cells:.1f} / "
                                                 f"{', '.join(false_cells) or 'never'}")
     return lines, {"spearman": rho, "spearman_test": rho_test, "retest": retest,
-                   "headline": "—" if rho_head is None else f"{rho_head:.2f} / {100 * worst_head:.1f}",
+                   "matched": "—" if rho_matched is None else f"{rho_matched:.2f} / {100 * worst_matched:.1f}",
                    "models": len(pts), "cells": cells_res, "false_claims": false_claims, "worst_treated_gap": worst,
                    "true_gains": f"{gains['said']} of {gains['true']}" if gains["true"] else "—",
                    "inside": f"{inside} of {sized}" if sized else "—",
@@ -372,7 +372,7 @@ def main(argv=None) -> int:
                        f"{', '.join(res['false_claims']) or 'never'} | {100 * res['worst_treated_gap']:.1f} | "
                        f"{res['inside']} | {res['backwards']} | {res['on_test']} | "
                        f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} | "
-                       f"{res['cells']} | {_retest(res['retest'])} | {res['headline']} |")
+                       f"{res['cells']} | {_retest(res['retest'])} | {res['matched']} |")
         body += ["", f"## {name}", ""] + lines
     pool = ["", "Every distinct model of the tables above once, per cue (the rows' kind) and over all "
             "(`pooled`): the rank check over each cue's settings and seeds together, beside the per-table one above, "

@@ -220,7 +220,7 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     num = r"(-?[01]\.\d\d|nan)"
     one = rf"{num} \({num}–{num}\)"
     line = next(line for line in rel.splitlines() if line.startswith("| bench_e5_inbox.py |"))
-    # the truth against itself (expectation; 3 draws, plain / cells), then the colour-matched headline's checks
+    # the truth against itself (expectation; 3 draws, plain / cells), then the colour-matched swap's checks in its place
     assert re.search(rf"\| {num} / {one} / {one} \| {num} / \d+\.\d \|$", line)
     # --cached-only trains nothing: the same options give the same table from the cache, others an empty one
     rows_of = lambda t: [line for line in t.splitlines() if line.startswith("| texture |")]
