@@ -58,7 +58,10 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
         "shadow": "the object's dark drop shadow, 5 px along a class-coded direction, hugging the object inside its "
                   "box, RGB, an eighth kind added to try the defaults again",
         "tone": "a class-coded tone curve (a gamma per colour channel) over the whole image, the object included, RGB, "
-                "a ninth kind added to try the defaults again, one no mask can separate"}
+                "a ninth kind added to try the defaults again, one no mask can separate",
+        "lamp": "a coloured light of a class-coded hue, strongest at a random place and fading over the whole image, "
+                "the object included, RGB, a tenth kind added to try the defaults and --object-colour cue, one no "
+                "mask can separate"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 
@@ -460,6 +463,7 @@ PASS_THROUGH: tuple[tuple[str, dict, str, str], ...] = (
     ("--kl-weight", dict(type=float), "1", "-kl{}"),
     ("--min-val-share", dict(type=float), "0.5", "-floor{}"),
     ("--escalate-below", dict(type=float), "0.5", "-esc{}"),
+    ("--object-colour", dict(choices=["unknown", "own", "cue"]), "unknown", "-colour-{}"),
 )
 
 

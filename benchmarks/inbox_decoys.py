@@ -54,6 +54,14 @@ inside its bounding box too; it never shows through the object itself. The backg
   check of class-coded colours and a class-coded period (4-8 px) at a random offset. Why: a
   tablecloth or a backdrop behind the product, a background cue with edges inside the box.
 
+- ``lamp`` (RGB; added in the twenty-sixth session with ``--object-colour``, written before any
+  of its results were seen): a coloured light over the whole finished image, the object's pixels
+  included: every pixel multiplied by a blend of white and a class-coded hue, the blend strongest
+  (``LAMP``) at a random place and fading with distance (Gaussian, σ 20 px), on dark grey noise.
+  Why: a coloured lamp or a stain whose strength varies over the photo; an on-object colour cue
+  whose colour statistics differ from image to image within a class, unlike ``cast``'s and
+  ``tone``'s, which the option's colour match was prompted by.
+
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
 minority of nothing: every training image agrees with its cue) come as PNG masks in two kinds:
@@ -71,9 +79,10 @@ import numpy as np
 CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
-FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone")
+FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone",
+               "lamp")
 #: kinds whose cue is drawn over the object's pixels too (no mask separates it)
-ON_OBJECT = ("watermark", "cast", "grain", "tone")
+ON_OBJECT = ("watermark", "cast", "grain", "tone", "lamp")
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
 PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
           ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
@@ -86,12 +95,14 @@ GRAIN = 28.0
 SHADOW = 5
 #: the ``tone`` kind's strength: channel c's gamma is exp(TONE · cos(2π code / 10 + 2π c / 3))
 TONE = 0.7
+#: the ``lamp`` kind's strongest share of the class-coded hue in the light, and its fall-off (px)
+LAMP, LAMP_SIGMA = 0.8, 20.0
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone") else 1
+    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone", "lamp") else 1
 
 
 @functools.cache
@@ -175,7 +186,7 @@ def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CAN
         dark = np.clip(gaussian_filter(cast, 0.7), 0, 1)[..., None]
         grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
         return grey * (1 - dark)
-    if kind in ("watermark", "cast", "grain", "tone"):
+    if kind in ("watermark", "cast", "grain", "tone", "lamp"):
         return np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind == "mark":
         import colorsys
@@ -230,6 +241,14 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
     if kind == "tone":   # over everything, the object included
         gamma = np.exp(TONE * np.cos(2 * np.pi * code / 10 + 2 * np.pi * np.arange(3) / 3))
         img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** gamma
+    if kind == "lamp":   # over everything, the object included
+        import colorsys
+
+        hue = np.array(colorsys.hsv_to_rgb(code / 10, 0.9, 1.0))
+        cy, cx = rng.uniform(0, CANVAS, 2)
+        yy, xx = np.mgrid[0:CANVAS, 0:CANVAS].astype(np.float64)
+        s = LAMP * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * LAMP_SIGMA ** 2))[..., None]
+        img = img * ((1 - s) + s * hue)
     exact = alpha > 0.5
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
     return (img[..., 0] if img.shape[2] == 1 else img), exact, box

@@ -15,6 +15,14 @@ from .io import atomic_write_text
 from .precision import check_precision
 from .training import FitConfig
 
+#: ``treat.object_colour``: the user's word on an object's colour. ``unknown`` (default): the plain
+#: background swap is the headline and a swap claim needs the colour-matched one too; ``own`` (a
+#: yellow fruit): the colour is the class's, the colour-matched swap neither claims nor vetoes;
+#: ``cue`` (a stain, a white balance): the colour may be a shortcut, so the counterfactuals paste
+#: colour-matched objects and the colour-matched swap selects and heads the report. Why a word:
+#: the same training images and model fit both readings (``docs/results/reliance_vs_truth.md``).
+OBJECT_COLOUR = ("unknown", "own", "cue")
+
 __all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "RuntimeConfig", "Config",
            "load_config", "save_config", "validate"]
 
@@ -95,6 +103,7 @@ class TreatConfig:
     kl_weight: float = 1.0           # counterfactual: weight of its KL consistency term (0 = the pasted image's CE only)
     refine: str = "grabcut"          # grabcut | none: estimate the object's pixels inside each annotation (boxes are not masks)
     erode: int = 0                   # shrink each foreground by N pixels after refinement: edge pixels blend with the background
+    object_colour: str = "unknown"   # unknown | own | cue: the user's word on whether an object's colour may be a shortcut (docs/method.md)
     holdout: float = 0.25            # share of each class's annotated images held out to measure background reliance
     groups: str | None = None        # CSV file,group for an ImageFolder: worst-group test accuracy beside the average
     select_rule: str = "auto"        # auto | swap | balanced | mean | groups: what picks each arm's epoch and the weight (treatment.reliance)
@@ -268,6 +277,9 @@ def validate(cfg: Config) -> Config:
     for name, px in (("treat.erode", cfg.treat.erode), ("examine.erode", cfg.examine.erode)):
         if not isinstance(px, int) or isinstance(px, bool) or px < 0:
             raise ValueError(f"{name}={px!r}; use a whole number of pixels >= 0 (0 = no erosion)")
+    if cfg.treat.object_colour not in OBJECT_COLOUR:
+        raise ValueError(f"treat.object_colour={cfg.treat.object_colour!r}; use 'unknown' (default), 'own' (an object's "
+                         "colour is part of its class) or 'cue' (a colour over the object may be a shortcut)")
     if cfg.treat.partners not in ("other", "any"):
         raise ValueError(f"treat.partners={cfg.treat.partners!r}; use 'other' (another class's background) or 'any' "
                          "(any other annotated image's)")

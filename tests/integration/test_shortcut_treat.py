@@ -138,6 +138,22 @@ def test_other_space_methods_run(decoy_original, tmp_path, capsys, method):
     assert rows[0][key] > 0
 
 
+def test_the_users_word_that_colour_is_a_cue_selects_and_heads_with_the_colour_matched_swap(decoy_original, tmp_path,
+                                                                                              capsys):
+    out = tmp_path / "cue"
+    assert main(_treat(decoy_original, out, "--beta", "1", "--object-colour", "cue")) == 0
+    printed = capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    assert s["config"]["treat"]["object_colour"] == "cue" and s["selection"]["headline"] == "matched_swap_acc"
+    assert "--object-colour cue" in s["selection"]["rule"]
+    rows = [json.loads(x) for x in (out / "seed0" / "treated" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["loss_counterfactual"] > 0
+    lines = [x for x in printed.splitlines() if "on held-out annotated report images" in x]
+    assert "the object's colour matched" in lines[0] and "another class's background)" in lines[1]
+    reliance = [v for v in s["verdict"] if v["what"].startswith("background-swap accuracy")]
+    assert "colour matched" in reliance[0]["what"]
+
+
 def test_masks_that_pair_with_nothing_are_an_error(decoy_original, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -472,3 +472,50 @@ def test_a_split_between_the_plain_and_colour_matched_swap_is_cautioned_without_
     assert colour_split(runs(0.99, float("nan")), {"swap_acc": 0.9, "bg_only_acc": 0.1}) is None  # measured before it
     vs = reliance_verdicts(runs(0.99, 0.01), pools, rel(0.0, 0.0, bg=1.0))
     assert any(v["what"] == "colour split" for v in vs) and vs[0]["what"].startswith("background-swap accuracy on")
+
+
+def test_the_users_word_on_object_colour_picks_the_figure_that_heads_and_gates():
+    """``--object-colour``: ``own`` takes the colour-matched line out of the verdict (an object's
+    own colour: object_colour's tinted objects), ``cue`` makes it the headline and the gate (E5 cast)."""
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    rel = lambda swap, matched: {"swap_acc": swap, "matched_swap_acc": matched, "bg_only_acc": 0.1, "chance": 0.1}
+    runs = [{"treated": {"background_reliance": rel(0.98 + d, 0.01)}, "control": {"background_reliance": rel(0.02, 0.01 + d)}}
+            for d in (0.0, 0.01, 0.02)]                     # plain +97 beyond noise, colour-matched nothing
+    orig = rel(0.95, 0.02)
+    unknown = reliance_verdicts(runs, pools, orig)
+    assert not unknown[0]["beyond_noise"] and any(v["what"] == "colour split" for v in unknown)
+    own = reliance_verdicts(runs, pools, orig, object_colour="own")
+    assert own[0]["beyond_noise"] and "colour matched" in own[1]["what"]          # the plain claim stands
+    (word,) = [v for v in own if v["what"] == "colour word"]
+    assert "--object-colour own" in word["text"] and "plain figure is the one to read" in word["text"]
+    assert not any(v["what"] == "colour split" for v in own)
+    cue = reliance_verdicts(runs, pools, orig, object_colour="cue")
+    assert "colour matched" in cue[0]["what"] and not cue[0]["beyond_noise"]      # the headline: no gain
+    assert not any(v["beyond_noise"] for v in cue)                               # and it still gates the plain line
+    assert any(v["what"] == "colour word" and "colour-matched figure is the one to read" in v["text"] for v in cue)
+    for i, r in enumerate(runs):             # colour-matched beyond noise, plain not: under own it cannot claim
+        r["treated"]["background_reliance"] = rel(0.02 + 0.001 * i, 0.9 + 0.01 * i)
+    (line,) = [v for v in reliance_verdicts(runs, pools, orig, object_colour="own") if "colour matched" in v["what"]]
+    assert not line["beyond_noise"] and "--object-colour own" in line["text"]
+    assert reliance_verdicts(runs, pools, orig, object_colour="cue")[0]["beyond_noise"]
+
+
+def test_as_told_gives_the_selection_rule_the_figure_the_user_trusts():
+    from model_doctor.treatment.reliance import as_told, headline_key, selection_score
+
+    rel = {"swap_acc": 0.9, "matched_swap_acc": 0.2, "same_swap_acc": 0.5, "balanced_swap_acc": 0.5}
+    assert as_told(rel, "unknown") is rel and as_told(rel, "own") is rel
+    cue = as_told(rel, "cue")
+    assert cue["swap_acc"] == 0.2 and cue["balanced_swap_acc"] == 0.2 and rel["swap_acc"] == 0.9
+    assert selection_score(0.8, cue) == pytest.approx(0.2 + 1e-3 * 0.8)
+    assert headline_key("cue") == "matched_swap_acc" and headline_key("own") == headline_key() == "swap_acc"
+
+
+def test_a_bad_object_colour_word_is_one_line_naming_the_choices():
+    from model_doctor.config import Config, validate
+
+    cfg = Config()
+    cfg.treat.object_colour = "mine"
+    with pytest.raises(ValueError, match=r"treat.object_colour='mine'; use 'unknown' \(default\), 'own'"):
+        validate(cfg)

@@ -140,6 +140,33 @@ def test_counterfactual_equals_naive():
     _assert_same(value, 1.5 * ref / len(a), model)
 
 
+def test_colour_cue_counterfactual_pastes_the_object_with_its_partners_colour_statistics():
+    """``--object-colour cue``: a's object takes b's object's mean and std (naive: per image, over
+    the mask's pixels, numpy's population std) before the paste; the rest of the loss is unchanged."""
+    model, pool = _model(), _pool()
+    loss = CounterfactualLoss(pool, weight=1.0, kl_weight=0.5, pool_batch=6, seed=2, colour_cue=True)
+    with loss.attach(model):
+        value = loss(_dummy_logits(model, pool), torch.zeros(2).long(), (), step=9)["counterfactual"]
+    a, b = loss.pairs(9)
+    ref = 0.0
+    for i, j in zip(a.tolist(), b.tolist()):
+        fa, fb = pool.foreground[i, 0] > 0, pool.foreground[j, 0] > 0
+        xa, xb = pool.images[i, 0], pool.images[j, 0]
+        pa_pix, pb_pix = xa[fa].numpy(), xb[fb].numpy()
+        moved = (xa - float(pa_pix.mean())) / float(pa_pix.std()) * float(pb_pix.std()) + float(pb_pix.mean())
+        fill = float(xb[~fb].mean())
+        xt = torch.where(fa, moved, torch.where(fb, torch.full_like(xb, fill), xb))[None, None]
+        pt = torch.softmax(model(xt)[0], 0)
+        pa = torch.softmax(model(pool.images[i:i + 1])[0], 0)
+        ce = -torch.log(pt[int(pool.labels[i])])
+        ref = ref + ce + 0.5 * sum(pa[c] * (torch.log(pa[c]) - torch.log(pt[c])) for c in range(3))
+    _assert_same(value, ref / len(a), model)
+    plain = CounterfactualLoss(pool, weight=1.0, kl_weight=0.5, pool_batch=6, seed=2)
+    with plain.attach(model):
+        other = plain(_dummy_logits(model, pool), torch.zeros(2).long(), (), step=9)["counterfactual"]
+    assert abs(float(other.detach()) - float(value.detach())) > 1e-6   # the match changes what the model is shown
+
+
 def test_any_class_partners_make_the_background_independent_of_the_label():
     """``partners="any"``: any other image's background, own class included, as often as the pool
     holds it; ``"other"`` never the own class (with two classes, a perfectly reversed cue)."""

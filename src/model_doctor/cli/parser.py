@@ -177,6 +177,12 @@ def _add_treat(sub) -> None:
     g.add_argument("--erode", dest="treat.erode", type=int,
                    help="shrink each foreground by N pixels after refinement, so the object's edge pixels (which blend with "
                         "its background) are swapped too")
+    g.add_argument("--object-colour", dest="treat.object_colour", choices=["unknown", "own", "cue"],
+                   help="your word on the objects' colour: unknown (default: the plain swap heads, a swap claim needs the "
+                        "colour-matched swap too), own (the colour is part of the class, a yellow fruit: the colour-matched "
+                        "swap neither claims nor vetoes) or cue (a colour over the object may be a shortcut, a stain or a "
+                        "white balance: counterfactuals paste colour-matched objects and the colour-matched swap selects "
+                        "and heads; docs/method.md)")
     g.add_argument("--groups", dest="treat.groups",
                    help="CSV with file,group rows (paths relative to the ImageFolder root): adds worst-group and per-group "
                         "test accuracy, and a verdict on the worst group")

@@ -52,7 +52,15 @@ from ..treatment.plan import (
     residual_hint,
     weights_of,
 )
-from ..treatment.reliance import background_reliance, group_selection_score, resolve_rule, selection_score, wilson_interval
+from ..treatment.reliance import (
+    as_told,
+    background_reliance,
+    group_selection_score,
+    headline_key,
+    resolve_rule,
+    selection_score,
+    wilson_interval,
+)
 from .text import reliance_table
 
 __all__ = ["run_treat"]
@@ -259,7 +267,9 @@ def _run_seed(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], seed
             g = group_accuracy(model, s.val, *s.val_groups)  # type: ignore[misc]  # set with the groups rule
             return {"val_worst_group": g["worst"], "select_score": group_selection_score(g)}
         val = evaluate(model, s.val, s.classes)["acc"]
-        rel = background_reliance(model, held, seed=cfg.train.split_seed, matched=False)  # type: ignore[arg-type]  # select runs only with held
+        cue = t.object_colour == "cue"
+        rel = as_told(background_reliance(model, held, seed=cfg.train.split_seed, matched=cue),  # type: ignore[arg-type]  # select runs only with held
+                      t.object_colour)
         return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
                 "select_score": selection_score(val, rel, s.rule, s.floor)}
 
@@ -292,7 +302,8 @@ def _escalate(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], stud
             or t.space_method != "counterfactual" or not any(s.betas)):
         return cfg, studies, None
     seed_ = cfg.train.split_seed
-    swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_, matched=False)["swap_acc"]
+    cue = t.object_colour == "cue"
+    swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_, matched=cue)[headline_key(t.object_colour)]
              for st in studies.values()]
     clean = background_reliance(s.original, s.pools.select, seed=seed_, matched=False)["clean_acc"]
     due = escalation(swaps, clean, t.escalate_below)
@@ -358,10 +369,13 @@ def _summarize(cfg: Config, s: _Setup, studies: dict[int, StudyResult], test: An
             verdicts.append(verdict([r["treated"]["groups"]["worst"] - r["control"]["groups"]["worst"] for r in runs],
                                     "worst-group test accuracy"))
         if s.pools is not None:
-            verdicts += reliance_verdicts(runs, s.pools, rel_orig)
+            verdicts += reliance_verdicts(runs, s.pools, rel_orig, object_colour=cfg.treat.object_colour)
         verdicts += [w for w in (broken_warning(runs), residual_hint(runs, escalated=bool(s.escalation and s.escalation["fired"]))
                                  if s.pools is not None else None) if w]
-    selection = {"rule": SELECTION_RULES[s.rule], "select_rule": s.rule, "select_rule_asked": cfg.treat.select_rule,
+    told = (" (the swap colour-matched: --object-colour cue)" if cfg.treat.object_colour == "cue" and s.rule != "groups"
+            else "")
+    selection = {"rule": SELECTION_RULES[s.rule] + told, "select_rule": s.rule, "select_rule_asked": cfg.treat.select_rule,
+                 "object_colour": cfg.treat.object_colour, "headline": headline_key(cfg.treat.object_colour),
                  "space_method": cfg.treat.space_method if any(s.betas) else None,
                  "weights": s.betas, "chosen_beta": {str(r["seed"]): r["chosen_beta"] for r in runs},
                  "val_floor": s.floor, "escalation": s.escalation}
@@ -422,12 +436,15 @@ def _say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Pat
         arms = {a: v.background_reliance for a, v in s.arms().items() if a != "original"}
         n = int(rel_orig["images"])
         ci = lambda v: "[{}]".format("–".join(f"{100 * x:.0f}" for x in wilson_interval(v, n)))
-        for k, what in (("swap_acc", "background-swap accuracy (another class's background)"),
-                        ("same_swap_acc", "background-swap accuracy (own class's background)"),
-                        ("shuffled_swap_acc", "background-swap accuracy (a random class's background, own included)"),
-                        ("matched_swap_acc", "background-swap accuracy (another class's background, the object's colour "
-                                             "matched to that image's object)"),
-                        ("bg_only_acc", "background-only accuracy")):
+        lines = [("swap_acc", "background-swap accuracy (another class's background)"),
+                 ("same_swap_acc", "background-swap accuracy (own class's background)"),
+                 ("shuffled_swap_acc", "background-swap accuracy (a random class's background, own included)"),
+                 ("matched_swap_acc", "background-swap accuracy (another class's background, the object's colour "
+                                      "matched to that image's object)"),
+                 ("bg_only_acc", "background-only accuracy")]
+        if cfg.treat.object_colour == "cue":   # the user's word: the colour-matched figure heads
+            lines.insert(0, lines.pop(3))
+        for k, what in lines:
             log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} {ci(rel_orig[k])} | "
                 + " | ".join(f"{a} {pct(r[k]['mean'])} {ci(r[k]['mean'])}" for a, r in arms.items() if r is not None)
                 + f" ([95 % interval over the {n} images])")

@@ -213,7 +213,7 @@ def build_terms(t: Any, diag: Any, seed: int, beta: float, pools: Pools | None, 
         pool = _expanded(pools.train, expand) if method.expanded else pools.train
         parts.append(method.build(pool, beta, layers=layers or (list(diag.layers) if diag is not None else list(layers_default)),
                                   pool_batch=t.pool_batch, seed=seed, input_mode=t.input_mode,
-                                  partners=t.partners, kl_weight=t.kl_weight))
+                                  partners=t.partners, kl_weight=t.kl_weight, colour_cue=t.object_colour == "cue"))
     return parts[0] if len(parts) == 1 else CombinedTerms(parts)
 
 
@@ -392,7 +392,7 @@ def colour_split(runs: Sequence[dict[str, Any]], original: dict[str, Any] | None
 
 
 def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
-                      original: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                      original: dict[str, Any] | None = None, object_colour: str = "unknown") -> list[dict[str, Any]]:
     """The verdict lines on background reliance, honest by construction.
 
     Measured on ``pools.report`` (never trained on, never used to select) when there is one, else
@@ -405,7 +405,12 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
     better beyond noise: a cue over the whole image rides on the object in every plain swap. The
     plain swap stays the headline: the colour-matched one misreads an object whose colour is its
     own (``benchmarks/object_colour``: 94-98 points low), as the plain one misreads a cast over the
-    whole image (E5 ``cast``, ``tone``: 86-100 points high); :func:`colour_split` says when they part."""
+    whole image (E5 ``cast``, ``tone``: 86-100 points high); :func:`colour_split` says when they part.
+
+    ``object_colour`` is the user's word (``--object-colour``): ``own`` takes the colour-matched
+    line out of the verdict (it neither claims nor vetoes: it reads the object's own colour as
+    background); ``cue`` puts it first, as the headline, and keeps it as the gate on the plain
+    line. Either way the colour-split caution becomes a line that says which figure the word picks."""
     where = pools.report if pools.report is not None else pools.select
     if where is None:
         return []
@@ -427,7 +432,7 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
                           "background-swap accuracy with the object's colour matched to the background image's object "
                           "(a cue over the whole image then moves with the background)", claim=claim,
                           image_se=_image_se(runs, "matched_swap_acc", "matched_swap_acc_by_background"), images=len(where))
-        out.insert(1, matched)
+        out.insert(0 if object_colour == "cue" else 1, matched)
     if measured("shuffled_swap_acc"):
         shuffled = verdict([rel(r, "treated")["shuffled_swap_acc"] - rel(r, "control")["shuffled_swap_acc"] for r in runs],
                            "background-swap accuracy on a random class's background, own class included (what a shuffled "
@@ -443,10 +448,19 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
         demote([line for line in claims() if line is not shuffled],
                "on a random class's background the treated model is not better beyond noise (the random-class line), "
                "so what it gained on other classes' backgrounds it lost on its own: a model that guesses gains there too")
-    if matched is not None and not (matched["beyond_noise"] and matched["mean"] > 0):
+    if matched is not None and object_colour == "own":
+        demote([matched] if matched["beyond_noise"] else [], "you said an object's colour is its own "
+               "(--object-colour own), and this figure takes it away")
+    elif matched is not None and not (matched["beyond_noise"] and matched["mean"] > 0):
         demote(claims(), "with the object's colour matched to the partner's the treated model is not better beyond "
                "noise (the colour-matched line), so it may read a cue over the whole image, object included")
     split = colour_split(runs, original)
+    if split and object_colour != "unknown":
+        held = "plain" if object_colour == "own" else "colour-matched"
+        split = {"what": "colour word", "beyond_noise": False, "text": (
+            split["text"].split(": the model reads")[0].replace("caution: ", "note: ") + f": the model reads its "
+            f"object's colour, and you said that colour is {'its own' if object_colour == 'own' else 'possibly a cue'} "
+            f"(--object-colour {object_colour}), so the {held} figure is the one to read")}
     if split:
         out.append(split)
     both = both_ways(original) if claim else None

@@ -13,7 +13,7 @@ from torch import nn
 from .pool import AnnotatedPool, composite, match_colour
 from .space import _device, background_share
 
-__all__ = ["background_reliance", "selection_score", "group_selection_score", "resolve_rule", "wilson_interval", "bounding_boxes",
+__all__ = ["background_reliance", "headline_key", "as_told", "selection_score", "group_selection_score", "resolve_rule", "wilson_interval", "bounding_boxes",
            "sign_test", "SELECT_RULES"]
 
 
@@ -234,6 +234,23 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def _mean(hit: torch.Tensor) -> float:
     return float(hit.double().mean()) if len(hit) else float("nan")
+
+
+def headline_key(object_colour: str = "unknown") -> str:
+    """The swap figure that heads the report and selects: ``matched_swap_acc`` where the user said
+    an object's colour may be a cue (``--object-colour cue``), else ``swap_acc``."""
+    return "matched_swap_acc" if object_colour == "cue" else "swap_acc"
+
+
+def as_told(reliance: dict[str, Any], object_colour: str = "unknown") -> dict[str, Any]:
+    """``reliance`` as the selection rule reads it under the user's word: with ``cue`` its
+    ``swap_acc`` is the colour-matched swap accuracy (and ``balanced_swap_acc`` the lower of that
+    and the own-class swap), so epochs and weights are chosen on the figure the user trusts."""
+    if object_colour != "cue":
+        return reliance
+    m = reliance["matched_swap_acc"]
+    same = reliance.get("same_swap_acc", float("nan"))
+    return {**reliance, "swap_acc": m, "balanced_swap_acc": min(m, same) if same == same else m}
 
 
 #: ``--select-rule`` choices: ``auto`` (default: ``groups`` when the validation images have group

@@ -37,7 +37,7 @@ from torch import nn
 from ..hooks import RemovableHandleList
 from .instrument import Instrument
 from .losses import resize_background
-from .pool import AnnotatedPool, composite
+from .pool import AnnotatedPool, composite, match_colour
 from .terms import LossTerm, MaskedBatch
 
 __all__ = ["AttributionLoss", "InputGradientLoss", "RRRLoss", "CounterfactualLoss", "background_share",
@@ -185,18 +185,24 @@ class CounterfactualLoss(_PoolTerm):
 
     The KL term's gradient flows through both predictions (a consistency loss); both images go
     through one forward, so BatchNorm sees them in one batch.
+
+    ``colour_cue``: a's foreground takes b's foreground's per-channel colour statistics before it
+    is pasted (:func:`~model_doctor.treatment.pool.match_colour`), for users who say an object's
+    colour may be a cue (``--object-colour cue``: a stain, a cast over the whole image). Why: a
+    plain paste carries a's colour with a's object, so a cue that colours the object stays on
+    every counterfactual's label and is never unlearned; matched, it belongs to b's background.
     """
 
     name = "counterfactual"
 
     def __init__(self, pool: AnnotatedPool, weight: float = 1.0, kl_weight: float = 1.0, pool_batch: int = 32,
-                 seed: int = 0, partners: str = "other"):
+                 seed: int = 0, partners: str = "other", colour_cue: bool = False):
         if kl_weight < 0:
             raise ValueError(f"kl_weight={kl_weight}; must be >= 0")
         if partners not in PARTNERS:
             raise ValueError(f"partners={partners!r}; use one of {', '.join(PARTNERS)}")
         super().__init__(pool, weight, pool_batch, seed)
-        self.kl_weight, self.partners = float(kl_weight), partners
+        self.kl_weight, self.partners, self.colour_cue = float(kl_weight), partners, bool(colour_cue)
 
     def pairs(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.pool.draw(self.pool_batch, self.seed, step)
@@ -208,7 +214,8 @@ class CounterfactualLoss(_PoolTerm):
         a, b = self.pairs(step)
         p = self.pool
         xa, fa, ya = p.images[a].to(dev, dt), p.foreground[a].to(dev, dt), p.labels[a].to(dev)
-        xt = composite(xa, fa, p.images[b].to(dev, dt), p.foreground[b].to(dev, dt))
+        xb, fb = p.images[b].to(dev, dt), p.foreground[b].to(dev, dt)
+        xt = composite(match_colour(xa, fa, xb, fb) if self.colour_cue else xa, fa, xb, fb)
         out = model(torch.cat([xa, xt]))
         if out.dtype in (torch.float16, torch.bfloat16):  # autocast: the loss in fp32
             out = out.float()
@@ -229,18 +236,22 @@ class SpaceMethod(NamedTuple):
 
 
 def _attribution(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                 input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0) -> LossTerm:
+                 input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0,
+                 colour_cue: bool = False) -> LossTerm:
     return AttributionLoss(pool, layers, weight, pool_batch=pool_batch, seed=seed)
 
 
 def _input(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-           input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0) -> LossTerm:
+           input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0,
+           colour_cue: bool = False) -> LossTerm:
     return InputGradientLoss(pool, weight, mode=input_mode, pool_batch=pool_batch, seed=seed)
 
 
 def _counterfactual(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                    input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0) -> LossTerm:
-    return CounterfactualLoss(pool, weight, kl_weight=kl_weight, pool_batch=pool_batch, seed=seed, partners=partners)
+                    input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0,
+                    colour_cue: bool = False) -> LossTerm:
+    return CounterfactualLoss(pool, weight, kl_weight=kl_weight, pool_batch=pool_batch, seed=seed, partners=partners,
+                              colour_cue=colour_cue)
 
 
 #: ``--space-method`` -> its term; a new method is one class and one line here. ``paper`` (Eq. 6)
