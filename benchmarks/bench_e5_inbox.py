@@ -438,6 +438,8 @@ def write_rows(rows: list[dict], path: Path) -> None:
                     "val_acc": r["summary"]["runs"][0][a].get("val_acc")}
                 for a in ("treated", "control")},
              "original_val_acc": r["summary"]["original"].get("val_acc"),
+             # the swap figure `treat` put first (--object-colour cue: the colour-matched one); absent before 2026-12-05
+             "headline": r["summary"]["selection"].get("headline", "swap_acc"),
              "val_floor": r["summary"]["selection"].get("val_floor"),
              **({"escalated": bool(r["summary"]["selection"]["escalation"]
                                    and r["summary"]["selection"]["escalation"]["fired"])}

@@ -515,6 +515,38 @@ def test_reliance_pooled_counts_a_model_shared_by_tables_once():
     assert res["k"][1] > 0.8
 
 
+def test_a_run_told_colour_is_a_cue_is_checked_on_the_colour_matched_figure_it_heads_with():
+    from benchmarks.reliance_vs_truth import as_read, check, pooled
+
+    def row(seed, plain, matched, t, headline=None):
+        rel = lambda p, m: {"swap_acc": p, "matched_swap_acc": m, "per_image": {"swap_acc": [p], "matched_swap_acc": [m]}}
+        return {"kind": "k", "arm": "box", "seed": seed, "original": 0.1, "original_reliance": rel(0.99, 0.0),
+                "control": {**rel(0.98, 0.01), "test_acc": 0.1}, "treated": {**rel(0.99, t - 0.05), "test_acc": t},
+                **({"headline": headline} if headline else {})}
+
+    plain = [row(s, 0.99, 0.0, 0.3 + 0.1 * s) for s in range(3)]
+    told = [row(s, 0.99, 0.0, 0.3 + 0.1 * s, headline="matched_swap_acc") for s in range(3)]
+    assert as_read(plain[0]) is plain[0]
+    read = as_read(told[0])
+    assert read["treated"]["swap_acc"] == pytest.approx(0.25) and read["original_reliance"]["swap_acc"] == 0.0
+    assert read["treated"]["per_image"]["swap_acc"] == [pytest.approx(0.25)] and told[0]["treated"]["swap_acc"] == 0.99
+    assert check(plain)[1]["worst_treated_gap"] == pytest.approx(0.69)
+    assert check(told)[1]["worst_treated_gap"] == pytest.approx(0.05)
+    # pooled: a told table's originals are its default table's models, counted there once
+    assert pooled(plain + told)["k"][0] == 3 + 3 + 3 + 3 + 3
+
+
+def test_two_truths_puts_each_words_figure_beside_the_truth_it_names(tmp_path):
+    from benchmarks.reliance_vs_truth import two_truths
+
+    path = tmp_path / "oc.json"
+    path.write_text(json.dumps([{"seed": 15, "truth": 0.95, "tint_shuffled": 0.11, "swap_acc": 0.99,
+                                 "matched_swap_acc": 0.01}]))
+    (line,) = [x for x in two_truths([str(path)]) if x.startswith("| oc |")]
+    assert line == "| oc | 15 | 95.0 | 11.0 | 99.0 | 1.0 | 84.0 | 4.0 | 10.0 |"
+    assert len(two_truths([])) == 7 and two_truths([])[-1] == "|---|---|---|---|---|---|---|---|---|"  # header only
+
+
 def test_pass_through_names_runs_apart_and_keeps_the_default_runs_names():
     """E5 and E4b pass treat options through; a value off the default trains its own cached runs."""
     import argparse
@@ -526,6 +558,7 @@ def test_pass_through_names_runs_apart_and_keeps_the_default_runs_names():
     assert E5.pass_through(ap.parse_args([])) == ([], "")
     extra, variant = E5.pass_through(ap.parse_args(["--kl-weight", "0", "--refine", "none"]))
     assert extra == ["--refine", "none", "--kl-weight", "0"] and variant == "-refine-none-kl0"
+    assert E5.pass_through(ap.parse_args(["--object-colour", "cue"])) == (["--object-colour", "cue"], "-colour-cue")
 
 
 def test_e4_kl_weight_renames_the_counterfactual_arms_and_builds_their_term_with_it():

@@ -152,6 +152,9 @@ def test_the_users_word_that_colour_is_a_cue_selects_and_heads_with_the_colour_m
     assert "the object's colour matched" in lines[0] and "another class's background)" in lines[1]
     reliance = [v for v in s["verdict"] if v["what"].startswith("background-swap accuracy")]
     assert "colour matched" in reliance[0]["what"]
+    from model_doctor.report import write_report
+
+    assert "(--object-colour cue): the colour-matched swap is the figure to read" in write_report(out).read_text()
 
 
 def test_masks_that_pair_with_nothing_are_an_error(decoy_original, tmp_path, capsys):

@@ -64,7 +64,19 @@ def _verdict(sec: dict[str, Any], s: TreatSummary, name: str) -> None:
                    "training images held out from every kind of training and from selection: swap = the label kept when "
                    "everything outside the (refined) foreground comes from another image, inside the box too; bg-only = "
                    "the label still predicted with the object removed (lower is better). The test split was read once, "
-                   "at the end.")
+                   "at the end." + _colour_word(s))
+
+
+def _colour_word(s: TreatSummary) -> str:
+    """What ``--object-colour`` made of the two swap figures, for the section's note."""
+    word = (s.selection or {}).get("object_colour", "unknown")
+    if word == "cue":
+        return (" You said an object's colour may be a cue (--object-colour cue): the colour-matched swap is the "
+                "figure to read; it chose the epochs and weights, and the counterfactuals pasted colour-matched objects.")
+    if word == "own":
+        return (" You said an object's colour is its own (--object-colour own): the plain swap is the figure to read; "
+                "the colour-matched one takes that colour away and is shown only beside it.")
+    return ""
 
 
 def _group_table(sec: dict[str, Any], s: TreatSummary, n: int) -> None:
