@@ -319,7 +319,8 @@ def _escalate(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], stud
     esc.treat.kl_weight, esc.treat.epochs = 0.0, t.escalate_epochs or 3 * t.epochs
     decided.update(epochs=esc.treat.epochs, kl_weight=0.0, first_round_epochs=t.epochs, first_round_kl_weight=t.kl_weight)
     log(f"escalating: on the selection set's {len(s.pools.select)} held-out images the treated models are right on "
-        f"{100 * due['swap_acc']:.0f} % on another class's background against the original's {100 * clean:.0f} % as "
+        f"{100 * due['swap_acc']:.0f} % on another class's background{' (colour-matched: --object-colour cue)' if cue else ''} "
+        f"against the original's {100 * clean:.0f} % as "
         f"annotated (under {t.escalate_below:g} ×): every arm trains again at --kl-weight 0 for {esc.treat.epochs} "
         f"epochs -> {out / 'escalated'} (--escalate-below 0 turns this off)")
     save_run_config(esc, out / "escalated", {"versions": versions(), "escalation": decided})
