@@ -37,6 +37,11 @@ than twice the standard error of that difference where the row gives it), how ma
 ``treat`` warns about (its sign test at 0.05, one seed per original), and how many warnings fire
 on a model that does not.
 
+Rows that name a ``headline`` (E5 runs since 2026-12-05) are checked on the figure ``treat`` put first
+(``--object-colour cue``: the colour-matched swap). ``--two-truths`` adds ``benchmarks.object_colour``'s
+models under both readings of an object's colour: the same figures against the truth where the tint is
+the object's own and where it is a cue.
+
 Usage: python -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json [A.json+B.json ...] [--out docs/results/reliance_vs_truth.md]
 (``A.json+B.json``: one benchmark whose seeds separate runs wrote, checked as one.)
 """
@@ -395,7 +400,11 @@ def main(argv=None) -> int:
            "with equal cells; before them, the plain truth against its own expectation over the cue (equal cells, "
            "the same images): the rank check's score for a measure that knew every model's reliance exactly, the "
            "most a measure can be asked for. The re-draws say how much of the truth's order is the benchmark's own "
-           "draw.", ""]
+           "draw. Tables run with `treat --object-colour cue` (`_colourcue`; rows whose `headline` names it) are "
+           "checked on the figure that run prints first, the colour-matched swap, for the original, the control and "
+           "the treated model alike (`as_read`); the pooled count takes their originals from their default tables. "
+           "The section after the pooled table puts `benchmarks.object_colour`'s models under both readings of an "
+           "object's colour (`--two-truths`).", ""]
     summary = ["| benchmark | models | Spearman (≥ 0.8) | swap verdict beyond noise where the truth is not | "
                "worst treated |swap − truth| (≤ 25 pts) | treated truth inside the figure's 95 % interval | "
                "treated models reading backwards on test that `treat` warns about | "
