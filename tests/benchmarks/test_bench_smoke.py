@@ -342,9 +342,10 @@ def test_counterfactual_cost_small(tmp_path):
     assert "| counterfactual step ÷ plain step |" in text and "÷ its three fine-tunes" in text
     assert "| whole default `treat` (one round) ÷ its three fine-tunes run plainly |" in text
     rows = text.split("| what |")[1].split("\n")
-    assert "—" not in rows[3] and "—" not in rows[4].split("|")[2]
-    assert rows[5].startswith("| whole `treat` that escalates") and "escalated in 1 of 1 rounds" in rows[5], rows[5]
-    assert "no round escalated" not in rows[5] and "—" not in rows[5].split("|")[2]
+    assert rows[3].startswith("| the same step with `--object-colour cue`") and "—" not in rows[3].split("|")[2]
+    assert "—" not in rows[4] and "—" not in rows[5].split("|")[2]
+    assert rows[6].startswith("| whole `treat` that escalates") and "escalated in 1 of 1 rounds" in rows[6], rows[6]
+    assert "no round escalated" not in rows[6] and "—" not in rows[6].split("|")[2]
 
 
 @pytest.mark.parametrize("extra, said", [(["--study", "rule", "--annotated", "0"], "--annotated 0: pass a positive number"),
