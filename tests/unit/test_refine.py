@@ -489,6 +489,8 @@ def test_the_users_word_on_object_colour_picks_the_figure_that_heads_and_gates()
     assert own[0]["beyond_noise"] and "colour matched" in own[1]["what"]          # the plain claim stands
     (word,) = [v for v in own if v["what"] == "colour word"]
     assert "--object-colour own" in word["text"] and "plain figure is the one to read" in word["text"]
+    assert "original 95 % plain against 2 % colour-matched, treated 99 % plain against 1 %" in word["text"]
+    assert word["text"].startswith("note:")
     assert not any(v["what"] == "colour split" for v in own)
     cue = reliance_verdicts(runs, pools, orig, object_colour="cue")
     assert "colour matched" in cue[0]["what"] and not cue[0]["beyond_noise"]      # the headline: no gain

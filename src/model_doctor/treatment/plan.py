@@ -383,7 +383,7 @@ def colour_split(runs: Sequence[dict[str, Any]], original: dict[str, Any] | None
     if not wide:
         return None
     said = ", ".join(f"{a} {100 * g[0]:.0f} % plain against {100 * g[1]:.0f} % colour-matched" for a, g in wide.items())
-    return {"what": "colour split", "beyond_noise": False, "text": (
+    return {"what": "colour split", "beyond_noise": False, "split": said, "text": (
         f"caution: the swap figures split on colour ({said}): the model reads its object's colour. Where that colour "
         "is the object's own (a yellow fruit) the plain figure holds and the colour-matched one reads background "
         "reliance that is not there; where a cast covers the whole image, object included (a scanner, a white "
@@ -457,9 +457,9 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
     split = colour_split(runs, original)
     if split and object_colour != "unknown":
         held = "plain" if object_colour == "own" else "colour-matched"
-        split = {"what": "colour word", "beyond_noise": False, "text": (
-            split["text"].split(": the model reads")[0].replace("caution: ", "note: ") + f": the model reads its "
-            f"object's colour, and you said that colour is {'its own' if object_colour == 'own' else 'possibly a cue'} "
+        split = {"what": "colour word", "beyond_noise": False, "split": split["split"], "text": (
+            f"note: the swap figures split on colour ({split['split']}): the model reads its object's colour, and you "
+            f"said that colour is {'its own' if object_colour == 'own' else 'possibly a cue'} "
             f"(--object-colour {object_colour}), so the {held} figure is the one to read")}
     if split:
         out.append(split)
