@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (run / "summary.json").is_file():
             S.cli(["train", "--data", f"imagefolder:{folder}", "--in-channels", "3", "--image-size", str(D.CANVAS),
                    "--model", "smallcnn", "--epochs", str(b["epochs"]), "--lr", "0.05", "--seed", str(seed),
-                   "--out", str(run)], args.threads)
+                   "--out", str(run), *(["--resume"] if (run / "config.yaml").is_file() else [])], args.threads)
         rows.append({"seed": seed, **measure(folder, run)})
     pct = lambda v: f"{100 * v:.1f}"
     lines = header("Does the colour-matched swap cry wolf on a model that reads its object's own colour?"

@@ -145,7 +145,8 @@ class RuntimeConfig:
     device: str = "auto"             # auto (CUDA when available) | cpu | cuda | cuda:N; resolved value saved in config.yaml
     workers: int | None = None       # DataLoader workers of every loader (default: 0 on CPU, min(8, cores/GPU processes - 1) on CUDA)
     precision: str = "fp32"          # fp32 | bf16 (autocast, for GPUs) for the whole run; fp16 is refused
-    resume: bool = False             # train / treat: continue a killed run from its checkpoints (same settings only)
+    resume: bool = False             # continue the run in the output folder (train / treat: from its checkpoints; same settings only)
+    overwrite: bool = False          # start over in an output folder that holds a run of the same command (its files removed)
 
 
 #: where the runtime settings lived before the runtime section (config.yaml files saved by 0.x runs)

@@ -18,22 +18,22 @@ def run_demo(out: str = "runs/demo", epochs: int = 20, treat_epochs: int = 3, sh
     t0 = time.perf_counter()
     root = Path(out)
     print(f"== model-doctor demo: digits (sklearn, upsampled to 32x32), smallcnn -> {root}")
-    cfg = Config(out=str(root / "original"))
+    cfg = _fresh(str(root / "original"))
     cfg.data.name, cfg.model.name, cfg.train.epochs, cfg.train.batch_size = "digits", "smallcnn", epochs, 32
     train = run_train(cfg)
     weights = train["weights"]
 
-    cfg = Config(out=str(root / "diagnosis"))
+    cfg = _fresh(str(root / "diagnosis"))
     cfg.model.weights = weights
     cfg.diagnose.layers = "auto:2"
     run_diagnose(cfg)
 
-    cfg = Config(out=str(root / "examine"))
+    cfg = _fresh(str(root / "examine"))
     cfg.model.weights = weights
     cfg.examine.diagnosis = str(root / "diagnosis")
     ex = run_examine(cfg)
 
-    cfg = Config(out=str(root / "treat"))
+    cfg = _fresh(str(root / "treat"))
     cfg.model.weights = weights
     cfg.treat.diagnosis = str(root / "diagnosis")
     cfg.treat.layers = "features.8"          # the last conv layer (paper: deep layers work best)
@@ -42,7 +42,7 @@ def run_demo(out: str = "runs/demo", epochs: int = 20, treat_epochs: int = 3, sh
     print(f"== test accuracy  original {treat['original']['test_acc']:.4f}  treated {treat['treated']['test_acc']:.4f}  "
           f"CE-only control {treat['control']['test_acc']:.4f}  (digits test split, {len(treat['original']['per_class'])} classes)")
     shortcut = _shortcut(root, shortcut_epochs, shortcut_treat_epochs, list(shortcut_seeds))
-    cfg = Config(out=str(root / "robustness"))
+    cfg = _fresh(str(root / "robustness"))
     cfg.model.weights = weights
     run_robustness(cfg, None, eps=0.1, samples=100)
     page = write_report(root)
@@ -51,14 +51,21 @@ def run_demo(out: str = "runs/demo", epochs: int = 20, treat_epochs: int = 3, sh
     return {"train": train, "examine": ex, "treat": treat, "shortcut": shortcut}
 
 
+def _fresh(out: str) -> Config:
+    """A step's config: the demo starts over in its own folders on every run (``runtime.overwrite``)."""
+    cfg = Config(out=out)
+    cfg.runtime.overwrite = True
+    return cfg
+
+
 def _shortcut(root: Path, epochs: int, treat_epochs: int, seeds: list[int]) -> dict:
     print("== shortcut removal: decoy-digits (the class is also coded by a grey patch in a corner; "
           "at test the patch is random)")
-    cfg = Config(out=str(root / "shortcut" / "original"))
+    cfg = _fresh(str(root / "shortcut" / "original"))
     cfg.data.name, cfg.model.name, cfg.train.epochs, cfg.train.batch_size, cfg.train.lr = \
         "decoy-digits", "smallcnn", epochs, 32, 0.05
     weights = run_train(cfg)["weights"]
-    cfg = Config(out=str(root / "shortcut" / "treat"))
+    cfg = _fresh(str(root / "shortcut" / "treat"))
     cfg.data.name, cfg.model.weights = "decoy-digits", weights
     cfg.treat.alpha, cfg.treat.beta, cfg.treat.space_method = 0.0, [1.0, 3.0, 10.0], "counterfactual"  # the README recipe
     cfg.treat.annotated_per_class, cfg.treat.epochs, cfg.treat.seeds = 20, treat_epochs, seeds

@@ -21,8 +21,9 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from .data.base import sized
+from .distributed import GlobalBatchSampler
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
-from .training import FitConfig, LossTerms, evaluate, fit
+from .training import FitConfig, FitResult, LossTerms, NonFiniteLossError, evaluate, fit
 
 __all__ = ["subset", "Spread", "spread", "fmt", "cached_run", "copy_of", "RUN_FILE"]
 
@@ -93,14 +94,24 @@ def cached_run(out_dir: str | Path, start: Callable[[], nn.Module], train: Datas
         model.load_state_dict(load_state_dict(out / "best.safetensors"))
         return model, json.loads(done.read_text())
     t0 = time.perf_counter()
-    res = fit(model, train, val, fit_cfg, num_classes, terms=terms() if terms else None, out_dir=out, resume=resume,
-              tag=tag, select=select, say=say, log=log)
+    steps = fit_cfg.epochs * len(GlobalBatchSampler(sized(train), fit_cfg.batch_size, 0))
+    try:
+        res = fit(model, train, val, fit_cfg, num_classes, terms=terms() if terms else None, out_dir=out, resume=resume,
+                  tag=tag, select=select, say=say, log=log)
+        diverged = None
+    except NonFiniteLossError as exc:  # kept as a finished, diverged run: the caller reports it (study.divergence)
+        if exc.best_state is None:
+            raise
+        model.load_state_dict(exc.best_state)  # the last good epoch (the start when none was)
+        row = exc.best_row or {}
+        res = FitResult(int(row.get("epoch", 0)), float(row.get("val_acc", math.nan)), exc.history or [], exc.skipped, row)
+        diverged = " ".join(str(exc).split())
     seconds = time.perf_counter() - t0
     atomic_save_safetensors(out / "best.safetensors", {k: v.detach().contiguous() for k, v in model.state_dict().items()})
     result: dict[str, Any] = {
-        "val_acc": res.best_val_acc, "best_epoch": res.best_epoch, "skipped_steps": res.skipped_steps,
+        "val_acc": res.best_val_acc, "best_epoch": res.best_epoch, "skipped_steps": res.skipped_steps, "steps": steps,
         "last_losses": {k: v for k, v in (res.history[-1] if res.history else {}).items() if k.startswith("loss_")},
-        "seconds": seconds, "best_row": res.best_row, **(extra or {}),
+        "seconds": seconds, "best_row": res.best_row, **({"diverged": diverged} if diverged else {}), **(extra or {}),
     }
     if test is not None:
         result["test_acc"] = evaluate(model, test, num_classes)["acc"]

@@ -5,7 +5,7 @@ trained once and diagnosed on its training part; every other variant fine-tunes 
 the same schedule, seed and data order: ``control`` (CE only — the comparison the paper lacks),
 ``channel`` (+Channel, Eq. 5), ``space`` (+Space, Eq. 6) and ``all`` (both). Validation comes from
 the training split; the test split is read once per finished cell. Every cell is a cached run
-(``result.json`` last), so a rerun skips finished cells and resumes an interrupted one.
+(``result.json`` last), so ``--resume`` skips finished cells and resumes an interrupted one.
 """
 
 from __future__ import annotations
@@ -163,12 +163,16 @@ def _data(grid: GridConfig, name: str):
     return tr, va, test, tr_masked, int(train_full[0][0].shape[0]), int(train_full[0][0].shape[-1]), n_cls
 
 
-def run_grid(grid: GridConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) every cell; returns ``{"cells": [...], "skipped": [...]}`` and writes
-    ``table.md`` and ``cells.json`` under ``grid.out``."""
+def run_grid(grid: GridConfig, log: Callable[[str], None] = print, resume: bool = False,
+             overwrite: bool = False) -> dict[str, Any]:
+    """Run every cell; returns ``{"cells": [...], "skipped": [...]}`` and writes ``table.md`` and
+    ``cells.json`` under ``grid.out``. A folder that holds a grid is refused unless ``resume``
+    (finished cells load, an interrupted one resumes) or ``overwrite`` (its files removed first)."""
     from .io import atomic_write_json
+    from .rundir import claim
 
     out = Path(grid.out)
+    claim(out, "reproduce", resume, overwrite, flag="--out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "grid.yaml", yaml.safe_dump(dataclasses.asdict(grid), sort_keys=False))
     cells: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ from torch import nn
 from . import __version__
 from .config import Config, save_config
 from .data.datasets import load_dataset
-from .distributed import is_main
+from .distributed import barrier, is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .models import build_model, default_layers
 from .training import FitConfig, split_train_val
@@ -54,9 +54,11 @@ def sidecar(weights: str | None) -> dict[str, Any]:
     return data
 
 
-def out_dir(cfg: Config) -> Path:
+def out_dir(cfg: Config, job: str | None = None) -> Path:
     """Validate ``cfg`` (the one :func:`~model_doctor.config.validate`, also for library calls),
-    create ``cfg.out`` and hold its lock (rank 0) for the rest of this process."""
+    check that ``cfg.out`` holds no run of ``job`` the user did not ask to continue or replace
+    (:func:`model_doctor.rundir.claim`: ``runtime.resume`` / ``runtime.overwrite``), create it and
+    hold its lock (rank 0) for the rest of this process."""
     from .config import validate
     from .distributed import resolve_device
 
@@ -67,6 +69,12 @@ def out_dir(cfg: Config) -> Path:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; choose a folder")
+    if job is not None:  # every rank reads; rank 0 alone removes what --overwrite replaces
+        from .rundir import claim
+
+        claim(out, job, cfg.runtime.resume or (cfg.runtime.overwrite and not is_main()),
+              cfg.runtime.overwrite and is_main())
+        barrier()
     out.mkdir(parents=True, exist_ok=True)
     if is_main():
         from .io import lock_folder
@@ -89,7 +97,8 @@ def check_resume(cfg: Config, out: Path) -> None:
         if not isinstance(values, dict):
             continue
         for key, value in values.items():
-            if (section, key) in (("runtime", "resume"), ("runtime", "device"), ("runtime", "workers")):
+            if (section, key) in (("runtime", "resume"), ("runtime", "overwrite"), ("runtime", "device"),
+                                  ("runtime", "workers")):
                 continue  # where and how fast it runs, not what it computes
             before = (old.get(section) or {}).get(key, value)
             if before != value:
@@ -175,10 +184,21 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
                 f"weights {cfg.model.weights!r} do not fit model {name!r} (missing {list(missing)[:3]}, "
                 f"unexpected {list(unexpected)[:3]}); pass the --model the checkpoint was trained with"
             )
+    _check_finite(model, cfg.model.weights or name)
     model.to(device)
     meta = {"model": name, "in_channels": in_ch, "num_classes": n_cls, "image_size": size, "small": small,
             "classes": side.get("classes"), "default_layers": default_layers(name), "device": str(device)}
     return model, meta
+
+
+def _check_finite(model: nn.Module, source: str) -> None:
+    """Weights with NaN or infinite values make every later figure meaningless: refuse them, naming the file."""
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        origin = f"the weights in {source!r}" if not source.startswith("file:") else f"the model {source!r} returned"
+        raise ValueError(f"{origin} hold NaN or infinite values in {len(bad)} of {len(model.state_dict())} tensors "
+                         f"(first: {bad[0]}); the training that wrote them diverged — retrain it (a lower --lr) or "
+                         "pass other weights")
 
 
 def save_model(model: nn.Module, out: Path, meta: dict[str, Any], stem: str = "model") -> Path:
@@ -257,7 +277,8 @@ def trained_lr(weights: str | None, default: float = 0.01) -> float:
 
 def need_weights(cfg: Config, job: str) -> None:
     """A job that reads what a model learned refuses a randomly initialised one."""
-    if not cfg.model.weights and not cfg.model.pretrained:
+    if not cfg.model.weights and not cfg.model.pretrained and not str(cfg.model.name or "").startswith("file:"):
+        # a file: model's factory may return trained weights itself (checked for NaN by load_model)
         raise ValueError(f"{job} needs the trained model: pass --weights FILE (model.safetensors from `model-doctor "
                          "train`), or --pretrained for the architecture's ImageNet weights")
 

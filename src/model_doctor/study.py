@@ -31,7 +31,7 @@ from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
 from .training import FitConfig, LossTerms
 
 __all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "pick_per_class", "spread", "choose",
-           "verdict", "image_se", "image_se_of"]
+           "verdict", "image_se", "image_se_of", "divergence", "diverged_arms", "guess_ceiling", "NONFINITE_SHARE"]
 
 K = TypeVar("K", bound=Hashable)
 Select = Callable[[nn.Module], dict[str, Any]]
@@ -64,6 +64,8 @@ class ArmRun:
     @property
     def score(self) -> float:
         """The chosen epoch's selection score (validation accuracy when there is no rule)."""
+        if self.result.get("diverged"):
+            return -math.inf  # a run stopped by its non-finite losses never stands for its group
         row = self.result.get("best_row") or {}
         return float(row.get("select_score", self.result["val_acc"]))
 
@@ -129,6 +131,55 @@ def _start(original: nn.Module, spec: ArmSpec) -> Callable[[], nn.Module]:
 def choose(scores: dict[K, float]) -> K:
     """The key with the highest score; ties go to the first in sorted order (the smaller weight)."""
     return max(sorted(scores), key=lambda k: scores[k])  # type: ignore[type-var]  # keys are one sortable type
+
+
+#: an arm whose loss was NaN/inf on more than this share of its steps diverged (a rare skipped step does not)
+NONFINITE_SHARE = 0.01
+
+
+def guess_ceiling(counts: Sequence[int]) -> float:
+    """The accuracy no model distinguishes from guessing on a split with these class counts: the
+    majority class's share (what a constant prediction scores) plus two binomial standard errors."""
+    n = sum(counts)
+    if n < 1:
+        return math.nan
+    p = max(counts) / n
+    return p + 2 * math.sqrt(p * (1 - p) / n)
+
+
+def divergence(result: dict[str, Any], ceiling: float | None = None) -> str | None:
+    """Why a finished run (a :func:`cached_run` result) diverged, in words, or ``None``: training
+    stopped on its non-finite losses, a non-finite loss on more than :data:`NONFINITE_SHARE` of its
+    steps, or (with ``ceiling``, :func:`guess_ceiling` of the validation split) a chosen model whose
+    validation accuracy is no better than guessing."""
+    why = []
+    skipped, steps = int(result.get("skipped_steps", 0) or 0), result.get("steps")
+    if result.get("diverged"):
+        said = str(result["diverged"]).split(": ", 1)[-1]
+        why.append("training stopped: " + said.split(" (last:")[0].split(" at learning rate")[0])
+    elif skipped and steps and skipped > NONFINITE_SHARE * steps:
+        why.append(f"{skipped} of its {steps} steps had a non-finite loss")
+    acc = result.get("val_acc")
+    if ceiling is not None and not math.isnan(ceiling) and acc is not None and not (float(acc) > ceiling):
+        why.append(f"validation accuracy {100 * float(acc):.1f} %, no better than guessing (≤ {100 * ceiling:.1f} %)")
+    return "; ".join(why) or None
+
+
+def diverged_arms(studies: dict[int, StudyResult], reported: Sequence[str],
+                  ceiling: float | None = None) -> list[dict[str, Any]]:
+    """The reported arms (names, or groups: their chosen arm) of each seed's study whose training
+    diverged (:func:`divergence`), as ``{"seed", "arm", "why"}``. A weight of a group that diverged
+    but was not chosen is left out: selection already passed it over (its score is -inf)."""
+    found = []
+    for seed, study in studies.items():
+        for name in reported:
+            if name not in study.arms and name not in study.chosen:
+                continue
+            run = study.arm(name)
+            why = divergence(run.result, ceiling)
+            if why:
+                found.append({"seed": seed, "arm": run.spec.name, "why": why})
+    return found
 
 
 def image_se(treated: Sequence[Sequence[float | None]], control: Sequence[Sequence[float | None]]) -> float | None:

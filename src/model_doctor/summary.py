@@ -45,6 +45,7 @@ class TreatSummary:
     delta_treated_minus_control: dict[str, float] | None = None
     masks: dict[str, Any] | None = None
     classes: list[str] | None = None
+    diverged: list[dict[str, Any]] = field(default_factory=list)   # arms whose training diverged (study.divergence)
     note: str = "test split evaluated once, after training; epochs and weights chosen without test data"
     schema: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +87,7 @@ class TreatSummary:
                    runs=d["runs"], verdict=d.get("verdict", []), selection=d.get("selection", {}),
                    config=d.get("config", {}), versions=d.get("versions", {}),
                    delta_treated_minus_control=d.get("delta_treated_minus_control"), masks=d.get("masks"),
-                   classes=d.get("classes"), note=d.get("note", ""), schema=version,
+                   classes=d.get("classes"), diverged=d.get("diverged", []), note=d.get("note", ""), schema=version,
                    extra={k: v for k, v in d.items() if k not in known})
 
 

@@ -37,7 +37,14 @@ __all__ = ["FitConfig", "FitResult", "fit", "evaluate", "split_train_val", "Loss
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """Training diverged (too many NaN/inf losses, or NaN/inf weights). ``best_state``, ``best_row``,
+    ``history`` and ``skipped`` hold what the run had before it (set by :func:`fit`), so a caller
+    can keep the last good epoch and report the divergence instead of losing the run."""
+
+    best_state: dict[str, torch.Tensor] | None = None
+    best_row: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+    skipped: int = 0
 
 
 class LossTerms(Protocol):
@@ -118,7 +125,7 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, batch_size: i
     n = float(total.sum())
     per_class = (correct / total.clamp(min=1)).tolist()
     return {"acc": float(correct.sum()) / max(n, 1.0), "loss": loss_sum / max(n, 1.0), "per_class": per_class,
-            "n": int(n)}
+            "n": int(n), "counts": [int(c) for c in total.tolist()]}
 
 
 def _tensorboard(path: Path):
@@ -197,6 +204,10 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset, cfg: FitConfig, 
                 _end_epoch(st, model, row, epoch, select, out, writer, cfg, tag)
                 if log and is_main():
                     log(row)
+    except NonFiniteLossError as exc:
+        exc.best_state, exc.history, exc.skipped = st.best_state, st.history, st.skipped
+        exc.best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), {})
+        raise
     finally:
         model.train(was_training)
         if writer is not None:

@@ -35,8 +35,13 @@ def test_tiny_grid_runs_and_resumes(tmp_path, capsys):
         {("decoy-digits", v) for v in ("base", "control", "channel", "space", "all")}
     assert len(cells["skipped"]) == 2 and all("no masks for digits" in s for s in cells["skipped"])
     assert "(cached)" not in first
-    # a rerun trains nothing: every finished cell is loaded, with identical results
-    assert main(["reproduce", str(grid)]) == 0
+    # a plain rerun is refused with the folder untouched; --resume trains nothing: every finished cell loads
+    files = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert main(["reproduce", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a finished reproduce run (cells.json)" in err and "--resume" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == files
+    assert main(["reproduce", str(grid), "--resume"]) == 0
     second = capsys.readouterr().out
     assert second.count("(cached)") == 8
     assert json.loads((out / "cells.json").read_text()) == cells

@@ -11,8 +11,10 @@ from model_doctor.cli import main
 @pytest.fixture(scope="module")
 def decoy_original(tmp_path_factory):
     out = tmp_path_factory.mktemp("decoy-orig")
-    assert main(["train", "--data", "decoy-digits", "--model", "tinycnn", "--epochs", "3", "--batch-size", "32",
-                 "--out", str(out)]) == 0
+    # 4 epochs at 0.05: it reads the decoy (val ~90 %, shuffled test ~50 %), so a fine-tune that fails shows as a
+    # diverged arm, not as noise around a model that barely learned (exit 3: test_run_folder.py)
+    assert main(["train", "--data", "decoy-digits", "--model", "tinycnn", "--epochs", "4", "--batch-size", "32",
+                 "--lr", "0.05", "--out", str(out)]) == 0
     return out / "model.safetensors"
 
 
@@ -120,12 +122,23 @@ def test_sigkill_in_the_escalated_round_then_resume_equals_uninterrupted(decoy_o
     proc.wait()
     assert len(metrics.read_text().splitlines()) < 3 and not (killed / "summary.json").exists()
 
+    files = {p: p.read_bytes() for p in sorted(killed.rglob("*")) if p.is_file()}
+    again = subprocess.run(cli(killed), env=env, capture_output=True, text=True)   # no --resume: refused, untouched
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert "an interrupted treat run (stopped in the escalated round at seed 0, arm treated, after epoch" in again.stderr
+    assert "--resume" in again.stderr and "--overwrite" in again.stderr
+    assert {p: p.read_bytes() for p in sorted(killed.rglob("*")) if p.is_file()} == files
+
     subprocess.run(cli(killed, "--resume"), check=True, env=env, capture_output=True)
     a = load_file(str(full / "escalated" / "seed0" / "treated" / "model.safetensors"))
     b = load_file(str(killed / "escalated" / "seed0" / "treated" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert len(metrics.read_text().splitlines()) == 3
-    assert json.loads((killed / "summary.json").read_text())["runs"][0]["dir"] == "escalated/seed0"
+    resumed, whole = (json.loads((d / "summary.json").read_text()) for d in (killed, full))
+    assert resumed["runs"][0]["dir"] == "escalated/seed0"
+    for s in (resumed, whole):  # where and how it ran, not what it computed
+        s["config"].pop("out"), s["config"].pop("runtime")
+    assert resumed == whole   # the same summary as the uninterrupted run
 
 
 @pytest.mark.parametrize("method", ["attribution", "input", "paper"])

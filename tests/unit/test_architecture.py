@@ -8,7 +8,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: the picture in docs/architecture.md, bottom (0) to top
 LAYERS = [
-    {"io", "hooks", "precision", "progress", "distributed"},
+    {"io", "hooks", "precision", "progress", "distributed", "rundir"},
     {"noise", "split"},
     {"gradients"},
     {"models", "data"},

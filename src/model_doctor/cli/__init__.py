@@ -94,7 +94,7 @@ def _cmd_reproduce(args: argparse.Namespace, log: Any) -> None:
     if args.dry_run:
         print(plan(grid))
         return
-    run_grid(grid, log=log)
+    run_grid(grid, log=log, resume=args.resume, overwrite=args.overwrite)
 
 
 def _cmd_demo(args: argparse.Namespace, log: Any) -> None:
@@ -112,11 +112,25 @@ def _cmd_waterbirds(args: argparse.Namespace, log: Any) -> None:
     log(f"wrote {out}: --data imagefolder:{out} --masks {out}/masks-box --mask-format png --groups {out}/groups.csv")
 
 
-def _cmd_job(args: argparse.Namespace, log: Any) -> None:
+def _cmd_job(args: argparse.Namespace, log: Any) -> Any:
     """train / diagnose / examine / treat / select: a config, then the job of that name."""
     from .. import jobs
 
-    getattr(jobs, f"run_{args.command}")(_to_config(args), log=log)
+    return getattr(jobs, f"run_{args.command}")(_to_config(args), log=log)
+
+
+#: the exit status of a command that wrote its results but whose training diverged (2: an error, nothing done)
+DIVERGED_EXIT = 3
+
+
+def _diverged(command: str, result: Any) -> str | None:
+    """One line for a result whose ``diverged`` list is not empty (a script must not take it for a success)."""
+    bad = result.get("diverged") if isinstance(result, dict) else None
+    if not bad:
+        return None
+    arms = ", ".join(" ".join(str(x) for x in (f"seed {d['seed']}" if "seed" in d else "", d["arm"]) if x) for d in bad)
+    return (f"model-doctor {command}: error: training diverged ({arms}); its results are written, but they are not "
+            "usable; the line above says which option to change")
 
 
 _COMMANDS = {"layers": _cmd_layers, "report": _cmd_report, "analyze": _cmd_analyze, "reproduce": _cmd_reproduce,
@@ -124,7 +138,8 @@ _COMMANDS = {"layers": _cmd_layers, "report": _cmd_report, "analyze": _cmd_analy
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI: exit 0 on success, 2 with one line on stderr for an expected error (``--debug``: the traceback)."""
+    """The CLI: exit 0 on success, 2 with one line on stderr for an expected error (``--debug``: the traceback),
+    3 when the results are written but a training diverged (:data:`DIVERGED_EXIT`)."""
     import warnings
 
     from ..distributed import init_from_env, is_main, shutdown
@@ -142,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")  # rank 0 reports
         log = lambda *_a, **_k: None
     try:
-        _COMMANDS.get(args.command, _cmd_job)(args, log)
+        line = _diverged(args.command, _COMMANDS.get(args.command, _cmd_job)(args, log))
+        if line:
+            print(line, file=sys.stderr)
+            return DIVERGED_EXIT
         return 0
     except expected as exc:
         if debug or os.environ.get("MODEL_DOCTOR_DEBUG") == "1":

@@ -59,6 +59,14 @@ def _diag_opts(p: argparse.ArgumentParser) -> None:
                    help="do not fail when a class has no eligible sample")
 
 
+def _folder_opts(p: argparse.ArgumentParser, resume: str) -> None:
+    """--resume / --overwrite: what to do when --out already holds a run of this command (else it is refused)."""
+    g = p.add_argument_group("a used --out (a folder that holds a run of this command is refused without one of these)")
+    g.add_argument("--resume", dest="runtime.resume", action="store_const", const=True, help=resume)
+    g.add_argument("--overwrite", dest="runtime.overwrite", action="store_const", const=True,
+                   help="start over: remove the files this command wrote there (nothing else) and run again")
+
+
 def _scale_opts(g) -> None:
     g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
@@ -114,8 +122,8 @@ def _add_train(sub) -> None:
     g.add_argument("--batch-size", dest="train.batch_size", type=int, help="the training batch: images per SGD step")
     g.add_argument("--seed", dest="train.seed", type=int, help="seed for initialisation, split and data order")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="share of the training split held out for validation")
-    g.add_argument("--resume", dest="runtime.resume", action="store_const", const=True, help="continue from OUT/checkpoint.pt")
     _scale_opts(g)
+    _folder_opts(p, "continue a killed run from OUT/checkpoint.pt (same settings only)")
 
 
 def _add_diagnose(sub) -> None:
@@ -126,6 +134,7 @@ def _add_diagnose(sub) -> None:
                    help="fp32 or bf16 autocast (GPUs); fp16 is refused")
     p.add_argument("--estimate", dest="diagnose.estimate", action="store_const", const=True,
                    help="do not diagnose: time a few images and print how long the run would take, with its FLOPs")
+    _folder_opts(p, "a finished diagnosis with the same settings is kept as it is; an interrupted one runs again")
 
 
 def _add_examine(sub) -> None:
@@ -147,6 +156,7 @@ def _add_examine(sub) -> None:
     g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="the examination's batch: samples per forward/backward")
     g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 or bf16 autocast (GPUs); fp16 is refused")
+    _folder_opts(p, "a finished examination with the same settings is kept as it is; an interrupted one runs again")
 
 
 def _add_treat(sub) -> None:
@@ -231,10 +241,10 @@ def _add_treat(sub) -> None:
     g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
     g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split")
-    g.add_argument("--resume", dest="runtime.resume", action="store_const", const=True, help="continue a killed run from its checkpoints")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
     g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
+    _folder_opts(p, "continue a killed run from its checkpoints: finished arms load, the interrupted one resumes (same settings only)")
 
 
 def _add_select(sub) -> None:
@@ -244,6 +254,8 @@ def _add_select(sub) -> None:
     g.add_argument("--low-confidence", dest="select.low_confidence", action="store_const", const=True,
                    help="pick the images with the lowest true-class probability (the paper's choice; default)")
     g.add_argument("--per-class", dest="select.per_class", type=int, help="images per class (the paper: 20)")
+    _folder_opts(p, "export again into the folder with the same settings (a LabelMe file holding your shapes is never "
+                    "overwritten, with or without this flag)")
 
 
 def _add_report(sub) -> None:
@@ -271,10 +283,14 @@ def _add_layers(sub) -> None:
 
 def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="Table-1 grid: models x datasets x {base, control, +channel, +space, +all} x seeds "
-                                         "(resumable: finished cells are skipped)")
+                                         "(--resume: finished cells are skipped)")
     p.add_argument("grid", help="grid YAML, e.g. configs/cpu-small.yaml or configs/paper.yaml")
     p.add_argument("--out", default=None, help="output folder (default: the grid's out)")
     p.add_argument("--dry-run", action="store_true", help="print the cells the grid holds and stop")
+    p.add_argument("--resume", action="store_true", help="continue the grid in the output folder: finished cells load, an "
+                                                         "interrupted one resumes (a used folder is refused without this "
+                                                         "or --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="start the grid over: remove its files in the output folder")
 
 
 def _add_waterbirds(sub) -> None:

@@ -16,6 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..io import atomic_write_bytes, atomic_write_text
+from ..rundir import annotated
 from .annotations import MaskFn
 from .base import sized
 from .folder import MaskedImageFolder
@@ -38,7 +39,8 @@ def export_low_confidence(dataset: Dataset, labels: torch.Tensor, probs: torch.T
     ``out/<class index>/...`` with an empty LabelMe JSON beside each, plus ``index.csv``.
 
     Images of an ImageFolder keep their relative path; in-memory datasets are written as
-    ``<class index>/<dataset index>.png``. Returns the index rows.
+    ``<class index>/<dataset index>.png``. A LabelMe JSON that already holds shapes (the user's
+    annotation) is never overwritten. Returns the index rows (``kept``: such a JSON was kept).
     """
     out = Path(out)
     conf = probs[torch.arange(len(labels)), labels]
@@ -64,11 +66,14 @@ def export_low_confidence(dataset: Dataset, labels: torch.Tensor, probs: torch.T
                 w, h = img.size
             stub = {"version": "5.0.1", "flags": {}, "shapes": [], "imagePath": Path(rel).name, "imageData": None,
                     "imageHeight": h, "imageWidth": w}
-            atomic_write_text((out / rel).with_suffix(".json"), json.dumps(stub, indent=2))
-            rows.append({"file": rel, "dataset_index": i, "label": c, "class": class_names[c],
+            kept = annotated((out / rel).with_suffix(".json"))  # the user's shapes are never overwritten
+            if not kept:
+                atomic_write_text((out / rel).with_suffix(".json"), json.dumps(stub, indent=2))
+            rows.append({"kept": kept, "file": rel, "dataset_index": i, "label": c, "class": class_names[c],
                          "true_class_probability": round(float(conf[i]), 6), "prediction": int(pred[i])})
     table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["file"])
+    writer = csv.DictWriter(table, fieldnames=[k for k in rows[0] if k != "kept"] if rows else ["file"],
+                            extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "index.csv", table.getvalue())

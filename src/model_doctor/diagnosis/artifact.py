@@ -163,9 +163,13 @@ class Diagnosis:
                 raise ValueError(f"{str(meta_path)!r} lacks {', '.join(missing)}; re-run `model-doctor diagnose`")
             for layer in meta["layers"]:
                 t = tensors.get(f"correlation/{layer}")
-                if t is None or t.dim() != 2 or t.shape[0] != len(meta["class_names"]):
-                    raise ValueError(f"{str(folder)!r}: the correlation of {layer!r} does not match its "
-                                     f"{len(meta['class_names'])} class names; re-run `model-doctor diagnose`")
+                if t is None or t.dim() != 2:
+                    raise ValueError(f"{str(tensor_path)!r} holds no 2-D correlation for layer {layer!r} (named in "
+                                     f"{str(meta_path)!r}); re-run `model-doctor diagnose`")
+                if t.shape[0] != len(meta["class_names"]):
+                    raise ValueError(f"{str(meta_path)!r} holds {len(meta['class_names'])} class names but the correlation of "
+                                     f"{layer!r} in {str(tensor_path)!r} has {t.shape[0]} rows (one per class); the two "
+                                     "files are from different runs — re-run `model-doctor diagnose`")
                 if not bool(t.isfinite().all()) or bool((t < 0).any()):
                     raise ValueError(f"{str(tensor_path)!r}: the correlation of {layer!r} holds NaN, infinite or negative "
                                      "values (a diagnosis is a sum of |gradients|); re-run `model-doctor diagnose`")

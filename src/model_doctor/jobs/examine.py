@@ -11,6 +11,7 @@ from ..distributed import is_main
 from ..runtime import (
     Log,
     check_diagnosis,
+    check_resume,
     load_data,
     load_model,
     need_weights,
@@ -28,16 +29,22 @@ __all__ = ["run_examine"]
 
 def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
     """Examine a split against a saved diagnosis; report the misclassification AUROC."""
-    out = out_dir(cfg)
+    out = out_dir(cfg, "examine")
     if not cfg.examine.diagnosis:
         raise ValueError("examine needs a diagnosis; pass --diagnosis DIR (the --out of `model-doctor diagnose`)")
     need_weights(cfg, "examine")
     diag = Diagnosis.load(cfg.examine.diagnosis)
     model, meta = load_model(cfg, diag.num_classes)
     check_diagnosis(diag, model, meta["num_classes"], cfg.examine.diagnosis)
+    if cfg.runtime.resume and (out / "examine_summary.json").is_file():  # finished: nothing to redo, nothing rewritten
+        import json
+
+        check_resume(cfg, out)
+        log(f"the examination in {out} is finished; nothing to resume (--overwrite to examine again)")
+        return json.loads((out / "examine_summary.json").read_text(encoding="utf-8"))
     data = load_data(cfg, cfg.examine.split, meta["in_channels"], meta["num_classes"])
     indices = list(range(min(len(data), cfg.examine.limit))) if cfg.examine.limit else None
-    save_run_config(cfg, out, {"versions": versions(), "model": meta})
+    save_run_config(cfg, out, {"command": "examine", "versions": versions(), "model": meta})
     ex = examine(model, diag, data, indices=indices, batch_size=cfg.examine.batch_size, top_k=cfg.examine.top_k,
                  precision=cfg.runtime.precision, num_workers=workers(cfg, meta["device"]))
     if is_main():

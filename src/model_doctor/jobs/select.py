@@ -7,7 +7,7 @@ from typing import Any
 from ..config import Config
 from ..data.base import class_names_of
 from ..distributed import is_main
-from ..runtime import Log, load_data, load_model, need_weights, out_dir, save_run_config, versions, workers
+from ..runtime import Log, check_resume, load_data, load_model, need_weights, out_dir, save_run_config, versions, workers
 
 __all__ = ["run_select"]
 
@@ -18,14 +18,17 @@ def run_select(cfg: Config, log: Log = print) -> dict[str, Any]:
     from ..data.workflow import export_low_confidence
     from ..diagnosis import predict
 
-    out = out_dir(cfg)
+    out = out_dir(cfg, "select")
     need_weights(cfg, "select")
     model, meta = load_model(cfg)
     data = load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     labels, _pred, probs = predict(model, IndexedSubset(data), num_workers=workers(cfg, meta["device"]), desc="select")
     names = meta.get("classes") or class_names_of(data, meta["num_classes"])
+    check_resume(cfg, out)
+    save_run_config(cfg, out, {"command": "select", "versions": versions(), "model": meta})
     rows = export_low_confidence(data, labels, probs, cfg.select.per_class, out, names) if is_main() else []
-    save_run_config(cfg, out, {"versions": versions(), "model": meta})
+    kept = sum(1 for r in rows if r.get("kept"))
     log(f"exported {len(rows)} low-confidence training images with empty LabelMe files to {out}; annotate them "
-        f"(labelme {out}), then: model-doctor treat ... --masks {out} --mask-format labelme --beta 1")
+        f"(labelme {out}), then: model-doctor treat ... --masks {out} --mask-format labelme --beta 1"
+        + (f"; {kept} LabelMe files that already held shapes were kept as they were" if kept else ""))
     return {"count": len(rows), "out": str(out)}

@@ -8,6 +8,7 @@ import torch
 
 from ..config import Config
 from ..data.base import class_names_of
+from ..distributed import GlobalBatchSampler
 from ..runtime import (
     Log,
     check_resume,
@@ -23,6 +24,7 @@ from ..runtime import (
     warn_skipped,
     write_json,
 )
+from ..study import divergence
 from ..training import evaluate, fit
 
 __all__ = ["run_train"]
@@ -30,7 +32,7 @@ __all__ = ["run_train"]
 
 def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     """Train the original classifier (paper protocol) and evaluate it once on the test split."""
-    out = out_dir(cfg)
+    out = out_dir(cfg, "train")
     if cfg.model.in_channels is None:
         cfg.model.in_channels = image_channels(cfg, log)
     in_ch = cfg.model.in_channels
@@ -44,7 +46,8 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     fcfg = fit_config(cfg, meta["device"])
     tr, va = train_val_split(cfg, train_full, in_ch)
     check_resume(cfg, out)
-    save_run_config(cfg, out, {"versions": versions(), "train_size": len(tr), "val_size": len(va), "model": meta})
+    save_run_config(cfg, out, {"command": "train", "versions": versions(), "train_size": len(tr), "val_size": len(va),
+                               "model": meta})
     res = fit(model, tr, va, fcfg, meta["num_classes"], out_dir=out, resume=cfg.runtime.resume, tag="train", say=log,
               log=lambda r: log(f"epoch {r['epoch']}: ce {r.get('loss_ce', float('nan')):.4f} val_acc {r['val_acc']:.4f}"))
     warn_skipped(res, "train", log)
@@ -53,6 +56,11 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     summary = {"model": meta["model"], "dataset": cfg.data.name, "best_epoch": res.best_epoch,
                "val_acc": res.best_val_acc, "test_acc": test["acc"], "test_per_class": test["per_class"],
                "weights": str(path), "versions": versions()}
+    steps = fcfg.epochs * len(GlobalBatchSampler(len(tr), fcfg.batch_size, 0))
+    why = divergence({"skipped_steps": res.skipped_steps, "steps": steps})
+    if why:
+        summary["diverged"] = [{"arm": "train", "why": why}]
+        log(f"training diverged: {why}; lower --lr (now {fcfg.lr:g}) and run again with --overwrite")
     write_json(out / "summary.json", summary)
     log(f"trained {meta['model']} on {cfg.data.name}: val_acc {res.best_val_acc:.4f} (epoch {res.best_epoch}), "
         f"test_acc {test['acc']:.4f} -> {path}")

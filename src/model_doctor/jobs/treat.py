@@ -38,7 +38,7 @@ from ..runtime import (
     workers,
     write_json,
 )
-from ..study import ArmSpec, StudyResult, run_study, verdict
+from ..study import ArmSpec, StudyResult, diverged_arms, guess_ceiling, run_study, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import evaluate
 from ..treatment.plan import (
@@ -96,6 +96,7 @@ class _Setup:
     floor: float = 0.0  # validation accuracy under which an epoch is chosen last (min_val_share × the original's)
     orig_val: float = float("nan")  # the original's validation accuracy: the floor's base and the summary's figure
     escalation: dict[str, Any] | None = None  # what decided the escalated round (treat.escalate_below), once measured
+    ceiling: float | None = None  # validation accuracy no better than guessing (None when the original is no better)
 
     @property
     def classes(self) -> int:
@@ -119,17 +120,21 @@ def run_treat(cfg: Config, log: Log = print, train_data: Any = None, test_data: 
     out = _checked_out(cfg)
     s = _setup(cfg, out, log, train_data)
     arms = _arms(cfg, s)
-    studies = {seed: _run_seed(cfg, s, arms, seed, out / f"seed{seed}", log) for seed in cfg.treat.seeds}
-    cfg, studies, s.escalation = _escalate(cfg, s, arms, studies, out, log)
+    first = {seed: _run_seed(cfg, s, arms, seed, out / f"seed{seed}", log) for seed in cfg.treat.seeds}
+    cfg, studies, s.escalation = _escalate(cfg, s, arms, first, out, log)
     # the test split is read here, once, after every arm has finished
     test = test_data if test_data is not None else load_data(cfg, "test", s.meta["in_channels"], s.classes,
                                                                  like=s.train_full)
     groups = load_groups(cfg.treat.groups, test, "test") if cfg.treat.groups else None
     summary = _summarize(cfg, s, studies, test, groups)
+    summary.diverged = [{"round": "escalated" if studies is not first else "first", **d}
+                        for d in diverged_arms(studies, ["treated", "control"], s.ceiling)]
+    if summary.diverged:
+        summary.verdict.insert(0, _diverged_line(cfg, summary.diverged))
     if is_main():
         report_arms = ["treated"] + (["control"] if cfg.treat.control else [])
-        first = studies[next(iter(studies))]
-        save_treatment_maps(out, s.original, {a: first.arm(a).model for a in report_arms}, test, s.layers[-1])
+        shown = studies[next(iter(studies))]
+        save_treatment_maps(out, s.original, {a: shown.arm(a).model for a in report_arms}, test, s.layers[-1])
     write_json(out / "summary.json", summary.to_dict())
     _say(cfg, summary, studies, out, log)
     return summary.to_dict()
@@ -139,7 +144,7 @@ def _checked_out(cfg: Config):
     if cfg.diagnose.estimate:
         raise ValueError("diagnose.estimate is set, but only `model-doctor diagnose` estimates; remove it from the "
                          "config to treat, or run `model-doctor diagnose --estimate`")
-    out = out_dir(cfg)
+    out = out_dir(cfg, "treat")
     if not cfg.model.weights:
         raise ValueError("treat needs the trained original; pass --weights (from `model-doctor train`)")
     return out
@@ -164,7 +169,7 @@ def _setup(cfg: Config, out: Path, log: Log, train_data: Any) -> _Setup:
     pools, expand = None, 0
     if any(betas) or t.rrr:
         tr, pools, expand = _treat_masks(cfg, train_full, tr, log, select=rule != "groups")
-    save_run_config(cfg, out, {"versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va),
+    save_run_config(cfg, out, {"command": "treat", "versions": versions(), "model": meta, "train_size": len(tr), "val_size": len(va),
                                **({"masks": pools.summary(), "expand": expand} if pools else {})})
     if pools is not None and is_main():
         save_annotations(out, pools)
@@ -172,12 +177,14 @@ def _setup(cfg: Config, out: Path, log: Log, train_data: Any) -> _Setup:
     diag = _diagnosis(cfg, original, meta, tr, out, log) if needs_diagnosis(t, betas) else None
     if diag is not None and not t.layers:
         layers = list(diag.layers)
-    floor, orig_val = 0.0, evaluate(original, va, n_cls)["acc"]
+    orig_eval = evaluate(original, va, n_cls)
+    floor, orig_val, ceiling = 0.0, orig_eval["acc"], guess_ceiling(orig_eval["counts"])
     if t.min_val_share and pools is not None and pools.select is not None and rule != "groups":
         floor = t.min_val_share * orig_val
         log(f"selection floor: validation accuracy {100 * floor:.1f} % ({t.min_val_share:g} × the original's "
             f"{100 * orig_val:.1f} %); an epoch under it is chosen only when every epoch is (--min-val-share)")
-    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag, rule, val_groups, floor, orig_val)
+    return _Setup(original, meta, train_full, tr, va, betas, pools, expand, layers, diag, rule, val_groups, floor, orig_val,
+                  ceiling=ceiling if orig_val > ceiling else None)
 
 
 def _val_groups(cfg: Config, val: Any, log: Log) -> tuple[Any, list[str]] | None:
@@ -323,8 +330,21 @@ def _escalate(cfg: Config, s: _Setup, arms: list[tuple[str, float | None]], stud
         f"against the original's {100 * clean:.0f} % as "
         f"annotated (under {t.escalate_below:g} ×): every arm trains again at --kl-weight 0 for {esc.treat.epochs} "
         f"epochs -> {out / 'escalated'} (--escalate-below 0 turns this off)")
-    save_run_config(esc, out / "escalated", {"versions": versions(), "escalation": decided})
+    save_run_config(esc, out / "escalated", {"command": "treat", "versions": versions(), "escalation": decided})
     return esc, {seed: _run_seed(esc, s, arms, seed, out / "escalated" / f"seed{seed}", log) for seed in studies}, decided
+
+
+def _diverged_line(cfg: Config, diverged: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdict's first line when an arm diverged: which, why, and the option to change."""
+    arms = "; ".join(f"{'escalated round ' if d['round'] == 'escalated' else ''}seed {d['seed']} {d['arm']} ({d['why']})"
+                     for d in diverged)
+    control = any(d["arm"] == "control" for d in diverged)
+    fix = (f"lower --lr (now {cfg.treat.lr:g})" if control else
+           f"lower the constraint weights (--alpha {cfg.treat.alpha:g}, --beta {' '.join(f'{b:g}' for b in weights_of(cfg.treat.beta))}) "
+           f"or --lr (now {cfg.treat.lr:g})")
+    return {"what": "diverged", "beyond_noise": False, "arms": diverged,
+            "text": f"training diverged: {arms}. The figures above are not a treatment's effect; {fix} and run again "
+                    "with --overwrite"}
 
 
 def _epoch_line(seed: int, arm: str, r: dict[str, Any]) -> str:
