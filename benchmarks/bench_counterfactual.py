@@ -97,8 +97,7 @@ def run_arms(budget: dict, tmp: Path):
     """(whole default treat, the same three fine-tunes as plain fits) on decoy-digits."""
     from model_doctor.config import Config
     from model_doctor.jobs import run_train, run_treat
-    from model_doctor.runtime import load_data, load_model, train_val_split
-    from model_doctor.runtime import trained_lr as _trained_lr
+    from model_doctor.runtime import load_data, load_model, train_val_split, trained_lr
     from model_doctor.training import FitConfig, fit
 
     base = Config()
@@ -131,7 +130,7 @@ def run_arms(budget: dict, tmp: Path):
         t = cfg.treat
         for factor in rounds:
             for _ in range(3):   # two weights and the control
-                fit(copy.deepcopy(original), tr, va, FitConfig(epochs=factor * budget["epochs"], lr=_trained_lr(weights),
+                fit(copy.deepcopy(original), tr, va, FitConfig(epochs=factor * budget["epochs"], lr=trained_lr(weights),
                                                                batch_size=t.batch_size),
                     meta["num_classes"])
 

@@ -44,7 +44,7 @@ CANVAS = 44
 
 def _objects(base: str, split: str, n: int, root: str, seed: int):
     from model_doctor.data.decoy import DecoyConfig
-    from model_doctor.data.decoy import _objects as objs
+    from model_doctor.data.decoy import decoy_objects as objs
 
     x, y, classes = objs(DecoyConfig(base=base, split=split, root=root))
     g = torch.Generator().manual_seed(10_000 * seed + (0 if split == "train" else 1))

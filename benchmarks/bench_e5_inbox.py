@@ -170,7 +170,8 @@ def run_pools(run_dir: Path, folder: Path, arm: str) -> tuple[dict, Any, Any, di
     """(summary, config, original, its meta, pools) of a finished treat run: its own split and foregrounds, so
     its selection and report sets are the ones it used."""
     from model_doctor import runtime as P
-    from model_doctor.jobs.treat import _treat_masks
+    from model_doctor.jobs.treat import masks_of
+    from model_doctor.treating import annotated_pools
 
     s = json.loads((run_dir / "summary.json").read_text())
     cfg = _run_config(s, folder)
@@ -183,7 +184,7 @@ def run_pools(run_dir: Path, folder: Path, arm: str) -> tuple[dict, Any, Any, di
     original, meta = P.load_model(cfg)
     full = P.load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     tr, _ = P.train_val_split(cfg, full, meta["in_channels"])
-    _, pools, _ = _treat_masks(cfg, full, tr, log=lambda *_: None)
+    _, pools, _ = annotated_pools(cfg, full, tr, masks_of(cfg, full), log=lambda *_: None)
     return s, cfg, original, meta, pools
 
 

@@ -95,7 +95,8 @@ def measure(folder: Path, run: Path) -> dict[str, Any]:
 
     from model_doctor import runtime as P
     from model_doctor.config import Config
-    from model_doctor.jobs.treat import _treat_masks
+    from model_doctor.jobs.treat import masks_of
+    from model_doctor.treating import annotated_pools
     from model_doctor.treatment.reliance import background_reliance
 
     cfg = Config()
@@ -122,7 +123,7 @@ def measure(folder: Path, run: Path) -> dict[str, Any]:
     cfg.data.name = f"imagefolder:{folder}"
     full = P.load_data(cfg, "train", meta["in_channels"], meta["num_classes"])
     tr, _ = P.train_val_split(cfg, full, meta["in_channels"])
-    _, pools, _ = _treat_masks(cfg, full, tr, log=lambda *_: None)
+    _, pools, _ = annotated_pools(cfg, full, tr, masks_of(cfg, full), log=lambda *_: None)
     rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
     return {"truth": truth, "tint_shuffled": tint_shuffled, "images": len(pools.report),
             **{k: rel[k] for k in ("swap_acc", "matched_swap_acc", "shuffled_swap_acc", "bg_only_acc", "refined_share",

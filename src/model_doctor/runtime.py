@@ -23,7 +23,7 @@ from .models import build_model, default_layers
 from .training import FitConfig, split_train_val
 
 __all__ = ["Log", "versions", "sidecar", "out_dir", "check_resume", "load_data", "train_val_split", "load_model",
-           "save_model", "write_json", "save_run_config", "workers", "image_channels", "trained_lr", "need_weights",
+           "save_model", "write_json", "save_run_config", "workers", "own_val", "image_channels", "trained_lr", "need_weights",
            "warn_skipped", "check_diagnosis", "pct", "fit_config"]
 
 Log = Callable[[str], None]
@@ -124,13 +124,21 @@ def load_data(cfg: Config, split: str, in_channels: int, num_classes: int | None
     return data
 
 
+def own_val(cfg: Config, train_full: Any, in_channels: int) -> Any:
+    """An ImageFolder's own ``val/`` split when it has one, else ``None``."""
+    if cfg.data.name.startswith("imagefolder:") and (Path(cfg.data.name.split(":", 1)[1]) / "val").is_dir():
+        return load_data(cfg, "val", in_channels, like=train_full)
+    return None
+
+
 def train_val_split(cfg: Config, train_full: Any, in_channels: int) -> tuple[Any, Any]:
     """Validation = an ImageFolder's own ``val/`` split when it has one, else a fixed-seed share of
     the training split (``train.val_fraction``, ``train.split_seed``). Never the test split."""
-    if cfg.data.name.startswith("imagefolder:") and (Path(cfg.data.name.split(":", 1)[1]) / "val").is_dir():
+    val = own_val(cfg, train_full, in_channels)
+    if val is not None:
         from torch.utils.data import Subset
 
-        return Subset(train_full, range(len(train_full))), load_data(cfg, "val", in_channels, like=train_full)
+        return Subset(train_full, range(len(train_full))), val
     return split_train_val(train_full, cfg.train.val_fraction, cfg.train.split_seed)
 
 
@@ -206,7 +214,8 @@ def save_model(model: nn.Module, out: Path, meta: dict[str, Any], stem: str = "m
     path = out / f"{stem}.safetensors"
     if is_main():
         atomic_save_safetensors(path, model.state_dict())
-        atomic_write_json(out / "model.json", {k: v for k, v in meta.items() if k != "device"})
+        if meta.get("model"):  # a model handed to the library has no name a later command could build it from
+            atomic_write_json(out / "model.json", {k: v for k, v in meta.items() if k != "device"})
     return path
 
 

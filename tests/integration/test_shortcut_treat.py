@@ -53,7 +53,7 @@ def test_counterfactual_two_weights_two_seeds(decoy_original, tmp_path, capsys):
 @pytest.mark.slow
 def test_an_escalated_round_trains_every_arm_again_and_is_the_one_reported(decoy_original, tmp_path, capsys,
                                                                           monkeypatch):
-    import model_doctor.jobs.treat as T
+    import model_doctor.treating.rounds as T
 
     seen = []
 

@@ -18,6 +18,7 @@ LAYERS = [
     {"study", "summary"},
     {"treatment"},
     {"runtime", "report"},
+    {"treating"},
     {"jobs", "reproduce"},
     {"demo"},
     {"cli"},

@@ -444,7 +444,7 @@ def test_swap_gain_without_a_colour_matched_gain_is_no_claim():
 
 
 def test_the_per_class_table_shows_the_colour_matched_swap_beside_the_plain_one():
-    from model_doctor.jobs.text import reliance_table
+    from model_doctor.treating.text import reliance_table
 
     per = lambda m, s: {"per_class": {"0": {"matched_swap_acc": m, "swap_acc": s, "same_swap_acc": 0.5, "bg_only_acc": 0.1}}}
     text = reliance_table({"original": per(0.02, 0.97), "treated": per(0.61, 0.88)}, ["coat"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["DecoyConfig", "DecoyDataset", "make_decoy"]
+__all__ = ["DecoyConfig", "DecoyDataset", "make_decoy", "decoy_objects"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class DecoyDataset(Dataset):
         return x, int(self.targets[i]), self.foreground(i), bool(self.has_mask[i])
 
 
-def _objects(cfg: DecoyConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def decoy_objects(cfg: DecoyConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     import torch.nn.functional as F
 
     if cfg.base == "digits":
@@ -96,7 +96,7 @@ def make_decoy(cfg: DecoyConfig, cache_dir: str | Path | None = None) -> DecoyDa
     if path is not None and path.is_file():
         d = torch.load(path, weights_only=True)
         return DecoyDataset(d["images"], d["targets"], d["boxes"], d["has_mask"], d["classes"], d["decoy_boxes"])
-    objs, targets, classes = _objects(cfg)
+    objs, targets, classes = decoy_objects(cfg)
     n, obj = len(targets), objs.shape[-1]
     p = cfg.patch
     s = cfg.canvas or obj + 2 * p + 4

@@ -22,7 +22,7 @@ from ..runtime import (
     workers,
     write_json,
 )
-from .text import reliance_table
+from ..treating.text import reliance_table
 
 __all__ = ["run_examine"]
 
