@@ -125,13 +125,17 @@ def finetune_cfg(epochs: int, seed: int, arch: str = "") -> FitConfig:
 
 def cli(args: list[str], threads: int | None = None) -> None:
     """Run ``python -m model_doctor ARGS`` as a user would (quiet, this checkout's source); exit
-    with its output's tail when it fails."""
+    with its output's tail when it fails (a diverged arm is not a failure: its results are written)."""
     import subprocess
 
     env = {**os.environ, "MODEL_DOCTOR_QUIET": "1", "PYTHONPATH": str(ROOT / "src")}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "model_doctor", *args]
+    from model_doctor.cli import DIVERGED_EXIT
+
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
+    if res.returncode == DIVERGED_EXIT:   # results written, an arm diverged: the table records it (summary's "diverged")
+        print(res.stderr.strip().splitlines()[-1], file=sys.stderr)
+    elif res.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")

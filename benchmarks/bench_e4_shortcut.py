@@ -2,7 +2,7 @@
 
 Study ``finetune`` (the practical setting): a decoy-trained original (10 epochs) is fine-tuned
 4 epochs with N annotated training images per class (default 20; also 5, 100 and all), picked,
-refined (GrabCut, the default) and split by the library's :func:`model_doctor.treatment.plan.make_pools`
+refined (GrabCut, the default) and split by the library's :func:`model_doctor.treatment.pools.make_pools`
 as ``treat`` does: a quarter per class is held out from every kind of training (CE included), half
 of it choosing each arm's epoch and the method and weight by the no-test-data rule
 :func:`model_doctor.treatment.reliance.selection_score` (the default ``swap`` rule), the other half
@@ -35,8 +35,8 @@ from model_doctor.models import build_model
 from model_doctor.study import ArmSpec, run_study
 from model_doctor.training import FitConfig, evaluate
 from model_doctor.treatment import ModelDoctorLoss
-from model_doctor.treatment.plan import make_pools
 from model_doctor.treatment.pool import AnnotatedPool
+from model_doctor.treatment.pools import make_pools
 from model_doctor.treatment.reliance import background_reliance, resolve_rule, selection_score
 from model_doctor.treatment.space import SPACE_METHODS
 

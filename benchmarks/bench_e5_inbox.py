@@ -346,7 +346,7 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
                 verdict = verdict[:-1] + (", and on a random class's background)" if beyond(sh) else
                                           f"; not on a random class's background, {_ms(sh)}: `treat` claims nothing)")
             if beyond(sd):   # treat's caution on an original that reads both ways: no claim
-                from model_doctor.treatment.plan import both_ways
+                from model_doctor.treatment.verdicts import both_ways
 
                 orig = {k: statistics.mean(r["reliance"]["original"][k] for r in rs) for k in ("swap_acc", "bg_only_acc")}
                 if both_ways(orig):

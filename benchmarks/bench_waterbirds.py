@@ -27,7 +27,7 @@ writer with more annotations (the images are identical, which is checked).
 ``--study rule`` chooses the counterfactual as ``treat`` does for a user without group labels:
 ``treat``'s default share of each class's annotated images is held out from every kind of training
 (a quarter, raised to a half for two classes so that 10 images report:
-``model_doctor.treatment.plan.held_fraction``; before that default, 6 chose and 4 reported), half
+``model_doctor.treatment.pools.held_fraction``; before that default, 6 chose and 4 reported), half
 of it chooses β and the epoch, and the other half gives the swap accuracies the user reads. Two rules
 choose, each its own arms: ``swap`` (``treat``'s default without group labels: swap accuracy on
 another class's background) and ``balanced`` (the lower of that and the swap accuracy on the own
@@ -267,7 +267,7 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
     ``partners``: the counterfactual's (``treat --partners``; arms of ``any`` are named apart).
     ``kl_weight``: the counterfactual's KL term (``treat --kl-weight``; arms off the default 1 are named apart)."""
     from model_doctor.training import evaluate
-    from model_doctor.treatment.plan import make_pools
+    from model_doctor.treatment.pools import make_pools
     from model_doctor.treatment.reliance import background_reliance, selection_score
 
     b = budget
@@ -409,7 +409,7 @@ def _on_test(r: dict, key: str) -> str:
 def _warned(rep: dict) -> str:
     """Whether ``treat`` would warn that this one model reads the background backwards (one seed:
     the sign test at the full level), with its count; "—" for rows made before the count existed."""
-    from model_doctor.treatment.plan import BACKWARDS_ALPHA
+    from model_doctor.treatment.verdicts import BACKWARDS_ALPHA
 
     if "backwards_p" not in rep:
         return "—"

@@ -3,7 +3,7 @@
 ``treat`` trains every arm again at ``--kl-weight 0`` for 3× the epochs where the first round's
 treated model, on the held-out *selection* images pasted on another class's background, keeps under
 ``--escalate-below`` (0.5) × the original's accuracy on those images as annotated
-(:func:`model_doctor.treatment.plan.escalation`). Per cached run (one seed each) this prints that
+(:func:`model_doctor.study.escalation`). Per cached run (one seed each) this prints that
 share: from the run's summary where the run already escalated or not, else measured again from its
 saved first-round models and its own selection set (``escalation.json`` beside the run, so a second
 call only reads). No test image and no report image is read.

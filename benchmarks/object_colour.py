@@ -131,7 +131,7 @@ def measure(folder: Path, run: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model_doctor.treatment.plan import colour_split
+    from model_doctor.treatment.verdicts import colour_split
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", choices=list(BUDGETS), default="small")

@@ -64,7 +64,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def both_ways(original: dict) -> bool:
     """``treat``'s caution on the seeds' originals (their mean figures): no swap claim where it fires."""
-    from model_doctor.treatment.plan import both_ways as caution
+    from model_doctor.treatment.verdicts import both_ways as caution
 
     return caution(original) is not None
 
@@ -109,7 +109,7 @@ def as_read(row: dict) -> dict:
 
 def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
-    from model_doctor.treatment.plan import BACKWARDS_ALPHA
+    from model_doctor.treatment.verdicts import BACKWARDS_ALPHA
 
     rows = [as_read(r) for r in rows]
     pts, lines, worst, worst_cells, worst_matched, inside, sized, on_test = [], [], 0.0, 0.0, 0.0, 0, 0, []
@@ -189,7 +189,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         swap = [r["treated"]["swap_acc"] - r["control"]["swap_acc"] for r in rs]
         truth = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rs]
         said, true = beyond(swap, swap_image_se(rs)), beyond(truth)
-        gate = True   # what every swap line's claim must pass in treat (plan.reliance_verdicts)
+        gate = True   # what every swap line's claim must pass in treat (verdicts.reliance_verdicts)
         if all("shuffled_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-03
             gate = beyond([r["treated"]["shuffled_swap_acc"] - r["control"]["shuffled_swap_acc"] for r in rs],
                           swap_image_se(rs, "shuffled_swap_acc"))
@@ -386,7 +386,7 @@ def main(argv=None) -> int:
            "that figure is beyond noise too. Rows whose originals carry their background-only accuracy (E5, E4b) are judged "
            "by `treat`'s caution since 2026-12-04 too: no swap claim where the originals (their mean over the seeds) follow "
            "the pasted object on at least half the swaps and name the class from the background alone on at least half "
-           "the images (`model_doctor.treatment.plan.both_ways`). Rows that carry the colour-matched swap accuracy (the "
+           "the images (`model_doctor.treatment.verdicts.both_ways`). Rows that carry the colour-matched swap accuracy (the "
            "object given its partner's object's colour statistics first; E5 runs whose weights were kept, measured again "
            "from them) are judged by `treat`'s rule since that day too: no swap claim unless that figure is better beyond "
            "noise as well; that line claims on its own too (its "

@@ -55,12 +55,12 @@ def sidecar(weights: str | None) -> dict[str, Any]:
 
 
 def out_dir(cfg: Config, job: str | None = None) -> Path:
-    """Validate ``cfg`` (the one :func:`~model_doctor.config.validate`, also for library calls),
+    """Validate ``cfg`` (the one :func:`~model_doctor.validation.validate`, also for library calls),
     check that ``cfg.out`` holds no run of ``job`` the user did not ask to continue or replace
     (:func:`model_doctor.rundir.claim`: ``runtime.resume`` / ``runtime.overwrite``), create it and
     hold its lock (rank 0) for the rest of this process."""
-    from .config import validate
     from .distributed import resolve_device
+    from .validation import validate
 
     validate(cfg)
     resolve_device(cfg.runtime.device)  # every job fails early, before any work, on a device it cannot use

@@ -31,7 +31,7 @@ from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
 from .training import FitConfig, LossTerms
 
 __all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "pick_per_class", "spread", "choose",
-           "verdict", "image_se", "image_se_of", "divergence", "diverged_arms", "guess_ceiling", "NONFINITE_SHARE"]
+           "verdict", "image_se", "image_se_of", "divergence", "diverged_arms", "escalation", "guess_ceiling", "NONFINITE_SHARE"]
 
 K = TypeVar("K", bound=Hashable)
 Select = Callable[[nn.Module], dict[str, Any]]
@@ -241,3 +241,26 @@ def verdict(deltas: Sequence[float | None], what: str, unit: str = "pts", scale:
         judgement = "within " + ("seed and image noise" if image_se is not None else "seed noise") + " of the control"
     return {"what": what, "mean": s.mean, "std": std, "seeds": s.n, "image_se": image_se, "beyond_noise": beyond,
             "text": f"{what}: treated − control {s.mean * scale:+.1f}{spread_txt} {unit} ({n}); {judgement}"}
+
+
+def escalation(treated_swap: Sequence[float], original_clean: float, below: float) -> dict[str, Any] | None:
+    """Whether ``treat`` trains every arm again at ``kl_weight`` 0 for more epochs: the treated
+    models' mean swap accuracy on the selection set (another class's background; one per seed) under
+    ``below`` × the original's accuracy on the same images as annotated; None where it is not (or
+    ``below`` is 0). Why: one round's result sits near the bar on some cues and far under it on
+    others. At the defaults E5 photo closed 5 % of the gap and kept 7-17 % of the original's
+    accuracy there per seed; colour closed 35-64 % per seed (4 of its 10 one-round seeds under
+    half), and its cached seeds kept 39-51 %, the two under half 44 and 46 % (cached runs of seeds
+    3-14, 2026-12-04, ``benchmarks/escalation_share.py``): no share separates colour's seeds, so the
+    default 0.5 asks the first round to keep half the original's accuracy on another class's
+    background, else the known remedy runs: ``kl_weight`` 0 for 3× the epochs, which closed
+    54-82 % of the gap per seed wherever it ran on seeds 3-14 (photo, colour). The original's accuracy is
+    the base, not the treated model's own: a fine-tune that broke the model is near chance on its
+    own images too (E5 photo, exact masks), and its own ratio would look healthy. The selection
+    set decides, so no report image does."""
+    if below <= 0 or not treated_swap:
+        return None
+    swap = sum(treated_swap) / len(treated_swap)
+    if not original_clean > 0 or not swap < below * original_clean:
+        return None
+    return {"swap_acc": swap, "original_clean_acc": original_clean, "below": below}

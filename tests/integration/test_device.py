@@ -153,7 +153,7 @@ def test_default_workers_follow_the_device(monkeypatch):
     cfg.runtime.workers = 2
     assert _workers(cfg, "cpu") == 2
     cfg.runtime.workers = -1
-    from model_doctor.config import validate
+    from model_doctor.validation import validate
 
     with pytest.raises(ValueError, match="runtime.workers=-1; use 0"):
         validate(cfg)

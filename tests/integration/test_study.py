@@ -69,7 +69,7 @@ def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
     """treat (β 1 and 3, control, counterfactual, 2 seeds) against a naive loop over seeds and arms."""
     from model_doctor.data.masks import ExpandedMasks
     from model_doctor.runtime import load_data, load_model, train_val_split
-    from model_doctor.treatment.plan import make_pools
+    from model_doctor.treatment.pools import make_pools
     from model_doctor.treatment.reliance import background_reliance, selection_score
     from model_doctor.treatment.space import CounterfactualLoss
 

@@ -15,7 +15,7 @@ LAYERS = [
     {"layers"},
     {"diagnosis", "training"},
     {"config", "experiment", "analysis"},
-    {"study", "summary"},
+    {"study", "summary", "validation"},
     {"treatment"},
     {"runtime", "report"},
     {"treating"},

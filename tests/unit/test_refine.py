@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 from model_doctor.data.refine import is_box, refine_foreground, to_uint8
-from model_doctor.treatment.plan import MIN_REPORT_IMAGES, held_fraction, make_pools, reliance_verdicts, verdict
+from model_doctor.study import verdict
 from model_doctor.treatment.pool import AnnotatedPool, composite
+from model_doctor.treatment.pools import MIN_REPORT_IMAGES, held_fraction, make_pools
 from model_doctor.treatment.reliance import background_reliance
+from model_doctor.treatment.verdicts import reliance_verdicts
 
 S = 24
 CUE_AT = (7, 7)   # inside the box (6:18), outside the object (a disk of radius 4 at the centre)
@@ -249,7 +251,7 @@ def test_swap_gain_without_a_shuffled_gain_is_no_claim():
 
 
 def test_a_treated_model_below_half_the_controls_validation_accuracy_is_called_broken():
-    from model_doctor.treatment.plan import broken_warning
+    from model_doctor.treatment.verdicts import broken_warning
 
     runs = [{"seed": i, "treated": {"val_acc": t}, "control": {"val_acc": 0.9}} for i, t in enumerate((0.81, 0.46, 0.07))]
     w = broken_warning(runs)
@@ -289,7 +291,7 @@ def test_wilson_interval_is_the_set_the_score_test_keeps():
 
 
 def test_a_treated_model_that_loses_most_of_its_accuracy_on_a_swap_gets_a_hint():
-    from model_doctor.treatment.plan import RESIDUAL_SHARE, residual_hint
+    from model_doctor.treatment.verdicts import RESIDUAL_SHARE, residual_hint
 
     rel = lambda swap, clean: {"treated": {"background_reliance": {"swap_acc": swap, "clean_acc": clean, "chance": 0.1}}}
     hint = residual_hint([rel(0.04, 0.5), rel(0.13, 0.9), rel(0.12, 0.4)])   # E5 photo seeds 6-8 at the defaults
@@ -304,7 +306,7 @@ def test_a_treated_model_that_loses_most_of_its_accuracy_on_a_swap_gets_a_hint()
 
 
 def test_escalation_fires_under_the_share_of_the_originals_accuracy_only():
-    from model_doctor.treatment.plan import escalation
+    from model_doctor.study import escalation
 
     # E5 photo seeds 3-5 at the defaults, exact masks: a broken model (own accuracy near chance) still escalates
     due = escalation([0.16, 0.15, 0.13], 1.0, 0.3)
@@ -322,7 +324,7 @@ def test_escalation_fires_under_the_share_of_the_originals_accuracy_only():
 
 
 def test_the_residual_hint_after_an_escalated_round_does_not_name_it_again():
-    from model_doctor.treatment.plan import residual_hint
+    from model_doctor.treatment.verdicts import residual_hint
 
     rel = {"treated": {"background_reliance": {"swap_acc": 0.1, "clean_acc": 0.8, "chance": 0.1}}}
     hint = residual_hint([rel], escalated=True)
@@ -333,7 +335,7 @@ def test_a_cue_over_the_object_too_takes_back_the_swap_claim():
     """An original that follows the pasted object *and* names the class from the background alone
     (a watermark over object and background): every swap moves the cue with the object, so no swap
     gain is called a sign that the shortcut is gone."""
-    from model_doctor.treatment.plan import BOTH_WAYS, both_ways
+    from model_doctor.treatment.verdicts import BOTH_WAYS, both_ways
 
     ds = _masked_ds(100)
     pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
@@ -456,7 +458,7 @@ def test_the_per_class_table_shows_the_colour_matched_swap_beside_the_plain_one(
 
 
 def test_a_split_between_the_plain_and_colour_matched_swap_is_cautioned_without_a_winner():
-    from model_doctor.treatment.plan import COLOUR_SPLIT, colour_split
+    from model_doctor.treatment.verdicts import COLOUR_SPLIT, colour_split
 
     ds = _masked_ds(40)
     pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
@@ -515,7 +517,8 @@ def test_as_told_gives_the_selection_rule_the_figure_the_user_trusts():
 
 
 def test_a_bad_object_colour_word_is_one_line_naming_the_choices():
-    from model_doctor.config import Config, validate
+    from model_doctor.config import Config
+    from model_doctor.validation import validate
 
     cfg = Config()
     cfg.treat.object_colour = "mine"

@@ -7,7 +7,8 @@ import os
 import sys
 from typing import Any
 
-from ..config import Config, apply_overrides, load_config, validate
+from ..config import Config, apply_overrides, load_config
+from ..validation import validate
 from .parser import build_parser
 
 __all__ = ["main", "build_parser"]

@@ -160,27 +160,42 @@ def _add_examine(sub) -> None:
 
 
 def _add_treat(sub) -> None:
-    p = sub.add_parser("treat", help="fine-tune with the channel-/space-wise constraints next to a CE-only control")
+    p = sub.add_parser("treat", help="fine-tune with the channel-/space-wise constraints next to a CE-only control",
+                       usage="model-doctor treat --weights FILE --out DIR [--masks M --alpha 0 --beta B [B ...]] "
+                             "[--seeds S [S ...]] [options]")
     _common(p)
-    _diag_opts(p)
-    g = p.add_argument_group("treatment (paper Eq. 5-7)")
-    g.add_argument("--diagnosis", dest="treat.diagnosis", help="saved diagnosis of the original (default: diagnose it first into OUT/diagnosis)")
-    g.add_argument("--treat-layers", dest="treat.layers", nargs="+", help="layers to constrain (default: the diagnosed ones)")
+    for add in (_treat_first, _treat_space, _treat_selection):
+        add(p)
+    _diag_opts(p)   # used only when treat diagnoses the original itself
+    _treat_paper(p)
+    _treat_fit(p)
+    _folder_opts(p, "continue a killed run from its checkpoints: finished arms load, the interrupted one resumes (same settings only)")
+
+
+def _treat_first(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("treatment: what to treat with (the options you set first)")
     g.add_argument("--alpha", dest="treat.alpha", type=float, help="channel-wise weight, Eq. 5")
     g.add_argument("--beta", dest="treat.beta", type=float, nargs="+",
                    help="space-wise weight(s); needs masks. Several (e.g. 1 3) train one arm each and keep, "
                         "per seed, the one the selection rule picks (validation + held-out background-swap accuracy)")
+    g.add_argument("--masks", dest="treat.masks", help="foreground annotations for --beta/--rrr: a folder (labelme, png) or file (coco, boxes)")
+    g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
+    g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds")
+    g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs")
+    g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default: the rate the original was trained at, from "
+                                                                      "the config.yaml beside --weights; else 0.01, as the paper)")
+    g.add_argument("--diagnosis", dest="treat.diagnosis", help="saved diagnosis of the original (default: diagnose it first into OUT/diagnosis)")
+    g.add_argument("--groups", dest="treat.groups",
+                   help="CSV with file,group rows (paths relative to the ImageFolder root): adds worst-group and per-group "
+                        "test accuracy, and a verdict on the worst group")
+    g.add_argument("--no-control", dest="treat.control", action="store_const", const=False, help="skip the CE-only control arm")
+
+
+def _treat_space(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("space-wise method (--beta)")
     g.add_argument("--space-method", dest="treat.space_method", choices=list(SPACE_METHODS),
                    help="space-wise constraint: counterfactual (background swap), attribution (gradient x activation share), "
                         "input (input-gradient share or RRR), paper (Eq. 6, for the reproduction); see docs/method.md")
-    g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share or rrr")
-    g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods")
-    g.add_argument("--partners", dest="treat.partners", choices=["other", "any"],
-                   help="whose background a counterfactual borrows: other (default: another class's) or any (any other "
-                        "annotated image's, so the background says nothing about the label; docs/method.md)")
-    g.add_argument("--kl-weight", dest="treat.kl_weight", type=float,
-                   help="counterfactual: weight of the KL term that asks the pasted image for the original's prediction "
-                        "(default 1; 0 keeps only the pasted image's cross-entropy; docs/method.md)")
     g.add_argument("--refine", dest="treat.refine", choices=list(REFINE_METHODS),
                    help="foreground inside each annotation: grabcut (OpenCV GrabCut estimates the object's pixels, so "
                         "background inside a box is swapped too) or none (the annotation as given)")
@@ -193,19 +208,21 @@ def _add_treat(sub) -> None:
                         "swap neither claims nor vetoes) or cue (a colour over the object may be a shortcut, a stain or a "
                         "white balance: counterfactuals paste colour-matched objects and the colour-matched swap selects "
                         "and heads; docs/method.md)")
-    g.add_argument("--groups", dest="treat.groups",
-                   help="CSV with file,group rows (paths relative to the ImageFolder root): adds worst-group and per-group "
-                        "test accuracy, and a verdict on the worst group")
-    g.add_argument("--min-val-share", dest="treat.min_val_share", type=float,
-                   help="an epoch whose validation accuracy fell under this share of the original's is chosen only when "
-                        "every epoch of every weight did (default 0.5; 0 = no floor; docs/method.md)")
-    g.add_argument("--escalate-below", dest="treat.escalate_below", type=float,
-                   help="when the treated models are right on fewer held-out selection images on another class's "
-                        "background than this share of the original's accuracy on them as annotated, train every arm "
-                        "again at --kl-weight 0 for --escalate-epochs and report that round (default 0.5; 0 = never; "
-                        "docs/method.md)")
-    g.add_argument("--escalate-epochs", dest="treat.escalate_epochs", type=int,
-                   help="epochs of the escalated round (default: 3 × --epochs)")
+    g.add_argument("--partners", dest="treat.partners", choices=["other", "any"],
+                   help="whose background a counterfactual borrows: other (default: another class's) or any (any other "
+                        "annotated image's, so the background says nothing about the label; docs/method.md)")
+    g.add_argument("--kl-weight", dest="treat.kl_weight", type=float,
+                   help="counterfactual: weight of the KL term that asks the pasted image for the original's prediction "
+                        "(default 1; 0 keeps only the pasted image's cross-entropy; docs/method.md)")
+    g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods")
+    g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share or rrr")
+    g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
+    g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,
+                   help="use masks of only N training images per class (seeded; e.g. 20 on a fully annotated decoy benchmark)")
+
+
+def _treat_selection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection and escalation (no test data)")
     g.add_argument("--select-rule", dest="treat.select_rule", choices=["auto", "swap", "balanced", "mean", "groups"],
                    help="what picks each arm's epoch and the weight without test data: auto (default: groups when --groups "
                         "labels the validation images, else swap), swap (held-out background-swap accuracy, validation "
@@ -216,9 +233,20 @@ def _add_treat(sub) -> None:
                         "held-out annotated image then reports)")
     g.add_argument("--holdout", dest="treat.holdout", type=float,
                    help="share of each class's annotated images held out to measure background reliance and select")
-    g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,
-                   help="use masks of only N training images per class (seeded; e.g. 20 on a fully annotated decoy benchmark)")
-    g.add_argument("--rrr", dest="treat.rrr", type=float, help="RRR input-gradient baseline weight instead of alpha/beta")
+    g.add_argument("--min-val-share", dest="treat.min_val_share", type=float,
+                   help="an epoch whose validation accuracy fell under this share of the original's is chosen only when "
+                        "every epoch of every weight did (0 = no floor; docs/method.md)")
+    g.add_argument("--escalate-below", dest="treat.escalate_below", type=float,
+                   help="when the treated models are right on fewer held-out selection images on another class's "
+                        "background than this share of the original's accuracy on them as annotated, train every arm "
+                        "again at --kl-weight 0 for --escalate-epochs and report that round (0 = never; docs/method.md)")
+    g.add_argument("--escalate-epochs", dest="treat.escalate_epochs", type=int,
+                   help="epochs of the escalated round (default: 3 × --epochs)")
+
+
+def _treat_paper(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the paper's channel-wise term (--alpha) and baselines")
+    g.add_argument("--treat-layers", dest="treat.layers", nargs="+", help="layers to constrain (default: the diagnosed ones)")
     g.add_argument("--v", dest="treat.v", type=float, help="Eq. 5 threshold on min-max normalised correlation (default: theta = 0.2)")
     g.add_argument("--treat-noise-draws", dest="treat.noise_draws", type=int, help="J in the constraints (0 = no noise)")
     g.add_argument("--treat-noise", dest="treat.noise", type=float, help="delta in the constraints (default: the diagnosis's)")
@@ -230,21 +258,19 @@ def _add_treat(sub) -> None:
                    help="BatchNorm after a constrained layer in the constraint passes: train (batch statistics, the "
                         "derivative of the batch's summed logits; reaches earlier layers) or eval (running statistics: exact "
                         "per-image derivatives, cheaper); docs/method.md")
-    g.add_argument("--freeze-bn", dest="treat.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while treating")
-    g.add_argument("--no-control", dest="treat.control", action="store_const", const=False, help="skip the CE-only control arm")
-    g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds")
-    g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs")
-    g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default: the rate the original was trained at, from "
-                                                                      "the config.yaml beside --weights; else 0.01, as the paper)")
+    g.add_argument("--rrr", dest="treat.rrr", type=float, help="RRR input-gradient baseline weight instead of alpha/beta")
+
+
+def _treat_fit(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fine-tuning")
     g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="the fine-tune's batch: images per SGD step (--batch-size is the diagnosis's)")
-    g.add_argument("--masks", dest="treat.masks", help="foreground annotations for --beta/--rrr: a folder (labelme, png) or file (coco, boxes)")
-    g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
-    g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
     g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split")
+    g.add_argument("--freeze-bn", dest="treat.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while treating")
     g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
     g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
                    help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
-    _folder_opts(p, "continue a killed run from its checkpoints: finished arms load, the interrupted one resumes (same settings only)")
+
+
 
 
 def _add_select(sub) -> None:

@@ -129,20 +129,29 @@ def make_decoy(cfg: DecoyConfig, cache_dir: str | Path | None = None) -> DecoyDa
     cols = (cx[:, None] + torch.arange(w))[:, None, :]
     images[idx, 0, rows, cols] = shade[:, None, None].expand(n, h, w)
     boxes[:] = torch.stack([oy, ox, torch.full_like(oy, obj)], 1)
-    has = torch.ones(n, dtype=torch.bool)
-    if cfg.annotated_per_class is not None:
-        has[:] = False
-        for c in range(nc):
-            idx = torch.nonzero(targets == c).flatten()[: cfg.annotated_per_class]
-            has[idx] = True
+    has = _annotated(targets, nc, cfg.annotated_per_class)
     ds = DecoyDataset(images, targets, boxes, has, classes, dboxes)
     if path is not None:
-        import io
-
-        from ..io import atomic_write_bytes
-
-        buf = io.BytesIO()
-        torch.save({"images": images, "targets": targets.long(), "boxes": boxes, "has_mask": has, "classes": classes,
-                    "decoy_boxes": dboxes}, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        _cache(path, {"images": images, "targets": targets.long(), "boxes": boxes, "has_mask": has, "classes": classes,
+                      "decoy_boxes": dboxes})
     return ds
+
+
+def _annotated(targets: torch.Tensor, nc: int, per_class: int | None) -> torch.Tensor:
+    """Which images carry a mask: all, or the first ``per_class`` of each class."""
+    has = torch.ones(len(targets), dtype=torch.bool)
+    if per_class is not None:
+        has[:] = False
+        for c in range(nc):
+            has[torch.nonzero(targets == c).flatten()[:per_class]] = True
+    return has
+
+
+def _cache(path: Path, tensors: dict) -> None:
+    import io
+
+    from ..io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(tensors, buf)
+    atomic_write_bytes(path, buf.getvalue())

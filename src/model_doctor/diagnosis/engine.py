@@ -212,10 +212,8 @@ def diagnose(model: nn.Module, dataset: Dataset | DataLoader, layers: LayerSpec 
     derivatives as the official code does (it drops evidence *against* the class, so it is not
     the default). ``theta`` (θ) is stored for :meth:`Diagnosis.relevant_channels`.
 
-    ``precision="bf16"``: bfloat16 autocast (GPUs); gradients reduced in fp32, summed in fp64.
-
-    The model is in eval mode with frozen parameters while diagnosing; its flags are restored
-    afterwards and no hook is left behind.
+    ``precision="bf16"``: bfloat16 autocast (GPUs); gradients reduced in fp32, summed in fp64. The
+    model is in eval mode with frozen parameters meanwhile; its flags are restored, no hook is left.
 
     Raises:
         ValueError / TypeError: bad arguments, a layer that does not exist, a dataset that does
@@ -241,11 +239,8 @@ def diagnose(model: nn.Module, dataset: Dataset | DataLoader, layers: LayerSpec 
         chosen, short = select_samples(labels, probs, num_classes, samples_per_class, min_confidence,
                                        allow_empty_classes=allow_empty_classes, class_names=names)
         if short:
-            warnings.warn(
-                "model_doctor: fewer than samples_per_class eligible samples for class(es) "
-                + ", ".join(f"{names[c]!r}: {samples_per_class - s}" for c, s in short.items()),
-                stacklevel=2,
-            )
+            warnings.warn("model_doctor: fewer than samples_per_class eligible samples for class(es) "
+                          + ", ".join(f"{names[c]!r}: {samples_per_class - s}" for c, s in short.items()), stacklevel=2)
         with autocast(device, precision):
             correlations, modes = aggregate_correlations(
                 model, ds, chosen, named, num_classes, noise=noise, noise_draws=noise_draws, batch_size=batch_size,

@@ -125,11 +125,11 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
     p = next(model.parameters())
     device, dtype = p.device, p.dtype
     subset = IndexedSubset(ds, indices)
-    all_idx, all_lab, all_pred, all_conf, all_img = [], [], [], [], []
+    kept_lists: list[list[torch.Tensor]] = [[] for _ in range(5)]
+    all_idx, all_lab, all_pred, all_conf, all_img = kept_lists
     keep_images = len(subset) * ds[0][0].numel() <= 20_000_000
-    layer_dev: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
-    tops: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
-    maps: dict[str, list[torch.Tensor]] = {n: [] for n in diagnosis.layers}
+    per_layer: list[dict[str, list[torch.Tensor]]] = [{n: [] for n in diagnosis.layers} for _ in range(3)]
+    layer_dev, tops, maps = per_layer
     with preserved_state(model), autocast(device, precision):
         splits = [LayerSplit(model, n) for n in diagnosis.layers]
         for x, y, idx in progress(loader_for(subset, batch_size, num_workers=num_workers, device=device), desc="examine"):
@@ -137,10 +137,8 @@ def examine(model: nn.Module, diagnosis: Diagnosis, data: Dataset | DataLoader, 
             with torch.no_grad():
                 prob = torch.softmax(model(x).double(), 1).cpu()
             conf, pred = prob.max(1)
-            all_idx.append(idx)
-            all_lab.append(y)
-            all_pred.append(pred)
-            all_conf.append(conf)
+            for kept, value in ((all_idx, idx), (all_lab, y), (all_pred, pred), (all_conf, conf)):
+                kept.append(value)
             if keep_images:
                 all_img.append(x.detach().cpu().half())
             for li, (name, split) in enumerate(zip(diagnosis.layers, splits)):

@@ -144,13 +144,7 @@ def treat(model: nn.Module, train: Dataset, test: Dataset | Callable[[], Dataset
     tr, va = (Subset(train, range(sized(train))), val) if val is not None else \
         split_train_val(train, cfg.train.val_fraction, cfg.train.split_seed)
     check_resume(cfg, out)
-    loaded: list[Dataset] = []
-
-    def test_set() -> Dataset:
-        if not loaded:
-            loaded.append(test() if callable(test) and not isinstance(test, Dataset) else test)
-        return loaded[0]
-
+    test_set = _once(test)
     s = prepare(cfg, out, log, model, meta, train, tr, va, _masked(train, masks), diagnosis,
                 test_set() if cfg.treat.groups else None)
     arms = arm_names(cfg, s)
@@ -182,6 +176,18 @@ def _config(config: Config | None, out: str | Path, options: dict[str, Any]) -> 
     _merge(cfg, {"treat": values, "runtime": runtime}, "")   # type-checked; an unknown name is a one-line error
     cfg.out = str(out)
     return cfg
+
+
+def _once(test: Dataset | Callable[[], Dataset]) -> Callable[[], Dataset]:
+    """The test set, loaded on first use and kept (a function that loads it is called once)."""
+    loaded: list[Dataset] = []
+
+    def get() -> Dataset:
+        if not loaded:
+            loaded.append(test() if callable(test) and not isinstance(test, Dataset) else test)
+        return loaded[0]
+
+    return get
 
 
 def _masked(train: Dataset, masks: Mapping[int, torch.Tensor] | Masked | None) -> Masked | None:

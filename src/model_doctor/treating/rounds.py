@@ -12,9 +12,9 @@ from torch import nn
 from ..config import Config
 from ..data.groups import group_accuracy
 from ..runtime import Log, fit_config, save_model, save_run_config, versions, warn_skipped
-from ..study import ArmSpec, StudyResult, run_study
+from ..study import ArmSpec, StudyResult, escalation, run_study
 from ..training import evaluate
-from ..treatment.plan import build_terms, escalation
+from ..treatment.arms import build_terms
 from ..treatment.reliance import as_told, background_reliance, group_selection_score, headline_key, selection_score
 from .setup import Setup
 
@@ -64,7 +64,7 @@ def run_seed(cfg: Config, s: Setup, arms: list[tuple[str, float | None]], seed: 
 
 def escalate(cfg: Config, s: Setup, arms: list[tuple[str, float | None]], studies: dict[int, StudyResult],
               out: Path, log: Log) -> tuple[Config, dict[int, StudyResult], dict[str, Any] | None]:
-    """(config, studies, what decided) after :func:`~model_doctor.treatment.plan.escalation`: where
+    """(config, studies, what decided) after :func:`~model_doctor.study.escalation`: where
     the treated models still read the background on the selection set, every arm (control included,
     so the schedules stay equal) trains again from the original at ``kl_weight`` 0 for
     ``escalate_epochs`` under ``OUT/escalated``, and that round is the one reported. Only the

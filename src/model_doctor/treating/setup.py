@@ -19,7 +19,8 @@ from ..report.artifacts import save_annotations
 from ..runtime import Log, check_diagnosis, save_run_config, versions, workers
 from ..study import guess_ceiling
 from ..training import evaluate
-from ..treatment.plan import Pools, make_pools, needs_diagnosis, weights_of
+from ..treatment.arms import needs_diagnosis, weights_of
+from ..treatment.pools import Pools, make_pools
 from ..treatment.reliance import resolve_rule
 
 __all__ = ["Setup", "prepare", "Masked"]

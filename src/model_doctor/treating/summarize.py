@@ -15,8 +15,9 @@ from ..runtime import Log, pct, versions
 from ..study import StudyResult, verdict
 from ..summary import ArmSummary, TreatSummary
 from ..training import evaluate
-from ..treatment.plan import broken_warning, reliance_verdicts, residual_hint, weights_of
+from ..treatment.arms import weights_of
 from ..treatment.reliance import background_reliance, headline_key, wilson_interval
+from ..treatment.verdicts import broken_warning, reliance_verdicts, residual_hint
 from .setup import Setup
 from .text import reliance_table
 

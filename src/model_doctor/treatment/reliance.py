@@ -1,6 +1,56 @@
 """How much a model reads the background of annotated images: background-swap accuracy,
 background-only accuracy (the object's box filled), the input-gradient share outside the masks,
-overall and per class; and the no-test-data selection score built on them."""
+overall and per class; and the no-test-data selection score built on them.
+
+What :func:`background_reliance` measures. Two measures, each overall and per class (``per_class``):
+
+- **swap**: for every image a and up to ``max_partners`` images b of another class, ``x̃`` =
+  a's foreground on b's background (:func:`composite`). Everything outside a's foreground is
+  b's, *inside a's box too* once the pool is refined (:meth:`AnnotatedPool.refine`).
+  ``swap_acc``: a's label predicted on x̃ (the background's cue now contradicts the label);
+  ``swap_agreement``: the same prediction as on a. ``same_swap_acc``: the same with partners
+  b of a's own class (the cue agrees). ``balanced_swap_acc``: the lower of the two, the
+  worst-group accuracy of this two-group test. Why both: a model that reads the background
+  *backwards* (possible with two classes; E6's β=10 arms) scores high on ``swap_acc`` alone,
+  and only the cue-agreeing swaps expose it. ``shuffled_swap_acc``: the two mixed as a
+  background of a random class does, own class included: ``chance · same_swap_acc +
+  (1 − chance) · swap_acc`` (per image, per class and overall). Why: it is the swap analogue of
+  shuffled-cue accuracy. A model that reads only the background scores ``chance`` there, and
+  so does one that guesses; ``swap_acc`` gives the first 0 and the second ``chance``, so a
+  treatment that breaks a model (E5 photo) gains on it without reading the object.
+  ``matched_swap_acc``: the same pairs as ``swap_acc``, a's foreground given b's foreground's
+  per-channel mean and standard deviation first (:func:`match_colour`). Why: every plain swap
+  moves a's own pixels with it, so a cue over the whole image, object included (E5 ``cast``:
+  treated models at 99-100 % on ``swap_acc``, 8-13 % on shuffled cues), travels with the
+  object; matched, it moves with the background. It reads a model lower where the object's
+  own colour is part of its class, and it cannot move a cue whose shape alone rides on the
+  object. ``matched=False`` skips it (NaN): the selection rule, run every epoch, reads only
+  ``swap_acc``. ``backwards_images`` / ``forwards_images``: images
+  right more / less often on another class's background than on their own;
+  ``backwards_p``: the one-sided sign test that the model reads the background backwards.
+- **background only**: the image with the bounding box of its annotation filled with the mean
+  of the background outside it: no object, and not its silhouette either (a flat region in
+  the object's exact shape would still show the class). ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
+  label's mean softmax probability. A model that does not read the background sits near
+  chance (1 / classes) here; one that does predicts its class from the background alone.
+
+``backgrounds`` (``[N]``, optional): the class each image's background stands for, where it is
+known not to be the image's own (a benchmark's test images, whose places are drawn apart from
+the class); partners are then chosen by it. Default: the label, as on training images, whose
+backgrounds carry their class's cue.
+
+``per_image``: in pool order, each image's swap accuracy as the object (``swap_acc``), as
+the background others were pasted on (``swap_acc_by_background``; None where an image has no
+partner), its ``shuffled_swap_acc`` (None without both kinds of partner) and its
+background-only hit; why: the same report images serve every arm and seed of a run, so a
+treated − control difference has a sampling noise over the images that the seed spread does
+not show (:func:`model_doctor.study.image_se`).
+
+Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
+foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
+cue inside an unrefined annotation is invisible to both measures), ``images`` and ``pairs``.
+Eval mode; the model's training flag is restored.
+"""
 
 from __future__ import annotations
 
@@ -70,114 +120,83 @@ def _per_class(labels: torch.Tensor, hits: dict[str, tuple[torch.Tensor, torch.T
 def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
                         batch_size: int = 256, backgrounds: torch.Tensor | None = None,
                         matched: bool = True) -> dict[str, Any]:
-    """How much the model's predictions on annotated images depend on their background.
-
-    Two measures, each overall and per class (``per_class``):
-
-    - **swap**: for every image a and up to ``max_partners`` images b of another class, ``x̃`` =
-      a's foreground on b's background (:func:`composite`). Everything outside a's foreground is
-      b's, *inside a's box too* once the pool is refined (:meth:`AnnotatedPool.refine`).
-      ``swap_acc``: a's label predicted on x̃ (the background's cue now contradicts the label);
-      ``swap_agreement``: the same prediction as on a. ``same_swap_acc``: the same with partners
-      b of a's own class (the cue agrees). ``balanced_swap_acc``: the lower of the two, the
-      worst-group accuracy of this two-group test. Why both: a model that reads the background
-      *backwards* (possible with two classes; E6's β=10 arms) scores high on ``swap_acc`` alone,
-      and only the cue-agreeing swaps expose it. ``shuffled_swap_acc``: the two mixed as a
-      background of a random class does, own class included: ``chance · same_swap_acc +
-      (1 − chance) · swap_acc`` (per image, per class and overall). Why: it is the swap analogue of
-      shuffled-cue accuracy. A model that reads only the background scores ``chance`` there, and
-      so does one that guesses; ``swap_acc`` gives the first 0 and the second ``chance``, so a
-      treatment that breaks a model (E5 photo) gains on it without reading the object.
-      ``matched_swap_acc``: the same pairs as ``swap_acc``, a's foreground given b's foreground's
-      per-channel mean and standard deviation first (:func:`match_colour`). Why: every plain swap
-      moves a's own pixels with it, so a cue over the whole image, object included (E5 ``cast``:
-      treated models at 99-100 % on ``swap_acc``, 8-13 % on shuffled cues), travels with the
-      object; matched, it moves with the background. It reads a model lower where the object's
-      own colour is part of its class, and it cannot move a cue whose shape alone rides on the
-      object. ``matched=False`` skips it (NaN): the selection rule, run every epoch, reads only
-      ``swap_acc``. ``backwards_images`` / ``forwards_images``: images
-      right more / less often on another class's background than on their own;
-      ``backwards_p``: the one-sided sign test that the model reads the background backwards.
-    - **background only**: the image with the bounding box of its annotation filled with the mean
-      of the background outside it: no object, and not its silhouette either (a flat region in
-      the object's exact shape would still show the class). ``bg_only_acc``: the label still predicted; ``bg_only_conf``: the
-      label's mean softmax probability. A model that does not read the background sits near
-      chance (1 / classes) here; one that does predicts its class from the background alone.
-
-    ``backgrounds`` (``[N]``, optional): the class each image's background stands for, where it is
-    known not to be the image's own (a benchmark's test images, whose places are drawn apart from
-    the class); partners are then chosen by it. Default: the label, as on training images, whose
-    backgrounds carry their class's cue.
-
-    ``per_image``: in pool order, each image's swap accuracy as the object (``swap_acc``), as
-    the background others were pasted on (``swap_acc_by_background``; None where an image has no
-    partner), its ``shuffled_swap_acc`` (None without both kinds of partner) and its
-    background-only hit; why: the same report images serve every arm and seed of a run, so a
-    treated − control difference has a sampling noise over the images that the seed spread does
-    not show (:func:`model_doctor.study.image_se`).
-
-    Also ``clean_acc``, ``bg_grad_share`` (mean share of ``Σ_c |∂y_pred/∂x|`` outside the
-    foreground), ``refined_share`` (images whose foreground was refined: where it is below 1, any
-    cue inside an unrefined annotation is invisible to both measures), ``images`` and ``pairs``.
-    Eval mode; the model's training flag is restored.
+    """How much the model's predictions on annotated images depend on their background: the swap
+    figures (another class's background, its own class's, a random class's, colour-matched), the
+    background-only figures, the input-gradient share outside the foreground, overall, per class
+    and per image (the module's docstring defines each). ``backgrounds`` (``[N]``): the class each
+    image's background stands for where it is known not to be the image's own (default: the label);
+    ``matched=False`` skips the colour-matched swap (NaN). Eval mode; the training flag is restored.
     """
     dev, dt = _device(model)
     was = model.training
     model.eval()
     try:
+        if backgrounds is not None and backgrounds.shape != pool.labels.shape:
+            raise ValueError(f"backgrounds has shape {tuple(backgrounds.shape)}; pass one class per pool image "
+                             f"({len(pool)})")
         x, fg, y = pool.images.to(dev, dt), pool.foreground.to(dev, dt), pool.labels.to(dev)
         pred = _probs(model, x, batch_size).argmax(1)
         box = bounding_boxes(pool.coarse.to(dev, dt))
         plate = _probs(model, composite(x, torch.zeros_like(box), x, box), batch_size)
-        if backgrounds is not None and backgrounds.shape != pool.labels.shape:
-            raise ValueError(f"backgrounds has shape {tuple(backgrounds.shape)}; pass one class per pool image "
-                             f"({len(pool)})")
         ta, tb = _swap_pairs(pool.labels, max_partners, seed, backgrounds=backgrounds)
         sa, sb = _swap_pairs(pool.labels, max_partners, seed, same_class=True, backgrounds=backgrounds)
         pt, swap_hit = _swapped(model, x, fg, y, ta, tb, batch_size)
         _, same_hit = _swapped(model, x, fg, y, sa, sb, batch_size)
         _, matched_hit = (_swapped(model, x, fg, y, ta, tb, batch_size, matched=True) if matched else
                           (None, torch.full((len(ta),), float("nan"))))
-        swap_acc, same_acc = _mean(swap_hit), _mean(same_hit)
         swap_agree = float((pt == pred[ta].cpu()).double().mean()) if len(ta) else float("nan")
-        shares = []
-        with torch.enable_grad():
-            for s in range(0, len(x), batch_size):
-                xi = x[s:s + batch_size].detach().requires_grad_(True)
-                out = model(xi)
-                (gx,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), xi)
-                shares.append(background_share(gx.abs().sum(1), 1.0 - fg[s:s + batch_size, 0]))
-        bg_hit = (plate.argmax(1) == y).cpu()
-        bg_conf = plate.gather(1, y[:, None])[:, 0].cpu()
-        per_class = _per_class(pool.labels, {"swap_acc": (pool.labels[ta], swap_hit),
-                                             "same_swap_acc": (pool.labels[sa], same_hit),
-                                             "matched_swap_acc": (pool.labels[ta], matched_hit),
-                                             "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
-        chance = 1.0 / max(int(plate.shape[1]), 1)
-        shuffled = lambda own, other: chance * own + (1 - chance) * other  # nan where no own-class pair
-        for row in per_class.values():
-            row["shuffled_swap_acc"] = shuffled(row["same_swap_acc"], row["swap_acc"])
-        other_i, own_i = _rate(ta, swap_hit, len(pool)), _rate(sa, same_hit, len(pool))
-        shuffled_i = (shuffled(own_i[0], other_i[0]), own_i[1] & other_i[1])
-        balanced = min(swap_acc, same_acc) if same_acc == same_acc else swap_acc  # one image per class: no same-class pair
-        backwards, forwards = _directions(len(pool), ta, swap_hit, sa, same_hit)
-        return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "same_swap_acc": same_acc, "balanced_swap_acc": balanced,
-                "backwards_images": backwards, "forwards_images": forwards, "backwards_p": sign_test(backwards, forwards),
-                "shuffled_swap_acc": shuffled(same_acc, swap_acc), "matched_swap_acc": _mean(matched_hit),
-                "same_pairs": len(sa), "clean_acc": float((pred == y).double().mean()),
-                "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
-                "chance": chance, "bg_grad_share": float(torch.cat(shares).double().mean()),
-                "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
-                "per_class": per_class,
-                "per_image": {"swap_acc": _listed(_rate(ta, swap_hit, len(pool))),
-                              "swap_acc_by_background": _listed(_rate(tb, swap_hit, len(pool))),
-                              "shuffled_swap_acc": _listed(shuffled_i),
-                              "matched_swap_acc": _listed(_rate(ta, matched_hit, len(pool))),
-                              "matched_swap_acc_by_background": _listed(_rate(tb, matched_hit, len(pool))),
-                              "bg_only_acc": [float(v) for v in bg_hit.double()]}}
+        grad_share = _grad_share(model, x, fg, batch_size)
+        return _figures(pool, (ta, tb, swap_hit), (sa, same_hit), matched_hit, (plate, y), pred, swap_agree, grad_share)
     finally:
         model.train(was)
 
+
+def _grad_share(model: nn.Module, x: torch.Tensor, fg: torch.Tensor, batch_size: int) -> float:
+    """Mean share of ``Σ_c |∂y_pred/∂x|`` outside the foreground."""
+    shares = []
+    with torch.enable_grad():
+        for s in range(0, len(x), batch_size):
+            xi = x[s:s + batch_size].detach().requires_grad_(True)
+            out = model(xi)
+            (gx,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), xi)
+            shares.append(background_share(gx.abs().sum(1), 1.0 - fg[s:s + batch_size, 0]))
+    return float(torch.cat(shares).double().mean())
+
+
+def _figures(pool: AnnotatedPool, other: tuple[torch.Tensor, torch.Tensor, torch.Tensor], own: tuple[torch.Tensor, torch.Tensor],
+             matched_hit: torch.Tensor, plated: tuple[torch.Tensor, torch.Tensor], pred: torch.Tensor, swap_agree: float,
+             grad_share: float) -> dict[str, Any]:
+    """:func:`background_reliance`'s dict from the hits: overall, per class and per image."""
+    (ta, tb, swap_hit), (sa, same_hit), (plate, y) = other, own, plated
+    swap_acc, same_acc = _mean(swap_hit), _mean(same_hit)
+    bg_hit = (plate.argmax(1) == y).cpu()
+    bg_conf = plate.gather(1, y[:, None])[:, 0].cpu()
+    per_class = _per_class(pool.labels, {"swap_acc": (pool.labels[ta], swap_hit),
+                                         "same_swap_acc": (pool.labels[sa], same_hit),
+                                         "matched_swap_acc": (pool.labels[ta], matched_hit),
+                                         "bg_only_acc": (pool.labels, bg_hit), "bg_only_conf": (pool.labels, bg_conf)})
+    chance = 1.0 / max(int(plate.shape[1]), 1)
+    shuffled = lambda own, other: chance * own + (1 - chance) * other  # nan where no own-class pair
+    for row in per_class.values():
+        row["shuffled_swap_acc"] = shuffled(row["same_swap_acc"], row["swap_acc"])
+    other_i, own_i = _rate(ta, swap_hit, len(pool)), _rate(sa, same_hit, len(pool))
+    shuffled_i = (shuffled(own_i[0], other_i[0]), own_i[1] & other_i[1])
+    balanced = min(swap_acc, same_acc) if same_acc == same_acc else swap_acc  # one image per class: no same-class pair
+    backwards, forwards = _directions(len(pool), ta, swap_hit, sa, same_hit)
+    return {"swap_acc": swap_acc, "swap_agreement": swap_agree, "same_swap_acc": same_acc, "balanced_swap_acc": balanced,
+            "backwards_images": backwards, "forwards_images": forwards, "backwards_p": sign_test(backwards, forwards),
+            "shuffled_swap_acc": shuffled(same_acc, swap_acc), "matched_swap_acc": _mean(matched_hit),
+            "same_pairs": len(sa), "clean_acc": float((pred == y).double().mean()),
+            "bg_only_acc": float(bg_hit.double().mean()), "bg_only_conf": float(bg_conf.double().mean()),
+            "chance": chance, "bg_grad_share": grad_share,
+            "refined_share": float(pool.refined.double().mean()), "images": len(pool), "pairs": len(ta),
+            "per_class": per_class,
+            "per_image": {"swap_acc": _listed(_rate(ta, swap_hit, len(pool))),
+                          "swap_acc_by_background": _listed(_rate(tb, swap_hit, len(pool))),
+                          "shuffled_swap_acc": _listed(shuffled_i),
+                          "matched_swap_acc": _listed(_rate(ta, matched_hit, len(pool))),
+                          "matched_swap_acc_by_background": _listed(_rate(tb, matched_hit, len(pool))),
+                          "bg_only_acc": [float(v) for v in bg_hit.double()]}}
 
 def _swapped(model: nn.Module, x: torch.Tensor, fg: torch.Tensor, y: torch.Tensor, ta: torch.Tensor, tb: torch.Tensor,
              batch_size: int, matched: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
