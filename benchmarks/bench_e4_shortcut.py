@@ -32,7 +32,7 @@ from model_doctor import diagnose
 from model_doctor.config import Config
 from model_doctor.experiment import cached_run, fmt, spread
 from model_doctor.models import build_model
-from model_doctor.study import ArmSpec, run_study
+from model_doctor.study import ArmSpec, beyond_noise, run_study
 from model_doctor.training import FitConfig, evaluate
 from model_doctor.treatment import ModelDoctorLoss
 from model_doctor.treatment.pool import AnnotatedPool
@@ -285,7 +285,7 @@ def _beyond(d: list[float]) -> str:
     m, s, n = spread(d)
     if n < 2:
         return "1 seed: no seed spread to compare with"
-    return f"{n} seeds; {'beyond' if m - 2 * s > 0 else 'not beyond'} 2σ of the seed spread"
+    return f"{n} seeds; {'beyond' if beyond_noise(d, gain=True) else 'not beyond'} 2σ of the seed spread"
 
 
 def truth_row(kind: str, n, seed: int, cell: dict, chosen: str) -> dict:

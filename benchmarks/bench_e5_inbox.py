@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks import _studies as S
 from benchmarks import inbox_decoys as D
 from benchmarks._common import emit, header
+from model_doctor.study import beyond_noise
 
 BUDGETS = {
     "small": dict(n_train=400, n_test=200, orig_epochs=2, ceil_epochs=2, ft_epochs=1, seeds=[0], betas=["1"],
@@ -339,7 +340,7 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
         sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
         verdict = _ms(sd)
         if len(sd) > 1:
-            beyond = lambda d: statistics.mean(d) - 2 * statistics.stdev(d) > 0
+            beyond = lambda d: beyond_noise(d, gain=True)
             verdict += " (beyond noise)" if beyond(sd) else " (within noise)"
             if beyond(sd) and all("shuffled_swap_acc" in r["reliance"][a] for r in rs for a in ("treated", "control")):
                 sh = [t - c for t, c in zip(rel("treated", "shuffled_swap_acc"), rel("control", "shuffled_swap_acc"))]
@@ -356,7 +357,7 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
         head = "—"   # the colour-matched swap: measured (or remeasured from the kept weights) since 2026-12-04
         if all("matched_swap_acc" in r["reliance"][a] for r in rs for a in ("treated", "control")):
             md = [t - c for t, c in zip(rel("treated", "matched_swap_acc"), rel("control", "matched_swap_acc"))]
-            said = len(md) > 1 and statistics.mean(md) - 2 * statistics.stdev(md) > 0
+            said = beyond_noise(md, gain=True)
             head = (f"{_ms(rel('treated', 'matched_swap_acc'))} / {_ms(rel('control', 'matched_swap_acc'))}; {_ms(md)}"
                     + ("" if len(md) < 2 else " (beyond noise)" if said else " (within noise)"))
             if len(md) > 1 and not said and "(beyond noise" in verdict:

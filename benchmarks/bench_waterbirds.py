@@ -69,7 +69,7 @@ from model_doctor.data.waterbirds import CLASSES, PLACES, write_waterbirds
 from model_doctor.data.workflow import with_masks
 from model_doctor.experiment import cached_run, spread
 from model_doctor.models import build_model
-from model_doctor.study import ArmSpec, run_study
+from model_doctor.study import ArmSpec, beyond_noise, run_study
 from model_doctor.training import FitConfig
 from model_doctor.treatment.baselines import GroupDROLoss, WithGroups, freeze_all_but_last, jtt_upsampled, swap_balanced
 from model_doctor.treatment.pool import AnnotatedPool
@@ -243,7 +243,7 @@ def table(rows: list[dict]) -> list[str]:
                  ("groupdro", "counterfactual")):
         d = [r[a]["worst"] - r[b]["worst"] for r in rows]
         sp = spread(d)
-        where = "beyond" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else "not beyond"
+        where = "beyond" if beyond_noise(d) else "not beyond"
         lines.append(f"- worst-group accuracy, {a} − {b}: {100 * sp.mean:+.1f} ± {100 * sp.std:.1f} pts "
                      f"({sp.n} seeds; {where} 2σ of the seed spread)")
     lines += ["", "Worst-group test accuracy per seed (where the spread comes from):", ""]
@@ -378,8 +378,9 @@ def rule_lines(rows: list[dict], seeds: list[int]) -> list[str]:
         lines.append("")
         both = rule != "counterfactual_rule" and "counterfactual_rule" in rows[0]
         for other in [o for o in ("erm", "jtt", "dfr", "counterfactual") if o in rows[0]] + (["counterfactual_rule"] if both else []):
-            sp = spread([r[rule]["worst"] - r[other]["worst"] for r in rows])
-            where = "beyond" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else "not beyond"
+            d = [r[rule]["worst"] - r[other]["worst"] for r in rows]
+            sp = spread(d)
+            where = "beyond" if beyond_noise(d) else "not beyond"
             lines.append(f"- worst-group accuracy, {rule} − {other}: {100 * sp.mean:+.1f} ± "
                          f"{100 * sp.std:.1f} pts ({sp.n} seeds; {where} 2σ of the seed spread)")
     lines += ["", f"Chosen on {rows[0]['select_images']} held-out annotated images, reported on {rows[0]['report_images']}.",
@@ -423,7 +424,7 @@ def annotation_table(b: dict, rows: list[dict]) -> list[str]:
 
     def diff(xs: list[float]) -> str:
         sp = spread(xs)
-        mark = " (beyond 2σ)" if sp.n > 1 and abs(sp.mean) > 2 * sp.std else ""
+        mark = " (beyond 2σ)" if beyond_noise(xs) else ""
         return f"{100 * sp.mean:+.1f} ± {100 * sp.std:.1f}{mark}"
 
     lines = ["| annotation | per class | DFR worst | DFR average | counterfactual worst | counterfactual average | "

@@ -26,6 +26,8 @@ import shlex
 import statistics
 from pathlib import Path
 
+from model_doctor.study import beyond_noise
+
 #: command flags that pick what a table covers rather than how ``treat`` runs: (flag, values it takes)
 SCOPE = {"--budget": 1, "--kinds": -1, "--arms": -1, "--seeds": -1, "--ceiling-epochs": 1, "--out": 1,
          "--cache": 1, "--root": 1, "--threads": 1, "--cached-only": 0}
@@ -73,7 +75,7 @@ def judge(rows: list[dict]) -> dict:
     gap = [(r["treated"]["test_acc"] - r["original"]) / max(r["ceiling"] - r["original"], 1e-9) for r in rows]
     diff = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rows]
     mean, sd = statistics.mean(diff), (statistics.stdev(diff) if len(diff) > 1 else float("nan"))
-    beyond = len(diff) > 1 and mean - 2 * sd > 0
+    beyond = beyond_noise(diff, gain=True)
     short = [why for why, bad in (("gap < ½", statistics.mean(gap) < 0.5), ("not beyond 2σ", not beyond),
                                   (f"{len(rows)} seed{'s' * (len(rows) != 1)}", len(rows) < 3)) if bad]
     return {"gap": statistics.mean(gap), "gaps": gap, "diff": mean, "sd": sd, "beyond": beyond,

@@ -31,7 +31,7 @@ from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
 from .training import FitConfig, LossTerms
 
 __all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "pick_per_class", "spread", "choose",
-           "verdict", "image_se", "image_se_of", "divergence", "diverged_arms", "escalation", "guess_ceiling", "NONFINITE_SHARE"]
+           "verdict", "beyond_noise", "image_se", "image_se_of", "divergence", "diverged_arms", "escalation", "guess_ceiling", "NONFINITE_SHARE"]
 
 K = TypeVar("K", bound=Hashable)
 Select = Callable[[nn.Module], dict[str, Any]]
@@ -211,6 +211,17 @@ def image_se_of(treated: Sequence[dict[str, Any]], control: Sequence[dict[str, A
     return math.sqrt(sum(t * t for t in kept)) if kept else None
 
 
+def beyond_noise(deltas: Sequence[float | None], image_se: float | None = None, gain: bool = False) -> bool:
+    """The one significance rule: over ≥ 2 seeds, |mean| > 2 · noise, noise = √(std² + image_se²)
+    (the seeds' sample std; ``image_se``: :func:`image_se` where every seed is measured on the same
+    images). ``gain``: only a positive mean counts (mean − 2 · noise > 0)."""
+    s = spread(deltas)
+    if s.n < 2:
+        return False
+    noise = math.hypot(s.std, image_se or 0.0)
+    return (s.mean if gain else abs(s.mean)) - 2 * noise > 0
+
+
 def verdict(deltas: Sequence[float | None], what: str, unit: str = "pts", scale: float = 100.0,
             lower_is_better: bool = False, claim: bool = True, image_se: float | None = None,
             images: int = 0) -> dict[str, Any]:
@@ -224,8 +235,7 @@ def verdict(deltas: Sequence[float | None], what: str, unit: str = "pts", scale:
         return {"what": what, "mean": None, "std": None, "seeds": 0, "beyond_noise": False,
                 "text": f"{what}: not measured"}
     std = s.std if s.n > 1 else None
-    noise = math.hypot(std, image_se or 0.0) if std is not None else None
-    beyond = claim and noise is not None and abs(s.mean) - 2 * noise > 0
+    beyond = claim and beyond_noise(deltas, image_se)
     spread_txt = f" ± {std * scale:.1f}" if std is not None else ""
     n = f"{s.n} seed" + ("s" if s.n > 1 else "")
     if image_se is not None:
