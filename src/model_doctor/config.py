@@ -22,6 +22,10 @@ from .training import FitConfig
 #: the same training images and model fit both readings (``docs/results/reliance_vs_truth.md``).
 OBJECT_COLOUR = ("unknown", "own", "cue")
 
+#: ``--select-rule`` choices: ``auto`` (default: ``groups`` when the validation images have group
+#: labels, else ``swap``), ``swap``, ``balanced``, ``mean`` (the rule before; E4's tables) or ``groups``
+SELECT_RULES = ("auto", "swap", "balanced", "mean", "groups")
+
 __all__ = ["ModelConfig", "DataConfig", "DiagnoseConfig", "ExamineConfig", "TrainConfig", "TreatConfig", "RuntimeConfig", "Config",
            "load_config", "save_config"]
 

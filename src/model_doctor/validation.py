@@ -3,7 +3,7 @@ job and library call runs on a :class:`~model_doctor.config.Config` before any w
 
 from __future__ import annotations
 
-from .config import OBJECT_COLOUR, Config
+from .config import OBJECT_COLOUR, SELECT_RULES, Config
 from .precision import check_precision
 
 __all__ = ["validate"]
@@ -48,7 +48,7 @@ def validate(cfg: Config) -> Config:
     more = cfg.treat.escalate_epochs
     if more is not None and (not isinstance(more, int) or isinstance(more, bool) or more < 1):
         raise ValueError(f"treat.escalate_epochs={more!r}; use a whole number >= 1 (default: 3 × treat.epochs)")
-    if cfg.treat.select_rule not in ("auto", "swap", "balanced", "mean", "groups"):
+    if cfg.treat.select_rule not in SELECT_RULES:
         raise ValueError(f"treat.select_rule={cfg.treat.select_rule!r}; use 'auto' (default), 'swap', 'balanced', 'mean' "
                          "or 'groups'")
     for name, method in (("treat.refine", cfg.treat.refine), ("examine.refine", cfg.examine.refine)):

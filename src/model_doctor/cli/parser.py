@@ -7,7 +7,7 @@ import argparse
 import re
 from typing import Any
 
-from ..config import Config
+from ..config import SELECT_RULES, Config
 from ..data.refine import REFINE_METHODS
 from ..models import model_names
 from ..treatment.space import SPACE_METHODS
@@ -213,7 +213,7 @@ def _treat_space(p: argparse.ArgumentParser) -> None:
                         "annotated image's, so the background says nothing about the label; docs/method.md)")
     g.add_argument("--kl-weight", dest="treat.kl_weight", type=float,
                    help="counterfactual: weight of the KL term that asks the pasted image for the original's prediction "
-                        "(default 1; 0 keeps only the pasted image's cross-entropy; docs/method.md)")
+                        "(0 keeps only the pasted image's cross-entropy; docs/method.md)")
     g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods")
     g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share or rrr")
     g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
@@ -223,7 +223,7 @@ def _treat_space(p: argparse.ArgumentParser) -> None:
 
 def _treat_selection(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("selection and escalation (no test data)")
-    g.add_argument("--select-rule", dest="treat.select_rule", choices=["auto", "swap", "balanced", "mean", "groups"],
+    g.add_argument("--select-rule", dest="treat.select_rule", choices=list(SELECT_RULES),
                    help="what picks each arm's epoch and the weight without test data: auto (default: groups when --groups "
                         "labels the validation images, else swap), swap (held-out background-swap accuracy, validation "
                         "accuracy breaking ties), balanced (the lower of the swap accuracy on another class's and on the "

@@ -60,6 +60,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import SELECT_RULES
 from .pool import AnnotatedPool, composite, match_colour
 from .space import _device, background_share
 
@@ -272,9 +273,6 @@ def as_told(reliance: dict[str, Any], object_colour: str = "unknown") -> dict[st
     return {**reliance, "swap_acc": m, "balanced_swap_acc": min(m, same) if same == same else m}
 
 
-#: ``--select-rule`` choices: ``auto`` (default: ``groups`` when the validation images have group
-#: labels, else ``swap``), ``swap``, ``balanced``, ``mean`` (the rule before; E4's tables) or ``groups``
-SELECT_RULES = ("auto", "swap", "balanced", "mean", "groups")
 
 
 def resolve_rule(rule: str, val_groups: bool) -> str:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import TreatConfig
 from ..hooks import RemovableHandleList
 from .instrument import Instrument
 from .losses import resize_background
@@ -195,7 +196,8 @@ class CounterfactualLoss(_PoolTerm):
 
     name = "counterfactual"
 
-    def __init__(self, pool: AnnotatedPool, weight: float = 1.0, kl_weight: float = 1.0, pool_batch: int = 32,
+    def __init__(self, pool: AnnotatedPool, weight: float = 1.0, kl_weight: float = TreatConfig.kl_weight,
+                 pool_batch: int = TreatConfig.pool_batch,
                  seed: int = 0, partners: str = "other", colour_cue: bool = False):
         if kl_weight < 0:
             raise ValueError(f"kl_weight={kl_weight}; must be >= 0")
@@ -236,20 +238,16 @@ class SpaceMethod(NamedTuple):
 
 
 def _attribution(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                 input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0,
-                 colour_cue: bool = False) -> LossTerm:
+                 **_: Any) -> LossTerm:
     return AttributionLoss(pool, layers, weight, pool_batch=pool_batch, seed=seed)
 
 
-def _input(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-           input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0,
-           colour_cue: bool = False) -> LossTerm:
+def _input(pool: AnnotatedPool, weight: float, *, pool_batch: int, seed: int, input_mode: str, **_: Any) -> LossTerm:
     return InputGradientLoss(pool, weight, mode=input_mode, pool_batch=pool_batch, seed=seed)
 
 
-def _counterfactual(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], pool_batch: int, seed: int,
-                    input_mode: str = "share", partners: str = "other", kl_weight: float = 1.0,
-                    colour_cue: bool = False) -> LossTerm:
+def _counterfactual(pool: AnnotatedPool, weight: float, *, pool_batch: int, seed: int, partners: str, kl_weight: float,
+                    colour_cue: bool, **_: Any) -> LossTerm:
     return CounterfactualLoss(pool, weight, kl_weight=kl_weight, pool_batch=pool_batch, seed=seed, partners=partners,
                               colour_cue=colour_cue)
 
