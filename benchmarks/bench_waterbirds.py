@@ -60,6 +60,7 @@ import torch
 
 from benchmarks import _studies as S
 from benchmarks._common import emit, header
+from benchmarks.baselines import GroupDROLoss, WithGroups, freeze_all_but_last, jtt_upsampled, swap_balanced
 from model_doctor.config import TreatConfig
 from model_doctor.data.annotations import load_masks
 from model_doctor.data.datasets import load_dataset
@@ -71,7 +72,6 @@ from model_doctor.experiment import cached_run, spread
 from model_doctor.models import build_model
 from model_doctor.study import ArmSpec, beyond_noise, run_study
 from model_doctor.training import FitConfig
-from model_doctor.treatment.baselines import GroupDROLoss, WithGroups, freeze_all_but_last, jtt_upsampled, swap_balanced
 from model_doctor.treatment.pool import AnnotatedPool
 from model_doctor.treatment.space import CounterfactualLoss
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from benchmarks.baselines import GroupDROLoss, WithGroups, freeze_all_but_last, jtt_upsampled, swap_balanced
 from model_doctor.study import ArmSpec, run_study
 from model_doctor.training import FitConfig
-from model_doctor.treatment.baselines import GroupDROLoss, WithGroups, freeze_all_but_last, jtt_upsampled, swap_balanced
 from model_doctor.treatment.pool import AnnotatedPool
 
 

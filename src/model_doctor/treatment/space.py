@@ -242,12 +242,13 @@ def _attribution(pool: AnnotatedPool, weight: float, *, layers: Sequence[str], p
     return AttributionLoss(pool, layers, weight, pool_batch=pool_batch, seed=seed)
 
 
-def _input(pool: AnnotatedPool, weight: float, *, pool_batch: int, seed: int, input_mode: str, **_: Any) -> LossTerm:
+def _input(pool: AnnotatedPool, weight: float, *, pool_batch: int, seed: int, input_mode: str = TreatConfig.input_mode,
+           **_: Any) -> LossTerm:
     return InputGradientLoss(pool, weight, mode=input_mode, pool_batch=pool_batch, seed=seed)
 
 
-def _counterfactual(pool: AnnotatedPool, weight: float, *, pool_batch: int, seed: int, partners: str, kl_weight: float,
-                    colour_cue: bool, **_: Any) -> LossTerm:
+def _counterfactual(pool: AnnotatedPool, weight: float, *, pool_batch: int, seed: int, partners: str = TreatConfig.partners,
+                    kl_weight: float = TreatConfig.kl_weight, colour_cue: bool = False, **_: Any) -> LossTerm:
     return CounterfactualLoss(pool, weight, kl_weight=kl_weight, pool_batch=pool_batch, seed=seed, partners=partners,
                               colour_cue=colour_cue)
 

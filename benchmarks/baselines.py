@@ -1,4 +1,4 @@
-"""The spurious-correlation field's baselines, as study arms next to the space methods.
+"""The spurious-correlation field's baselines, as study arms next to the space methods (the lab's: only `bench_waterbirds` uses them).
 
 - **GroupDRO** (Sagawa et al. 2020), online: the mean CE is replaced by ``Σ_g q_g L_g``, the
   group weights following ``q_g ∝ q_g · exp(η L_g)`` each step. Needs the group of every training
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
-from .pool import AnnotatedPool, composite
-from .terms import LossTerm
+from model_doctor.treatment.pool import AnnotatedPool, composite
+from model_doctor.treatment.terms import LossTerm
 
 __all__ = ["GroupDROLoss", "WithGroups", "jtt_upsampled", "freeze_all_but_last", "swap_balanced"]
 
@@ -33,7 +33,7 @@ class WithGroups(Dataset):
     """``dataset`` items with their group index appended (what :class:`GroupDROLoss` reads)."""
 
     def __init__(self, dataset: Dataset, groups: torch.Tensor):
-        from ..data.base import sized
+        from model_doctor.data.base import sized
 
         if len(groups) != sized(dataset):
             raise ValueError(f"{len(groups)} group labels for {sized(dataset)} images; give one per image")
@@ -75,7 +75,7 @@ class GroupDROLoss(LossTerm):
 
 def jtt_upsampled(model: nn.Module, train: Dataset, factor: int, batch_size: int = 256) -> tuple[Dataset, int]:
     """(training set with ``model``'s training errors repeated ``factor`` times in all, error count)."""
-    from ..data.base import hits_of
+    from model_doctor.data.base import hits_of
 
     if factor < 1:
         raise ValueError(f"factor={factor}; use an upweighting factor >= 1 (Liu et al.: 20-100)")
