@@ -147,7 +147,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
             return out
         # measured before the colour-matched swap existed: add it, the same report images and partners
         s, cfg, original, _, pools = run_pools(run_dir, folder, arm)
-        for name, model in _models(run_dir, seed, s, original):
+        for name, model in _models(run_dir, seed, original):
             rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
             out[name]["matched_swap_acc"] = rel["matched_swap_acc"]
             for c, row in out[name]["per_class"].items():
@@ -157,7 +157,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     s, cfg, original, meta, pools = run_pools(run_dir, folder, arm)
     test = test_pool(cfg, folder, "exact" if arm == "exact" else "box", meta["in_channels"])
     out = {}
-    for name, model in _models(run_dir, seed, s, original):
+    for name, model in _models(run_dir, seed, original):
         rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
         out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc", "chance",
                                           "refined_share", "images", "per_class")}
@@ -199,23 +199,15 @@ def _run_config(s: dict, folder: Path) -> Any:
     return cfg
 
 
-def _models(run_dir: Path, seed: int, s: dict, original: Any):
+def _models(run_dir: Path, seed: int, original: Any):
     """(name, model) of the run's original, control and treated model (the weight the run chose, in
-    the round the run reported: ``escalated/`` where treat escalated)."""
-    from model_doctor import runtime as P
-    from model_doctor.config import Config
+    the round the run reported), from the run's :class:`~model_doctor.TreatResult`."""
+    from model_doctor import TreatResult
 
-    beta = s["selection"]["chosen_beta"][str(seed)]
-    where = next((r.get("dir") for r in s["runs"] if r["seed"] == seed), None) or f"seed{seed}"  # escalated/seedN
-    arms = {"original": None, "control": "control",
-            "treated": "treated" if len(s["selection"]["weights"]) == 1 else f"treated-beta{beta:g}"}
-    for name, sub in arms.items():
-        if sub is None:
-            yield name, original
-            continue
-        c = Config()
-        c.model.weights = str(run_dir / where / sub / "model.safetensors")
-        yield name, P.load_model(c)[0]
+    result = TreatResult.load(run_dir)
+    yield "original", original
+    for name in ("control", "treated"):
+        yield name, result.model(seed, name, like=original)
 
 
 #: how many times each seed's test split is drawn again, and the seed step between draws (draw i: i·1000 + seed)
@@ -254,7 +246,7 @@ def cell_truth(run_dir: Path, folder: Path, seed: int, again: int = 0) -> dict |
     labels = torch.tensor([int(y) for _, y in data.samples])
     cues = torch.tensor([data.classes.index(f"{int(cue[rel]):02d}") for rel, _ in data.samples])
     out = {}
-    for name, model in _models(run_dir, seed, s, original):
+    for name, model in _models(run_dir, seed, original):
         hits = hits_of(model, data)
         out[name] = {"test_acc": float(hits.double().mean()), "cells_test_acc": equal_cells(hits, labels, cues),
                      "conflicting_test_acc": equal_cells(hits, labels, cues, conflicting=True)}

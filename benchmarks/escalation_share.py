@@ -50,7 +50,7 @@ def share_of(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     from model_doctor.treatment.reliance import background_reliance
 
     _, cfg, original, _, pools = run_pools(run_dir, folder, arm)
-    models = dict(_models(run_dir, seed, s, original))
+    models = dict(_models(run_dir, seed, original))
     swap = background_reliance(models["treated"], pools.select, seed=cfg.train.split_seed)["swap_acc"]
     clean = background_reliance(original, pools.select, seed=cfg.train.split_seed)["clean_acc"]
     out = {"swap": swap, "clean": clean, "share": swap / clean if clean else float("nan"), "escalated": None}

@@ -129,13 +129,13 @@ def _treat_where(out: Path, cfg: dict[str, Any]) -> str:
     finished, last = 0, None
     for seed in seeds:
         seed_dir = base / f"seed{seed}"
-        for arm in (seed_dir / name for name in _arm_order(treat, seed_dir)):
+        for arm in (seed_dir / a for a in _arm_order(treat, seed_dir)):
             if (arm / "result.json").is_file():
                 finished, last = finished + 1, f"seed {seed}, arm {arm.name}"
                 continue
             done = _lines(arm / "metrics.jsonl")
             return (f"stopped in {name} at seed {seed}, arm {arm.name}, after epoch {done} of "
-                    f"{treat.get('epochs', '?')} ({finished} arm{'s' * (finished != 1)} of that round finished)")
+                    f"{treat.get('epochs', '?')}; {finished} arm{'s' * (finished != 1)} of that round finished")
     if last is None:
         return f"stopped in {name} before any arm finished"
     return f"stopped in {name} after {finished} finished arm{'s' * (finished != 1)} (last: {last})"

@@ -70,9 +70,9 @@ class TreatResult:
         if row is None:
             raise ValueError(f"seed {seed} is not in this result (seeds: {[r['seed'] for r in self.summary.runs]})")
         name = arm
-        if arm == "treated" and len(row.get("selection_scores") or {}) > 1:
+        if arm == "treated" and len(self.summary.selection.get("weights") or row.get("selection_scores") or [0]) > 1:
             name = f"treated-beta{float(row['chosen_beta']):g}"
-        return self.out / row["dir"] / name / "model.safetensors"
+        return self.out / (row.get("dir") or f"seed{seed}") / name / "model.safetensors"   # no "dir": before escalation
 
     def model(self, seed: int, arm: str = "treated", like: nn.Module | None = None) -> nn.Module:
         """The model of ``arm`` for ``seed``: in memory after a run, else its weights loaded into a copy of ``like``."""
