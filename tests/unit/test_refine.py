@@ -524,3 +524,19 @@ def test_a_bad_object_colour_word_is_one_line_naming_the_choices():
     cfg.treat.object_colour = "mine"
     with pytest.raises(ValueError, match=r"treat.object_colour='mine'; use 'unknown' \(default\), 'own'"):
         validate(cfg)
+
+
+def test_a_registered_gate_withdraws_the_claims_it_names_and_says_why(monkeypatch):
+    """The verdict's checks are a registry: a new one is a function returning its line and what it withdraws."""
+    import model_doctor.treatment.verdicts as V
+
+    claim = {"what": "background-swap accuracy on 20 images", "beyond_noise": True, "mean": 0.3, "text": "swap: +30.0"}
+    other = {"what": "background-only accuracy", "beyond_noise": True, "mean": -0.2, "text": "bg: -20.0"}
+    mine = {"what": "mine", "beyond_noise": False, "text": "caution: mine"}
+    monkeypatch.setattr(V, "GATES", {"mine": lambda seen: V.Gated(mine, lambda line: True, "see mine")})
+    said = V._gates([claim, other], V.Seen([], {"swap": claim, "matched": None, "shuffled": None}, None, "unknown", True))
+    assert said == [mine] and not claim["beyond_noise"] and claim["text"].endswith("not a sign the shortcut is gone: see mine")
+    assert other["beyond_noise"] and other["text"] == "bg: -20.0"   # only swap claims are withdrawn
+    assert list(V.GATES) == ["mine"]
+    monkeypatch.undo()
+    assert list(V.GATES) == ["random class", "colour matched", "colour word", "both ways", "backwards"]

@@ -3,13 +3,13 @@ and the cautions that withdraw or qualify them, each a small function of the run
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from ..study import image_se_of, verdict
 from .pools import Pools
 
-__all__ = ["reliance_verdicts", "broken_warning", "residual_hint", "both_ways", "colour_split", "BACKWARDS_ALPHA",
+__all__ = ["reliance_verdicts", "GATES", "Gated", "Seen", "broken_warning", "residual_hint", "both_ways", "colour_split", "BACKWARDS_ALPHA",
            "BOTH_WAYS", "COLOUR_SPLIT", "FEW_RELIANCE_IMAGES", "RESIDUAL_SHARE"]
 
 
@@ -189,7 +189,7 @@ def reliance_verdicts(runs: Sequence[dict[str, Any]], pools: Pools,
         return []
     claim = pools.report is not None
     out, figures = _claims(runs, len(where), claim, object_colour)
-    out += _gates(out, figures, runs, original, object_colour, claim)
+    out += _gates(out, Seen(runs, figures, original, object_colour, claim))
     return out + _cautions(runs, pools, where)
 
 
@@ -231,36 +231,87 @@ def _demote(lines: list[dict[str, Any]], why: str) -> None:
         line |= {"beyond_noise": False, "text": line["text"] + "; not a sign the shortcut is gone: " + why}
 
 
-def _gates(out: list[dict[str, Any]], figures: dict[str, dict[str, Any] | None], runs: Sequence[dict[str, Any]],
-           original: dict[str, Any] | None, object_colour: str, claim: bool) -> list[dict[str, Any]]:
-    """Withdraw the swap claims the other measures do not back (in place), and return the lines that say why."""
-    claims = lambda: [line for line in out if line["what"].startswith("background-swap accuracy") and line["beyond_noise"]]
-    matched, shuffled = figures["matched"], figures["shuffled"]
-    if shuffled is not None and not (shuffled["beyond_noise"] and shuffled["mean"] > 0):
-        _demote([line for line in claims() if line is not shuffled],
-                "on a random class's background the treated model is not better beyond noise (the random-class line), "
-                "so what it gained on other classes' backgrounds it lost on its own: a model that guesses gains there too")
-    if matched is not None and object_colour == "own":
-        _demote([matched] if matched["beyond_noise"] else [], "you said an object's colour is its own "
-                "(--object-colour own), and this figure takes it away")
-    elif matched is not None and not (matched["beyond_noise"] and matched["mean"] > 0):
-        _demote(claims(), "with the object's colour matched to the partner's the treated model is not better beyond "
-                "noise (the colour-matched line), so it may read a cue over the whole image, object included")
-    said = []
-    split = colour_split(runs, original)
-    if split and object_colour != "unknown":
-        held = "plain" if object_colour == "own" else "colour-matched"
+class Seen(NamedTuple):
+    """What a check reads: the runs, the claim lines by name, the original's reliance, the user's word."""
+
+    runs: Sequence[dict[str, Any]]
+    figures: dict[str, dict[str, Any] | None]
+    original: dict[str, Any] | None
+    object_colour: str
+    claim: bool
+
+
+class Gated(NamedTuple):
+    """A check that fired: the line it prints (None: none), which swap claims it withdraws, and why."""
+
+    line: dict[str, Any] | None
+    withdraws: Callable[[dict[str, Any]], bool]
+    why: str = ""
+
+
+def _random_class(seen: Seen) -> Gated | None:
+    shuffled = seen.figures["shuffled"]
+    if shuffled is None or (shuffled["beyond_noise"] and shuffled["mean"] > 0):
+        return None
+    return Gated(None, lambda line: line is not shuffled,
+                 "on a random class's background the treated model is not better beyond noise (the random-class line), "
+                 "so what it gained on other classes' backgrounds it lost on its own: a model that guesses gains there too")
+
+
+def _colour_matched(seen: Seen) -> Gated | None:
+    matched = seen.figures["matched"]
+    if matched is None:
+        return None
+    if seen.object_colour == "own":
+        return Gated(None, lambda line: line is matched, "you said an object's colour is its own (--object-colour own), "
+                     "and this figure takes it away")
+    if matched["beyond_noise"] and matched["mean"] > 0:
+        return None
+    return Gated(None, lambda line: True, "with the object's colour matched to the partner's the treated model is not "
+                 "better beyond noise (the colour-matched line), so it may read a cue over the whole image, object included")
+
+
+def _colour_word(seen: Seen) -> Gated | None:
+    split = colour_split(seen.runs, seen.original)
+    if split and seen.object_colour != "unknown":
+        word = seen.object_colour
+        held = "plain" if word == "own" else "colour-matched"
         split = {"what": "colour word", "beyond_noise": False, "split": split["split"], "text": (
             f"note: the swap figures split on colour ({split['split']}): the model reads its object's colour, and you "
-            f"said that colour is {'its own' if object_colour == 'own' else 'possibly a cue'} "
-            f"(--object-colour {object_colour}), so the {held} figure is the one to read")}
-    if split:
-        said.append(split)
-    for line, why in ((both_ways(original) if claim else None, "see the caution on a cue over the object"),
-                      (_backwards(runs), "see the warning on reading the background backwards")):
-        if line:
-            _demote(claims(), why)
-            said.append(line)
+            f"said that colour is {'its own' if word == 'own' else 'possibly a cue'} (--object-colour {word}), so the "
+            f"{held} figure is the one to read")}
+    return Gated(split, lambda line: False) if split else None
+
+
+def _both(seen: Seen) -> Gated | None:
+    line = both_ways(seen.original) if seen.claim else None
+    return Gated(line, lambda _: True, "see the caution on a cue over the object") if line else None
+
+
+def _reads_backwards(seen: Seen) -> Gated | None:
+    line = _backwards(seen.runs)
+    return Gated(line, lambda _: True, "see the warning on reading the background backwards") if line else None
+
+
+#: the checks that may withdraw a swap claim, in the order they print; a new one is a function and a line here
+GATES: dict[str, Callable[[Seen], Gated | None]] = {
+    "random class": _random_class, "colour matched": _colour_matched, "colour word": _colour_word,
+    "both ways": _both, "backwards": _reads_backwards}
+
+
+def _gates(out: list[dict[str, Any]], seen: Seen) -> list[dict[str, Any]]:
+    """Run :data:`GATES`: withdraw the swap claims each one does not back (in place); return their lines."""
+    said = []
+    for gate in GATES.values():
+        fired = gate(seen)
+        if fired is None:
+            continue
+        withdrawn = [line for line in out if line["what"].startswith("background-swap accuracy") and line["beyond_noise"]
+                     and fired.withdraws(line)]
+        if fired.why:
+            _demote(withdrawn, fired.why)
+        if fired.line is not None:
+            said.append(fired.line)
     return said
 
 
