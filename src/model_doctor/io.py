@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["lock_folder", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_safetensors",
+__all__ = ["lock_folder", "lock_holder", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_safetensors",
            "load_state_dict", "weights_fingerprint"]
 
 
@@ -137,6 +137,25 @@ def weights_fingerprint(model: nn.Module) -> str:
 _HELD: set[str] = set()
 
 
+def lock_holder(folder: str | os.PathLike) -> str | None:
+    """``process PID (command)`` of another live process holding ``folder``'s lock, else None
+    (no lock, an unreadable one, this process's own, or one whose process is gone). Reads only."""
+    try:
+        holder = json.loads((Path(folder) / ".model-doctor.lock").read_text(encoding="utf-8"))
+        pid = int(holder.get("pid", -1))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return f"process {pid} ({holder.get('command', '?')})"
+
+
 def lock_folder(folder: str | os.PathLike) -> Path:
     """Take ``folder/.model-doctor.lock`` for this process (released at exit).
 
@@ -158,22 +177,10 @@ def lock_folder(folder: str | os.PathLike) -> Path:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
-            try:
-                holder = json.loads(path.read_text(encoding="utf-8"))
-                pid = int(holder.get("pid", -1))
-            except (OSError, ValueError):
-                holder, pid = {}, -1
-            alive = pid > 0
-            if alive:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    alive = False
-                except PermissionError:
-                    pass
-            if alive:
-                raise ValueError(f"output folder {str(folder)!r} is in use by process {pid} "
-                                 f"({holder.get('command', '?')}); wait for it or choose another --out") from None
+            holder = lock_holder(folder)
+            if holder:
+                raise ValueError(f"output folder {str(folder)!r} is in use by {holder}; wait for it or choose "
+                                 "another --out") from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as fh:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .io import lock_holder
+
 __all__ = ["COMMANDS", "FoundRun", "found_run", "claim", "annotated"]
 
 COMMANDS = ("train", "diagnose", "examine", "treat", "select", "reproduce")
@@ -151,24 +153,6 @@ def _arm_order(treat: dict[str, Any], seed_dir: Path) -> list[str]:
     return [n for n in names if (seed_dir / n).is_dir()]
 
 
-def _live_lock(out: Path) -> str | None:
-    """The holder of a live ``.model-doctor.lock`` (read only; :func:`model_doctor.io.lock_folder` takes it)."""
-    try:
-        holder = json.loads((out / ".model-doctor.lock").read_text(encoding="utf-8"))
-        pid = int(holder.get("pid", -1))
-    except (OSError, ValueError, AttributeError):
-        return None
-    if pid <= 0 or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return f"process {pid} ({holder.get('command', '?')})"
-
-
 def claim(out: str | os.PathLike, command: str, resume: bool = False, overwrite: bool = False,
           flag: str = "--out") -> FoundRun | None:
     """Check ``out`` before ``command`` writes into it; return the run found there (if any).
@@ -183,7 +167,7 @@ def claim(out: str | os.PathLike, command: str, resume: bool = False, overwrite:
         raise ValueError("--resume and --overwrite were both given; pass --resume to continue the run in "
                          f"{flag}, or --overwrite to start it over")
     out = Path(out)
-    holder = _live_lock(out) if out.is_dir() else None
+    holder = lock_holder(out) if out.is_dir() else None
     if holder:
         raise ValueError(f"output folder {str(out)!r} is in use by {holder}; wait for it or choose another {flag}")
     run = found_run(out)
@@ -217,7 +201,7 @@ def _remove_own(out: Path, command: str) -> None:
         elif path.exists() or path.is_symlink():
             path.unlink()
     lock = out / ".model-doctor.lock"
-    if lock.exists() and _live_lock(out) is None:
+    if lock.exists() and lock_holder(out) is None:
         lock.unlink(missing_ok=True)
 
 

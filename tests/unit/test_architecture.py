@@ -8,8 +8,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: the picture in docs/architecture.md, bottom (0) to top
 LAYERS = [
-    {"io", "hooks", "precision", "progress", "distributed", "rundir"},
-    {"noise", "split"},
+    {"io", "hooks", "precision", "progress", "distributed"},
+    {"noise", "split", "rundir"},
     {"gradients"},
     {"models", "data"},
     {"layers"},
