@@ -2,7 +2,7 @@
 
 Every trained model lives under ``--cache`` (default ``runs/bench``), keyed by study, budget,
 architecture and seed, so E3 reuses E1's originals, the ablations reuse E2's, and an interrupted
-study resumes where it stopped (:func:`model_doctor.experiment.cached_run`).
+study resumes where it stopped (every model is trained through :func:`model_doctor.study.run_study`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import torch
 os.environ.setdefault("MODEL_DOCTOR_QUIET", "1")
 
 from model_doctor import Diagnosis, diagnose
-from model_doctor.experiment import cached_run, subset
+from model_doctor.experiment import subset
 from model_doctor.models import build_model
-from model_doctor.training import FitConfig, split_train_val
+from model_doctor.study import ArmRun, from_scratch
+from model_doctor.training import FitConfig, evaluate, split_train_val
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -99,7 +100,16 @@ def original(cache: Path, arch: str, seed: int, data: tuple, epochs: int, image_
         return build_model(arch, in_channels=1, num_classes=10, image_size=image_size)
 
     cfg = FitConfig(epochs=epochs, lr=original_lr(arch), seed=seed)
-    return cached_run(cache / arch / f"seed{seed}" / "original", fresh, tr, va, cfg, 10, test=te, tag="original")
+    run = from_scratch(cache / arch / f"seed{seed}" / "original", fresh, tr, va, cfg, 10)
+    return run.model, tested(run, te)
+
+
+def tested(run: ArmRun, test: Any) -> dict:
+    """The run's result with its test accuracy: read once, after the study chose (runs cached by
+    ``cached_run(test=...)`` before the studies went through ``run_study`` hold it already)."""
+    if "test_acc" not in run.result:
+        run.result["test_acc"] = evaluate(run.model, test, 10)["acc"]
+    return run.result
 
 
 def diagnosis(cache: Path, model: torch.nn.Module, train: Any, layers: list[str], samples_per_class: int = 100) -> Diagnosis:

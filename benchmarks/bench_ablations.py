@@ -11,7 +11,7 @@ Reported: test accuracy on shuffled decoys and Δ against the control, mean ± s
 the background-swap accuracy a user would read (as E2 measures it, on the validation images);
 ``--out`` also writes every arm as E2's per-seed records for ``benchmarks.reliance_vs_truth``.
 
-Usage: python -m benchmarks.bench_ablations [--budget small|full] [--out docs/results/ablations.md]
+Usage: python -m benchmarks.bench_ablations [--budget small|full] [--out docs/results/e2/ablations.md]
 """
 
 from __future__ import annotations

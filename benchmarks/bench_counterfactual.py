@@ -18,7 +18,7 @@
 
 Arms interleaved over rounds (order rotated), per-round ratios, median (min–max).
 
-Usage: python -m benchmarks.bench_counterfactual [--budget small|full] [--out docs/results/counterfactual_cost.md]
+Usage: python -m benchmarks.bench_counterfactual [--budget small|full] [--out docs/results/performance/counterfactual_cost.md]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
    probability (and their rank average), for a small CNN trained on a subset. Skipped with a
    reason when ../shared/data is absent.
 
-Usage: python -m benchmarks.bench_diagnose [--budget small|full] [--out docs/results/diagnosis.md]
+Usage: python -m benchmarks.bench_diagnose [--budget small|full] [--out docs/results/performance/diagnosis.md]
        [--sections speed,scaling,auroc]
 """
 
@@ -258,7 +258,7 @@ def scaling_lines(budget: str, rounds: int) -> list[str]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", choices=["small", "full"], default="full")
-    ap.add_argument("--out", default=None, help="also write the markdown here (e.g. docs/results/diagnosis.md)")
+    ap.add_argument("--out", default=None, help="also write the markdown here (e.g. docs/results/performance/diagnosis.md)")
     ap.add_argument("--sections", default="speed,scaling,auroc", help="comma-separated: speed, scaling, auroc")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")  # shortfall warnings of the self-labelled speed data

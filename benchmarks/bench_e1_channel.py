@@ -7,7 +7,7 @@ control) and CE + α·L_ch for each α. α is chosen per architecture on validat
 the training split); the test split is only read to report. Prints original / control / treated
 test accuracy and Δ(treated − control) as mean ± std over seeds.
 
-Usage: python -m benchmarks.bench_e1_channel [--budget small|full] [--out docs/results/e1_channel.md]
+Usage: python -m benchmarks.bench_e1_channel [--budget small|full] [--out docs/results/e1/e1_channel.md]
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 
 from benchmarks import _studies as S
 from benchmarks._common import emit, header
-from model_doctor.experiment import cached_run, copy_of, fmt, spread
+from model_doctor.experiment import fmt, spread
 from model_doctor.models import default_layers
+from model_doctor.study import ArmSpec, choose, run_study
 from model_doctor.treatment import ModelDoctorLoss
 
 #: treated arms: label -> (cache folder, ModelDoctorLoss settings); J = noise draws in the constraint passes
@@ -56,13 +57,15 @@ def run(args, budget: dict) -> list[dict]:
         ft = S.finetune_cfg(budget["ft_epochs"], seed, arch)
         rec = {"arch": arch, "seed": seed, "layer": layer, "empty_classes": S.empty_classes(diag),
                "original": orig}
-        _, rec["control"] = cached_run(run_dir / "control", copy_of(model), tr, va, ft, 10, test=te, tag="control")
+        specs = [ArmSpec("control")]
         for label in budget["arms"][arch]:
             folder, kw = ARMS[label]
             kw = {"noise_draws": NOISE_DRAWS, **kw}
-            terms = (lambda kw=kw: ModelDoctorLoss(diag, [layer], beta=0.0, seed=seed, **kw))
-            _, rec[label] = cached_run(run_dir / folder, copy_of(model), tr, va, ft, 10, test=te, terms=terms,
-                                       tag="treated")
+            specs.append(ArmSpec(folder, lambda kw=kw: ModelDoctorLoss(diag, [layer], beta=0.0, seed=seed, **kw)))
+        study = run_study(model, tr, va, specs, ft, 10, run_dir)
+        rec["control"] = S.tested(study.arms["control"], te)
+        for label in budget["arms"][arch]:
+            rec[label] = S.tested(study.arms[ARMS[label][0]], te)
         records.append(rec)
         print(f"{arch} seed {seed}: original {orig['test_acc']:.4f} control {rec['control']['test_acc']:.4f} "
               + " ".join(f"{label} {rec[label]['test_acc']:.4f}" for label in budget["arms"][arch]), flush=True)
@@ -79,7 +82,7 @@ def table(records: list[dict], budget: dict) -> list[str]:
     for arch in budget["archs"]:
         rs = [r for r in records if r["arch"] == arch]
         arms = budget["arms"][arch]
-        best = max(arms, key=lambda a: spread([r[a]["val_acc"] for r in rs]).mean)
+        best = choose({a: spread([r[a]["val_acc"] for r in rs]).mean for a in arms})
         deltas = [r[best]["test_acc"] - r["control"]["test_acc"] for r in rs]
         lines.append(f"| {arch} | {rs[0]['layer']} | {fmt([r['original']['test_acc'] for r in rs])} | "
                      f"{fmt([r['control']['test_acc'] for r in rs])} | {fmt([r[best]['test_acc'] for r in rs])} | "

@@ -12,7 +12,7 @@ Reported per arm (mean ± std over seeds): validation accuracy (decoys as in tra
 a user without shuffled data could select on), test accuracy with class-consistent decoys and
 with shuffled decoys, and the share of the input gradient |∂y/∂x| that falls on the decoy patch.
 
-Usage: python -m benchmarks.bench_e2_space [--budget small|full] [--out docs/results/e2_space.md]
+Usage: python -m benchmarks.bench_e2_space [--budget small|full] [--out docs/results/e2/e2_space.md]
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import torch
 from benchmarks import _studies as S
 from benchmarks._common import emit, header
 from model_doctor.data.decoy import DecoyConfig, make_decoy
-from model_doctor.experiment import cached_run, copy_of, fmt, subset
+from model_doctor.experiment import fmt, subset
 from model_doctor.models import build_model
+from model_doctor.study import ArmSpec, from_scratch, run_study
 from model_doctor.training import FitConfig, evaluate, split_train_val
 from model_doctor.treatment import ModelDoctorLoss, RRRLoss
 from model_doctor.treatment.pool import AnnotatedPool
@@ -112,9 +113,9 @@ def originals(args, budget: dict, data: dict, seed: int, cache: Path):
         return build_model(arch, in_channels=1, num_classes=10, image_size=44)
 
     cfg = FitConfig(epochs=budget["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed)
-    orig, o = cached_run(cache / f"seed{seed}" / "original", fresh, data["train"], data["train_val"], cfg, 10, tag="original")
-    ceil, c = cached_run(cache / f"seed{seed}" / "ceiling", fresh, data["train_shuffled"], data["train_shuffled_val"], cfg, 10,
-                         tag="ceiling")
+    orig = from_scratch(cache / f"seed{seed}" / "original", fresh, data["train"], data["train_val"], cfg, 10)
+    ceil = from_scratch(cache / f"seed{seed}" / "ceiling", fresh, data["train_shuffled"], data["train_shuffled_val"], cfg, 10)
+    (orig, o), (ceil, c) = (orig.model, orig.result), (ceil.model, ceil.result)
     return (orig, o), (ceil, c)
 
 
@@ -125,8 +126,9 @@ def space_arm(diag, layer: str, beta: float, seed: int):
 def finetune(name: str, run_dir: Path, model, data: dict, budget: dict, seed: int, terms=None, train=None) -> dict:
     """One fine-tuned arm (cached) measured on validation, both test sets and the gradient share."""
     ft = S.finetune_cfg(budget["ft_epochs"], seed)
-    m, r = cached_run(run_dir / name, copy_of(model), train if train is not None else data["train"], data["train_val"],
-                      ft, 10, terms=terms, tag=name)
+    arm = ArmSpec(name, terms, train=train)
+    run = run_study(model, data["train"], data["train_val"], [arm], ft, 10, run_dir).arms[name]
+    m, r = run.model, run.result
     if "report_per_image" not in r:  # measured once, then kept beside the run
         from model_doctor.io import atomic_write_json
 

@@ -6,7 +6,7 @@ the wrong predictions by: the deviation score (total-variation distance between 
 channel profile and its predicted class's), 1 − max-softmax probability (MSP), and the mean of
 their ranks (no fitting). Mean ± std over seeds.
 
-Usage: python -m benchmarks.bench_e3_auroc [--budget small|full] [--out docs/results/e3_auroc.md]
+Usage: python -m benchmarks.bench_e3_auroc [--budget small|full] [--out docs/results/e3/e3_auroc.md]
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ of objects and annotations, the steps of :func:`benchmarks.bench_e5_inbox.run_ki
 then ``model-doctor treat --masks DIR/masks-box --mask-format png`` with the README's recipe
 (``--alpha 0 --beta 1 3 10``) and every other treatment option at its default.
 
-Usage: python -m benchmarks.bench_e4_newdecoys [--budget small|full] [--kinds texture glyph] [--out docs/results/e4_newdecoys.md]
+Usage: python -m benchmarks.bench_e4_newdecoys [--budget small|full] [--kinds texture glyph] [--out docs/results/e4/e4_newdecoys.md]
 """
 
 from __future__ import annotations

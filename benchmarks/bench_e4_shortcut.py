@@ -15,7 +15,7 @@ Study ``scratch`` (harness sanity): every method trained from scratch with masks
 training image, one seed per benchmark (Fashion-MNIST and digits, patch and bar decoys).
 
 Usage: python -m benchmarks.bench_e4_shortcut [--study finetune|scratch] [--budget small|full] [--kinds patch bar]
-       [--kl-weight W] [--out docs/results/e4_shortcut.md]
+       [--kl-weight W] [--out docs/results/e4/e4_shortcut.md]
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ from benchmarks._common import emit, header
 from benchmarks.bench_e2_space import decoy_data
 from model_doctor import diagnose
 from model_doctor.config import Config
-from model_doctor.experiment import cached_run, fmt, spread
+from model_doctor.experiment import fmt, spread
 from model_doctor.models import build_model
-from model_doctor.study import ArmSpec, beyond_noise, run_study
+from model_doctor.study import ArmSpec, beyond_noise, choose, from_scratch, run_study
 from model_doctor.training import FitConfig, evaluate
 from model_doctor.treatment import ModelDoctorLoss
 from model_doctor.treatment.pool import AnnotatedPool
 from model_doctor.treatment.pools import make_pools
-from model_doctor.treatment.reliance import background_reliance, resolve_rule, selection_score
+from model_doctor.treatment.reliance import background_reliance
+from model_doctor.treatment.selection import resolve_rule, selector
 from model_doctor.treatment.space import SPACE_METHODS
 
 LAYER = "features.8"        # smallcnn's default (last conv) layer
@@ -138,10 +139,10 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
     size = int(data["train"][0][0].shape[-1])
     cfg = FitConfig(epochs=budget["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed)
     base = cache / kind / f"seed{seed}"
-    orig, o = cached_run(base / "original", fresh(budget["arch"], seed, size), data["train"], data["train_val"], cfg, 10,
-                         tag="original")
-    ceil, c = cached_run(base / "ceiling", fresh(budget["arch"], seed, size), data["train_shuffled"],
-                         data["train_shuffled_val"], cfg, 10, tag="ceiling")
+    o_run = from_scratch(base / "original", fresh(budget["arch"], seed, size), data["train"], data["train_val"], cfg, 10)
+    c_run = from_scratch(base / "ceiling", fresh(budget["arch"], seed, size), data["train_shuffled"],
+                         data["train_shuffled_val"], cfg, 10)
+    (orig, o), (ceil, c) = (o_run.model, o_run.result), (c_run.model, c_run.result)
     out = {"original": measure(orig, data, o, base / "original"), "ceiling": measure(ceil, data, c, base / "ceiling")}
     # the library's pools, as `treat` makes them: N per class (its one picker), GrabCut-refined (the default), a
     # quarter held out from every kind of training, half of it choosing epochs and weights, half reporting
@@ -149,11 +150,8 @@ def run_finetune_cell(args, budget, kind, seed, per_class, arms, cache):
     held, report = pools.select, pools.report if pools.report is not None else pools.select
     pool = pools.train
 
-    def select(model):
-        rel = background_reliance(model, held, seed=seed) if held is not None else None
-        val = evaluate(model, data["train_val"], 10)["acc"]
-        return {"held_swap_acc": rel["swap_acc"] if rel else None, "held_bg_grad_share": rel["bg_grad_share"] if rel else None,
-                "select_score": selection_score(val, rel, rule=resolve_rule(Config().treat.select_rule, False))}
+    select = selector(data["train_val"], 10, resolve_rule(Config().treat.select_rule, False), held=held, seed=seed)
+    assert select is not None  # the held-out images exist
 
     out["original"].update(select(orig))
     diag_dir = base / "diagnosis"
@@ -190,8 +188,9 @@ def br(r: dict) -> dict:
     return {"score": row.get("select_score", r.get("select_score")), "swap": row.get("held_swap_acc", r.get("held_swap_acc"))}
 
 
-def choose(cell: dict, names: list[str]) -> str:
-    return max(names, key=lambda n: (br(cell[n])["score"] if br(cell[n])["score"] is not None else -1.0))
+def chosen_arm(cell: dict, names: list[str]) -> str:
+    """The arm among ``names`` whose chosen epoch scores best (the library's :func:`~model_doctor.study.choose`)."""
+    return choose({n: br(cell[n])["score"] if br(cell[n])["score"] is not None else -1.0 for n in names})
 
 
 def finetune_study(args, budget) -> list[str]:
@@ -254,7 +253,7 @@ def budget_table(kind: str, n, cs: list[dict], seed0_only: set[str],
     # the no-test-data rule, per seed: the arm (method, weight) with the highest selection score
     lines.append("")
     for label, among in (rule_sets or {"": names}).items():
-        chosen = [choose(c, among) for c in cs]
+        chosen = [chosen_arm(c, among) for c in cs]
         d = [c[ch]["test_shuffled"] - c["control"]["test_shuffled"] for c, ch in zip(cs, chosen)]
         gap = [gap_of(c, c[ch]) for c, ch in zip(cs, chosen)]
         rd = [c[ch]["report_swap_acc"] - c["control"]["report_swap_acc"] for c, ch in zip(cs, chosen)]
@@ -321,24 +320,22 @@ def scratch_study(args, budget, truth: list[dict] | None = None) -> list[str]:
             seed = 0
             cfg = FitConfig(epochs=budget["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed)
             d = cache / base / kind
-            rows = []
             report = AnnotatedPool.from_dataset(data["train_val"]).refine("grabcut")
-            v, r = cached_run(d / "vanilla", fresh(budget["arch"], seed, size), data["train"], data["train_val"], cfg, 10,
-                              tag="vanilla")
-            rows.append(("vanilla", measure(v, data, r, d / "vanilla", report)))
-            c, r = cached_run(d / "ceiling", fresh(budget["arch"], seed, size), data["train_shuffled"],
-                              data["train_shuffled_val"], cfg, 10, tag="ceiling")
-            rows.append(("ceiling (shuffled decoys)", measure(c, data, r, d / "ceiling", report)))
+            start = fresh(budget["arch"], seed, size)   # every arm trains a fresh model
             pool = AnnotatedPool.from_dataset(data["train"])
             diag = None
-            for name, method, weight, option in SCRATCH_ARMS:
-                if method == "paper" and diag is None:
-                    diag = diagnose(v, data["train"], layers=[LAYER], num_classes=10, samples_per_class=100,
-                                    allow_empty_classes=True)
-                m, r = cached_run(d / name.replace(" ", "_"), fresh(budget["arch"], seed, size), data["train"],
-                                  data["train_val"], cfg, 10, terms=make_terms(method, weight, option, pool, diag, seed),
-                                  tag=name)
-                rows.append((name, measure(m, data, r, d / name.replace(" ", "_"), report)))
+            if any(method == "paper" for _, method, _, _ in SCRATCH_ARMS):
+                vanilla = from_scratch(d / "vanilla", start, data["train"], data["train_val"], cfg, 10).model
+                diag = diagnose(vanilla, data["train"], layers=[LAYER], num_classes=10, samples_per_class=100,
+                                allow_empty_classes=True)
+            specs = [ArmSpec("vanilla", start=start)]
+            specs += [ArmSpec(name.replace(" ", "_"), make_terms(method, weight, option, pool, diag, seed), start=start)
+                      for name, method, weight, option in SCRATCH_ARMS]
+            study = run_study(None, data["train"], data["train_val"], specs, cfg, 10, d)
+            ceiling = from_scratch(d / "ceiling", start, data["train_shuffled"], data["train_shuffled_val"], cfg, 10)
+            runs = [("vanilla", study.arms["vanilla"]), ("ceiling (shuffled decoys)", ceiling)]
+            runs += [(name, study.arms[name.replace(" ", "_")]) for name, *_ in SCRATCH_ARMS]
+            rows = [(label, measure(run.model, data, run.result, d / run.spec.name, report)) for label, run in runs]
             for name, r in rows:
                 lines.append(f"| {base} {kind} | {name} | {100 * r['val_acc']:.1f} | {100 * r['test_consistent']:.1f} | "
                              f"{100 * r['test_shuffled']:.1f} | {100 * r['report_swap_acc']:.1f} |")

@@ -17,7 +17,7 @@ that were neither trained on nor used to select. Results: ``e5_inbox.md`` and ``
 (every arm and seed, for ``reliance_vs_truth.py``).
 
 Usage: python -m benchmarks.bench_e5_inbox [--budget small|full] [--kinds texture colour pattern]
-       [--betas 1 3 10] [--epochs 10] [--arms box exact] [--out docs/results/e5_inbox.md]
+       [--betas 1 3 10] [--epochs 10] [--arms box exact] [--out docs/results/e5/e5_inbox.md]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ J=1 and J=10 and both ``tail_bn`` settings:
   process after two warm-up steps (glibc told to return freed blocks, so the resident size follows
   live tensors), repeated; median (min–max) over the repeats.
 
-Usage: python -m benchmarks.bench_treat [--budget small|full] [--out docs/results/treatment.md]
+Usage: python -m benchmarks.bench_treat [--budget small|full] [--out docs/results/performance/treatment.md]
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ report), to show what a larger report set changes.
 ``--betas`` narrows the counterfactual's weights (the table says which were tried).
 
 Usage: python -m benchmarks.bench_waterbirds [--budget small|full] [--study main|annotations|rule] [--seeds 0 1 2]
-[--arch resnet18] [--betas 1] [--out docs/results/e6_waterbirds.md]
+[--arch resnet18] [--betas 1] [--out docs/results/e6/e6_waterbirds.md]
 """
 
 from __future__ import annotations
@@ -68,11 +68,12 @@ from model_doctor.data.groups import group_accuracy, load_groups
 from model_doctor.data.masks import LimitedMasks
 from model_doctor.data.waterbirds import CLASSES, PLACES, write_waterbirds
 from model_doctor.data.workflow import with_masks
-from model_doctor.experiment import cached_run, spread
+from model_doctor.experiment import spread
 from model_doctor.models import build_model
-from model_doctor.study import ArmSpec, beyond_noise, run_study
+from model_doctor.study import ArmSpec, beyond_noise, from_scratch, run_study
 from model_doctor.training import FitConfig
 from model_doctor.treatment.pool import AnnotatedPool
+from model_doctor.treatment.selection import selector
 from model_doctor.treatment.space import CounterfactualLoss
 
 BUDGETS = {
@@ -141,9 +142,8 @@ def _ceiling(b: dict, seed: int, cache: Path, root: str | None, fresh, val, sele
         write_waterbirds(folder, b["n_train"], b["n_val"], b["n_val"], b["size"], 0.5, b["per_class"], seed,
                          fashion_root=root)
     train = load_dataset(f"imagefolder:{folder}", "train", image_size=b["size"], in_channels=3)
-    model, _ = cached_run(cache / f"seed{seed}" / "ceiling", fresh, train, val,
-                          FitConfig(epochs=b["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, tag="ceiling", select=select)
-    return model
+    return from_scratch(cache / f"seed{seed}" / "ceiling", fresh, train, val,
+                        FitConfig(epochs=b["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, select=select).model
 
 
 def _write_seed(b: dict, seed: int, cache: Path, root: str | None) -> Path:
@@ -177,15 +177,14 @@ def _setup(b: dict, seed: int, cache: Path, root: str | None):
     """The seed's data (written once), its ERM original, the selection score and a fresh-model factory."""
     folder = _write_seed(b, seed, cache, root)
     d = _data(folder, b["size"])
-    select = lambda m: {"select_score": group_accuracy(m, d["val"], *d["groups"]["val"])["worst"]}
+    select = selector(d["val"], 2, "groups", val_groups=d["groups"]["val"])  # treat's rule with group labels
 
     def fresh():
         torch.manual_seed(seed)
         return build_model(b["arch"], in_channels=3, num_classes=2, image_size=b["size"])
 
-    original, _ = cached_run(cache / f"seed{seed}" / "original", fresh, d["train"], d["val"],
-                             FitConfig(epochs=b["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, tag="original",
-                             select=select)
+    original = from_scratch(cache / f"seed{seed}" / "original", fresh, d["train"], d["val"],
+                            FitConfig(epochs=b["orig_epochs"], lr=S.ORIGINAL_LR, seed=seed), 2, select=select).model
     return d, original, select, fresh
 
 
@@ -266,9 +265,8 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
     images per class (default: the budget's), more from the same writer (:func:`_annotated`).
     ``partners``: the counterfactual's (``treat --partners``; arms of ``any`` are named apart).
     ``kl_weight``: the counterfactual's KL term (``treat --kl-weight``; arms off the default 1 are named apart)."""
-    from model_doctor.training import evaluate
     from model_doctor.treatment.pools import make_pools
-    from model_doctor.treatment.reliance import background_reliance, selection_score
+    from model_doctor.treatment.reliance import background_reliance
 
     b = budget
     d, original, by_groups, _ = _setup(b, seed, cache, root)
@@ -282,8 +280,7 @@ def run_rule(budget: dict, seed: int, cache: Path, root: str | None, rules: tupl
                                      f"rule-{len(pools.select)}-{len(pools.report)}")
 
     def select(rule: str):
-        return lambda m: {"select_score": selection_score(evaluate(m, d["val"], 2)["acc"],
-                                                          background_reliance(m, pools.select, seed=0), rule)}
+        return selector(d["val"], 2, rule, held=pools.select, seed=0)
 
     test = lambda m: group_accuracy(m, d["test"], *d["groups"]["test"])
     erm = run_study(original, d["train"], d["val"], [ArmSpec("erm")], FitConfig(epochs=b["ft_epochs"], lr=S.ORIGINAL_LR,

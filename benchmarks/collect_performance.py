@@ -4,7 +4,7 @@ Reads the tables that ``bench_diagnose.py`` and ``bench_treat.py`` wrote under d
 (each keeps its own command, machine and date, repeated here); with ``--rerun small|full`` it
 runs both first. Nothing here is measured or typed by hand.
 
-Usage: python -m benchmarks.collect_performance [--rerun small|full] [--out docs/results/performance.md]
+Usage: python -m benchmarks.collect_performance [--rerun small|full] [--out docs/results/performance/performance.md]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks._common import emit
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "performance"
 SOURCES = {"diagnosis": ("bench_diagnose.py", "diagnosis.md"), "treatment": ("bench_treat.py", "treatment.md"),
            "counterfactual treatment": ("bench_counterfactual.py", "counterfactual_cost.md")}
 

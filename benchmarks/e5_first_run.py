@@ -6,7 +6,7 @@ by ``python -m benchmarks.bench_e5_inbox --budget full`` with seeds 0-2); it tra
 each run it also replays the ``swap`` rule on the per-epoch selection-set numbers in
 ``metrics.jsonl`` (the weights of other epochs were not kept, so only its choice can be shown).
 
-Usage: python -m benchmarks.e5_first_run [--cache runs/bench/e5-inbox/full] [--out docs/results/e5_first_run.md]
+Usage: python -m benchmarks.e5_first_run [--cache runs/bench/e5-inbox/full] [--out docs/results/e5/e5_first_run.md]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ control, and the bar: at least half of the gap, treated − control beyond 2 std
 A passing row is evidence for its setting only where the setting was fixed before its seeds ran;
 ``docs/evidence.md`` says which tables chose a setting and which judged it afterwards.
 
-Usage: python -m benchmarks.e5_options docs/results/e5_inbox.json [...] [--out docs/results/e5_options.md]
+Usage: python -m benchmarks.e5_options docs/results/e5/e5_inbox.json [...] [--out docs/results/e5/e5_options.md]
 """
 
 from __future__ import annotations

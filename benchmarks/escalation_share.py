@@ -16,7 +16,7 @@ Colour's, texture's, pattern's and dots' seeds 15-17 ran after it was fixed, and
 ``gradient``, a cue written after it.
 
 Usage: python -m benchmarks.escalation_share [--cache runs/bench] [--budget full]
-       [--out docs/results/escalation_share.md]
+       [--out docs/results/e5/escalation_share.md]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench"), help="the benchmarks' trained runs")
     ap.add_argument("--budget", default="full", choices=["small", "full"])
-    ap.add_argument("--out", default="docs/results/escalation_share.md")
+    ap.add_argument("--out", default="docs/results/e5/escalation_share.md")
     args = ap.parse_args()
     below = TreatConfig().escalate_below
     cells = collect(Path(args.cache), args.budget)
@@ -122,7 +122,7 @@ def main() -> int:
                    args.budget)
     first, second = (p.replace("\n", " ") for p in __doc__.split("\n\n")[1:3])
     lines += [first, "", second, "", *table(cells, below), "",
-              "Gap closed per setting: [e5_options.md](e5_options.md), [e4_newdecoys.md](e4_newdecoys.md)."]
+              "Gap closed per setting: [e5_options.md](e5_options.md), [e4_newdecoys.md](../e4/e4_newdecoys.md)."]
     emit(lines, args.out)
     return 0
 

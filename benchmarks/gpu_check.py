@@ -3,7 +3,7 @@
 Runs from the source tree on a machine that already has torch, torchvision, timm, safetensors,
 scikit-learn, PyYAML, tqdm, Jinja2 and matplotlib, with no network and no installs:
 
-    PYTHONPATH=src python -m benchmarks.gpu_check --data-root DIR_WITH_FashionMNIST --out docs/results/gpu.md
+    PYTHONPATH=src python -m benchmarks.gpu_check --data-root DIR_WITH_FashionMNIST --out docs/results/performance/gpu.md
 
 It stops by itself inside ``--budget-s`` (default 330 s) and writes whatever it measured; a stage
 that would start past the budget is listed as skipped. Stages:
@@ -223,7 +223,7 @@ def treat_stage(args, device, lines, budget: Budget) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"), help="folder holding FashionMNIST/raw")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "gpu.md"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "performance" / "gpu.md"))
     ap.add_argument("--work", default=str(ROOT / "runs" / "gpu_check"), help="scratch folder for the CLI runs")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--budget-s", type=float, default=330.0)

@@ -18,7 +18,7 @@ other tables here prompted that rule); the cues written after it (`WRITTEN_AFTER
 evidence here. It was `treat`'s headline for part of a later session, and is not since
 `benchmarks/object_colour` showed it misreading an object's own colour. Usage:
 
-    python -m benchmarks.matched_swap --cache runs/bench --out docs/results/e5_matched_swap_pilot.md
+    python -m benchmarks.matched_swap --cache runs/bench --out docs/results/e5/e5_matched_swap_pilot.md
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ stands for; beside it, test accuracy with a random class's tint, which says how 
 reads the tint. Each seed draws its own objects, backgrounds and annotated sample. Written while the
 colour-matched swap was ``treat``'s headline, before any of its results; it is not since. Usage:
 
-    python -m benchmarks.object_colour --budget full --out docs/results/object_colour.md
-    python -m benchmarks.object_colour --budget full --shortcut --out docs/results/object_colour_shortcut.md
+    python -m benchmarks.object_colour --budget full --out docs/results/e5/object_colour.md
+    python -m benchmarks.object_colour --budget full --shortcut --out docs/results/e5/object_colour_shortcut.md
 
 ``--shortcut`` (added after the first table, before any of its results) gives every training image
 its own class's background colour as well, so the original can read a background shortcut beside
@@ -26,7 +26,7 @@ cast is likelier; withdrawn after ``--shortcut 0.7``) was expected to read wrong
 training images their own class's background: the tint then names the class on every training
 image, the background on 73 % of them, which should make a model read both.
 
-    python -m benchmarks.object_colour --budget full --shortcut 0.7 --out docs/results/object_colour_shortcut07.md
+    python -m benchmarks.object_colour --budget full --shortcut 0.7 --out docs/results/e5/object_colour_shortcut07.md
 """
 
 from __future__ import annotations

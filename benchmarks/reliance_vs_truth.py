@@ -42,7 +42,7 @@ Rows that name a ``headline`` (E5 runs since 2026-12-05) are checked on the figu
 models under both readings of an object's colour: the same figures against the truth where the tint is
 the object's own and where it is a cue.
 
-Usage: python -m benchmarks.reliance_vs_truth docs/results/e5_inbox.json [A.json+B.json ...] [--out docs/results/reliance_vs_truth.md]
+Usage: python -m benchmarks.reliance_vs_truth docs/results/e5/e5_inbox.json [A.json+B.json ...] [--out docs/results/reliance/reliance_vs_truth.md]
 (``A.json+B.json``: one benchmark whose seeds separate runs wrote, checked as one.)
 """
 

@@ -19,7 +19,7 @@ from .training import FitConfig
 #: yellow fruit): the colour is the class's, the colour-matched swap neither claims nor vetoes;
 #: ``cue`` (a stain, a white balance): the colour may be a shortcut, so the counterfactuals paste
 #: colour-matched objects and the colour-matched swap selects and heads the report. Why a word:
-#: the same training images and model fit both readings (``docs/results/reliance_vs_truth.md``).
+#: the same training images and model fit both readings (``docs/results/reliance/reliance_vs_truth.md``).
 OBJECT_COLOUR = ("unknown", "own", "cue")
 
 #: ``--select-rule`` choices: ``auto`` (default: ``groups`` when the validation images have group

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import yaml
 
-from .experiment import RUN_FILE, cached_run, fmt, subset
+from .experiment import RUN_FILE, fmt, subset
 from .io import atomic_write_text
 
 __all__ = ["GridConfig", "load_grid", "plan", "run_grid", "grid_table", "VARIANTS"]
@@ -194,7 +194,7 @@ def _run_cell(grid: GridConfig, data: tuple, ds: str, model_name: str, seed: int
     """One (dataset, model, seed): the base trained from scratch, then every variant as one study."""
     from .diagnosis import Diagnosis, diagnose
     from .models import build_model, default_layers
-    from .study import run_study
+    from .study import from_scratch, run_study
     from .training import FitConfig, evaluate
 
     tr, va, te, tr_masked, in_ch, size, n_cls = data
@@ -208,9 +208,9 @@ def _run_cell(grid: GridConfig, data: tuple, ds: str, model_name: str, seed: int
         return build_model(model_name, in_channels=in_ch, num_classes=n_cls, image_size=size)
 
     was_done = (cell_dir / "base" / RUN_FILE).is_file()
-    base, res = cached_run(cell_dir / "base", fresh, tr, va, FitConfig(
-        epochs=grid.train.epochs, lr=grid.train.lr, batch_size=grid.train.batch_size, seed=seed), n_cls,
-        test=te, tag="base")
+    run = from_scratch(cell_dir / "base", fresh, tr, va, FitConfig(
+        epochs=grid.train.epochs, lr=grid.train.lr, batch_size=grid.train.batch_size, seed=seed), n_cls)
+    base, res = run.model, {**run.result, "test_acc": evaluate(run.model, te, n_cls)["acc"]}
     log(f"{where} base: test {res['test_acc']:.4f}" + (" (cached)" if was_done else ""))
     cells.append({"dataset": ds, "model": model_name, "seed": seed, "variant": "base", **res})
     rest = [v for v in grid.variants if v != "base"]

@@ -15,7 +15,6 @@ are the same images everywhere.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Callable, Hashable, Sequence
@@ -30,7 +29,7 @@ from .data.masks import pick_per_class
 from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
 from .training import FitConfig, LossTerms
 
-__all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "pick_per_class", "spread", "choose",
+__all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "from_scratch", "pick_per_class", "spread", "choose",
            "verdict", "beyond_noise", "image_se", "image_se_of", "divergence", "diverged_arms", "escalation", "guess_ceiling", "NONFINITE_SHARE"]
 
 K = TypeVar("K", bound=Hashable)
@@ -50,6 +49,7 @@ class ArmSpec:
     weight: float | None = None
     prepare: Callable[[nn.Module], Any] | None = None   # applied to the arm's copy (e.g. freeze all but the last layer)
     fit: dict[str, Any] | None = None                   # FitConfig fields this arm changes (e.g. freeze_bn)
+    start: Callable[[], nn.Module] | None = None        # a fresh model instead of a copy of the original (from scratch)
 
 
 @dataclass
@@ -85,14 +85,15 @@ class StudyResult:
         return {n: a.score for n, a in self.arms.items() if a.spec.group == group}
 
 
-def run_study(original: nn.Module, train: Dataset, val: Dataset, arms: Sequence[ArmSpec], fit_cfg: FitConfig,
+def run_study(original: nn.Module | None, train: Dataset, val: Dataset, arms: Sequence[ArmSpec], fit_cfg: FitConfig,
               num_classes: int, cache: str | Path, *, select: Select | None = None, resume: bool = True,
               log: Callable[[str], None] | None = None,
               on_epoch: Callable[[str, dict[str, Any]], None] | None = None) -> StudyResult:
     """Fine-tune a copy of ``original`` per arm into ``cache/<arm.name>`` and choose per group.
 
     Test data is never read here: evaluate the returned models once, afterwards.
-    ``resume=False`` retrains an arm even when its cache holds a finished run."""
+    ``resume=False`` retrains an arm even when its cache holds a finished run. ``original`` may
+    be None where every arm brings its own ``start`` (models trained from scratch)."""
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ValueError(f"arm names {names} repeat; give each arm its own name (it is its cache folder)")
@@ -115,17 +116,29 @@ def run_study(original: nn.Module, train: Dataset, val: Dataset, arms: Sequence[
     return StudyResult(runs, chosen)
 
 
-def _start(original: nn.Module, spec: ArmSpec) -> Callable[[], nn.Module]:
-    """The arm's starting model: a copy of the original, prepared as the arm says."""
+def _start(original: nn.Module | None, spec: ArmSpec) -> Callable[[], nn.Module]:
+    """The arm's starting model: its own ``start``, else a copy of the original, prepared as the arm says."""
+    if spec.start is None and original is None:
+        raise ValueError(f"arm {spec.name!r} has no start and the study no original; give one of them")
+    first: Callable[[], nn.Module] = spec.start or copy_of(original)  # type: ignore[arg-type]  # checked above
     if spec.prepare is None:
-        return copy_of(original)
+        return first
 
     def start() -> nn.Module:
-        model = copy.deepcopy(original)
+        model = first()
         spec.prepare(model)  # type: ignore[misc]  # checked above
         return model
 
     return start
+
+
+def from_scratch(folder: str | Path, start: Callable[[], nn.Module], train: Dataset, val: Dataset, fit_cfg: FitConfig,
+                 num_classes: int, *, select: Select | None = None) -> ArmRun:
+    """A model trained from ``start()`` (an original, a no-shortcut ceiling) into ``folder``: a study
+    of one arm, cached and resumable like every other arm."""
+    where = Path(folder)
+    return run_study(None, train, val, [ArmSpec(where.name, start=start)], fit_cfg, num_classes, where.parent,
+                     select=select).arms[where.name]
 
 
 def choose(scores: dict[K, float]) -> K:

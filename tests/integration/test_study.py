@@ -70,7 +70,8 @@ def test_treat_equals_the_protocol_written_out(decoy_original, tmp_path):
     from model_doctor.data.masks import ExpandedMasks
     from model_doctor.runtime import load_data, load_model, train_val_split
     from model_doctor.treatment.pools import make_pools
-    from model_doctor.treatment.reliance import background_reliance, selection_score
+    from model_doctor.treatment.reliance import background_reliance
+    from model_doctor.treatment.selection import selection_score
     from model_doctor.treatment.space import CounterfactualLoss
 
     cfg = Config(out=str(tmp_path / "t"))

@@ -118,7 +118,7 @@ def test_validation_carved_from_train_takes_its_groups_from_train_rows(bench):
 
 
 def test_select_rule_auto_needs_the_validation_groups():
-    from model_doctor.treatment.reliance import resolve_rule
+    from model_doctor.treatment.selection import resolve_rule
 
     assert resolve_rule("auto", True) == "groups" and resolve_rule("auto", False) == "swap"
     assert resolve_rule("mean", True) == "mean"

@@ -506,7 +506,8 @@ def test_the_users_word_on_object_colour_picks_the_figure_that_heads_and_gates()
 
 
 def test_as_told_gives_the_selection_rule_the_figure_the_user_trusts():
-    from model_doctor.treatment.reliance import as_told, headline_key, selection_score
+    from model_doctor.treatment.reliance import as_told, headline_key
+    from model_doctor.treatment.selection import selection_score
 
     rel = {"swap_acc": 0.9, "matched_swap_acc": 0.2, "same_swap_acc": 0.5, "balanced_swap_acc": 0.5}
     assert as_told(rel, "unknown") is rel and as_told(rel, "own") is rel

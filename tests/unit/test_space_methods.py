@@ -7,7 +7,8 @@ from torch import nn
 
 from model_doctor.hooks import count_hooks
 from model_doctor.treatment.pool import AnnotatedPool, composite
-from model_doctor.treatment.reliance import background_reliance, selection_score
+from model_doctor.treatment.reliance import background_reliance
+from model_doctor.treatment.selection import selection_score
 from model_doctor.treatment.space import AttributionLoss, CounterfactualLoss, InputGradientLoss
 
 

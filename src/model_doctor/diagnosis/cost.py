@@ -15,7 +15,7 @@ the whole network) are counted as they run. Only matrix products and convolution
 element-wise ops (noise, BatchNorm, ReLU, pooling) are counted separately as
 :attr:`DiagnosisCost.copy_elements`, since at the usual last layers the tail has almost no
 convolution left and that element-wise work is what grows with J. ``benchmarks/bench_diagnose.py``
-fits ``seconds ≈ a + total / rate + copy_elements · c`` on this machine (docs/results/diagnosis.md).
+fits ``seconds ≈ a + total / rate + copy_elements · c`` on this machine (docs/results/performance/diagnosis.md).
 """
 
 from __future__ import annotations

@@ -7,15 +7,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from ..config import Config
-from ..data.groups import group_accuracy
 from ..runtime import Log, fit_config, save_model, save_run_config, versions, warn_skipped
 from ..study import ArmSpec, StudyResult, escalation, run_study
-from ..training import evaluate
 from ..treatment.arms import build_terms
-from ..treatment.reliance import as_told, background_reliance, group_selection_score, headline_key, selection_score
+from ..treatment.reliance import background_reliance, headline_key
+from ..treatment.selection import selector
 from .setup import Setup
 
 __all__ = ["arm_names", "run_seed", "escalate"]
@@ -31,19 +28,8 @@ def run_seed(cfg: Config, s: Setup, arms: list[tuple[str, float | None]], seed: 
               log: Log) -> StudyResult:
     t = cfg.treat
     held = s.pools.select if s.pools is not None else None
-
-    def select(model: nn.Module) -> dict[str, Any]:
-        """The no-test-data selection rule: worst-group validation accuracy (``groups``), else
-        validation accuracy and held-out background-swap accuracy."""
-        if s.rule == "groups":
-            g = group_accuracy(model, s.val, *s.val_groups)  # type: ignore[misc]  # set with the groups rule
-            return {"val_worst_group": g["worst"], "select_score": group_selection_score(g)}
-        val = evaluate(model, s.val, s.classes)["acc"]
-        cue = t.object_colour == "cue"
-        rel = as_told(background_reliance(model, held, seed=cfg.train.split_seed, matched=cue),  # type: ignore[arg-type]  # select runs only with held
-                      t.object_colour)
-        return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
-                "select_score": selection_score(val, rel, s.rule, s.floor)}
+    select = selector(s.val, s.classes, s.rule, held=held, val_groups=s.val_groups, floor=s.floor,
+                      seed=cfg.train.split_seed, object_colour=t.object_colour)
 
     def terms(beta: float):
         return lambda: build_terms(t, s.diag, seed, beta, s.pools, s.expand, s.layers)
@@ -54,7 +40,7 @@ def run_seed(cfg: Config, s: Setup, arms: list[tuple[str, float | None]], seed: 
     fcfg = fit_config(cfg, s.meta["device"], epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=seed,
                       freeze_bn=t.freeze_bn)
     study = run_study(s.original, s.train, s.val, specs, fcfg, s.classes, seed_dir,
-                      select=select if held is not None or s.rule == "groups" else None, resume=cfg.runtime.resume, log=log,
+                      select=select, resume=cfg.runtime.resume, log=log,
                       on_epoch=lambda arm, r: log(_epoch_line(seed, arm, r)))
     for name, run in study.arms.items():
         warn_skipped(run.result, f"seed {seed} {name}", log)

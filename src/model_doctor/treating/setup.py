@@ -21,7 +21,7 @@ from ..study import guess_ceiling
 from ..training import evaluate
 from ..treatment.arms import needs_diagnosis, weights_of
 from ..treatment.pools import Pools, make_pools
-from ..treatment.reliance import resolve_rule
+from ..treatment.selection import resolve_rule
 
 __all__ = ["Setup", "prepare", "Masked"]
 

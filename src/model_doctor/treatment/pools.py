@@ -94,7 +94,7 @@ def held_fraction(counts: dict[int, int], holdout: float, with_select: bool = Tr
     """``holdout``, raised where the classes are few until about :data:`MIN_REPORT_IMAGES` report
     (as many again select when ``with_select``), but never above half of the smallest class: with
     2 classes × 20 annotations a quarter leaves 4 report images, and on E6 a figure on 4 images
-    missed the truth by up to 55 points (docs/results/reliance_vs_truth.md). 0 stays 0."""
+    missed the truth by up to 55 points (docs/results/reliance/reliance_vs_truth.md). 0 stays 0."""
     if holdout <= 0 or not counts:
         return holdout
     need = math.ceil(MIN_REPORT_IMAGES / len(counts)) * (2 if with_select else 1)

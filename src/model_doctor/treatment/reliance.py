@@ -1,6 +1,6 @@
 """How much a model reads the background of annotated images: background-swap accuracy,
 background-only accuracy (the object's box filled), the input-gradient share outside the masks,
-overall and per class; and the no-test-data selection score built on them.
+overall and per class (the selection rules built on them: :mod:`.selection`).
 
 What :func:`background_reliance` measures. Two measures, each overall and per class (``per_class``):
 
@@ -60,12 +60,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import SELECT_RULES
 from .pool import AnnotatedPool, composite, match_colour
 from .space import _device, background_share
 
-__all__ = ["background_reliance", "headline_key", "as_told", "selection_score", "group_selection_score", "resolve_rule", "wilson_interval", "bounding_boxes",
-           "sign_test", "SELECT_RULES"]
+__all__ = ["background_reliance", "headline_key", "as_told", "wilson_interval", "bounding_boxes", "sign_test"]
 
 
 @torch.no_grad()
@@ -271,58 +269,3 @@ def as_told(reliance: dict[str, Any], object_colour: str = "unknown") -> dict[st
     m = reliance["matched_swap_acc"]
     same = reliance.get("same_swap_acc", float("nan"))
     return {**reliance, "swap_acc": m, "balanced_swap_acc": min(m, same) if same == same else m}
-
-
-
-
-def resolve_rule(rule: str, val_groups: bool) -> str:
-    """The rule a run uses: ``auto`` is ``groups`` when the validation images carry group labels
-    (the field's model selection, as JTT and DFR use it), else ``swap``.
-
-    Raises:
-        ValueError: an unknown rule, or ``groups`` without validation group labels.
-    """
-    if rule not in SELECT_RULES:
-        raise ValueError(f"select rule {rule!r}; use one of {', '.join(SELECT_RULES)}")
-    if rule == "groups" and not val_groups:
-        raise ValueError("--select-rule groups needs group labels for the validation images; pass --groups CSV with a "
-                         "file,group row for each of them, or use --select-rule swap")
-    return ("groups" if val_groups else "swap") if rule == "auto" else rule
-
-
-def group_selection_score(groups: dict[str, Any]) -> float:
-    """``groups`` rule: worst-group validation accuracy, average validation accuracy breaking ties
-    (+ 0.001 · average). Why: with group labels on the validation images the worst group is what
-    the field selects on; no annotated image is spent on selection, so all held-out ones report."""
-    return float(groups["worst"]) + 1e-3 * float(groups["average"])
-
-
-def selection_score(val_acc: float, reliance: dict[str, Any] | None, rule: str = "swap", floor: float = 0.0) -> float:
-    """The no-test-data rule that picks each arm's epoch and the weight.
-
-    ``swap`` (default): the held-out background-swap accuracy, validation accuracy breaking ties
-    (+ 0.001 · val). Why: the validation split carries the training distribution's shortcut, so
-    validation accuracy rewards relying on it; E5's first run chose the weaker weight in all 18
-    runs by ``mean`` (docs/results/e5_first_run.md). ``mean``: ½ (validation + swap accuracy).
-    ``balanced``: ``balanced_swap_acc`` (the lower of the cue-conflicting and the cue-agreeing swap
-    accuracy), validation accuracy breaking ties: it does not reward reading the background backwards.
-    Validation accuracy alone when there is no held-out annotated image. ``auto`` here is ``swap``
-    (the ``groups`` rule scores with :func:`group_selection_score`).
-
-    ``floor``: a validation accuracy under it scores ``val_acc − 1``, below every epoch that kept
-    it, so such an epoch is chosen only when no epoch of any weight kept it (then the least broken).
-    Why: a model that lost the task guesses, and guessing earns background-swap accuracy that a
-    model still reading the background does not (E5 photo: the rule chose models at 7-36 %).
-    """
-    rule = "swap" if rule == "auto" else rule
-    if rule not in ("swap", "balanced", "mean"):
-        raise ValueError(f"select rule {rule!r}; use one of {', '.join(SELECT_RULES)}")
-    if val_acc < floor:
-        return float(val_acc) - 1.0
-    if not reliance or reliance.get("swap_acc") is None or reliance["swap_acc"] != reliance["swap_acc"]:
-        return float(val_acc)
-    if rule == "mean":
-        return 0.5 * (float(val_acc) + float(reliance["swap_acc"]))
-    if rule == "balanced":
-        return float(reliance["balanced_swap_acc"]) + 1e-3 * float(val_acc)
-    return float(reliance["swap_acc"]) + 1e-3 * float(val_acc)

@@ -3,7 +3,7 @@
 Eq. 6 (``ModelDoctorLoss(beta=...)``, space method ``paper``) penalises ``|∂y/∂m|`` on the
 background at layer r. For a piecewise-linear tail that derivative does not depend on the
 weights before r, so the penalty can only be lowered by the layers after r or by raising the
-batch std of the BatchNorm after r (``docs/results/e2_space.md``). The methods here do not have
+batch std of the BatchNorm after r (``docs/results/e2/e2_space.md``). The methods here do not have
 that escape:
 
 - ``attribution``: the background share of ``|m ⊙ ∂y/∂m|`` (gradient x activation) at layer r.

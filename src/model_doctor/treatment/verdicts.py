@@ -90,7 +90,7 @@ def residual_hint(runs: Sequence[dict[str, Any]], escalated: bool = False) -> di
     return {"what": "residual", "beyond_noise": False, "text": (
         f"hint: the shortcut remains: on another class's background the treated model is right on {100 * swap:.0f} % "
         f"of report images against {100 * clean:.0f} % as annotated (mean over seeds; a model that reads the object "
-        f"keeps most of it). {try_next}; docs/results/e5_options.md lists every setting tried and where each fails")}
+        f"keeps most of it). {try_next}; docs/results/e5/e5_options.md lists every setting tried and where each fails")}
 
 
 def _image_se(runs: Sequence[dict[str, Any]], *keys: str) -> float | None:
