@@ -28,8 +28,7 @@ from typing import Any
 
 from benchmarks import _studies as S
 from benchmarks import inbox_decoys as D
-from benchmarks._common import emit, header
-from model_doctor.study import beyond_noise
+from benchmarks._common import emit, header, judge
 
 BUDGETS = {
     "small": dict(n_train=400, n_test=200, orig_epochs=2, ceil_epochs=2, ft_epochs=1, seeds=[0], betas=["1"],
@@ -320,8 +319,9 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
     import statistics
 
     lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
-             "swap acc treated − control (verdict) | user's swap acc: treated / control | background-only acc: treated / control | "
-             "colour-matched swap acc (`treat` prints it since 2026-12-04): treated / control; treated − control (verdict) |",
+             "swap acc treated − control (`treat`'s verdict on the lower of its figures) | "
+             "user's swap acc: treated / control | background-only acc: treated / control | "
+             "colour-matched swap acc (`treat` prints it since 2026-12-04): treated / control; treated − control |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind, arm, ceil, rs in _cells(rows, kinds, arms):
         tr = [r["summary"]["treated"]["test_acc"] for r in rs]
@@ -330,30 +330,17 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
         gap = [(t - o) / max(ceil - o, 1e-9) for t, o in zip(tr, og)]
         rel = lambda a, k: [r["reliance"][a][k] for r in rs]
         sd = [t - c for t, c in zip(rel("treated", "swap_acc"), rel("control", "swap_acc"))]
-        verdict = _ms(sd)
-        if len(sd) > 1:
-            beyond = lambda d: beyond_noise(d, gain=True)
-            verdict += " (beyond noise)" if beyond(sd) else " (within noise)"
-            if beyond(sd) and all("shuffled_swap_acc" in r["reliance"][a] for r in rs for a in ("treated", "control")):
-                sh = [t - c for t, c in zip(rel("treated", "shuffled_swap_acc"), rel("control", "shuffled_swap_acc"))]
-                verdict = verdict[:-1] + (", and on a random class's background)" if beyond(sh) else
-                                          f"; not on a random class's background, {_ms(sh)}: `treat` claims nothing)")
-            if beyond(sd):   # treat's caution on an original that reads both ways: no claim
-                from model_doctor.treatment.verdicts import both_ways
-
-                orig = {k: statistics.mean(r["reliance"]["original"][k] for r in rs) for k in ("swap_acc", "bg_only_acc")}
-                if both_ways(orig):
-                    verdict = verdict[:-1] + (f"; the originals follow the pasted object on {100 * orig['swap_acc']:.0f} % "
-                                              f"and the background alone on {100 * orig['bg_only_acc']:.0f} %: `treat` "
-                                              "cautions and claims nothing)")
+        said = judge([r["reliance"]["treated"] for r in rs], [r["reliance"]["control"] for r in rs],
+                     [r["reliance"]["original"] for r in rs], int(rs[0]["reliance"]["treated"]["images"]),
+                     float(rs[0]["reliance"]["treated"].get("chance", 0.1)),
+                     rs[0]["summary"]["selection"].get("headline", "swap_acc"))
+        head = said[0] if said else {}
+        verdict = f"{_ms(sd)} (`treat`: " + ("claims " + f"{100 * head['mean']:+.1f}" if head.get("beyond_noise") else
+                                            "no claim" + (f": {head['withdrawn']}" if head.get("withdrawn") else "")) + ")"
         head = "—"   # the colour-matched swap: measured (or remeasured from the kept weights) since 2026-12-04
         if all("matched_swap_acc" in r["reliance"][a] for r in rs for a in ("treated", "control")):
             md = [t - c for t, c in zip(rel("treated", "matched_swap_acc"), rel("control", "matched_swap_acc"))]
-            said = beyond_noise(md, gain=True)
-            head = (f"{_ms(rel('treated', 'matched_swap_acc'))} / {_ms(rel('control', 'matched_swap_acc'))}; {_ms(md)}"
-                    + ("" if len(md) < 2 else " (beyond noise)" if said else " (within noise)"))
-            if len(md) > 1 and not said and "(beyond noise" in verdict:
-                verdict = verdict[:-1] + "; not with the object's colour matched: `treat` claims nothing)"
+            head = f"{_ms(rel('treated', 'matched_swap_acc'))} / {_ms(rel('control', 'matched_swap_acc'))}; {_ms(md)}"
         lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
                      f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
                      f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "
@@ -449,35 +436,38 @@ def write_rows(rows: list[dict], path: Path) -> None:
 
 #: treat options the benchmark passes through as given: (flag, argparse keywords, treat's default, the
 #: suffix the setting adds to its runs' cache name; names must not change, or cached runs train again)
-PASS_THROUGH: tuple[tuple[str, dict, str, str], ...] = (
-    ("--partners", dict(choices=["other", "any"]), "other", "-partners-{}"),
-    ("--erode", dict(type=int), "0", "-erode{}"),
-    ("--pool-batch", dict(type=int), "32", "-pool{}"),
-    ("--holdout", dict(type=float), "0.25", "-holdout{}"),
-    ("--space-method", dict(choices=["counterfactual", "attribution", "input"]), "counterfactual", "-{}"),
-    ("--refine", dict(choices=["grabcut", "none"]), "grabcut", "-refine-{}"),
-    ("--kl-weight", dict(type=float), "1", "-kl{}"),
-    ("--min-val-share", dict(type=float), "0.5", "-floor{}"),
-    ("--escalate-below", dict(type=float), "0.5", "-esc{}"),
-    ("--object-colour", dict(choices=["unknown", "own", "cue"]), "unknown", "-colour-{}"),
+#: the treat options a benchmark passes through as given (the flag is treat's own, built from its
+#: declaration) and the cache-name suffix another value adds
+PASS_THROUGH: tuple[tuple[str, str], ...] = (
+    ("treat.partners", "-partners-{}"), ("treat.erode", "-erode{}"), ("treat.pool_batch", "-pool{}"),
+    ("treat.holdout", "-holdout{}"), ("treat.space_method", "-{}"), ("treat.refine", "-refine-{}"),
+    ("treat.kl_weight", "-kl{}"), ("treat.min_val_share", "-floor{}"), ("treat.escalate_below", "-esc{}"),
+    ("treat.object_colour", "-colour-{}"),
 )
 
 
 def add_pass_through(ap) -> None:
-    """The :data:`PASS_THROUGH` flags on a benchmark's parser (E5 and E4b share them)."""
-    for flag, kw, default, _ in PASS_THROUGH:
-        ap.add_argument(flag, default=None, **kw,
-                        help=f"treat's {flag} (default: treat's, {default}); another value trains its own runs")
+    """The :data:`PASS_THROUGH` flags on a benchmark's parser (E5 and E4b share them), as ``treat`` declares them."""
+    from model_doctor.cli.parser import add_option
+    from model_doctor.config import TreatConfig
+
+    g = ap.add_argument_group("treat's options, passed through (default: treat's; another value trains its own runs)")
+    for dest, _ in PASS_THROUGH:
+        add_option(g, dest, f"treat's (default {getattr(TreatConfig(), dest.split('.')[1])})")
 
 
 def pass_through(args) -> tuple[list[str], str]:
     """(treat options as given, in :data:`PASS_THROUGH` order; the cache-name suffix they add)."""
+    from model_doctor.config import TreatConfig
+    from model_doctor.config.options import declared, flag_of
+
+    flags = {f"treat.{k}": flag_of(k, o) for k, (_, o) in declared(TreatConfig).items()}
     extra, variant = [], ""
-    for flag, _, _, suffix in PASS_THROUGH:
-        value = getattr(args, flag[2:].replace("-", "_"))
+    for dest, suffix in PASS_THROUGH:
+        value = getattr(args, dest)
         if value is not None:
             text = f"{value:g}" if isinstance(value, float) else str(value)
-            extra += [flag, text]
+            extra += [flags[dest], text]
             variant += suffix.format(text)
     return extra, variant
 
@@ -537,7 +527,7 @@ def main() -> int:
               + "".join(f" {a}" for a in extra)
               + ("` (the original's rate)" if b.get("ft_lr", LR) == LR else "` (not the original's rate, which treat "
                  "would use by default)") + " with every other option at its default "
-              + ("(" if b["ft_epochs"] else "(10 epochs, ") + ("" if args.refine else "`--refine grabcut`, ")
+              + ("(" if b["ft_epochs"] else "(10 epochs, ") + ("" if getattr(args, "treat.refine") else "`--refine grabcut`, ")
               + "`--select-rule swap`)"
               + (f"; `box-norefine` adds `--refine none` (the behaviour before refinement; seed(s) "
                  f"{', '.join(map(str, b['norefine_seeds']))})" if b["norefine_seeds"] else "") + ". Seeds: "

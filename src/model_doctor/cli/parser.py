@@ -1,77 +1,71 @@
-"""The CLI's flags, one ``_add_<command>`` per command. Defaults live in :class:`~model_doctor.config.Config`;
-:func:`_defaults_into_help` writes them into the help, so they are never typed twice."""
+"""The CLI's flags, one ``_add_<command>`` per command: which options each command has and under which
+``--help`` group. Every flag is built from its field's declaration (:mod:`model_doctor.config.sections`:
+flag, type, choices, help); :func:`_defaults_into_help` writes the field's default into the help."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import typing
 from typing import Any
 
-from ..config import SELECT_RULES, Config
-from ..data.refine import REFINE_METHODS
+from ..config import Config
+from ..config.options import declared, flag_of
 from ..models import model_names
-from ..treatment.space import SPACE_METHODS
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "add_option"]
 
 _MODEL_HELP = "architecture: {%s}, torchvision:NAME or file:path.py:factory (default: from model.json beside --weights, else smallcnn)"
 
 
+def add_option(g: Any, dest: str, help: str | None = None) -> None:
+    """One flag, built from its field's declaration (:mod:`model_doctor.config.sections`): flag name,
+    type, list or switch, choices and help; the default stays the field's (the flag's is None)."""
+    section, _, name = dest.partition(".")
+    cls = type(getattr(Config(), section))
+    f, o = declared(cls)[name]
+    hint = typing.get_type_hints(cls)[name]
+    kw: dict[str, Any] = {"dest": dest, "help": help or o.help}
+    if hint is bool:
+        kw |= {"action": "store_const", "const": o.const if o.const is not None else not f.default}
+    elif hint == bool | None:
+        kw |= {"action": argparse.BooleanOptionalAction, "default": None}
+    else:
+        args = [h for h in typing.get_args(hint) if h is not type(None)] or [hint]
+        base = o.kind or (typing.get_args(args[0])[0] if typing.get_origin(args[0]) is list else args[0])
+        kw |= {"type": base} if base in (int, float) else {}
+        kw |= {"nargs": o.nargs} if o.nargs else {}
+        kw |= {"choices": list(o.choices)} if o.choices else {}
+    g.add_argument(flag_of(name, o), **kw)
+
+
+def _group(p: argparse.ArgumentParser, title: str, dests: list[str], helps: dict[str, str] | None = None) -> Any:
+    """An argument group of ``--help`` holding these fields' flags (in this order)."""
+    g = p.add_argument_group(title)
+    for dest in dests:
+        add_option(g, dest, (helps or {}).get(dest))
+    return g
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and data")
+    g = _group(p, "model and data", ["model.name", "model.weights", "model.in_channels", "model.num_classes",
+                                     "model.pretrained", "model.small", "data.name", "data.root", "data.image_size",
+                                     "data.download"], {"model.name": _MODEL_HELP % ", ".join(model_names())})
     g.add_argument("--config", help="YAML config file; command-line flags override it")
-    g.add_argument("--model", dest="model.name", help=_MODEL_HELP % ", ".join(model_names()))
-    g.add_argument("--weights", dest="model.weights", help="trained weights: .safetensors or a state-dict .pt (loaded with weights_only=True)")
-    g.add_argument("--in-channels", dest="model.in_channels", type=int, help="input channels of the model (default: 3 for colour ImageFolder images, else 1; "
-                                                                                  "later commands read model.json)")
-    g.add_argument("--num-classes", dest="model.num_classes", type=int, help="number of classes (default: from the data)")
-    g.add_argument("--pretrained", dest="model.pretrained", action="store_const", const=True,
-                   help="start from torchvision/timm ImageNet weights (cached locally or downloaded; never needed by tests)")
-    g.add_argument("--small", dest="model.small", action=argparse.BooleanOptionalAction, default=None,
-                   help="small-image variant of the architecture (CIFAR-style stem); default: images < 64 px")
-    g.add_argument("--data", dest="data.name", help="dataset: digits (embedded), mnist, fashion-mnist, imagefolder:PATH")
-    g.add_argument("--data-root", dest="data.root", help="folder holding torchvision datasets (e.g. ../shared/data)")
-    g.add_argument("--image-size", dest="data.image_size", type=int, help="resize images to this size (default: the size the model was trained at "
-                                                                                "(model.json), else per dataset)")
-    g.add_argument("--download", dest="data.download", action="store_const", const=True, help="let torchvision download the dataset")
     g.add_argument("--out", dest="out", help="output folder (created; the resolved config.yaml is written there)")
-    g.add_argument("--device", dest="runtime.device", help="auto (CUDA when available; default), cpu, cuda or cuda:N; "
-                                                  "under torchrun each rank uses cuda:LOCAL_RANK")
-    g.add_argument("--workers", dest="runtime.workers", type=int,
-                   help="DataLoader worker processes (default: 0 on CPU, up to 8 per GPU process on CUDA)")
+    add_option(g, "runtime.device")
+    add_option(g, "runtime.workers")
 
 
-def _diag_opts(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("diagnosis (paper Eq. 4)")
-    g.add_argument("--layers", dest="diagnose.layers", nargs="+",
-                   help="layers to diagnose: dotted names, or auto / auto:K = last K conv layers in execution order (default: the "
-                        "architecture's own layer, marked by `model-doctor layers NAME`; auto for unregistered models)")
-    g.add_argument("--samples-per-class", dest="diagnose.samples_per_class", type=int, help="T: confident samples per class")
-    g.add_argument("--min-confidence", dest="diagnose.min_confidence", type=float, help="tau: softmax confidence a sample must exceed")
-    g.add_argument("--noise", dest="diagnose.noise", type=float, help="delta: noise half-width in feature-map units (the paper gives none)")
-    g.add_argument("--noise-draws", dest="diagnose.noise_draws", type=int, help="J: noise draws per sample, 0 = no noise")
-    g.add_argument("--reduce", dest="diagnose.reduce", choices=["abs", "relu"], help="abs = paper Eq. 3, relu = official code")
-    g.add_argument("--theta", dest="diagnose.theta", type=float, help="threshold on min-max normalised correlation for relevant channels")
-    g.add_argument("--batch-size", dest="diagnose.batch_size", type=int,
-                   help="the diagnosis's batch: samples per forward/backward (in treat too; --treat-batch-size is the fine-tune's)")
-    g.add_argument("--seed", dest="diagnose.seed", type=int, help="noise seed")
-    g.add_argument("--allow-empty-classes", dest="diagnose.allow_empty_classes", action="store_const", const=True,
-                   help="do not fail when a class has no eligible sample")
+DIAGNOSE = ["diagnose.layers", "diagnose.samples_per_class", "diagnose.min_confidence", "diagnose.noise",
+            "diagnose.noise_draws", "diagnose.reduce", "diagnose.theta", "diagnose.batch_size", "diagnose.seed",
+            "diagnose.allow_empty_classes"]
 
 
 def _folder_opts(p: argparse.ArgumentParser, resume: str) -> None:
     """--resume / --overwrite: what to do when --out already holds a run of this command (else it is refused)."""
-    g = p.add_argument_group("a used --out (a folder that holds a run of this command is refused without one of these)")
-    g.add_argument("--resume", dest="runtime.resume", action="store_const", const=True, help=resume)
-    g.add_argument("--overwrite", dest="runtime.overwrite", action="store_const", const=True,
-                   help="start over: remove the files this command wrote there (nothing else) and run again")
-
-
-def _scale_opts(g) -> None:
-    g.add_argument("--freeze-bn", dest="train.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while training")
-    g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
+    _group(p, "a used --out (a folder that holds a run of this command is refused without one of these)",
+           ["runtime.resume", "runtime.overwrite"], {"runtime.resume": resume})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,46 +110,24 @@ def _defaults_into_help(parser: argparse.ArgumentParser) -> None:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the original classifier (SGD 0.01, momentum 0.9, wd 5e-4, cosine)")
     _common(p)
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", dest="train.epochs", type=int, help="epochs")
-    g.add_argument("--lr", dest="train.lr", type=float, help="learning rate")
-    g.add_argument("--batch-size", dest="train.batch_size", type=int, help="the training batch: images per SGD step")
-    g.add_argument("--seed", dest="train.seed", type=int, help="seed for initialisation, split and data order")
-    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="share of the training split held out for validation")
-    _scale_opts(g)
+    _group(p, "training", ["train.epochs", "train.lr", "train.batch_size", "train.seed", "train.val_fraction",
+                           "train.freeze_bn", "train.sync_bn", "runtime.precision"])
     _folder_opts(p, "continue a killed run from OUT/checkpoint.pt (same settings only)")
 
 
 def _add_diagnose(sub) -> None:
     p = sub.add_parser("diagnose", help="class x channel correlation per layer from confident training samples")
     _common(p)
-    _diag_opts(p)
-    p.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 or bf16 autocast (GPUs); fp16 is refused")
-    p.add_argument("--estimate", dest="diagnose.estimate", action="store_const", const=True,
-                   help="do not diagnose: time a few images and print how long the run would take, with its FLOPs")
+    _group(p, "diagnosis (paper Eq. 4)", DIAGNOSE + ["diagnose.estimate", "runtime.precision"])
     _folder_opts(p, "a finished diagnosis with the same settings is kept as it is; an interrupted one runs again")
 
 
 def _add_examine(sub) -> None:
     p = sub.add_parser("examine", help="per-sample deviation from the class profile, derivative maps, AUROC")
     _common(p)
-    g = p.add_argument_group("examination")
-    g.add_argument("--diagnosis", dest="examine.diagnosis", help="folder written by `model-doctor diagnose`")
-    g.add_argument("--split", dest="examine.split", choices=["train", "test"], help="split to examine")
-    g.add_argument("--limit", dest="examine.limit", type=int, help="examine only the first N samples")
-    g.add_argument("--top-k", dest="examine.top_k", type=int, help="most deviating channels to report")
-    g.add_argument("--masks", dest="examine.masks", help="foreground annotations of the examined split: adds background reliance "
-                                                        "(background-swap accuracy, gradient share outside the masks)")
-    g.add_argument("--mask-format", dest="examine.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
-    g.add_argument("--refine", dest="examine.refine", choices=list(REFINE_METHODS),
-                   help="foreground inside each annotation: grabcut or none (the annotation as given)")
-    g.add_argument("--groups", dest="examine.groups",
-                   help="CSV with file,group rows (paths relative to the ImageFolder root): accuracy per group")
-    g.add_argument("--erode", dest="examine.erode", type=int, help="shrink each foreground by N pixels after refinement")
-    g.add_argument("--batch-size", dest="examine.batch_size", type=int, help="the examination's batch: samples per forward/backward")
-    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 or bf16 autocast (GPUs); fp16 is refused")
+    _group(p, "examination", ["examine.diagnosis", "examine.split", "examine.limit", "examine.top_k", "examine.masks",
+                              "examine.mask_format", "examine.refine", "examine.groups", "examine.erode",
+                              "examine.batch_size", "runtime.precision"])
     _folder_opts(p, "a finished examination with the same settings is kept as it is; an interrupted one runs again")
 
 
@@ -164,122 +136,24 @@ def _add_treat(sub) -> None:
                        usage="model-doctor treat --weights FILE --out DIR [--masks M --alpha 0 --beta B [B ...]] "
                              "[--seeds S [S ...]] [options]")
     _common(p)
-    for add in (_treat_first, _treat_space, _treat_selection):
-        add(p)
-    _diag_opts(p)   # used only when treat diagnoses the original itself
-    _treat_paper(p)
-    _treat_fit(p)
+    t = lambda *names: [f"treat.{n}" for n in names]
+    _group(p, "treatment: what to treat with (the options you set first)",
+           t("alpha", "beta", "masks", "mask_format", "seeds", "epochs", "lr", "diagnosis", "groups", "control"))
+    _group(p, "space-wise method (--beta)", t("space_method", "refine", "erode", "object_colour", "partners", "kl_weight",
+                                              "pool_batch", "input_mode", "expand", "annotated_per_class"))
+    _group(p, "selection and escalation (no test data)",
+           t("select_rule", "holdout", "min_val_share", "escalate_below", "escalate_epochs"))
+    _group(p, "diagnosis of the original (when treat diagnoses it itself)", DIAGNOSE)
+    _group(p, "the paper's channel-wise term (--alpha) and baselines",
+           t("layers", "v", "noise_draws", "noise", "variant", "reduce", "every", "warmup_steps", "tail_bn", "rrr"))
+    _group(p, "fine-tuning", t("batch_size", "freeze_bn") + ["train.val_fraction", "train.sync_bn", "runtime.precision"])
     _folder_opts(p, "continue a killed run from its checkpoints: finished arms load, the interrupted one resumes (same settings only)")
-
-
-def _treat_first(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("treatment: what to treat with (the options you set first)")
-    g.add_argument("--alpha", dest="treat.alpha", type=float, help="channel-wise weight, Eq. 5")
-    g.add_argument("--beta", dest="treat.beta", type=float, nargs="+",
-                   help="space-wise weight(s); needs masks. Several (e.g. 1 3) train one arm each and keep, "
-                        "per seed, the one the selection rule picks (validation + held-out background-swap accuracy)")
-    g.add_argument("--masks", dest="treat.masks", help="foreground annotations for --beta/--rrr: a folder (labelme, png) or file (coco, boxes)")
-    g.add_argument("--mask-format", dest="treat.mask_format", choices=["labelme", "png", "coco", "boxes"], help="annotation format")
-    g.add_argument("--seeds", dest="treat.seeds", type=int, nargs="+", help="fine-tuning seeds")
-    g.add_argument("--epochs", dest="treat.epochs", type=int, help="fine-tuning epochs")
-    g.add_argument("--lr", dest="treat.lr", type=float, help="fine-tuning learning rate (default: the rate the original was trained at, from "
-                                                                      "the config.yaml beside --weights; else 0.01, as the paper)")
-    g.add_argument("--diagnosis", dest="treat.diagnosis", help="saved diagnosis of the original (default: diagnose it first into OUT/diagnosis)")
-    g.add_argument("--groups", dest="treat.groups",
-                   help="CSV with file,group rows (paths relative to the ImageFolder root): adds worst-group and per-group "
-                        "test accuracy, and a verdict on the worst group")
-    g.add_argument("--no-control", dest="treat.control", action="store_const", const=False, help="skip the CE-only control arm")
-
-
-def _treat_space(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("space-wise method (--beta)")
-    g.add_argument("--space-method", dest="treat.space_method", choices=list(SPACE_METHODS),
-                   help="space-wise constraint: counterfactual (background swap), attribution (gradient x activation share), "
-                        "input (input-gradient share or RRR), paper (Eq. 6, for the reproduction); see docs/method.md")
-    g.add_argument("--refine", dest="treat.refine", choices=list(REFINE_METHODS),
-                   help="foreground inside each annotation: grabcut (OpenCV GrabCut estimates the object's pixels, so "
-                        "background inside a box is swapped too) or none (the annotation as given)")
-    g.add_argument("--erode", dest="treat.erode", type=int,
-                   help="shrink each foreground by N pixels after refinement, so the object's edge pixels (which blend with "
-                        "its background) are swapped too")
-    g.add_argument("--object-colour", dest="treat.object_colour", choices=["unknown", "own", "cue"],
-                   help="your word on the objects' colour: unknown (default: the plain swap heads, a swap claim needs the "
-                        "colour-matched swap too), own (the colour is part of the class, a yellow fruit: the colour-matched "
-                        "swap neither claims nor vetoes) or cue (a colour over the object may be a shortcut, a stain or a "
-                        "white balance: counterfactuals paste colour-matched objects and the colour-matched swap selects "
-                        "and heads; docs/method.md)")
-    g.add_argument("--partners", dest="treat.partners", choices=["other", "any"],
-                   help="whose background a counterfactual borrows: other (default: another class's) or any (any other "
-                        "annotated image's, so the background says nothing about the label; docs/method.md)")
-    g.add_argument("--kl-weight", dest="treat.kl_weight", type=float,
-                   help="counterfactual: weight of the KL term that asks the pasted image for the original's prediction "
-                        "(0 keeps only the pasted image's cross-entropy; docs/method.md)")
-    g.add_argument("--pool-batch", dest="treat.pool_batch", type=int, help="annotated images drawn per step by the pool-based methods")
-    g.add_argument("--input-mode", dest="treat.input_mode", choices=["share", "rrr"], help="--space-method input: share or rrr")
-    g.add_argument("--expand", dest="treat.expand", type=int, help="foreground expansion in model-input px (default: the paper's 30 px at 224 px, scaled)")
-    g.add_argument("--annotated-per-class", dest="treat.annotated_per_class", type=int,
-                   help="use masks of only N training images per class (seeded; e.g. 20 on a fully annotated decoy benchmark)")
-
-
-def _treat_selection(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("selection and escalation (no test data)")
-    g.add_argument("--select-rule", dest="treat.select_rule", choices=list(SELECT_RULES),
-                   help="what picks each arm's epoch and the weight without test data: auto (default: groups when --groups "
-                        "labels the validation images, else swap), swap (held-out background-swap accuracy, validation "
-                        "accuracy breaking ties), balanced (the lower of the swap accuracy on another class's and on the "
-                        "own class's backgrounds: does not reward reading the background backwards), mean (of "
-                        "validation and swap accuracy; the validation split carries the "
-                        "shortcut, so it favours weak constraints) or groups (worst-group validation accuracy; every "
-                        "held-out annotated image then reports)")
-    g.add_argument("--holdout", dest="treat.holdout", type=float,
-                   help="share of each class's annotated images held out to measure background reliance and select")
-    g.add_argument("--min-val-share", dest="treat.min_val_share", type=float,
-                   help="an epoch whose validation accuracy fell under this share of the original's is chosen only when "
-                        "every epoch of every weight did (0 = no floor; docs/method.md)")
-    g.add_argument("--escalate-below", dest="treat.escalate_below", type=float,
-                   help="when the treated models are right on fewer held-out selection images on another class's "
-                        "background than this share of the original's accuracy on them as annotated, train every arm "
-                        "again at --kl-weight 0 for --escalate-epochs and report that round (0 = never; docs/method.md)")
-    g.add_argument("--escalate-epochs", dest="treat.escalate_epochs", type=int,
-                   help="epochs of the escalated round (default: 3 × --epochs)")
-
-
-def _treat_paper(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("the paper's channel-wise term (--alpha) and baselines")
-    g.add_argument("--treat-layers", dest="treat.layers", nargs="+", help="layers to constrain (default: the diagnosed ones)")
-    g.add_argument("--v", dest="treat.v", type=float, help="Eq. 5 threshold on min-max normalised correlation (default: theta = 0.2)")
-    g.add_argument("--treat-noise-draws", dest="treat.noise_draws", type=int, help="J in the constraints (0 = no noise)")
-    g.add_argument("--treat-noise", dest="treat.noise", type=float, help="delta in the constraints (default: the diagnosis's)")
-    g.add_argument("--variant", dest="treat.variant", choices=["paper", "official"], help="channel term: paper Eq. 5 or official code")
-    g.add_argument("--treat-reduce", dest="treat.reduce", choices=["abs", "relu"], help="abs (paper) or relu (official code)")
-    g.add_argument("--every", dest="treat.every", type=int, help="lazy regularisation: apply every k steps with weight x k")
-    g.add_argument("--warmup-steps", dest="treat.warmup_steps", type=int, help="linear warm-up of the constraint weights")
-    g.add_argument("--tail-bn", dest="treat.tail_bn", choices=["train", "eval"],
-                   help="BatchNorm after a constrained layer in the constraint passes: train (batch statistics, the "
-                        "derivative of the batch's summed logits; reaches earlier layers) or eval (running statistics: exact "
-                        "per-image derivatives, cheaper); docs/method.md")
-    g.add_argument("--rrr", dest="treat.rrr", type=float, help="RRR input-gradient baseline weight instead of alpha/beta")
-
-
-def _treat_fit(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("fine-tuning")
-    g.add_argument("--treat-batch-size", dest="treat.batch_size", type=int, help="the fine-tune's batch: images per SGD step (--batch-size is the diagnosis's)")
-    g.add_argument("--val-fraction", dest="train.val_fraction", type=float, help="validation share of the training split")
-    g.add_argument("--freeze-bn", dest="treat.freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode while treating")
-    g.add_argument("--sync-bn", dest="train.sync_bn", action="store_const", const=True, help="SyncBatchNorm under torchrun (CUDA only)")
-    g.add_argument("--precision", dest="runtime.precision", choices=["fp32", "bf16", "fp16"],
-                   help="fp32 or bf16 autocast for the whole run (in treat: its diagnosis and every fine-tune); fp16 is refused")
-
-
 
 
 def _add_select(sub) -> None:
     p = sub.add_parser("select", help="export low-confidence training images per class for annotation (LabelMe)")
     _common(p)
-    g = p.add_argument_group("selection")
-    g.add_argument("--low-confidence", dest="select.low_confidence", action="store_const", const=True,
-                   help="pick the images with the lowest true-class probability (the paper's choice; default)")
-    g.add_argument("--per-class", dest="select.per_class", type=int, help="images per class (the paper: 20)")
+    _group(p, "selection", ["select.low_confidence", "select.per_class"])
     _folder_opts(p, "export again into the folder with the same settings (a LabelMe file holding your shapes is never "
                     "overwritten, with or without this flag)")
 
