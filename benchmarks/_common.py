@@ -82,3 +82,21 @@ def spread(xs, fmt: str = ".2f") -> str:
 def per_round(a, b, scale: float = 1.0) -> list[float]:
     """Round-by-round ratios ``scale · a_i / b_i`` (arms timed in the same round share its load)."""
     return [scale * x / y for x, y in zip(a, b)]
+
+
+def judge(treated: list[dict], control: list[dict], originals: list[dict], images: int, chance: float,
+          headline: str = "swap_acc") -> list[dict]:
+    """``treat``'s verdict lines on seeds that separate runs wrote (each with its own original): the
+    library's :func:`~model_doctor.treatment.verdicts.judge_reliance` on their reliance figures, the
+    originals' mean as the original. ``headline``: the figure the runs put first (``matched_swap_acc``:
+    they ran with ``--object-colour cue``). No rule of the verdict is restated here."""
+    import statistics
+
+    from model_doctor.treatment.verdicts import judge_reliance
+
+    keys = ("swap_acc", "bg_only_acc")
+    orig = ({**{k: statistics.mean(o[k] for o in originals) for k in keys}, "chance": chance,
+             "images": images * len(originals)} if originals and all(k in o for o in originals for k in keys) else None)
+    add = lambda rel: {**rel, "chance": chance}
+    word = "cue" if headline == "matched_swap_acc" else "unknown"
+    return judge_reliance([add(t) for t in treated], [add(c) for c in control], images, orig, word)

@@ -12,22 +12,24 @@ Usage: python -m benchmarks.e5_first_run [--cache runs/bench/e5-inbox/full] [--o
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from benchmarks._common import emit
+from model_doctor import TreatResult
 
 KINDS = ("texture", "colour", "pattern")
 
 
-def _swap_choice(seed_dir: Path, betas: list[str]) -> str:
-    """The weight the swap rule picks: per arm its best epoch by held-out swap accuracy (validation
-    breaking ties), then the arm whose best epoch scores best (ties: the smaller weight)."""
-    best = {}
-    for b in betas:
-        rows = [json.loads(line) for line in (seed_dir / f"treated-beta{b}" / "metrics.jsonl").read_text().splitlines()]
-        best[b] = max(r["held_swap_acc"] + 1e-3 * r["val_acc"] for r in rows)
-    return max(sorted(betas, key=float), key=lambda b: best[b])
+def _swap_choice(result, seed: int, betas: list[str]) -> str:
+    """The weight the library's ``swap`` rule picks, replayed on the logged selection-set figures: per
+    arm its best epoch by :func:`~model_doctor.treatment.selection.selection_score`, then the arm
+    whose best epoch scores best (:func:`~model_doctor.study.choose`: ties go to the smaller weight)."""
+    from model_doctor.study import choose
+    from model_doctor.treatment.selection import selection_score
+
+    best = {b: max(selection_score(r["val_acc"], {"swap_acc": r["held_swap_acc"]}, "swap")
+                   for r in result.history(seed, weight=float(b))) for b in betas}
+    return choose(best)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                 run = cache / kind / "runs" / f"treat-{arm}-seed{seed}"
                 if not (run / "summary.json").is_file():
                     continue
-                row = json.loads((run / "summary.json").read_text())["runs"][0]
+                result = TreatResult.load(run)
+                row = result.summary.runs[0]
                 acc = {b: row[f"treated-beta{b}"]["test_acc"] for b in ("1", "3")}
                 chosen = f"{row['chosen_beta']:g}"
-                by_swap = _swap_choice(run / f"seed{seed}", ["1", "3"])
+                by_swap = _swap_choice(result, seed, ["1", "3"])
                 total += 1
                 worse += acc[chosen] < max(acc.values())
                 swap3 += by_swap == "3"

@@ -62,11 +62,26 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def both_ways(original: dict) -> bool:
-    """``treat``'s caution on the seeds' originals (their mean figures): no swap claim where it fires."""
-    from model_doctor.treatment.verdicts import both_ways as caution
+#: the calibration bar: a "beyond noise" claim within this many points of the truth's gain
+CALIBRATION_PTS = 0.25
 
-    return caution(original) is not None
+
+def judged(rs: list[dict]) -> dict | None:
+    """The headline line ``treat``'s verdict gives these seeds (the library's rule, not restated here)."""
+    from benchmarks._common import judge
+
+    chance = 0.5 if rs[0]["kind"].startswith("waterbirds") else 0.1
+    said = judge([r["treated"] for r in rs], [r["control"] for r in rs],
+                 [r["original_reliance"] for r in rs if r.get("original_reliance")], _images(rs[0]), chance,
+                 rs[0].get("headline", "swap_acc"))
+    return said[0] if said else None
+
+
+def beyond_noise(d: list[float]) -> bool:
+    """Beyond noise either way, by the study's one rule."""
+    from model_doctor.study import beyond_noise as rule
+
+    return rule(d)
 
 
 def beyond(d: list[float], image_se: float | None = None) -> bool:
@@ -111,6 +126,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
     """Table lines for one benchmark's rows and the three checks' outcome."""
     from model_doctor.treatment.verdicts import BACKWARDS_ALPHA
 
+    raw = [r for r in rows if not r["arm"].endswith("norefine")]   # what the library judges: the rows as measured
     rows = [as_read(r) for r in rows]
     pts, lines, worst, worst_cells, worst_matched, inside, sized, on_test = [], [], 0.0, 0.0, 0.0, 0, 0, []
     backwards = {"warned": 0, "reads_backwards": 0, "false_alarms": 0, "measured": 0}
@@ -180,29 +196,26 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
                          + (f" {_pct(rel.get('test_pool_swap_acc'))} |" if extra else "")
                          + (f" {_pct(r.get('cells_test_acc', {}).get(arm))} |" if eq else ""))
     false_claims, false_cells, gains = [], [], {"true": 0, "said": 0}
+    calibration = {"claims": 0, "backed": 0, "worst": 0.0, "off": []}
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
+    for r in raw:
         groups.setdefault((r["kind"], r["arm"]), []).append(r)
     for key, rs in groups.items():
         if any(r["control"] is None for r in rs):
             continue  # no control, no verdict to check
-        swap = [r["treated"]["swap_acc"] - r["control"]["swap_acc"] for r in rs]
         truth = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rs]
-        said, true = beyond(swap, swap_image_se(rs)), beyond(truth)
-        gate = True   # what every swap line's claim must pass in treat (verdicts.reliance_verdicts)
-        if all("shuffled_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-03
-            gate = beyond([r["treated"]["shuffled_swap_acc"] - r["control"]["shuffled_swap_acc"] for r in rs],
-                          swap_image_se(rs, "shuffled_swap_acc"))
-        origs = [r.get("original_reliance", {}) for r in rs]
-        if all("bg_only_acc" in o for o in origs):  # treat's caution on an original that reads both ways, since 2026-12-04
-            gate = gate and not both_ways({k: statistics.mean(o[k] for o in origs) for k in ("swap_acc", "bg_only_acc")})
-        said = said and gate
-        if all("matched_swap_acc" in r[a] for r in rs for a in ("treated", "control")):  # treat's rule since 2026-12-04
-            matched = beyond([r["treated"]["matched_swap_acc"] - r["control"]["matched_swap_acc"] for r in rs],
-                             swap_image_se(rs, "matched_swap_acc", "matched_swap_acc_by_background"))
-            # the plain line claims only with the colour-matched one, which claims on its own: either
-            # claim then needs just this one and the gate
-            said = matched and gate
+        head = judged(rs)
+        said, true = bool(head and head["beyond_noise"] and head["mean"] > 0), beyond(truth)
+        if head and head["beyond_noise"]:   # calibration: every "beyond noise" backed in sign and within 25 points
+            calibration["claims"] += 1
+            t = statistics.mean(truth)
+            gap = abs(head["mean"] - t)
+            ok = beyond_noise(truth) and (t > 0) == (head["mean"] > 0) and gap <= CALIBRATION_PTS
+            calibration["backed"] += ok
+            calibration["worst"] = max(calibration["worst"], gap)
+            if not ok:
+                calibration["off"].append(f"{' / '.join(map(str, key))} (claims {100 * head['mean']:+.1f}, truth "
+                                          f"{100 * t:+.1f}{'' if beyond_noise(truth) else ' within noise'})")
         if said and not true:
             # where the row has it: is the cue-conflicting test accuracy (what a swap stands for) better beyond noise?
             conf = [r["conflicting_test_acc"]["treated"] - r["conflicting_test_acc"]["control"] for r in rs
@@ -220,7 +233,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
                                                 f"{', '.join(false_cells) or 'never'}")
     return lines, {"spearman": rho, "spearman_test": rho_test, "retest": retest,
                    "matched": "—" if rho_matched is None else f"{rho_matched:.2f} / {100 * worst_matched:.1f}",
-                   "models": len(pts), "cells": cells_res, "false_claims": false_claims, "worst_treated_gap": worst,
+                   "models": len(pts), "cells": cells_res, "calibration": calibration, "false_claims": false_claims, "worst_treated_gap": worst,
                    "true_gains": f"{gains['said']} of {gains['true']}" if gains["true"] else "—",
                    "inside": f"{inside} of {sized}" if sized else "—",
                    "on_test": f"{100 * max(on_test):.1f}" if on_test else "—",
@@ -381,16 +394,14 @@ def main(argv=None) -> int:
            "scores exactly 1/K (`benchmarks.bench_e5_inbox.cell_truth`). It does not replace the plain truth. Where the swap "
            "verdict says \"beyond noise\" and the truth does not, the claim says in brackets whether the cue-conflicting test "
            "accuracy (the cells whose cue codes another class: what a swap onto another class's background stands for) is "
-           "better beyond noise. Rows that carry the shuffled swap accuracy (a random class's background, own included; "
-           "E5 `photo` on) are judged by `treat`'s rule since 2026-12-03: the swap verdict says \"beyond noise\" only where "
-           "that figure is beyond noise too. Rows whose originals carry their background-only accuracy (E5, E4b) are judged "
-           "by `treat`'s caution since 2026-12-04 too: no swap claim where the originals (their mean over the seeds) follow "
-           "the pasted object on at least half the swaps and name the class from the background alone on at least half "
-           "the images (`model_doctor.treatment.verdicts.both_ways`). Rows that carry the colour-matched swap accuracy (the "
-           "object given its partner's object's colour statistics first; E5 runs whose weights were kept, measured again "
-           "from them) are judged by `treat`'s rule since that day too: no swap claim unless that figure is better beyond "
-           "noise as well; that line claims on its own too (its "
-           "verdict passes the same gate as the plain one's), so a row says \"beyond noise\" where either claims. The "
+           "better beyond noise. The verdict checked is the one `treat` prints today: the library's "
+           "`model_doctor.treatment.verdicts.judge_reliance` applied to each table's per-seed figures (the lower of the "
+           "plain and the colour-matched swap where a row carries both; withdrawn where they disagree by more than their "
+           "noise, where the random-class swap gains nothing, where the originals' figures say their cue lies on the "
+           "object too, or where a treated model reads the background backwards); tables written before a figure "
+           "existed are judged on the figures they carry. The calibration table says, per table, whether every "
+           "\"beyond noise\" the verdict gives is backed: the truth moved beyond noise the same way and the claimed "
+           "gain is within 25 points of the true one.The "
            "last column gives the rank and distance checks with that figure in place of the plain swap, on the tables "
            "whose every model carries it. The column before it (E5 and E4b rows that carry it) measures "
            "the truth itself again on "
@@ -418,6 +429,9 @@ def main(argv=None) -> int:
                "with the colour-matched swap in place of the plain one (tables whose every model carries "
                "it): Spearman (≥ 0.8) / worst treated |figure − truth| (≤ 25 pts) |",
                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    calib = ["", "## Calibration: every \"beyond noise\" the verdict gives, against the truth", "",
+             "| benchmark | claims | backed (truth beyond noise the same way, within 25 pts) | worst |claim − truth| | "
+             "claims not backed |", "|---|---|---|---|---|"]
     body, every = [], []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
@@ -430,13 +444,15 @@ def main(argv=None) -> int:
                        f"{res['inside']} | {res['backwards']} | {res['on_test']} | "
                        f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} | "
                        f"{res['cells']} | {_retest(res['retest'])} | {res['matched']} |")
+        c = res["calibration"]
+        calib.append(f"| {name} | {c['claims']} | {c['backed']} | {100 * c['worst']:.1f} | {'; '.join(c['off']) or 'none'} |")
         body += ["", f"## {name}", ""] + lines
     pool = ["", "Every distinct model of the tables above once, per cue (the rows' kind) and over all "
             "(`pooled`): the rank check over each cue's settings and seeds together, beside the per-table one above, "
             "whose 9 models hold 6 near chance ordered by the test split's own draw.", "",
             "| cue | distinct models | Spearman (≥ 0.8) |", "|---|---|---|"]
     pool += [f"| {k} | {n} | {rho:.2f} |" for k, (n, rho) in pooled(every).items()]
-    return emit(out + summary + pool + two_truths(args.two_truths) + body, args.out)
+    return emit(out + summary + calib + pool + two_truths(args.two_truths) + body, args.out)
 
 
 if __name__ == "__main__":

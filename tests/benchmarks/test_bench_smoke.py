@@ -625,3 +625,24 @@ def test_object_colour_tints_the_object_only_and_runs_small(shared_data, tmp_pat
     rows = json.loads(out.with_suffix(".json").read_text())
     assert len(rows) == 1 and rows[0]["images"] > 0 and 0 <= rows[0]["matched_swap_acc"] <= 1
     assert "| 0 | " in out.read_text() and any((tmp_path / "cache").glob("object-colour/small/data-seed0/test-tint-shuffled/*/*.png"))
+
+
+def test_reliance_vs_truth_calibration_counts_every_claim_against_the_truth():
+    """The calibration column: each "beyond noise" the library's verdict gives, backed (the truth beyond
+    noise the same way, within 25 points) or listed with both figures."""
+    from benchmarks import reliance_vs_truth as R
+
+    def row(seed, swap_t, acc_t, matched_t=None):
+        treated = {"swap_acc": swap_t, "test_acc": acc_t} | ({"matched_swap_acc": matched_t} if matched_t is not None else {})
+        control = {"swap_acc": 0.05, "test_acc": 0.1} | ({"matched_swap_acc": 0.05} if matched_t is not None else {})
+        return {"kind": "k", "arm": "box", "seed": seed, "original": 0.1, "original_reliance": {"swap_acc": 0.05},
+                "control": control, "treated": treated}
+
+    over = [row(s, 0.9 + 0.01 * s, 0.2 + 0.01 * s) for s in range(3)]          # +86 claimed, +11 true
+    c = R.check(over)[1]["calibration"]
+    assert c["claims"] == 1 and c["backed"] == 0 and "claims +86.0, truth +11.0" in c["off"][0]
+    backed = [row(s, 0.6 + 0.01 * s, 0.55 + 0.01 * s) for s in range(3)]       # +56 claimed, +46 true
+    c = R.check(backed)[1]["calibration"]
+    assert c == {"claims": 1, "backed": 1, "worst": pytest.approx(0.10), "off": []}
+    split = [row(s, 0.9 + 0.01 * s, 0.2, matched_t=0.4 + 0.02 * s) for s in range(3)]  # the figures disagree: no claim
+    assert R.check(split)[1]["calibration"]["claims"] == 0

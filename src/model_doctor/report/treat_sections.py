@@ -58,7 +58,8 @@ def _colour_word(s: TreatSummary) -> str:
                 "figure to read; it chose the epochs and weights, and the counterfactuals pasted colour-matched objects.")
     if word == "own":
         return (" You said an object's colour is its own (--object-colour own): the plain swap is the figure to read; "
-                "the colour-matched one takes that colour away and is shown only beside it.")
+                "the colour-matched one takes that colour away and is shown only beside it, so a colour cast over the "
+                "whole image would go unseen.")
     return ""
 
 

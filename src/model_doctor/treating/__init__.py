@@ -74,6 +74,14 @@ class TreatResult:
             name = f"treated-beta{float(row['chosen_beta']):g}"
         return self.out / (row.get("dir") or f"seed{seed}") / name / "model.safetensors"   # no "dir": before escalation
 
+    def history(self, seed: int, weight: float | None = None, arm: str = "treated") -> list[dict[str, Any]]:
+        """Per epoch, what ``arm`` logged for ``seed`` (losses, validation and selection figures); with
+        several weights, ``weight`` names the treated arm (default: the chosen one)."""
+        path = self.weights_path(seed, arm).parent
+        if weight is not None and arm == "treated":
+            path = path.parent / f"treated-beta{float(weight):g}"
+        return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
     def model(self, seed: int, arm: str = "treated", like: nn.Module | None = None) -> nn.Module:
         """The model of ``arm`` for ``seed``: in memory after a run, else its weights loaded into a copy of ``like``."""
         path = self.weights_path(seed, arm)

@@ -79,9 +79,9 @@ def summarize(cfg: Config, s: Setup, studies: dict[int, StudyResult], test: Any,
         deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
         delta = spread(deltas).as_dict()
         verdicts.append(verdict(deltas, "test accuracy"))
-        if groups is not None:
-            verdicts.append(verdict([r["treated"]["groups"]["worst"] - r["control"]["groups"]["worst"] for r in runs],
-                                    "worst-group test accuracy"))
+        if groups is not None:   # the truth, where the user has it: it heads, the swap figures follow
+            verdicts.insert(0, verdict([r["treated"]["groups"]["worst"] - r["control"]["groups"]["worst"] for r in runs],
+                                       "worst-group test accuracy"))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools, rel_orig, object_colour=cfg.treat.object_colour)
         verdicts += [w for w in (broken_warning(runs), residual_hint(runs, escalated=bool(s.escalation and s.escalation["fired"]))
