@@ -158,7 +158,8 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     out = {}
     for name, model in _models(run_dir, seed, original):
         rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
-        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc", "chance",
+        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "transfer_swap_acc",
+                                          "bg_only_acc", "chance",
                                           "refined_share", "images", "per_class")}
         if test is not None:
             out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], S.TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
@@ -411,7 +412,7 @@ def write_rows(rows: list[dict], path: Path) -> None:
     """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
     from model_doctor.io import atomic_write_text
 
-    keep = ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc", "test_pool_swap_acc")
+    keep = ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "transfer_swap_acc", "bg_only_acc", "test_pool_swap_acc")
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
              "original_reliance": {k: r["reliance"]["original"][k] for k in keep if k in r["reliance"]["original"]},
              "ceiling": r["ceiling"],

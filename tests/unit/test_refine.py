@@ -479,7 +479,7 @@ def test_the_users_word_on_object_colour_picks_the_figures_and_says_what_own_tur
     assert not reliance_verdicts(runs, pools)[0]["beyond_noise"]
     own = reliance_verdicts(runs, pools, object_colour="own")[0]
     assert own["beyond_noise"] and list(own["figures"]) == ["swap_acc"]
-    assert "colour-matched check off: --object-colour own; a colour over the whole image would go unseen" in own["text"]
+    assert "colour checks off: --object-colour own; a colour over the whole image would go unseen" in own["text"]
     cue = reliance_verdicts(runs, pools, object_colour="cue")[0]
     assert not cue["beyond_noise"] and list(cue["figures"]) == ["matched_swap_acc", "swap_acc"]
 
@@ -530,3 +530,59 @@ def test_a_registered_check_prints_its_line_and_withdraws_the_claim(monkeypatch)
     assert vs[1:] == [mine] and not vs[0]["beyond_noise"] and vs[0]["text"].endswith("no claim: see mine")
     monkeypatch.undo()
     assert list(V.CHECKS) == ["figures disagree", "random class", "both ways", "backwards", "background only", "size"]
+
+
+def test_transfer_colour_equals_a_naive_float64_reference_and_moves_a_colour_direction():
+    """Σ_b^½ Σ_a^−½ (x − μ_a) + μ_b over the foreground's weighted colour statistics, against numpy in
+    float64; a colour *direction* (noise along a hue) that per-channel matching keeps moves to b's."""
+    import numpy as np
+
+    from model_doctor.treatment.pool import match_colour, transfer_colour
+
+    g = torch.Generator().manual_seed(0)
+    x, ref = torch.rand(2, 3, 6, 6, generator=g), torch.rand(2, 3, 6, 6, generator=g)
+    fg = (torch.rand(2, 1, 6, 6, generator=g) > 0.3).float()
+    fr = (torch.rand(2, 1, 6, 6, generator=g) > 0.3).float()
+    out = transfer_colour(x, fg, ref, fr, eps=1e-9)
+
+    def stats(v, m):
+        w = m.reshape(-1).astype(np.float64)
+        p = v.reshape(3, -1).astype(np.float64)
+        mu = (p * w).sum(1) / w.sum()
+        d = p - mu[:, None]
+        return mu, (d * w) @ d.T / w.sum()
+
+    def sqrtm(c, inv=False):
+        val, vec = np.linalg.eigh(c)
+        return vec @ np.diag(val ** (-0.5 if inv else 0.5)) @ vec.T
+
+    for i in range(2):
+        (ma, ca), (mb, cb) = stats(x[i].numpy(), fg[i].numpy()), stats(ref[i].numpy(), fr[i].numpy())
+        want = sqrtm(cb) @ sqrtm(ca, inv=True) @ (x[i].numpy().reshape(3, -1) - ma[:, None]) + mb[:, None]
+        assert np.allclose(out[i].numpy().reshape(3, -1), want, atol=1e-5)
+        mo, co = stats(out[i].numpy(), fg[i].numpy())
+        assert np.allclose(mo, mb, atol=1e-5) and np.allclose(co, cb, atol=1e-5)   # b's colours to second order
+    # noise along hue u on a, along hue v (orthogonal) on b: per-channel matching keeps a's strong u-noise (it
+    # rescales each channel alone), the transfer leaves along u only what b has there (its covariance): little
+    base = torch.full((1, 3, 16, 16), 0.5)
+    n = torch.randn(1, 1, 16, 16, generator=g)
+    u, v = torch.tensor([1.0, 1.0, 0.0]), torch.tensor([1.0, -1.0, 0.0])
+    a_img, b_img = base + 0.2 * n * u[None, :, None, None], base + 0.2 * torch.randn(1, 1, 16, 16, generator=g) * v[None, :, None, None]
+    a_img[:, 2] += 0.05 * torch.randn(1, 16, 16, generator=g)
+    b_img[:, 2] += 0.05 * torch.randn(1, 16, 16, generator=g)
+    ones = torch.ones(1, 1, 16, 16)
+    along_u = lambda t: float((t[0, :2].reshape(2, -1).sum(0) / 2 ** 0.5).var())
+    assert along_u(match_colour(a_img, ones, b_img, ones)) > 0.5 * along_u(a_img)
+    assert along_u(b_img) < 1e-9 and along_u(transfer_colour(a_img, ones, b_img, ones)) < 0.01 * along_u(a_img)
+
+
+def test_the_colour_transferred_swap_joins_the_figures_and_own_turns_it_off():
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    rel = lambda s, m, t: {"swap_acc": s, "matched_swap_acc": m, "transfer_swap_acc": t, "bg_only_acc": 0.1, "chance": 0.1}
+    grain = _runs(lambda i: rel(0.9 + 0.01 * i, 0.85 - 0.01 * i, 0.05 + 0.01 * i), lambda i: rel(0.05, 0.05, 0.05))
+    head = reliance_verdicts(grain, pools)[0]
+    assert not head["beyond_noise"] and list(head["figures"]) == ["swap_acc", "matched_swap_acc", "transfer_swap_acc"]
+    assert "the lowest of the plain swap, colour-matched swap and colour-transferred swap" in head["text"]
+    own = reliance_verdicts(grain, pools, object_colour="own")[0]
+    assert list(own["figures"]) == ["swap_acc"] and own["beyond_noise"]

@@ -128,8 +128,9 @@ def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool) -> ArmSumm
         rels = [r[arm]["background_reliance"] for r in runs]
         out.background_reliance = {
             **{k: spread([x[k] for x in rels]).as_dict() for k in ("swap_acc", "same_swap_acc", "balanced_swap_acc",
-                                                                    "shuffled_swap_acc", "matched_swap_acc", "bg_only_acc",
-                                                                    "bg_only_conf", "bg_grad_share")},
+                                                                    "shuffled_swap_acc", "matched_swap_acc", "transfer_swap_acc",
+                                                                    "bg_only_acc", "bg_only_conf", "bg_grad_share")
+               if all(x.get(k) == x.get(k) for x in rels)},   # nan: not measured (grey images: no colour covariance)
             "per_class": {c: {k: spread([x["per_class"][c][k] for x in rels]).mean for k in v}
                           for c, v in rels[0]["per_class"].items()}}
     return out
@@ -155,10 +156,14 @@ def say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Path
                  ("shuffled_swap_acc", "background-swap accuracy (a random class's background, own included)"),
                  ("matched_swap_acc", "background-swap accuracy (another class's background, the object's colour "
                                       "matched to that image's object)"),
+                 ("transfer_swap_acc", "background-swap accuracy (another class's background, the object's colour mean "
+                                       "and covariance transferred from that image's object)"),
                  ("bg_only_acc", "background-only accuracy")]
         if cfg.treat.object_colour == "cue":   # the user's word: the colour-matched figure heads
             lines.insert(0, lines.pop(3))
         for k, what in lines:
+            if rel_orig.get(k) != rel_orig.get(k):   # nan: not measured (grey images have no colour covariance)
+                continue
             log(f"{what} on held-out annotated report images: original {pct(rel_orig[k])} {ci(rel_orig[k])} | "
                 + " | ".join(f"{a} {pct(r[k]['mean'])} {ci(r[k]['mean'])}" for a, r in arms.items() if r is not None)
                 + f" ([95 % interval over the {n} images])")

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..data.base import sized
 
-__all__ = ["AnnotatedPool", "composite", "match_colour"]
+__all__ = ["AnnotatedPool", "composite", "match_colour", "transfer_colour"]
 
 
 class AnnotatedPool:
@@ -156,3 +156,34 @@ def match_colour(x: torch.Tensor, fg: torch.Tensor, x_ref: torch.Tensor, fg_ref:
 
     (ma, sa), (mb, sb) = stats(x, fg), stats(x_ref, fg_ref)
     return (x - ma) / sa * sb + mb
+
+
+def transfer_colour(x: torch.Tensor, fg: torch.Tensor, x_ref: torch.Tensor, fg_ref: torch.Tensor,
+                    eps: float = 1e-4) -> torch.Tensor:
+    """``x`` with the colour mean and covariance of its foreground ``fg`` set to those of ``x_ref``
+    over ``fg_ref``: ``Σ_b^½ Σ_a^−½ (x − μ_a) + μ_b`` (symmetric square roots, ``eps`` on the
+    diagonal; soft masks as weights). Why beside :func:`match_colour`: per-channel statistics keep
+    how the channels move together, so a cue that is a colour *direction* over the whole image
+    (noise along a class-coded hue) keeps its strength after per-channel matching; here a's
+    colours take b's covariance, so along a's direction only what b has there is left. Grey
+    images (one channel) are what :func:`match_colour` gives. Shapes as there."""
+    def stats(v: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = m.flatten(2)                                                   # [B, 1, P]
+        flat = v.flatten(2).double()                                       # [B, C, P]
+        total = w.sum(-1, keepdim=True).clamp(min=1e-6).double()
+        mean = (flat * w).sum(-1, keepdim=True) / total                     # [B, C, 1]
+        dev = flat - mean
+        cov = (dev * w) @ dev.transpose(1, 2) / total                      # [B, C, C]
+        return mean, cov + eps * torch.eye(v.shape[1], dtype=torch.float64)
+
+    def roots(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        val, vec = torch.linalg.eigh(cov)
+        val = val.clamp(min=eps)
+        return (vec * val.sqrt()[:, None]) @ vec.transpose(1, 2), (vec * val.rsqrt()[:, None]) @ vec.transpose(1, 2)
+
+    (ma, ca), (mb, cb) = stats(x, fg), stats(x_ref, fg_ref)
+    _, inv_a = roots(ca)
+    root_b, _ = roots(cb)
+    out = root_b @ inv_a @ (x.flatten(2).double() - ma) + mb
+    return out.view_as(x).to(x.dtype)
+

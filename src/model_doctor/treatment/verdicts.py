@@ -32,7 +32,10 @@ __all__ = ["reliance_verdicts", "judge_reliance", "CHECKS", "Check", "Seen", "FI
            "residual_hint", "both_ways", "BACKWARDS_ALPHA", "FEW_RELIANCE_IMAGES", "RESIDUAL_SHARE"]
 
 #: the swap figures that fail in different ways, in the order they are named
-FIGURES = {"swap_acc": "plain swap", "matched_swap_acc": "colour-matched swap"}
+FIGURES = {"swap_acc": "plain swap", "matched_swap_acc": "colour-matched swap",
+           "transfer_swap_acc": "colour-transferred swap"}
+#: the figures that take the object's colour away (``--object-colour own`` turns them off)
+COLOUR_FIGURES = ("matched_swap_acc", "transfer_swap_acc")
 
 #: fewer report images than this (or exactly this many) and a caution says one image moves the figures ≥ 5 points
 FEW_RELIANCE_IMAGES = 20
@@ -72,12 +75,13 @@ def _measured(seen_t: Sequence[dict[str, Any]], seen_c: Sequence[dict[str, Any]]
 
 
 def _figures(treated: Sequence[dict[str, Any]], control: Sequence[dict[str, Any]], object_colour: str) -> list[str]:
-    """The figures the headline takes its minimum over: the plain swap, and the colour-matched one
-    where it was measured and the user did not say the object's colour is its own (``cue``: first)."""
+    """The figures the headline takes its minimum over: the plain swap, and the colour-matched and
+    colour-transferred ones where they were measured and the user did not say the object's colour is
+    its own (``cue``: they come first)."""
     keys = [k for k in FIGURES if _measured(treated, control, k)]
     if object_colour == "own":
-        keys = [k for k in keys if k != "matched_swap_acc"]
-    return sorted(keys, key=lambda k: k != "matched_swap_acc") if object_colour == "cue" else keys
+        keys = [k for k in keys if k not in COLOUR_FIGURES]
+    return sorted(keys, key=lambda k: k not in COLOUR_FIGURES) if object_colour == "cue" else keys
 
 
 def _diff(seen_t: Sequence[dict[str, Any]], seen_c: Sequence[dict[str, Any]], key: str) -> list[float]:
@@ -100,13 +104,14 @@ def _headline(treated: Sequence[dict[str, Any]], control: Sequence[dict[str, Any
     mean = lambda xs: sum(xs) / len(xs)
     least = lo if mean(lo) > 0 or (mean(hi) >= 0 and abs(mean(lo)) <= abs(mean(hi))) else hi
     ses = [se for k in keys if (se := _image_se(treated, control, k, k + "_by_background")) is not None]
-    names = " and ".join(FIGURES[k] for k in keys)
+    names = ", ".join(FIGURES[k] for k in keys[:-1]) + (" and " if len(keys) > 1 else "") + FIGURES[keys[-1]]
     where = (f"{images} held-out annotated images (not trained on, not used to select)" if claim else
              f"{images} held-out annotated images that also chose the epochs (no report set: too few per class)")
-    what = (f"background reliance on {where}, the lower of the {names}" if len(keys) > 1 else
+    what = (f"background reliance on {where}, the lowest of the {names}" if len(keys) > 2 else
+            f"background reliance on {where}, the lower of the {names}" if len(keys) > 1 else
             f"background reliance on {where}, {names}")
     if object_colour == "own":
-        what += " (colour-matched check off: --object-colour own; a colour over the whole image would go unseen)"
+        what += " (colour checks off: --object-colour own; a colour over the whole image would go unseen)"
     line = verdict(least, what, claim=claim, image_se=max(ses) if ses else None, images=images)
     line["figures"] = {k: spread(_diff(treated, control, k)).as_dict() for k in keys}
     line["what"] = "background reliance"
