@@ -320,7 +320,7 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
     import statistics
 
     lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
-             "swap acc treated − control (`treat`'s verdict on the lower of its figures) | "
+             "swap acc treated − control (`treat`'s verdict on the lowest of its figures) | "
              "user's swap acc: treated / control | background-only acc: treated / control | "
              "colour-matched swap acc (`treat` prints it since 2026-12-04): treated / control; treated − control |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
