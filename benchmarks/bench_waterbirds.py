@@ -334,14 +334,14 @@ def agreeing(g: dict) -> float:
 
 
 def _test_side(g: dict) -> dict:
-    """The cue-agreeing groups' test accuracy and twice the standard error of (cue-conflicting −
-    cue-agreeing) accuracy, for ``reliance_vs_truth``'s "reads backwards on test" (a difference
-    beyond that margin)."""
+    """The cue-agreeing groups' test accuracy and the standard error of (cue-conflicting −
+    cue-agreeing) accuracy, for ``reliance_vs_truth``'s "reads backwards on test" (a difference the
+    study's rule, :func:`model_doctor.study.exceeds_noise`, calls beyond that noise)."""
     var = lambda names: sum(g["per_group"][n] * (1 - g["per_group"][n]) / max(g["sizes"][n], 1) for n in names) \
         / len(names) ** 2
     conf = [n for n in g["per_group"] if n in CONFLICTING]
     rest = [n for n in g["per_group"] if n not in CONFLICTING]
-    return {"agreeing_test_acc": agreeing(g), "backwards_margin": 2 * (var(conf) + var(rest)) ** 0.5}
+    return {"agreeing_test_acc": agreeing(g), "backwards_se": (var(conf) + var(rest)) ** 0.5}
 
 
 def truth_rows(rows: list[dict], seeds: list[int]) -> list[dict]:

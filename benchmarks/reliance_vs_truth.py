@@ -157,7 +157,10 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
             on_test.append(abs(t["test_pool_swap_acc"] - t["test_acc"]))
         if "backwards_p" in t and "agreeing_test_acc" in t:
             warned = t["backwards_p"] < BACKWARDS_ALPHA
-            truth = t["test_acc"] - t["agreeing_test_acc"] > t.get("backwards_margin", 0.0)
+            from model_doctor.study import exceeds_noise
+
+            se = t.get("backwards_se", t.get("backwards_margin", 0.0) / 2)   # rows written before: twice the s.e.
+            truth = exceeds_noise(t["test_acc"] - t["agreeing_test_acc"], se, gain=True)
             backwards["measured"] += 1
             backwards["reads_backwards"] += truth
             backwards["warned"] += warned and truth

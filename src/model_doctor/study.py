@@ -30,7 +30,8 @@ from .experiment import RUN_FILE, Spread, cached_run, copy_of, spread
 from .training import FitConfig, LossTerms
 
 __all__ = ["ArmSpec", "ArmRun", "StudyResult", "Spread", "run_study", "from_scratch", "pick_per_class", "spread", "choose",
-           "verdict", "beyond_noise", "image_se", "image_se_of", "divergence", "diverged_arms", "escalation", "guess_ceiling", "NONFINITE_SHARE"]
+           "verdict", "beyond_noise", "exceeds_noise", "image_se", "image_se_of", "divergence", "diverged_arms",
+           "escalation", "guess_ceiling", "NONFINITE_SHARE"]
 
 K = TypeVar("K", bound=Hashable)
 Select = Callable[[nn.Module], dict[str, Any]]
@@ -231,8 +232,13 @@ def beyond_noise(deltas: Sequence[float | None], image_se: float | None = None, 
     s = spread(deltas)
     if s.n < 2:
         return False
-    noise = math.hypot(s.std, image_se or 0.0)
-    return (s.mean if gain else abs(s.mean)) - 2 * noise > 0
+    return exceeds_noise(s.mean, math.hypot(s.std, image_se or 0.0), gain)
+
+
+def exceeds_noise(value: float, noise: float, gain: bool = False) -> bool:
+    """The rule itself: ``|value| > 2 · noise`` (``gain``: ``value > 2 · noise``), for a difference
+    whose noise is known otherwise (a binomial standard error on one test set)."""
+    return (value if gain else abs(value)) - 2 * noise > 0
 
 
 def verdict(deltas: Sequence[float | None], what: str, unit: str = "pts", scale: float = 100.0,

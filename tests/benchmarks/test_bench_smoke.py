@@ -329,7 +329,7 @@ def test_reliance_vs_truth_flags_what_the_measure_gets_wrong(tmp_path):
     conf = [n for n in names if n in CONFLICTING]
     assert len(conf) == 2 and side["agreeing_test_acc"] == pytest.approx(sum(acc[n] for n in names if n not in conf) / 2)
     naive = 2 * math.sqrt(sum(acc[n] * (1 - acc[n]) / 250 for n in names) / 4)  # each side the mean of two groups
-    assert side["backwards_margin"] == pytest.approx(naive)
+    assert 2 * side["backwards_se"] == pytest.approx(naive)
 
 
 @pytest.mark.slow
