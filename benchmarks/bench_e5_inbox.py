@@ -61,7 +61,11 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
                 "a ninth kind added to try the defaults again, one no mask can separate",
         "lamp": "a coloured light of a class-coded hue, strongest at a random place and fading over the whole image, "
                 "the object included, RGB, a tenth kind added to try the defaults and --object-colour cue, one no "
-                "mask can separate"}
+                "mask can separate",
+        "veil": "class-coded stripes at 30 % opacity over the whole image, the object included, RGB, an eleventh kind "
+                "(issue 53) added to try the calibrated verdict, one no mask can separate and no colour match sees",
+        "frame": "a 4 px border of a class-coded hue around the image, RGB, a twelfth kind (issue 53) added to try "
+                 "the calibrated verdict on a cue that rarely enters the box"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 

@@ -61,6 +61,16 @@ inside its bounding box too; it never shows through the object itself. The backg
   Why: a coloured lamp or a stain whose strength varies over the photo; an on-object colour cue
   whose colour statistics differ from image to image within a class, unlike ``cast``'s and
   ``tone``'s, which the option's colour match was prompted by.
+- ``veil`` (RGB; added in the twenty-ninth session for issue 53, written and committed before any
+  of its results were seen): class-coded stripes (orientation and period as ``texture``'s, random
+  phase) laid at ``VEIL`` opacity over the whole finished image, the object's pixels included, on
+  dark grey noise. Why: a screen, a mesh or a scanner's moiré over the photo; an on-object cue with
+  no colour of its own, which the colour-matched and colour-transferred swaps cannot see, so only
+  the constant-free "both ways" check stands between it and an overstated claim.
+- ``frame`` (RGB; added with ``veil``, before any of its results were seen): a 4 px border of a
+  class-coded hue around the canvas on dark grey noise, the object pasted over it where they meet.
+  Why: a slide's mount or a scanner's edge; a background cue that rarely enters the object's box,
+  the case where the swap figures should agree with the truth and a claim should stand.
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -80,9 +90,9 @@ CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
 FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone",
-               "lamp")
+               "lamp", "veil", "frame")
 #: kinds whose cue is drawn over the object's pixels too (no mask separates it)
-ON_OBJECT = ("watermark", "cast", "grain", "tone", "lamp")
+ON_OBJECT = ("watermark", "cast", "grain", "tone", "lamp", "veil")
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
 PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
           ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
@@ -97,12 +107,14 @@ SHADOW = 5
 TONE = 0.7
 #: the ``lamp`` kind's strongest share of the class-coded hue in the light, and its fall-off (px)
 LAMP, LAMP_SIGMA = 0.8, 20.0
+#: the ``veil`` kind's stripe opacity over the finished image; the ``frame`` kind's border width (px)
+VEIL, FRAME = 0.3, 4
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
 
 def channels(kind: str) -> int:
-    return 3 if kind in ("colour", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone", "lamp") else 1
+    return 1 if kind in ("texture", "pattern") else 3
 
 
 @functools.cache
@@ -186,7 +198,14 @@ def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CAN
         dark = np.clip(gaussian_filter(cast, 0.7), 0, 1)[..., None]
         grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
         return grey * (1 - dark)
-    if kind in ("watermark", "cast", "grain", "tone", "lamp"):
+    if kind == "frame":
+        import colorsys
+
+        hue = np.array(colorsys.hsv_to_rgb(code / 10, 0.85, 0.9)) * 255
+        edge = np.minimum(np.minimum(yy, xx), np.minimum(CANVAS - 1 - yy, CANVAS - 1 - xx)) < FRAME
+        grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
+        return np.where(edge[..., None], hue, grey)
+    if kind in ("watermark", "cast", "grain", "tone", "lamp", "veil"):
         return np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind == "mark":
         import colorsys
@@ -249,6 +268,9 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
         yy, xx = np.mgrid[0:CANVAS, 0:CANVAS].astype(np.float64)
         s = LAMP * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * LAMP_SIGMA ** 2))[..., None]
         img = img * ((1 - s) + s * hue)
+    if kind == "veil":   # over everything, the object included
+        t = (_cue("texture", code, rng)[..., :1] - 45.0) / 35.0     # texture's stripes, in [-1, 1]
+        img = img * (1 - VEIL) + 255.0 * (0.5 + 0.5 * t) * VEIL
     exact = alpha > 0.5
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
     return (img[..., 0] if img.shape[2] == 1 else img), exact, box

@@ -415,7 +415,7 @@ def test_waterbirds_small(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["texture", "colour", "pattern", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast",
-                                  "grain", "plaid", "shadow", "tone"])
+                                  "grain", "plaid", "shadow", "tone", "veil"])
 def test_inbox_decoy_cue_shows_inside_the_box_not_through_the_object(kind):
     import numpy as np
 
@@ -442,6 +442,22 @@ def test_inbox_decoy_cue_shows_inside_the_box_not_through_the_object(kind):
         assert kind in D.ON_OBJECT or np.array_equal(a[core], b[core])
     assert shown >= 20
     assert (on_object > 0) == (kind in D.ON_OBJECT)   # no cue there, but for a watermark drawn over everything
+
+
+def test_frame_cue_lies_on_the_border_and_never_on_the_object():
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import inbox_decoys as D
+
+    obj = np.zeros((28, 28), np.uint8)
+    obj[4:24, 4:24] = 200
+    (a, exact, _), (b, _, _) = (D.render("frame", obj, c, np.random.default_rng(0)) for c in (0, 3))
+    border = np.ones((D.CANVAS, D.CANVAS), bool)
+    border[D.FRAME:-D.FRAME, D.FRAME:-D.FRAME] = False
+    diff = np.abs(a.astype(float) - b).max(-1)
+    assert (diff[border & ~exact] > 40).mean() > 0.9          # the two classes' borders differ
+    assert np.array_equal(a[exact], b[exact])                # the object's pixels carry no cue
 
 
 def test_equal_cells_gives_a_cue_reader_one_over_k_whatever_the_draw():
