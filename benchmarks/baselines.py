@@ -26,7 +26,8 @@ from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 from model_doctor.treatment.pool import AnnotatedPool, composite
 from model_doctor.treatment.terms import LossTerm
 
-__all__ = ["GroupDROLoss", "WithGroups", "jtt_upsampled", "freeze_all_but_last", "swap_balanced"]
+__all__ = ["GroupDROLoss", "WithGroups", "jtt_upsampled", "freeze_all_but_last", "swap_balanced", "penultimate",
+           "DFR_C", "dfr_val", "dfr_predict", "per_group_subset"]
 
 
 class WithGroups(Dataset):
@@ -107,3 +108,106 @@ def swap_balanced(pool: AnnotatedPool, partners: int = 4, seed: int = 0) -> Data
         xs.append(composite(pool.images, pool.foreground, pool.images[b], pool.foreground[b]))
         ys.append(pool.labels)
     return TensorDataset(torch.cat(xs).float(), torch.cat(ys))
+
+
+def penultimate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> torch.Tensor:
+    """What the model's last ``nn.Linear`` reads, for every item in order (eval mode, no grad): the
+    frozen features DFR fits its logistic regression on."""
+    from torch.utils.data import DataLoader
+
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    seen: list[torch.Tensor] = []
+    handle = last.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().flatten(1).cpu()))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in DataLoader(dataset, batch_size=batch_size):
+                model(batch[0].to(next(model.parameters()).device))
+    finally:
+        handle.remove()
+        model.train(was)
+    return torch.cat(seen).double()
+
+
+def per_group_subset(groups: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """Indices of ``k`` items of every group (a seeded draw; all of a smaller group): a group-labelled
+    budget of ``k`` per group out of a larger labelled set."""
+    g = torch.Generator().manual_seed(seed)
+    out = [idx[torch.randperm(len(idx), generator=g)[:k]] for idx in (torch.nonzero(groups == v).flatten()
+                                                                      for v in torch.unique(groups))]
+    return torch.sort(torch.cat(out)).values
+
+
+#: DFR's inverse regularisation strengths for Waterbirds (Kirichenko et al.'s dfr_evaluate_spurious.py)
+DFR_C = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
+
+
+def dfr_val(train_x, val_x, val_y, val_g, seed: int, retrains: int = 20) -> dict[str, Any]:
+    """DFR(Val) as its authors' ``dfr_evaluate_spurious.py`` runs it: an L1 logistic regression
+    (liblinear) on the frozen features of a group-balanced set, standardised. C is chosen among
+    :data:`DFR_C` by the worst-group accuracy on one half of the labelled set of a fit on the other
+    half (group-balanced by subsampling); the final classifier averages the coefficients of
+    ``retrains`` fits on group-balanced subsamples of the whole set, standardised by the training
+    features' mean and std. Departure: the halves are drawn within each group (the authors shuffle
+    the whole set), so that a budget of a few images per group leaves every group in both halves.
+
+    Returns ``{"C", "coef", "intercept", "mean", "std", "tuning"}``; :func:`dfr_predict` applies it."""
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    x, y, g = (np.asarray(a) for a in (val_x, val_y, val_g))
+    groups = np.unique(g)
+
+    def balanced(idx: np.ndarray) -> np.ndarray:
+        parts = [rng.permutation(idx[g[idx] == v]) for v in groups]
+        m = min(len(p) for p in parts)
+        return np.concatenate([p[:m] for p in parts])
+
+    fit_half = np.concatenate([rng.permutation(np.nonzero(g == v)[0])[: (g == v).sum() // 2] for v in groups])
+    score_half = np.setdiff1d(np.arange(len(y)), fit_half)
+    fit_half = balanced(fit_half)
+    scaler = StandardScaler().fit(x[fit_half])
+    tuning = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        for c in DFR_C:
+            lr = _l1_logistic(c).fit(scaler.transform(x[fit_half]), y[fit_half])
+            hit = lr.predict(scaler.transform(x[score_half])) == y[score_half]
+            tuning[c] = float(min(hit[g[score_half] == v].mean() for v in groups))
+        best = max(tuning, key=lambda c: (tuning[c], -DFR_C.index(c)))   # ties: the first listed (weakest penalty)
+        final = StandardScaler().fit(np.asarray(train_x))
+        coefs, icpts = [], []
+        for _ in range(retrains):
+            idx = balanced(np.arange(len(y)))
+            lr = _l1_logistic(best).fit(final.transform(x[idx]), y[idx])
+            coefs.append(lr.coef_)
+            icpts.append(lr.intercept_)
+    return {"C": best, "coef": np.mean(coefs, 0), "intercept": np.mean(icpts, 0), "mean": final.mean_,
+            "std": final.scale_, "tuning": tuning,
+            "unconverged": sum(issubclass(w.category, ConvergenceWarning) for w in caught)}
+
+
+def _l1_logistic(c: float):
+    """liblinear's L1 logistic regression, spelt as this scikit-learn wants it (``penalty`` is
+    deprecated from 1.8 in favour of ``l1_ratio``)."""
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
+    if (major, minor) >= (1, 8):
+        return LogisticRegression(l1_ratio=1.0, C=c, solver="liblinear")
+    return LogisticRegression(penalty="l1", C=c, solver="liblinear")
+
+
+def dfr_predict(fit: dict[str, Any], x) -> torch.Tensor:
+    """The class :func:`dfr_val`'s averaged logistic regression predicts for features ``x``."""
+    import numpy as np
+
+    z = (np.asarray(x) - fit["mean"]) / fit["std"]
+    score = z @ fit["coef"].T + fit["intercept"]
+    return torch.as_tensor((score[:, 0] > 0).astype(np.int64) if score.shape[1] == 1 else score.argmax(1))

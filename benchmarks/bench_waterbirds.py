@@ -64,7 +64,7 @@ from benchmarks.baselines import GroupDROLoss, WithGroups, freeze_all_but_last, 
 from model_doctor.config import TreatConfig
 from model_doctor.data.annotations import load_masks
 from model_doctor.data.datasets import load_dataset
-from model_doctor.data.groups import group_accuracy, load_groups
+from model_doctor.data.groups import chance_worst_group, group_accuracy, load_groups
 from model_doctor.data.masks import LimitedMasks
 from model_doctor.data.waterbirds import CLASSES, PLACES, write_waterbirds
 from model_doctor.data.workflow import with_masks
@@ -229,6 +229,13 @@ def run_annotations(budget: dict, seed: int, cache: Path, root: str | None) -> d
     return out
 
 
+def chance(g: dict) -> str:
+    """Random guessing's expected worst-group test accuracy ± its std at this test split's group sizes
+    (:func:`model_doctor.data.groups.chance_worst_group`): the line below which a method is a coin."""
+    mean, std = chance_worst_group([n for n in g["sizes"].values() if n], 2)
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
 def table(rows: list[dict]) -> list[str]:
     arms = ["original", "erm", "jtt", "dfr", "groupdro", "counterfactual", "ceiling"]
     lines = ["| arm | worst-group test acc | average test acc | worst − ERM (worst group) |", "|---|---|---|---|"]
@@ -237,7 +244,7 @@ def table(rows: list[dict]) -> list[str]:
         dw = spread([r[a]["worst"] - r["erm"]["worst"] for r in rows])
         lines.append(f"| {a} | {100 * w.mean:.1f} ± {100 * w.std:.1f} | {100 * av.mean:.1f} ± {100 * av.std:.1f} | "
                      f"{100 * dw.mean:+.1f} ± {100 * dw.std:.1f} |")
-    lines.append("")
+    lines += [f"| random guessing (expected) | {chance(rows[0]['erm'])} | 50.0 | |", ""]
     for a, b in (("counterfactual", "erm"), ("counterfactual", "jtt"), ("counterfactual", "dfr"),
                  ("groupdro", "counterfactual")):
         d = [r[a]["worst"] - r[b]["worst"] for r in rows]
@@ -371,6 +378,7 @@ def rule_lines(rows: list[dict], seeds: list[int]) -> list[str]:
     for a in [a for a in ("erm", "jtt", "dfr", "groupdro", "counterfactual") if a in rows[0]] + [k for k, _ in _keys(rows[0])]:
         cells = [spread([f(r[a]) for r in rows]) for f in (lambda g: g["worst"], lambda g: g["average"], conflicting, agreeing)]
         lines.append(f"| {names.get(a, a)} | " + " | ".join(f"{100 * c.mean:.1f} ± {100 * c.std:.1f}" for c in cells) + " |")
+    lines.append(f"| random guessing (expected) | {chance(rows[0]['erm'])} | 50.0 | 50.0 | 50.0 |")
     for rule, _ in _keys(rows[0]):
         lines.append("")
         both = rule != "counterfactual_rule" and "counterfactual_rule" in rows[0]
@@ -437,7 +445,8 @@ def annotation_table(b: dict, rows: list[dict]) -> list[str]:
                      f"{', '.join(format(x['chosen_beta'], 'g') for x in v)} |")
     erm = spread([r["erm"]["worst"] for r in rows])
     return lines + ["", f"ERM (the control): worst-group {100 * erm.mean:.1f} ± {100 * erm.std:.1f} %, "
-                        f"average {pct([r['erm']['average'] for r in rows])} %."]
+                        f"average {pct([r['erm']['average'] for r in rows])} %. Random guessing: worst-group "
+                        f"{chance(rows[0]['erm'])} % (expected), average 50.0 %."]
 
 
 def _paragraph(text: str) -> str:

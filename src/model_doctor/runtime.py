@@ -148,10 +148,16 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     Raises:
         ValueError: missing model name, weights that do not fit the architecture.
     """
-    side = sidecar(cfg.model.weights)
+    if cfg.model.init and (cfg.model.weights or cfg.model.pretrained):
+        raise ValueError(f"--init {cfg.model.init!r} starts a new model from pretrained weights, so it cannot go with "
+                         f"{'--weights' if cfg.model.weights else '--pretrained'}; pass one of them")
+    source = cfg.model.weights or cfg.model.init   # the init file's model.json names the architecture too
+    side = sidecar(source)
+    if cfg.model.init:   # but not the classes: the new task's come from its data
+        side = {k: v for k, v in side.items() if k not in ("num_classes", "classes")}
     if not cfg.model.name and str(side.get("model", "")).startswith("file:"):
         # a weights folder must never make us run code: file: models only from the user's own --model/config
-        raise ValueError(f"{str(Path(cfg.model.weights or '').with_name('model.json'))!r} names the code model "
+        raise ValueError(f"{str(Path(source or '').with_name('model.json'))!r} names the code model "
                          f"{side['model']!r}; a model.json beside weights may not run code — pass --model "
                          f"{side['model']} yourself if you trust that file")
     name = cfg.model.name or side.get("model") or "smallcnn"
@@ -176,6 +182,7 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
         from .models import load_pretrained
 
         load_pretrained(model, name)
+    init = _init_from(model, cfg.model.init, name) if cfg.model.init else None
     if cfg.model.weights:
         state = load_state_dict(cfg.model.weights)
         own = model.state_dict()
@@ -196,7 +203,20 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     model.to(device)
     meta = {"model": name, "in_channels": in_ch, "num_classes": n_cls, "image_size": size, "small": small,
             "classes": side.get("classes"), "default_layers": default_layers(name), "device": str(device)}
+    if init is not None:
+        meta["init"] = init
     return model, meta
+
+
+def _init_from(model: nn.Module, path: str, name: str) -> dict[str, Any]:
+    """``--init``: the file's tensors where name and shape fit; what was taken and what starts fresh."""
+    from .models import load_matching
+
+    taken, fresh = load_matching(model, load_state_dict(path))
+    if not taken:
+        raise ValueError(f"--init {path!r}: none of its tensors fits model {name!r} by name and shape; pass the --model "
+                         "and --in-channels the file was trained with")
+    return {"file": str(path), "taken": len(taken), "fresh": fresh}
 
 
 def _check_finite(model: nn.Module, source: str) -> None:

@@ -361,6 +361,25 @@ def test_waterbirds_rule_options_are_checked_before_any_work(extra, said, tmp_pa
 
 
 @pytest.mark.slow
+def test_pretrained_regime_small(tmp_path):
+    """E7 pretrains a backbone on the shortcut-free set, fine-tunes ERM from it, fits DFR as its
+    authors do, and prints chance and BG-Gap beside every row; a second run trains nothing."""
+    out = tmp_path / "e7.md"
+    cmd = [sys.executable, "-m", "benchmarks.bench_pretrained", "--budget", "small", "--out", str(out),
+           "--cache", str(tmp_path / "cache"), "--root", str(tmp_path / "none")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = out.read_text()
+    assert "| ERM, epoch by average validation accuracy | 0 |" in text and "| ERM, epoch by worst-group validation | 80 |" in text
+    assert "| DFR(Val), 5 labelled images per group | 20 |" in text and "| random guessing (expected) | 0 |" in text
+    classes = {p.name for p in (next((tmp_path / "cache").glob("e7-pretrained/*/pretraining")) / "train").iterdir()}
+    assert len([c for c in classes if c.startswith("object-")]) == 10 and len([c for c in classes if c.startswith("place-")]) == 12
+    stamp = next((tmp_path / "cache").glob("e7-pretrained/*/backbone/pretrained/result.json")).stat().st_mtime_ns
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT).returncode == 0
+    assert next((tmp_path / "cache").glob("e7-pretrained/*/backbone/pretrained/result.json")).stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
 def test_waterbirds_small(tmp_path):
     out = tmp_path / "e6.md"
     res = subprocess.run([sys.executable, "-m", "benchmarks.bench_waterbirds", "--budget", "small", "--out", str(out),

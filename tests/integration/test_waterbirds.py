@@ -64,8 +64,15 @@ def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
         if arm == "original":
             assert g["worst"]["mean"] == pytest.approx(min(g["per_group"].values()))
         assert 0.0 <= g["average"]["mean"] <= 1.0
-    assert any(v["what"] == "worst-group test accuracy" for v in s["verdict"])
-    assert "worst-group test accuracy:" in capsys.readouterr().out
+    head = s["verdict"][0]
+    assert head["what"] == "worst-group test accuracy" and "random guessing's" in head["text"]
+    from model_doctor.data.groups import chance_worst_group
+
+    sizes = [sum(1 for r in csv.DictReader((bench / "groups.csv").open()) if r["file"].startswith("test/") and r["group"] == g)
+             for g in s["treated"]["groups"]["per_group"]]
+    assert head["chance"]["mean"] == pytest.approx(chance_worst_group(sizes, 2)[0])   # the test split's own groups
+    said = capsys.readouterr().out
+    assert "worst-group test accuracy:" in said and "random guessing" in said
     # the groups label the val/ images, so the default rule selects on the worst validation group, and
     # no annotated image is spent on selection: every held-out one reports
     assert s["selection"]["select_rule"] == "groups" and s["selection"]["select_rule_asked"] == "auto"
@@ -83,6 +90,7 @@ def test_treat_reports_the_worst_group(bench, tmp_path, capsys):
                  "--out", str(tmp_path / "e")]) == 0
     g = json.loads((tmp_path / "e" / "examine_summary.json").read_text())["groups"]
     assert len(g["per_group"]) == 4 and g["worst"] == min(g["per_group"].values())
+    assert 0 < g["chance"]["mean"] < 0.5
 
 
 def _check_chosen_on_the_worst_validation_group(bench, out):

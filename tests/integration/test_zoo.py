@@ -80,3 +80,34 @@ def test_user_file_model_end_to_end(tmp_path):
     assert (out / "treat" / "summary.json").is_file()
     with pytest.raises(ValueError, match="has no callable 'nope'"):
         build_model(f"file:{src}:nope")
+
+
+def test_init_starts_a_new_task_from_a_pretrained_backbone(tmp_path, capsys):
+    """``train --init``: the backbone comes from the file, the classifier for the new class count
+    starts fresh and is named; a file that fits nothing, or --init with --weights, is refused."""
+    from safetensors.torch import save_file
+
+    from model_doctor.config import Config
+    from model_doctor.runtime import load_model
+
+    backbone = build_model("tinycnn", in_channels=1, num_classes=10, image_size=8)
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(tmp_path / "pre.safetensors"))
+    cfg = Config()
+    cfg.model.name, cfg.model.init, cfg.model.num_classes, cfg.model.in_channels = "tinycnn", str(tmp_path / "pre.safetensors"), 3, 1
+    cfg.data.image_size, cfg.runtime.device = 8, "cpu"
+    model, meta = load_model(cfg)
+    own, pre = model.state_dict(), backbone.state_dict()
+    fresh = [k for k in own if own[k].shape != pre[k].shape]
+    assert fresh and sorted(meta["init"]["fresh"]) == sorted(fresh) and meta["init"]["taken"] == len(own) - len(fresh)
+    assert all(torch.equal(own[k], pre[k]) for k in own if k not in fresh)
+    cfg.model.weights = str(tmp_path / "pre.safetensors")
+    with pytest.raises(ValueError, match="cannot go with --weights"):
+        load_model(cfg)
+    cfg.model.weights = None
+    save_file({"nothing.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    cfg.model.init = str(tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="none of its tensors fits model 'tinycnn'"):
+        load_model(cfg)
+    assert main(["train", "--data", "digits", "--model", "tinycnn", "--init", str(tmp_path / "pre.safetensors"),
+                 "--epochs", "1", "--out", str(tmp_path / "t")]) == 0
+    assert "--init:" in capsys.readouterr().out

@@ -79,3 +79,41 @@ def test_swap_balanced_pastes_each_foreground_on_other_backgrounds():
     for i in range(4, 12):
         img, y = ds[i]
         assert img[0, 0, 0] == (i % 4) and int(y) == [0, 1, 0, 1][i % 4]  # the foreground pixel is its own image's
+
+
+def test_penultimate_is_what_the_last_linear_layer_reads():
+    from benchmarks.baselines import penultimate
+    from model_doctor.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tinycnn", in_channels=3, num_classes=2, image_size=16).eval()
+    x = torch.randn(5, 3, 16, 16)
+    feats = penultimate(model, TensorDataset(x, torch.zeros(5, dtype=torch.long)), batch_size=2)
+    with torch.no_grad():
+        ref = model.pool(model.features(x)).flatten(1).double()
+    assert torch.allclose(feats, ref, atol=1e-6)
+    assert torch.allclose(model.classifier(feats.float()), model(x), atol=1e-5)
+
+
+def test_dfr_val_reads_the_core_feature_on_a_balanced_set_and_predicts_as_its_average():
+    """Feature 0 is the class, feature 1 the place: a logistic regression fitted on group-balanced
+    images must lean on feature 0 and get every group right; the averaged classifier predicts what
+    a reference computation of its standardised linear score says."""
+    import numpy as np
+
+    from benchmarks.baselines import DFR_C, dfr_predict, dfr_val, per_group_subset
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    place = np.where(rng.random(400) < 0.5, y, 1 - y)
+    x = np.stack([y + 0.15 * rng.normal(size=400), 3 * place + 0.1 * rng.normal(size=400), rng.normal(size=400)], 1)
+    g = 2 * y + place
+    keep = per_group_subset(torch.as_tensor(g), 20, seed=0).numpy()
+    assert all((g[keep] == v).sum() == 20 for v in range(4))
+    train_x = x + 5.0                                        # standardised by the training features, not the val ones
+    fit = dfr_val(train_x, x[keep], y[keep], g[keep], seed=0, retrains=5)
+    assert fit["C"] in DFR_C and set(fit["tuning"]) == set(DFR_C)
+    pred = dfr_predict(fit, x).numpy()
+    assert min((pred == y)[g == v].mean() for v in range(4)) > 0.9
+    ref = ((x - train_x.mean(0)) / train_x.std(0)) @ fit["coef"][0] + fit["intercept"][0] > 0
+    assert np.array_equal(pred, ref.astype(np.int64))

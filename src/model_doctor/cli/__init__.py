@@ -105,8 +105,14 @@ def _cmd_demo(args: argparse.Namespace, log: Any) -> None:
 
 
 def _cmd_waterbirds(args: argparse.Namespace, log: Any) -> None:
-    from ..data.waterbirds import write_waterbirds
+    from ..data.waterbirds import write_pretraining, write_waterbirds
 
+    if args.pretraining:
+        out = write_pretraining(args.out, n_objects=args.n_objects, n_places=args.n_places, size=args.size,
+                                seed=args.seed, fashion_root=args.fashion_root)
+        log(f"wrote {out}: model-doctor train --data imagefolder:{out} --out BACKBONE, then on the benchmark "
+            "model-doctor train --init BACKBONE/model.safetensors")
+        return
     out = write_waterbirds(args.out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, size=args.size,
                            correlation=args.correlation, per_class=args.per_class, seed=args.seed,
                            fashion_root=args.fashion_root, test_masks=args.test_masks)

@@ -110,8 +110,8 @@ def _defaults_into_help(parser: argparse.ArgumentParser) -> None:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the original classifier (SGD 0.01, momentum 0.9, wd 5e-4, cosine)")
     _common(p)
-    _group(p, "training", ["train.epochs", "train.lr", "train.batch_size", "train.seed", "train.val_fraction",
-                           "train.freeze_bn", "train.sync_bn", "runtime.precision"])
+    _group(p, "training", ["model.init", "train.epochs", "train.lr", "train.batch_size", "train.seed",
+                           "train.val_fraction", "train.freeze_bn", "train.sync_bn", "runtime.precision"])
     _folder_opts(p, "continue a killed run from OUT/checkpoint.pt (same settings only)")
 
 
@@ -208,6 +208,11 @@ def _add_waterbirds(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of objects, photos and placement (default 0)")
     p.add_argument("--test-masks", action="store_true", help="also masks-test-box/ and masks-test-exact/ for every test "
                                                              "image, to measure reliance on the test images themselves")
+    p.add_argument("--pretraining", action="store_true",
+                   help="write instead a shortcut-free pretraining set (train/ test/): every object class on any photo, "
+                        "and every photo alone as its own class, for `train` and then `train --init` on the benchmark")
+    p.add_argument("--n-objects", type=int, default=15000, help="--pretraining: object images (default 15000)")
+    p.add_argument("--n-places", type=int, default=6000, help="--pretraining: photo-only images (default 6000)")
 
 
 def _add_demo(sub) -> None:

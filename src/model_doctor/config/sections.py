@@ -51,6 +51,9 @@ class ModelConfig:
     small: bool | None = opt(None, "small-image variant of the architecture (CIFAR-style stem); default: images < 64 px")
     pretrained: bool = opt(False, "start from torchvision/timm ImageNet weights (cached locally or downloaded; never "
                                   "needed by tests)")
+    init: str | None = opt(None, "start training from your own pretrained weights (.safetensors or a state-dict .pt, "
+                                 "loaded with weights_only=True) wherever a tensor's name and shape match; the rest "
+                                 "(e.g. a classifier for another number of classes) starts fresh and is logged")
 
 
 @dataclass

@@ -9,6 +9,7 @@ ImageFolder root, e.g. ``test/top/00012.png``) and ``group`` (any name).
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-__all__ = ["load_groups", "group_accuracy"]
+__all__ = ["load_groups", "group_accuracy", "chance_worst_group"]
 
 
 def load_groups(path: str | Path, dataset: Any, split: str) -> tuple[torch.Tensor, list[str]]:
@@ -69,3 +70,32 @@ def group_accuracy(model: nn.Module, dataset: Any, groups: torch.Tensor, names: 
     worst = min(per_group, key=lambda n: per_group[n])
     return {"average": float(hit.mean()), "worst": per_group[worst], "worst_group": worst, "per_group": per_group,
             "sizes": {n: int((groups == i).sum()) for i, n in enumerate(names)}}
+
+
+def chance_worst_group(sizes: list[int] | tuple[int, ...], n_classes: int) -> tuple[float, float]:
+    """(mean, std) of the worst-group accuracy of a classifier that guesses a uniformly random class
+    for every image, on groups of these sizes: each group's hits are Binomial(n, 1/K) and the worst
+    group is their minimum, so on finite groups chance sits well below 1/K (4 groups of 250, two
+    classes: 46.7 ± 2.2 %). Why: a worst-group figure means nothing until it is read against this.
+
+    Exact: P(worst ≥ t) = Π_g P(hits_g / n_g ≥ t) over every attainable t; E = Σ (t_i − t_{i−1})
+    P(worst ≥ t_i), and E[worst²] likewise with t².
+
+    Raises:
+        ValueError: no group, an empty group, or fewer than 2 classes.
+    """
+    from scipy.stats import binom
+
+    if not sizes or min(sizes) < 1 or n_classes < 2:
+        raise ValueError(f"chance_worst_group needs non-empty groups and >= 2 classes (got sizes {list(sizes)}, "
+                         f"{n_classes} classes)")
+    import numpy as np
+
+    levels = np.unique(np.concatenate([np.arange(1, n + 1) / n for n in sizes]))
+    at_least = np.ones_like(levels)
+    for n in sizes:   # P(hits >= ceil(t n)); the tolerance keeps k/n == t exact in float
+        at_least *= binom.sf(np.ceil(levels * n - 1e-9) - 1, n, 1.0 / n_classes)
+    prev = np.concatenate([[0.0], levels[:-1]])
+    mean = float(((levels - prev) * at_least).sum())
+    second = float(((levels ** 2 - prev ** 2) * at_least).sum())
+    return mean, math.sqrt(max(second - mean * mean, 0.0))

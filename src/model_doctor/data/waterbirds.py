@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_waterbirds", "photo", "PLACES", "CLASSES"]
+__all__ = ["write_waterbirds", "write_pretraining", "photo", "PLACES", "CLASSES"]
 
 #: the two places: (package, image name) photos whose random crops are the backgrounds
 PLACES = {
@@ -86,6 +86,66 @@ def _objects(root: str | None, split: str, n: int, seed: int) -> tuple[np.ndarra
     return objs, (d.target[idx] % 2).astype(np.int64)
 
 
+def _any_objects(root: str | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` grey objects of every class (Fashion-MNIST's training split, or digits), their labels and
+    the class names: the pretraining set never reads Fashion-MNIST's test split, which the benchmark tests on."""
+    g = np.random.default_rng(seed)
+    if root is not None:
+        import torchvision
+
+        tv = torchvision.datasets.FashionMNIST(root, train=True, download=False)
+        idx = g.choice(len(tv.targets), size=min(n, len(tv.targets)), replace=False)
+        names = [c.split("/")[0].strip().lower().replace(" ", "-") for c in tv.classes]
+        return tv.data.numpy()[idx], tv.targets.numpy()[idx], names
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    idx = g.choice(len(d.target), size=n, replace=n > len(d.target))
+    objs = np.stack([np.asarray(Image.fromarray((d.images[i] * 16).clip(0, 255).astype(np.uint8)).resize((28, 28), Image.Resampling.BILINEAR))
+                     for i in idx])
+    return objs, d.target[idx].astype(np.int64), [str(k) for k in range(10)]
+
+
+def write_pretraining(out: str | Path, n_objects: int = 15000, n_places: int = 6000, size: int = 64, seed: int = 0,
+                      fashion_root: str | None = None, test_share: float = 0.1) -> Path:
+    """A shortcut-free pretraining set, written as an ImageFolder ``train/ test/``: every object class
+    (``object-<name>``: Fashion-MNIST's ten, or digits) in a random colour on a random crop of any of
+    the twelve photos, the photo drawn independently of the class, and every photo alone
+    (``place-<photo>``: the crop without an object). Why both: a backbone pretrained on a large set
+    (ImageNet) encodes the objects *and* the scenes, so the shortcut in fine-tuning is one the features
+    offer, as in the field's Waterbirds; a backbone taught only to ignore the places would hide it.
+
+    Raises:
+        ValueError: a size below 16 px, counts below 1, a test share outside (0, 0.5].
+    """
+    from PIL import Image
+
+    from ..io import atomic_write_bytes
+    from ..progress import progress
+
+    if size < 16 or min(n_objects, n_places) < 1 or not 0 < test_share <= 0.5:
+        raise ValueError(f"size={size}, counts {n_objects}/{n_places}, test_share={test_share}; use size >= 16, "
+                         "counts >= 1 and a test share in (0, 0.5]")
+    root, g = Path(out), np.random.default_rng(10_000 + seed)
+    photos = [(name, img) for place, names in PLACES.items() for (_, name), img in zip(names, _photos()[place])]
+    by_stem = {Path(name).stem: img for name, img in photos}
+    objs, labels, names = _any_objects(fashion_root, n_objects, seed)
+    items = [(f"object-{names[int(y)]}", o) for o, y in zip(objs, labels)]
+    items += [(f"place-{Path(photos[i][0]).stem}", None) for i in np.arange(n_places) % len(photos)]
+    for i in progress(g.permutation(len(items)), desc="pretraining set"):
+        cls, obj = items[int(i)]
+        if obj is None:   # the place alone: its own photo; an object: any photo
+            img = np.clip(np.round(_crop(by_stem[cls[len("place-"):]], size, g)), 0, 255).astype(np.uint8)
+        else:
+            img = _render(obj, photos[int(g.integers(len(photos)))][1], size, g)[0]
+        split = "test" if g.random() < test_share else "train"
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        atomic_write_bytes(root / split / cls / f"{int(i):06d}.png", buf.getvalue())
+    return root
+
+
 def _balanced(labels: np.ndarray, n: int) -> np.ndarray:
     """Positions of ``n`` items alternating class 0, class 1, ... (``n // 2`` of each)."""
     a, b = np.nonzero(labels == 0)[0][: n // 2], np.nonzero(labels == 1)[0][: n // 2]
@@ -94,14 +154,21 @@ def _balanced(labels: np.ndarray, n: int) -> np.ndarray:
     return np.stack([a, b], 1).reshape(-1)
 
 
-def _render(obj: np.ndarray, photo: np.ndarray, size: int, g: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """(RGB image, exact mask, box (y0, x0, y1, x1)) of one coloured object on a crop of ``photo``."""
+def _crop(photo: np.ndarray, size: int, g: np.random.Generator) -> np.ndarray:
+    """A random square crop of ``photo`` (a third of its short side or more) scaled to ``size``, float."""
     from PIL import Image
 
     h, w = photo.shape[:2]
     crop = int(g.integers(min(h, w) // 3, min(h, w) + 1))
     y, x = int(g.integers(0, h - crop + 1)), int(g.integers(0, w - crop + 1))
-    bg = np.asarray(Image.fromarray(photo[y:y + crop, x:x + crop]).resize((size, size), Image.Resampling.BILINEAR), np.float64)
+    return np.asarray(Image.fromarray(photo[y:y + crop, x:x + crop]).resize((size, size), Image.Resampling.BILINEAR), np.float64)
+
+
+def _render(obj: np.ndarray, photo: np.ndarray, size: int, g: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(RGB image, exact mask, box (y0, x0, y1, x1)) of one coloured object on a crop of ``photo``."""
+    from PIL import Image
+
+    bg = _crop(photo, size, g)
     side = int(g.integers(int(0.35 * size), int(0.6 * size) + 1))
     o = np.asarray(Image.fromarray(obj).resize((side, side), Image.Resampling.BILINEAR), np.float64) / 255.0
     oy, ox = (int(v) for v in g.integers(0, size - side + 1, 2))

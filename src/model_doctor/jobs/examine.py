@@ -53,11 +53,14 @@ def run_examine(cfg: Config, log: Log = print) -> dict[str, Any]:
                                "accuracy": float((~ex.misclassified).double().mean())}
     summary.update(misclassification_auroc(ex.deviation, ex.confidence, ex.misclassified))
     if cfg.examine.groups:
-        from ..data.groups import group_accuracy, load_groups
+        from ..data.groups import chance_worst_group, group_accuracy, load_groups
 
         summary["groups"] = g = group_accuracy(model, data, *load_groups(cfg.examine.groups, data, cfg.examine.split))
+        mean, std = chance_worst_group([n for n in g["sizes"].values() if n], int(meta["num_classes"]))
+        g["chance"] = {"mean": mean, "std": std}
         log(f"worst-group accuracy {pct(g['worst'])} ({g['worst_group']}), average {pct(g['average'])} over "
-            f"{len(g['per_group'])} groups of the {cfg.examine.split} split")
+            f"{len(g['per_group'])} groups of the {cfg.examine.split} split; random guessing "
+            f"{100 * mean:.1f} ± {100 * std:.1f} % worst-group at these group sizes")
     if cfg.examine.masks:
         from ..data.annotations import load_masks
         from ..data.workflow import with_masks

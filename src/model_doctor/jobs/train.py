@@ -42,6 +42,9 @@ def run_train(cfg: Config, log: Log = print) -> dict[str, Any]:
     cfg.model.num_classes = cfg.model.num_classes or len(classes)
     torch.manual_seed(cfg.train.seed)  # initial weights are a function of the seed
     model, meta = load_model(cfg, len(classes))
+    if "init" in meta:
+        i = meta["init"]
+        log(f"--init: {i['taken']} tensors from {i['file']}; starting fresh: {', '.join(i['fresh']) or 'none'}")
     meta.update({"classes": classes, "dataset": cfg.data.name})
     fcfg = fit_config(cfg, meta["device"])
     tr, va = train_val_split(cfg, train_full, in_ch)

@@ -7,12 +7,13 @@ import importlib.util
 import inspect
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .paper import set_in_channels, timm_model
 from .registry import _REGISTRY, model_names
 
-__all__ = ["build_model", "load_pretrained", "SMALL_IMAGE_THRESHOLD"]
+__all__ = ["build_model", "load_pretrained", "load_matching", "SMALL_IMAGE_THRESHOLD"]
 
 #: Inputs smaller than this (px) get each architecture's small-image variant by default.
 SMALL_IMAGE_THRESHOLD = 64
@@ -76,13 +77,21 @@ def load_pretrained(model: nn.Module, spec: str) -> nn.Module:
     except Exception as exc:
         raise ValueError(f"cannot load pretrained weights for {spec!r} ({type(exc).__name__}: {str(exc)[:100]}); "
                          "they download on first use, so run once with network access or pass --weights") from None
+    load_matching(model, ref.state_dict())
+    return model
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``state`` whose name (a ``net.`` wrapper prefix aside) and shape match
+    into ``model``; returns (the model's keys taken, the model's keys left as initialised). Why: a
+    pretrained backbone fits a new task everywhere but its classifier."""
     own = model.state_dict()
-    src = {k[4:] if k.startswith("net.") else k: v for k, v in ref.state_dict().items()}
+    src = {k[4:] if k.startswith("net.") else k: v for k, v in state.items()}
     prefix = "net." if any(k.startswith("net.") for k in own) else ""
     matched = {prefix + k: v for k, v in src.items() if prefix + k in own and own[prefix + k].shape == v.shape}
     own.update(matched)
     model.load_state_dict(own)
-    return model
+    return list(matched), [k for k in own if k not in matched]
 
 
 def build_model(spec: str, in_channels: int = 1, num_classes: int = 10, image_size: int = 32,

@@ -64,13 +64,17 @@ def _colour_word(s: TreatSummary) -> str:
 
 
 def group_table(sec: dict[str, Any], s: TreatSummary, n: int) -> None:
-    """Worst-group and average test accuracy per arm, and each group's accuracy (``--groups``)."""
+    """Worst-group and average test accuracy per arm, each group's accuracy (``--groups``), and
+    what random guessing's worst group scores at these group sizes (± its std over guessers)."""
     arms = {a: v.groups for a, v in s.arms().items() if v.groups is not None}
     names = list(next(iter(arms.values()))["per_group"])
-    sec["tables"].append({"header": ["arm", "worst-group accuracy", "average accuracy", *names],
-                          "rows": [[a, pct_cell(g["worst"]["mean"], g["worst"]["std"], n if a != "original" else 1),
-                                    pct_cell(g["average"]["mean"], g["average"]["std"], n if a != "original" else 1),
-                                    *[pct_cell(g["per_group"][k]) for k in names]] for a, g in arms.items()]})
+    rows = [[a, pct_cell(g["worst"]["mean"], g["worst"]["std"], n if a != "original" else 1),
+             pct_cell(g["average"]["mean"], g["average"]["std"], n if a != "original" else 1),
+             *[pct_cell(g["per_group"][k]) for k in names]] for a, g in arms.items()]
+    chance = next(iter(arms.values())).get("chance")
+    if chance:
+        rows.append(["random guessing (expected)", pct_cell(chance["mean"], chance["std"], 2), "", *[""] * len(names)])
+    sec["tables"].append({"header": ["arm", "worst-group accuracy", "average accuracy", *names], "rows": rows})
 
 
 def reliance_tables(sec: dict[str, Any], s: TreatSummary) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from ..config import Config
-from ..data.groups import group_accuracy
+from ..data.groups import chance_worst_group, group_accuracy
 from ..experiment import spread
 from ..runtime import Log, pct, versions
 from ..study import StudyResult, verdict
@@ -72,16 +72,16 @@ def summarize(cfg: Config, s: Setup, studies: dict[int, StudyResult], test: Any,
                 row[name]["background_reliance"] = background_reliance(run.model, report, seed=seed_)
         runs.append(row)
     original = ArmSummary(orig_test["acc"], s.orig_val, orig_test["per_class"],
-                          background_reliance=rel_orig, groups=_groups_over([orig_test["groups"]]) if groups else None)
-    arms = {a: _over_seeds(runs, a, report is not None) for a in report_arms}
+                          background_reliance=rel_orig, groups=_groups_over([orig_test["groups"]], s.classes) if groups else None)
+    arms = {a: _over_seeds(runs, a, report is not None, s.classes) for a in report_arms}
     verdicts, delta = [], None
     if cfg.treat.control:
         deltas = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in runs]
         delta = spread(deltas).as_dict()
         verdicts.append(verdict(deltas, "test accuracy"))
         if groups is not None:   # the truth, where the user has it: it heads, the swap figures follow
-            verdicts.insert(0, verdict([r["treated"]["groups"]["worst"] - r["control"]["groups"]["worst"] for r in runs],
-                                       "worst-group test accuracy"))
+            verdicts.insert(0, chance_said(verdict([r["treated"]["groups"]["worst"] - r["control"]["groups"]["worst"]
+                                                    for r in runs], "worst-group test accuracy"), arms["treated"].groups))
         if s.pools is not None:
             verdicts += reliance_verdicts(runs, s.pools, rel_orig, object_colour=cfg.treat.object_colour)
         verdicts += [w for w in (broken_warning(runs), residual_hint(runs, escalated=bool(s.escalation and s.escalation["fired"]))
@@ -104,11 +104,25 @@ def _groups_of(model: nn.Module, test: Any, groups: tuple[Any, list[str]] | None
     return {"groups": group_accuracy(model, test, *groups)} if groups is not None else {}
 
 
-def _groups_over(gs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Worst-group and average accuracy (mean ± std over seeds) and the mean per group."""
+def _groups_over(gs: list[dict[str, Any]], n_classes: int) -> dict[str, Any]:
+    """Worst-group and average accuracy (mean ± std over seeds), the mean per group, and random
+    guessing's worst-group accuracy at these group sizes (:func:`chance_worst_group`)."""
     per_group = {n: spread([g["per_group"][n] for g in gs]).mean for n in gs[0]["per_group"]}
+    mean, std = chance_worst_group([n for n in gs[0]["sizes"].values() if n], n_classes)
     return {"worst": spread([g["worst"] for g in gs]).as_dict(), "average": spread([g["average"] for g in gs]).as_dict(),
-            "per_group": per_group, "worst_group": min(per_group, key=lambda n: per_group[n])}
+            "per_group": per_group, "worst_group": min(per_group, key=lambda n: per_group[n]),
+            "chance": {"mean": mean, "std": std}}
+
+
+def chance_said(v: dict[str, Any], groups: dict[str, Any] | None) -> dict[str, Any]:
+    """The worst-group verdict with what random guessing scores on these groups beside the treated
+    model's figure: a worst-group accuracy below that line is no better than a coin."""
+    if groups is None or "chance" not in groups:
+        return v
+    c, w = groups["chance"], groups["worst"]["mean"]
+    where = "below" if w < c["mean"] - 2 * c["std"] else "above" if w > c["mean"] + 2 * c["std"] else "within noise of"
+    return {**v, "chance": c, "text": f"{v['text']}; the treated model's {100 * w:.1f} % is {where} random guessing's "
+                                      f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f} % at these group sizes"}
 
 
 def _test_of(model: nn.Module, test: Any, n_cls: int) -> dict[str, Any]:
@@ -116,14 +130,19 @@ def _test_of(model: nn.Module, test: Any, n_cls: int) -> dict[str, Any]:
     return {"test_acc": res["acc"], "per_class": res["per_class"]}
 
 
-def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool) -> ArmSummary:
+def _chance_words(groups: dict[str, Any]) -> str:
+    c = groups.get("chance")
+    return f"; random guessing {100 * c['mean']:.1f} ± {100 * c['std']:.1f} % at these group sizes" if c else ""
+
+
+def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool, n_classes: int) -> ArmSummary:
     import torch
 
     acc = spread([r[arm]["test_acc"] for r in runs])
     per_class = torch.tensor([r[arm]["per_class"] for r in runs], dtype=torch.float64).mean(0).tolist()
     out = ArmSummary(acc.mean, spread([r[arm]["val_acc"] for r in runs]).mean, per_class, test_acc_std=acc.std)
     if "groups" in runs[0][arm]:
-        out.groups = _groups_over([r[arm]["groups"] for r in runs])
+        out.groups = _groups_over([r[arm]["groups"] for r in runs], n_classes)
     if reliance:
         rels = [r[arm]["background_reliance"] for r in runs]
         out.background_reliance = {
@@ -145,7 +164,7 @@ def say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Path
     if s.treated.groups is not None:
         log("worst-group test accuracy: " + " | ".join(
             f"{a} {pct(v.groups['worst']['mean'])}" for a, v in s.arms().items() if v.groups is not None)
-            + f" (groups: {', '.join(s.treated.groups['per_group'])})")
+            + f" (groups: {', '.join(s.treated.groups['per_group'])}{_chance_words(s.treated.groups)})")
     rel_orig = s.original.background_reliance
     if rel_orig is not None:
         arms = {a: v.background_reliance for a, v in s.arms().items() if a != "original"}
