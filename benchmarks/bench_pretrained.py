@@ -39,7 +39,7 @@ import torch
 from benchmarks import _studies as S
 from benchmarks._common import emit, header
 from benchmarks.baselines import dfr_predict, dfr_val, penultimate, per_group_subset
-from benchmarks.bench_waterbirds import CORRELATION, _data, agreeing, chance
+from benchmarks.bench_waterbirds import CORRELATION, _data, _pool, agreeing, chance
 from model_doctor.data.datasets import load_dataset
 from model_doctor.data.groups import group_accuracy
 from model_doctor.data.waterbirds import write_pretraining, write_waterbirds
@@ -48,13 +48,15 @@ from model_doctor.models import build_model, load_matching
 from model_doctor.study import ArmSpec, beyond_noise, from_scratch, run_study
 from model_doctor.training import FitConfig, split_train_val
 from model_doctor.treatment.selection import selector
+from model_doctor.treatment.space import CounterfactualLoss
 
 BUDGETS = {
     "small": dict(arch="tinycnn", size=32, n_objects=300, n_places=120, pre_epochs=1, seeds=[0], n_train=240, n_val=80,
-                  n_test=80, per_class=8, ft_epochs=1, ft_lr=0.01, dfr_budgets=[5, 20]),
+                  n_test=80, per_class=8, ft_epochs=1, ft_lr=0.01, dfr_budgets=[5, 20], betas=[1.0]),
     # sized for this 2-core CPU: the pretraining ≤ 30 minutes, each seed's fine-tunes a few minutes
     "full": dict(arch="smallcnn", size=64, n_objects=15000, n_places=6000, pre_epochs=8, seeds=[0, 1, 2], n_train=2000,
-                 n_val=400, n_test=1000, per_class=20, ft_epochs=5, ft_lr=0.01, dfr_budgets=[5, 20, 100]),
+                 n_val=400, n_test=1000, per_class=20, ft_epochs=5, ft_lr=0.01, dfr_budgets=[5, 20, 100],
+                 betas=[1.0, 3.0, 10.0]),
 }
 #: the settings the cache depends on
 KEYS = ("arch", "size", "n_objects", "n_places", "pre_epochs", "n_train", "n_val", "n_test", "ft_epochs", "ft_lr")
@@ -104,6 +106,7 @@ def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[st
     test = lambda m: group_accuracy(m, d["test"], *d["groups"]["test"])
     erm = study.arm("erm").model
     out = {"erm": test(erm), "erm_groups": test(labelled.arm("erm").model)}
+    out.update(_treated(b, seed, cache, d, erm, _pool(d["train"], folder, "box", b["per_class"], seed), fit, test))
     feats = {s: penultimate(erm, d[s]) for s in ("train", "val", "test")}
     y = {s: torch.as_tensor([t for _, t in d[s].samples]) for s in ("val", "test")}
     g_val, _ = d["groups"]["val"]
@@ -119,27 +122,46 @@ def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[st
     return out
 
 
-#: (key, name, group labels used; -1: every validation image's)
-ROWS = [("erm", "ERM, epoch by average validation accuracy", 0), ("erm_groups", "ERM, epoch by worst-group validation", -1)]
+def _treated(b: dict, seed: int, cache: Path, d: dict, erm: torch.nn.Module, pool, fit: FitConfig, test) -> dict:
+    """From the no-label ERM model, one more schedule: the CE-only control and the counterfactual
+    on ``per_class`` boxes per class (β among ``betas``), each epoch and β chosen by worst-group
+    validation accuracy (every validation image's group), as ``treat --groups`` chooses."""
+    arms = [ArmSpec("control")] + [ArmSpec(f"counterfactual-beta{w:g}", lambda w=w: CounterfactualLoss(pool, w, seed=seed),
+                                           group="cf", weight=w) for w in b["betas"]]
+    study = run_study(erm, d["train"], d["val"], arms, fit, 2, cache / f"seed{seed}" / "treat",
+                      select=selector(d["val"], 2, "groups", val_groups=d["groups"]["val"]))
+    return {"control": test(study.arm("control").model), "counterfactual": test(study.arm("cf").model),
+            "chosen_beta": study.arm("cf").spec.weight}
+
+
+#: (key, name, group labels used (-1: every validation image's), boxes per class (-1: the budget's))
+ROWS = [("erm", "ERM, epoch by average validation accuracy", 0, 0),
+        ("erm_groups", "ERM, epoch by worst-group validation", -1, 0),
+        ("control", "ERM + one more schedule, CE only (the control), by worst-group validation", -1, 0),
+        ("counterfactual", "counterfactual from ERM, β and epoch by worst-group validation", -1, -1)]
 
 
 def table(rows: list[dict], b: dict) -> list[str]:
-    arms = ROWS + [(f"dfr{k}", f"DFR(Val), {k} labelled images per group", 4 * k) for k in b["dfr_budgets"]]
-    lines = ["| method | group labels used | worst-group test acc | average test acc | average − worst | BG-Gap |",
-             "|---|---|---|---|---|---|"]
+    arms = ROWS + [(f"dfr{k}", f"DFR(Val), {k} labelled images per group", 4 * k, 0) for k in b["dfr_budgets"]]
+    lines = ["| method | group labels used | boxes per class | worst-group test acc | average test acc | average − worst "
+             "| BG-Gap |", "|---|---|---|---|---|---|---|"]
     cell = lambda xs: (lambda sp: f"{100 * sp.mean:.1f} ± {100 * sp.std:.1f}")(spread(xs))
-    for key, name, labels in arms:
+    for key, name, labels, boxes in arms:
         gs = [r[key] for r in rows]
-        lines.append(f"| {name} | {b['n_val'] if labels < 0 else labels} | {cell([g['worst'] for g in gs])} | {cell([g['average'] for g in gs])} | "
+        lines.append(f"| {name} | {b['n_val'] if labels < 0 else labels} | {b['per_class'] if boxes < 0 else boxes} | "
+                     f"{cell([g['worst'] for g in gs])} | {cell([g['average'] for g in gs])} | "
                      f"{cell([g['average'] - g['worst'] for g in gs])} | {cell([bg_gap(g) for g in gs])} |")
-    lines += [f"| random guessing (expected) | 0 | {chance(rows[0]['erm'])} | 50.0 | | 0.0 |", ""]
-    for key, _, _ in arms[1:]:
-        d = [r[key]["worst"] - r["erm"]["worst"] for r in rows]
+    lines += [f"| random guessing (expected) | 0 | 0 | {chance(rows[0]['erm'])} | 50.0 | | 0.0 |", ""]
+    pairs = [(k, "erm") for k, *_ in arms[1:]] + [("counterfactual", "control")] + \
+        [("counterfactual", f"dfr{k}") for k in b["dfr_budgets"]]
+    for a, o in pairs:
+        d = [r[a]["worst"] - r[o]["worst"] for r in rows]
         sp = spread(d)
-        lines.append(f"- worst-group accuracy, {key} − erm: {100 * sp.mean:+.1f} ± {100 * sp.std:.1f} pts ({sp.n} seeds; "
+        lines.append(f"- worst-group accuracy, {a} − {o}: {100 * sp.mean:+.1f} ± {100 * sp.std:.1f} pts ({sp.n} seeds; "
                      f"{'beyond' if beyond_noise(d) else 'not beyond'} 2σ of the seed spread)")
     lines += ["", "DFR's C chosen per seed: " + "; ".join(
-        f"{k} per group: " + ", ".join(format(r[f'dfr{k}']['C'], 'g') for r in rows) for k in b["dfr_budgets"])]
+        f"{k} per group: " + ", ".join(format(r[f'dfr{k}']['C'], 'g') for r in rows) for k in b["dfr_budgets"]),
+        "", "Counterfactual β chosen per seed: " + ", ".join(format(r["chosen_beta"], "g") for r in rows)]
     return lines
 
 

@@ -5,7 +5,6 @@ data loading, the device's worker policy, and the small helpers that print. A jo
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from .distributed import barrier, is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .models import build_model, default_layers
 from .training import FitConfig, split_train_val
+from .weights import check_finite, init_from, model_json, sidecar
 
 __all__ = ["Log", "versions", "sidecar", "out_dir", "check_resume", "load_data", "train_val_split", "load_model",
            "save_model", "write_json", "save_run_config", "workers", "own_val", "image_channels", "trained_lr", "need_weights",
@@ -37,21 +37,6 @@ def versions() -> dict[str, str]:
 
     return {"model_doctor": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "python": platform.python_version()}
-
-
-def sidecar(weights: str | None) -> dict[str, Any]:
-    if not weights:
-        return {}
-    side = Path(weights).with_name("model.json")
-    if not side.is_file():
-        return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{str(side)!r} is not valid JSON ({exc}); fix or delete it and pass --model") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{str(side)!r} must hold a JSON object; fix or delete it and pass --model")
-    return data
 
 
 def out_dir(cfg: Config, job: str | None = None) -> Path:
@@ -148,18 +133,7 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
     Raises:
         ValueError: missing model name, weights that do not fit the architecture.
     """
-    if cfg.model.init and (cfg.model.weights or cfg.model.pretrained):
-        raise ValueError(f"--init {cfg.model.init!r} starts a new model from pretrained weights, so it cannot go with "
-                         f"{'--weights' if cfg.model.weights else '--pretrained'}; pass one of them")
-    source = cfg.model.weights or cfg.model.init   # the init file's model.json names the architecture too
-    side = sidecar(source)
-    if cfg.model.init:   # but not the classes: the new task's come from its data
-        side = {k: v for k, v in side.items() if k not in ("num_classes", "classes")}
-    if not cfg.model.name and str(side.get("model", "")).startswith("file:"):
-        # a weights folder must never make us run code: file: models only from the user's own --model/config
-        raise ValueError(f"{str(Path(source or '').with_name('model.json'))!r} names the code model "
-                         f"{side['model']!r}; a model.json beside weights may not run code — pass --model "
-                         f"{side['model']} yourself if you trust that file")
+    side = model_json(cfg)
     name = cfg.model.name or side.get("model") or "smallcnn"
     in_ch = cfg.model.in_channels or side.get("in_channels") or 1
     n_cls = cfg.model.num_classes or side.get("num_classes") or num_classes or 10
@@ -182,7 +156,7 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
         from .models import load_pretrained
 
         load_pretrained(model, name)
-    init = _init_from(model, cfg.model.init, name) if cfg.model.init else None
+    init = init_from(model, cfg.model.init, name) if cfg.model.init else None
     if cfg.model.weights:
         state = load_state_dict(cfg.model.weights)
         own = model.state_dict()
@@ -199,34 +173,13 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
                 f"weights {cfg.model.weights!r} do not fit model {name!r} (missing {list(missing)[:3]}, "
                 f"unexpected {list(unexpected)[:3]}); pass the --model the checkpoint was trained with"
             )
-    _check_finite(model, cfg.model.weights or name)
+    check_finite(model, cfg.model.weights or name)
     model.to(device)
     meta = {"model": name, "in_channels": in_ch, "num_classes": n_cls, "image_size": size, "small": small,
             "classes": side.get("classes"), "default_layers": default_layers(name), "device": str(device)}
     if init is not None:
         meta["init"] = init
     return model, meta
-
-
-def _init_from(model: nn.Module, path: str, name: str) -> dict[str, Any]:
-    """``--init``: the file's tensors where name and shape fit; what was taken and what starts fresh."""
-    from .models import load_matching
-
-    taken, fresh = load_matching(model, load_state_dict(path))
-    if not taken:
-        raise ValueError(f"--init {path!r}: none of its tensors fits model {name!r} by name and shape; pass the --model "
-                         "and --in-channels the file was trained with")
-    return {"file": str(path), "taken": len(taken), "fresh": fresh}
-
-
-def _check_finite(model: nn.Module, source: str) -> None:
-    """Weights with NaN or infinite values make every later figure meaningless: refuse them, naming the file."""
-    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        origin = f"the weights in {source!r}" if not source.startswith("file:") else f"the model {source!r} returned"
-        raise ValueError(f"{origin} hold NaN or infinite values in {len(bad)} of {len(model.state_dict())} tensors "
-                         f"(first: {bad[0]}); the training that wrote them diverged — retrain it (a lower --lr) or "
-                         "pass other weights")
 
 
 def save_model(model: nn.Module, out: Path, meta: dict[str, Any], stem: str = "model") -> Path:

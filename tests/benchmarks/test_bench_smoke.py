@@ -370,8 +370,9 @@ def test_pretrained_regime_small(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
-    assert "| ERM, epoch by average validation accuracy | 0 |" in text and "| ERM, epoch by worst-group validation | 80 |" in text
-    assert "| DFR(Val), 5 labelled images per group | 20 |" in text and "| random guessing (expected) | 0 |" in text
+    assert "| ERM, epoch by average validation accuracy | 0 | 0 |" in text and "| ERM, epoch by worst-group validation | 80 | 0 |" in text
+    assert "| DFR(Val), 5 labelled images per group | 20 | 0 |" in text and "| random guessing (expected) | 0 |" in text
+    assert "| counterfactual from ERM, β and epoch by worst-group validation | 80 | 8 |" in text
     classes = {p.name for p in (next((tmp_path / "cache").glob("e7-pretrained/*/pretraining")) / "train").iterdir()}
     assert len([c for c in classes if c.startswith("object-")]) == 10 and len([c for c in classes if c.startswith("place-")]) == 12
     stamp = next((tmp_path / "cache").glob("e7-pretrained/*/backbone/pretrained/result.json")).stat().st_mtime_ns
