@@ -17,7 +17,7 @@ LAYERS = [
     {"config", "experiment", "analysis"},
     {"study", "summary", "validation"},
     {"treatment"},
-    {"runtime", "report"},
+    {"runtime", "weights", "report"},
     {"treating"},
     {"jobs", "reproduce"},
     {"demo"},
