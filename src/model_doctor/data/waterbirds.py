@@ -76,14 +76,8 @@ def _objects(root: str | None, split: str, n: int, seed: int) -> tuple[np.ndarra
         keep = np.nonzero(np.isin(labels, CLASSES["top"] + CLASSES["footwear"]))[0]
         idx = g.choice(keep, size=min(n, len(keep)), replace=False)
         return tv.data.numpy()[idx], np.isin(labels[idx], CLASSES["footwear"]).astype(np.int64)
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    idx = g.choice(len(d.target), size=n, replace=n > len(d.target))
-    objs = np.stack([np.asarray(Image.fromarray((d.images[i] * 16).clip(0, 255).astype(np.uint8)).resize((28, 28), Image.Resampling.BILINEAR))
-                     for i in idx])
-    return objs, (d.target[idx] % 2).astype(np.int64)
+    objs, digits = _digits(n, g)
+    return objs, digits % 2
 
 
 def _any_objects(root: str | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -97,6 +91,13 @@ def _any_objects(root: str | None, n: int, seed: int) -> tuple[np.ndarray, np.nd
         idx = g.choice(len(tv.targets), size=min(n, len(tv.targets)), replace=False)
         names = [c.split("/")[0].strip().lower().replace(" ", "-") for c in tv.classes]
         return tv.data.numpy()[idx], tv.targets.numpy()[idx], names
+    objs, digits = _digits(n, g)
+    return objs, digits, [str(k) for k in range(10)]
+
+
+def _digits(n: int, g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` of scikit-learn's digits drawn by ``g``, scaled to 28 px uint8, and their digit: the
+    objects when no Fashion-MNIST folder is given."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -104,7 +105,7 @@ def _any_objects(root: str | None, n: int, seed: int) -> tuple[np.ndarray, np.nd
     idx = g.choice(len(d.target), size=n, replace=n > len(d.target))
     objs = np.stack([np.asarray(Image.fromarray((d.images[i] * 16).clip(0, 255).astype(np.uint8)).resize((28, 28), Image.Resampling.BILINEAR))
                      for i in idx])
-    return objs, d.target[idx].astype(np.int64), [str(k) for k in range(10)]
+    return objs, d.target[idx].astype(np.int64)
 
 
 def write_pretraining(out: str | Path, n_objects: int = 15000, n_places: int = 6000, size: int = 64, seed: int = 0,
