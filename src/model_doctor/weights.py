@@ -56,6 +56,9 @@ def init_from(model: nn.Module, path: str, name: str) -> dict[str, Any]:
     """``--init``: the file's tensors where name and shape fit; what was taken and what starts fresh."""
     from .models import load_matching
 
+    if not Path(path).is_file():
+        raise ValueError(f"--init {str(path)!r} is not a file; pass your pretrained weights (.safetensors or a "
+                         "state-dict .pt)")
     taken, fresh = load_matching(model, load_state_dict(path))
     if not taken:
         raise ValueError(f"--init {path!r}: none of its tensors fits model {name!r} by name and shape; pass the --model "

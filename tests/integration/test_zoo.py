@@ -105,6 +105,9 @@ def test_init_starts_a_new_task_from_a_pretrained_backbone(tmp_path, capsys):
         load_model(cfg)
     cfg.model.weights = None
     save_file({"nothing.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    cfg.model.init = str(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="--init .*missing.safetensors' is not a file"):
+        load_model(cfg)
     cfg.model.init = str(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="none of its tensors fits model 'tinycnn'"):
         load_model(cfg)
