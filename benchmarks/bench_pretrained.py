@@ -1,5 +1,7 @@
 """E7 — the field's regime: the Waterbirds-style task fine-tuned from a backbone pretrained once on a
-shortcut-free set, ERM and DFR as its authors run it, worst-group accuracy read against chance.
+shortcut-free set, ERM, JTT, GroupDRO and DFR as their authors run them, every method chosen with 5,
+20 or 100 group-labelled validation images per group and (where it can) with none, worst-group
+accuracy read against chance.
 
 1. **Pretraining** (once per budget, cached): ``model-doctor waterbirds --pretraining``'s writer
    (:func:`model_doctor.data.waterbirds.write_pretraining`): Fashion-MNIST's ten classes (its training
@@ -7,16 +9,21 @@ shortcut-free set, ERM and DFR as its authors run it, worst-group accuracy read 
    photos, and every photo alone as its own class (22 classes). Why both: a backbone pretrained on a
    large set (ImageNet) encodes the objects *and* the scenes, so the shortcut is one the features
    offer; a backbone taught only to ignore the places would hide it. The model is trained on it
-   from scratch by the library (a one-arm study), its epoch chosen by validation accuracy.
-2. **ERM**, per seed (each with E6's data for that seed: 2,000 training images, the class on its
-   place for 95 %, group-balanced validation 400 and test 1,000): the backbone with a new two-class
-   head (``train --init``), every layer fine-tuned at ``ft_lr``. Its epoch chosen two ways: by average
-   validation accuracy (**no group label**) and by worst-group validation accuracy (all 400
-   validation images' groups: 100 per group).
+   from scratch by the library (a one-arm study), its epoch chosen by validation accuracy. Why 32 px:
+   the small CNN's receptive field (18 px) spans an object there (11-19 px), not at 64 px.
+2. **Every method's candidates** per seed (:mod:`benchmarks.e7_methods`; E6's writer at 32 px: 2,000
+   training images, the class on its place for 95 %, group-balanced validation 400 and test 1,000):
+   ERM, JTT and GroupDRO from the backbone with a new two-class head (``train --init``), every layer
+   fine-tuned; the CE-only control and the counterfactual (``treat``'s loss on 20 boxes per class, a
+   quarter of them held out for its own rule) one more schedule from ERM's no-label model. Every
+   epoch of every candidate is recorded; each selection rule then picks a (candidate, epoch) from
+   the validation records: the worst group on 5, 20 or 100 validation images per group (the same
+   images for every method), or with **no group label** average validation accuracy (ERM, JTT, the
+   control) and ``treat``'s own swap rule on the held-out boxes (the counterfactual).
 3. **DFR(Val)** as its authors' ``dfr_evaluate_spurious.py`` runs it
    (:func:`benchmarks.baselines.dfr_val`: L1 logistic regression on the no-label ERM model's frozen
-   features, C tuned on half of a group-balanced labelled set, 20 retrains averaged), with 5, 20 and
-   100 group labels per group drawn from the validation images.
+   features, C tuned on half of a group-balanced labelled set, 20 retrains averaged) on the same 5,
+   20 and 100 labelled images per group.
 
 Every worst-group figure is printed beside random guessing's expected worst-group accuracy at the
 test split's group sizes (:func:`model_doctor.data.groups.chance_worst_group`), and every model's
@@ -37,29 +44,33 @@ from pathlib import Path
 import torch
 
 from benchmarks import _studies as S
+from benchmarks import e7_methods as M
 from benchmarks._common import emit, header
-from benchmarks.baselines import dfr_predict, dfr_val, penultimate, per_group_subset
-from benchmarks.bench_waterbirds import CORRELATION, _data, _pool, agreeing, chance
+from benchmarks.baselines import DFR_C, dfr_predict, dfr_val, penultimate, per_group_subset
+from benchmarks.bench_waterbirds import CORRELATION, _data, agreeing, chance
+from model_doctor.config import TreatConfig
+from model_doctor.data.annotations import load_masks
 from model_doctor.data.datasets import load_dataset
-from model_doctor.data.groups import group_accuracy
 from model_doctor.data.waterbirds import write_pretraining, write_waterbirds
+from model_doctor.data.workflow import with_masks
 from model_doctor.experiment import spread
 from model_doctor.models import build_model, load_matching
-from model_doctor.study import ArmSpec, beyond_noise, from_scratch, run_study
+from model_doctor.study import beyond_noise, from_scratch
 from model_doctor.training import FitConfig, split_train_val
+from model_doctor.treatment.pools import make_pools
 from model_doctor.treatment.selection import selector
-from model_doctor.treatment.space import CounterfactualLoss
 
 BUDGETS = {
     "small": dict(arch="tinycnn", size=32, n_objects=300, n_places=120, pre_epochs=1, seeds=[0], n_train=240, n_val=80,
-                  n_test=80, per_class=8, ft_epochs=1, ft_lr=0.01, dfr_budgets=[5, 20], betas=[1.0]),
-    # sized for this 2-core CPU: the pretraining ≤ 30 minutes, each seed's fine-tunes a few minutes
-    "full": dict(arch="smallcnn", size=64, n_objects=15000, n_places=6000, pre_epochs=8, seeds=[0, 1, 2], n_train=2000,
-                 n_val=400, n_test=1000, per_class=20, ft_epochs=5, ft_lr=0.01, dfr_budgets=[5, 20, 100],
-                 betas=[1.0, 3.0, 10.0]),
+                  n_test=80, per_class=8, erm_epochs=1, ft_epochs=1, budgets=[5, 20]),
+    # sized for this 2-core CPU: the pretraining ~10 minutes, each seed's 24 fine-tunes ~15 minutes on one core
+    "full": dict(arch="smallcnn", size=32, n_objects=15000, n_places=6000, pre_epochs=24, seeds=[0, 1, 2], n_train=2000,
+                 n_val=400, n_test=1000, per_class=20, erm_epochs=15, ft_epochs=5, budgets=[5, 20, 100]),
 }
 #: the settings the cache depends on
-KEYS = ("arch", "size", "n_objects", "n_places", "pre_epochs", "n_train", "n_val", "n_test", "ft_epochs", "ft_lr")
+KEYS = ("arch", "size", "n_objects", "n_places", "pre_epochs", "n_train", "n_val", "n_test", "erm_epochs", "ft_epochs")
+#: every fine-tune's base learning rate (candidates change it where :data:`e7_methods.CANDIDATES` says)
+FT_LR = 0.01
 
 
 def backbone(b: dict, cache: Path, root: str | None) -> dict[str, torch.Tensor]:
@@ -87,7 +98,8 @@ def bg_gap(g: dict) -> float:
 
 
 def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[str, torch.Tensor]) -> dict:
-    folder = cache / f"data-seed{seed}"
+    """Every method's candidates for one seed, then each selection rule's choice and its test accuracy."""
+    folder, here = cache / f"data-seed{seed}", cache / f"seed{seed}"
     if not (folder / "groups.csv").is_file():
         write_waterbirds(folder, b["n_train"], b["n_val"], b["n_test"], b["size"], CORRELATION, b["per_class"], seed,
                          fashion_root=root)
@@ -99,69 +111,78 @@ def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[st
         load_matching(model, weights)
         return model
 
-    fit = FitConfig(epochs=b["ft_epochs"], lr=b["ft_lr"], seed=seed)
-    study = run_study(None, d["train"], d["val"], [ArmSpec("erm", start=start)], fit, 2, cache / f"seed{seed}" / "avg")
-    labelled = run_study(None, d["train"], d["val"], [ArmSpec("erm", start=start)], fit, 2, cache / f"seed{seed}" / "wg",
-                         select=selector(d["val"], 2, "groups", val_groups=d["groups"]["val"]))
-    test = lambda m: group_accuracy(m, d["test"], *d["groups"]["test"])
-    erm = study.arm("erm").model
-    out = {"erm": test(erm), "erm_groups": test(labelled.arm("erm").model)}
-    out.update(_treated(b, seed, cache, d, erm, _pool(d["train"], folder, "box", b["per_class"], seed), fit, test))
+    fit = FitConfig(epochs=b["erm_epochs"], lr=FT_LR, seed=seed)
+    erm, runs = M.run_erm(d, start, fit, here / "erm")
+    runs = {"erm": runs, "jtt": M.run_jtt(d, start, fit, here / "jtt"), "groupdro": M.run_groupdro(d, start, fit, here / "groupdro")}
+    boxes = folder / "masks-box"
+    masked = with_masks(d["train"], load_masks("png", boxes, dataset_root=boxes), 0)
+    pools = make_pools(masked, masked, TreatConfig().holdout, b["per_class"], seed)   # as treat splits by default
+    rule = selector(d["val"], 2, "swap", held=pools.select, seed=0)
+    if rule is None:
+        raise RuntimeError(f"{b['per_class']} boxes per class leave none for treat's own rule; raise per_class")
+    runs |= M.run_treatment(d, erm, pools, rule, FitConfig(epochs=b["ft_epochs"], lr=FT_LR, seed=seed), seed,
+                            here / "treat")
+    g_val, _ = d["groups"]["val"]
+    g_test, names = d["groups"]["test"]
+    out: dict = {"held_boxes": len(pools.select) + len(pools.report)}
+    for method, rs in runs.items():
+        rules = {k: M.worst_on(g_val, per_group_subset(g_val, k, seed)) for k in b["budgets"]}
+        if method != "groupdro":   # GroupDRO needs every training image's group
+            rules[0] = M.by_rule if method == "counterfactual" else M.by_average
+        for k, score in rules.items():
+            name, row = M.pick(rs, score)
+            out[f"{method}@{k}"] = {**M.test_groups(row, g_test, names), "candidate": name, "epoch": row["epoch"]}
     feats = {s: penultimate(erm, d[s]) for s in ("train", "val", "test")}
     y = {s: torch.as_tensor([t for _, t in d[s].samples]) for s in ("val", "test")}
-    g_val, _ = d["groups"]["val"]
-    for k in b["dfr_budgets"]:
+    for k in b["budgets"]:
         keep = per_group_subset(g_val, k, seed)
         fit_k = dfr_val(feats["train"], feats["val"][keep], y["val"][keep], g_val[keep], seed)
         hit = (dfr_predict(fit_k, feats["test"]) == y["test"]).double()
-        g_test, names = d["groups"]["test"]
         per = {n: float(hit[g_test == i].mean()) for i, n in enumerate(names)}
-        out[f"dfr{k}"] = {"average": float(hit.mean()), "worst": min(per.values()), "per_group": per,
-                          "sizes": out["erm"]["sizes"], "C": fit_k["C"], "unconverged": fit_k["unconverged"]}
-    (cache / f"seed{seed}" / "test.json").write_text(json.dumps(out))
+        out[f"dfr@{k}"] = {"average": float(hit.mean()), "worst": min(per.values()), "per_group": per,
+                           "candidate": f"C{fit_k['C']:g}", "unconverged": fit_k["unconverged"]}
+    (here / "test.json").write_text(json.dumps(out))
     return out
 
 
-def _treated(b: dict, seed: int, cache: Path, d: dict, erm: torch.nn.Module, pool, fit: FitConfig, test) -> dict:
-    """From the no-label ERM model, one more schedule: the CE-only control and the counterfactual
-    on ``per_class`` boxes per class (β among ``betas``), each epoch and β chosen by worst-group
-    validation accuracy (every validation image's group), as ``treat --groups`` chooses."""
-    arms = [ArmSpec("control")] + [ArmSpec(f"counterfactual-beta{w:g}", lambda w=w: CounterfactualLoss(pool, w, seed=seed),
-                                           group="cf", weight=w) for w in b["betas"]]
-    study = run_study(erm, d["train"], d["val"], arms, fit, 2, cache / f"seed{seed}" / "treat",
-                      select=selector(d["val"], 2, "groups", val_groups=d["groups"]["val"]))
-    return {"control": test(study.arm("control").model), "counterfactual": test(study.arm("cf").model),
-            "chosen_beta": study.arm("cf").spec.weight}
-
-
-#: (key, name, group labels used (-1: every validation image's), boxes per class (-1: the budget's))
-ROWS = [("erm", "ERM, epoch by average validation accuracy", 0, 0),
-        ("erm_groups", "ERM, epoch by worst-group validation", -1, 0),
-        ("control", "ERM + one more schedule, CE only (the control), by worst-group validation", -1, 0),
-        ("counterfactual", "counterfactual from ERM, β and epoch by worst-group validation", -1, -1)]
+#: (key, name, training images' group labels used, boxes, candidates)
+METHODS = [("erm", "ERM", 0, False, 4), ("jtt", "JTT", 0, False, 4), ("groupdro", "GroupDRO", -1, False, 4),
+           ("dfr", "DFR(Val) on ERM's features", 0, False, 7), ("control", "control: ERM + one more schedule, CE only", 0, False, 4),
+           ("counterfactual", "counterfactual from ERM", 0, True, 4)]
 
 
 def table(rows: list[dict], b: dict) -> list[str]:
-    arms = ROWS + [(f"dfr{k}", f"DFR(Val), {k} labelled images per group", 4 * k, 0) for k in b["dfr_budgets"]]
-    lines = ["| method | group labels used | boxes per class | worst-group test acc | average test acc | average − worst "
-             "| BG-Gap |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | selection (validation group labels) | group labels used | boxes per class | candidates "
+             "| worst-group test acc | average test acc | average − worst | BG-Gap |", "|---|---|---|---|---|---|---|---|---|"]
     cell = lambda xs: (lambda sp: f"{100 * sp.mean:.1f} ± {100 * sp.std:.1f}")(spread(xs))
-    for key, name, labels, boxes in arms:
-        gs = [r[key] for r in rows]
-        lines.append(f"| {name} | {b['n_val'] if labels < 0 else labels} | {b['per_class'] if boxes < 0 else boxes} | "
-                     f"{cell([g['worst'] for g in gs])} | {cell([g['average'] for g in gs])} | "
-                     f"{cell([g['average'] - g['worst'] for g in gs])} | {cell([bg_gap(g) for g in gs])} |")
-    lines += [f"| random guessing (expected) | 0 | 0 | {chance(rows[0]['erm'])} | 50.0 | | 0.0 |", ""]
-    pairs = [(k, "erm") for k, *_ in arms[1:]] + [("counterfactual", "control")] + \
-        [("counterfactual", f"dfr{k}") for k in b["dfr_budgets"]]
-    for a, o in pairs:
-        d = [r[a]["worst"] - r[o]["worst"] for r in rows]
-        sp = spread(d)
-        lines.append(f"- worst-group accuracy, {a} − {o}: {100 * sp.mean:+.1f} ± {100 * sp.std:.1f} pts ({sp.n} seeds; "
-                     f"{'beyond' if beyond_noise(d) else 'not beyond'} 2σ of the seed spread)")
-    lines += ["", "DFR's C chosen per seed: " + "; ".join(
-        f"{k} per group: " + ", ".join(format(r[f'dfr{k}']['C'], 'g') for r in rows) for k in b["dfr_budgets"]),
-        "", "Counterfactual β chosen per seed: " + ", ".join(format(r["chosen_beta"], "g") for r in rows)]
+    for key, name, train_labels, boxes, cands in METHODS:
+        for k in [0] + b["budgets"]:
+            gs = [r.get(f"{key}@{k}") for r in rows]
+            used = 4 * k + (b["n_train"] if train_labels < 0 else 0)
+            how = f"{k} per group" if k else ("none: treat's own rule on held-out boxes" if boxes else "none: average accuracy")
+            box = f"{b['per_class']} ({rows[0]['held_boxes']} of {2 * b['per_class']} held out)" if boxes else "0"
+            if any(g is None for g in gs):
+                lines.append(f"| {name} | {how} | | {box} | {cands} | n/a: needs group labels | | | |")
+                continue
+            lines.append(f"| {name} | {how} | {used} | {box} | {cands} | {cell([g['worst'] for g in gs])} | "
+                         f"{cell([g['average'] for g in gs])} | {cell([g['average'] - g['worst'] for g in gs])} | "
+                         f"{cell([bg_gap(g) for g in gs])} |")
+    lines += [f"| random guessing (expected) | | 0 | 0 | | {chance(rows[0]['erm@0'])} | 50.0 | | 0.0 |", ""]
+    for k in [0] + b["budgets"]:
+        others = [o for o, *_ in METHODS if o != "counterfactual" and f"{o}@{k}" in rows[0]]
+        for o in others:
+            d = [r[f"counterfactual@{k}"]["worst"] - r[f"{o}@{k}"]["worst"] for r in rows]
+            sp = spread(d)
+            lines.append(f"- {f'{k} group labels per group' if k else 'no group labels'}, worst-group accuracy, counterfactual − {o}: "
+                         f"{100 * sp.mean:+.1f} ± {100 * sp.std:.1f} pts ({sp.n} seeds; "
+                         f"{'beyond' if beyond_noise(d) else 'not beyond'} 2σ of the seed spread)")
+    lines += ["", "Chosen per seed (candidate, epoch):"]
+    for key, *_ in METHODS:
+        for k in [0] + b["budgets"]:
+            if f"{key}@{k}" in rows[0]:
+                lines.append(f"- {key}, {k} per group: " + "; ".join(
+                    f"{r[f'{key}@{k}']['candidate']}" + (f" e{r[f'{key}@{k}']['epoch']}" if "epoch" in r[f"{key}@{k}"] else "")
+                    for r in rows))
     return lines
 
 
@@ -182,9 +203,13 @@ def main() -> int:
     lines += [" ".join(__doc__.split("\n\n")[0].split()), "",
               f"{b['arch']}, {b['size']} px; pretraining: {b['n_objects']} object and {b['n_places']} photo-only images, "
               f"{b['pre_epochs']} epochs at lr {S.ORIGINAL_LR}; task: {b['n_train']} training images (correlation "
-              f"{CORRELATION}), fine-tunes {b['ft_epochs']} epochs at lr {b['ft_lr']}; seeds {b['seeds']}; objects: "
+              f"{CORRELATION}); ERM, JTT and GroupDRO {b['erm_epochs']} epochs from the backbone, the control and the "
+              f"counterfactual {b['ft_epochs']} more from ERM, at lr {FT_LR} unless a candidate changes it; candidates: "
+              + "; ".join(f"{m} " + ", ".join(M.cand_name(c) for c in cs) for m, cs in M.CANDIDATES.items())
+              + f", DFR C in {list(DFR_C)}; seeds {b['seeds']}; objects: "
               f"{'Fashion-MNIST' if root else 'scikit-learn digits (no FashionMNIST under --root)'}.", ""]
-    return emit(lines + table(rows, b), args.out)
+    lines += table(rows, b) + ["", "Departures from the authors' code:"] + [f"- {k}: {v}" for k, v in M.DEPARTURES.items()]
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":
