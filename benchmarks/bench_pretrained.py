@@ -48,9 +48,10 @@ from benchmarks import e7_methods as M
 from benchmarks._common import emit, header
 from benchmarks.baselines import DFR_C, dfr_predict, dfr_val, penultimate, per_group_subset
 from benchmarks.bench_waterbirds import CORRELATION, _data, agreeing, chance
-from model_doctor.config import TreatConfig
+from model_doctor.config import Config, TreatConfig
 from model_doctor.data.annotations import load_masks
 from model_doctor.data.datasets import load_dataset
+from model_doctor.data.masks import scaled_expansion
 from model_doctor.data.waterbirds import write_pretraining, write_waterbirds
 from model_doctor.data.workflow import with_masks
 from model_doctor.experiment import spread
@@ -120,14 +121,18 @@ def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[st
     rule = selector(d["val"], 2, "swap", held=pools.select, seed=0)
     if rule is None:
         raise RuntimeError(f"{b['per_class']} boxes per class leave none for treat's own rule; raise per_class")
+    expand = scaled_expansion(30, b["size"])   # as `treat --groups` makes its pools (split seed, expansion, no select)
+    by_groups = make_pools(masked, with_masks(d["train"], load_masks("png", boxes, dataset_root=boxes), expand),
+                           TreatConfig().holdout, b["per_class"], Config().train.split_seed, with_select=False)
     runs |= M.run_treatment(d, erm, pools, rule, FitConfig(epochs=b["ft_epochs"], lr=FT_LR, seed=seed), seed,
-                            here / "treat")
+                            here / "treat", by_groups)
     g_val, _ = d["groups"]["val"]
     g_test, names = d["groups"]["test"]
-    out: dict = {"held_boxes": len(pools.select) + len(pools.report)}
+    out: dict = {"held_boxes": {"counterfactual": len(pools.select) + len(pools.report),
+                                "counterfactual_groups": len(by_groups.report)}}
     for method, rs in runs.items():
         rules = {k: M.worst_on(g_val, per_group_subset(g_val, k, seed)) for k in b["budgets"]}
-        if method != "groupdro":   # GroupDRO needs every training image's group
+        if method not in ("groupdro", "counterfactual_groups"):   # GroupDRO needs every training image's group
             rules[0] = M.by_rule if method == "counterfactual" else M.by_average
         for k, score in rules.items():
             name, row = M.pick(rs, score)
@@ -148,7 +153,8 @@ def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[st
 #: (key, name, training images' group labels used, boxes, candidates)
 METHODS = [("erm", "ERM", 0, False, 4), ("jtt", "JTT", 0, False, 4), ("groupdro", "GroupDRO", -1, False, 4),
            ("dfr", "DFR(Val) on ERM's features", 0, False, 7), ("control", "control: ERM + one more schedule, CE only", 0, False, 4),
-           ("counterfactual", "counterfactual from ERM", 0, True, 4)]
+           ("counterfactual", "counterfactual from ERM, half the boxes held out (for its no-label rule)", 0, True, 4),
+           ("counterfactual_groups", "counterfactual from ERM as `treat --groups` splits the boxes", 0, True, 4)]
 
 
 def table(rows: list[dict], b: dict) -> list[str]:
@@ -160,20 +166,21 @@ def table(rows: list[dict], b: dict) -> list[str]:
             gs = [r.get(f"{key}@{k}") for r in rows]
             used = 4 * k + (b["n_train"] if train_labels < 0 else 0)
             how = f"{k} per group" if k else ("none: treat's own rule on held-out boxes" if boxes else "none: average accuracy")
-            box = f"{b['per_class']} ({rows[0]['held_boxes']} of {2 * b['per_class']} held out)" if boxes else "0"
+            box = f"{b['per_class']} ({rows[0]['held_boxes'][key]} of {2 * b['per_class']} held out)" if boxes else "0"
             if any(g is None for g in gs):
-                lines.append(f"| {name} | {how} | | {box} | {cands} | n/a: needs group labels | | | |")
+                why = "no box left to choose with" if boxes else "needs group labels"
+                lines.append(f"| {name} | none | | {box} | {cands} | n/a: {why} | | | |")
                 continue
             lines.append(f"| {name} | {how} | {used} | {box} | {cands} | {cell([g['worst'] for g in gs])} | "
                          f"{cell([g['average'] for g in gs])} | {cell([g['average'] - g['worst'] for g in gs])} | "
                          f"{cell([bg_gap(g) for g in gs])} |")
     lines += [f"| random guessing (expected) | | 0 | 0 | | {chance(rows[0]['erm@0'])} | 50.0 | | 0.0 |", ""]
-    for k in [0] + b["budgets"]:
-        others = [o for o, *_ in METHODS if o != "counterfactual" and f"{o}@{k}" in rows[0]]
-        for o in others:
-            d = [r[f"counterfactual@{k}"]["worst"] - r[f"{o}@{k}"]["worst"] for r in rows]
+    treated = ("counterfactual", "counterfactual_groups")
+    for t, k in ((t, k) for t in treated for k in [0] + b["budgets"] if f"{t}@{k}" in rows[0]):
+        for o in [o for o, *_ in METHODS if o not in treated and f"{o}@{k}" in rows[0]]:
+            d = [r[f"{t}@{k}"]["worst"] - r[f"{o}@{k}"]["worst"] for r in rows]
             sp = spread(d)
-            lines.append(f"- {f'{k} group labels per group' if k else 'no group labels'}, worst-group accuracy, counterfactual − {o}: "
+            lines.append(f"- {f'{k} group labels per group' if k else 'no group labels'}, worst-group accuracy, {t} − {o}: "
                          f"{100 * sp.mean:+.1f} ± {100 * sp.std:.1f} pts ({sp.n} seeds; "
                          f"{'beyond' if beyond_noise(d) else 'not beyond'} 2σ of the seed spread)")
     lines += ["", "Chosen per seed (candidate, epoch):"]
@@ -186,6 +193,14 @@ def table(rows: list[dict], b: dict) -> list[str]:
     return lines
 
 
+def cache_of(b: dict, args) -> Path:
+    """``--cache/e7-pretrained/<budget>-<hash of the settings every run depends on>``."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps({k: b[k] for k in KEYS}, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(args.cache) / "e7-pretrained" / f"{args.budget}-{key}"
+
+
 def main() -> int:
     ap = S.parser(__doc__)
     args = ap.parse_args()
@@ -193,10 +208,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = args.root if (Path(args.root) / "FashionMNIST" / "raw").is_dir() else None
-    import hashlib
-
-    key = hashlib.sha256(json.dumps({k: b[k] for k in KEYS}, sort_keys=True).encode()).hexdigest()[:8]
-    cache = Path(args.cache) / "e7-pretrained" / f"{args.budget}-{key}"
+    cache = cache_of(b, args)
     weights = backbone(b, cache, root)
     rows = [run_seed(b, s, cache, root, weights) for s in b["seeds"]]
     lines = header("E7: the pretrained regime, worst-group accuracy", "bench_pretrained.py", args.budget)

@@ -167,14 +167,24 @@ def run_groupdro(d: dict, start: Callable[[], nn.Module], fit: FitConfig, cache:
 
 
 def run_treatment(d: dict, erm: nn.Module, pools: Any, rule: Callable[[nn.Module], dict], fit: FitConfig, seed: int,
-                  cache: Path) -> dict[str, dict[str, list]]:
+                  cache: Path, groups_pools: Any = None) -> dict[str, dict[str, list]]:
     """From ERM's no-label model, on the training part ``pools`` leaves: the control's and the
     counterfactual's candidates, the counterfactual's also scored by ``rule`` (``treat``'s own, on
-    the held-out boxes)."""
+    the held-out boxes). ``groups_pools``: also the counterfactual on the split ``treat --groups``
+    makes (no box spent on selection), for the rows that choose with group labels."""
     control = [ArmSpec(f"control-{cand_name(c)}", fit=c) for c in CANDIDATES["control"]]
-    cf = [ArmSpec(f"counterfactual-{cand_name(c)}", lambda c=c: CounterfactualLoss(pools.train, c["beta"], seed=seed))
-          for c in CANDIDATES["counterfactual"]]
+    cf = _cf_arms("counterfactual", pools, seed)
     run_study(erm, pools.masked_train, d["val"], control, fit, 2, cache, select=recorder(d))
     run_study(erm, pools.masked_train, d["val"], cf, fit, 2, cache, select=recorder(d, rule))
-    return {"control": {a.name: records(cache / a.name) for a in control},
-            "counterfactual": {a.name: records(cache / a.name) for a in cf}}
+    out = {"control": {a.name: records(cache / a.name) for a in control},
+           "counterfactual": {a.name: records(cache / a.name) for a in cf}}
+    if groups_pools is not None:
+        arms = _cf_arms("counterfactual-groups", groups_pools, seed)
+        run_study(erm, groups_pools.masked_train, d["val"], arms, fit, 2, cache, select=recorder(d))
+        out["counterfactual_groups"] = {a.name: records(cache / a.name) for a in arms}
+    return out
+
+
+def _cf_arms(prefix: str, pools: Any, seed: int) -> list[ArmSpec]:
+    return [ArmSpec(f"{prefix}-{cand_name(c)}", lambda c=c: CounterfactualLoss(pools.train, c["beta"], seed=seed))
+            for c in CANDIDATES["counterfactual"]]

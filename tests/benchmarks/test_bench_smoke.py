@@ -372,17 +372,26 @@ def test_pretrained_regime_small(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()
     for row in ("| ERM | none: average accuracy | 0 | 0 | 4 |", "| JTT | 20 per group | 80 | 0 | 4 |",
-                "| GroupDRO | 5 per group | 260 | 0 | 4 |", "| GroupDRO | none: average accuracy | | 0 | 4 | n/a: needs group labels",
+                "| GroupDRO | 5 per group | 260 | 0 | 4 |", "| GroupDRO | none | | 0 | 4 | n/a: needs group labels",
                 "| DFR(Val) on ERM's features | 5 per group | 20 | 0 | 7 |",
-                "| counterfactual from ERM | none: treat's own rule on held-out boxes | 0 | 8 (", "| random guessing (expected) |"):
+                "| counterfactual from ERM, half the boxes held out (for its no-label rule) | none: treat's own rule on held-out boxes | 0 | 8 (",
+                "| counterfactual from ERM as `treat --groups` splits the boxes | none | | 8 (",
+                "| random guessing (expected) |"):
         assert row in text, row
     assert "no group labels, worst-group accuracy, counterfactual − jtt:" in text
     classes = {p.name for p in (next((tmp_path / "cache").glob("e7-pretrained/*/pretraining")) / "train").iterdir()}
     assert len([c for c in classes if c.startswith("object-")]) == 10 and len([c for c in classes if c.startswith("place-")]) == 12
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").glob("e7-pretrained/*/**/result.json")}
-    assert len(stamps) == 1 + 4 * 5 + 2   # the backbone, four candidates of five methods, JTT's two first stages
+    assert len(stamps) == 1 + 4 * 6 + 2   # the backbone, four candidates of six arms, JTT's two first stages
     assert subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT).returncode == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    cli = [sys.executable, "-m", "benchmarks.e7_cli", "--budget", "small", "--out", str(tmp_path / "cli.md"),
+           "--cache", str(tmp_path / "cache")]
+    res = subprocess.run(cli, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    said = (tmp_path / "cli.md").read_text()
+    assert "Command per seed: `model-doctor treat --data imagefolder:<cache>/data-seed0" in said and "| 0 | " in said
+    assert next((tmp_path / "cache").glob("e7-pretrained/*/seed0/cli-treat/summary.json")).is_file()
 
 
 @pytest.mark.slow
