@@ -20,7 +20,7 @@ from .distributed import barrier, is_main
 from .io import atomic_save_safetensors, atomic_write_json, load_state_dict
 from .models import build_model, default_layers
 from .training import FitConfig, split_train_val
-from .weights import check_finite, init_from, model_json, sidecar
+from .weights import check_finite, init_from, model_json, shape_hints, sidecar
 
 __all__ = ["Log", "versions", "sidecar", "out_dir", "check_resume", "load_data", "train_val_split", "load_model",
            "save_model", "write_json", "save_run_config", "workers", "own_val", "image_channels", "trained_lr", "need_weights",
@@ -134,9 +134,11 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
         ValueError: missing model name, weights that do not fit the architecture.
     """
     side = model_json(cfg)
+    state = load_state_dict(cfg.model.weights) if cfg.model.weights else None
+    hint = shape_hints(state) if state is not None and not side else {}
     name = cfg.model.name or side.get("model") or "smallcnn"
-    in_ch = cfg.model.in_channels or side.get("in_channels") or 1
-    n_cls = cfg.model.num_classes or side.get("num_classes") or num_classes or 10
+    in_ch = cfg.model.in_channels or side.get("in_channels") or hint.get("in_channels") or 1
+    n_cls = cfg.model.num_classes or side.get("num_classes") or hint.get("num_classes") or num_classes or 10
     trained = side.get("image_size")
     if trained and cfg.data.image_size is None:
         cfg.data.image_size = int(trained)  # later commands see the images at the size the model was trained at
@@ -157,8 +159,7 @@ def load_model(cfg: Config, num_classes: int | None = None) -> tuple[nn.Module, 
 
         load_pretrained(model, name)
     init = init_from(model, cfg.model.init, name) if cfg.model.init else None
-    if cfg.model.weights:
-        state = load_state_dict(cfg.model.weights)
+    if state is not None:
         own = model.state_dict()
         bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if k in own and v.shape != own[k].shape]
         if bad:

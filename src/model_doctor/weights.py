@@ -16,7 +16,18 @@ from .io import load_state_dict
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["sidecar", "model_json", "init_from", "check_finite"]
+__all__ = ["sidecar", "model_json", "init_from", "check_finite", "shape_hints"]
+
+
+def shape_hints(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """What a weights file without model.json says about its model: ``in_channels`` from the first
+    conv weight, ``num_classes`` from the last linear weight (the classifier). Why: a checkpoint from
+    another script has no model.json, and 1 channel / 10 classes would only fail its load; a wrong
+    guess here fails that load too, with the error that names the flags."""
+    convs = [v for v in state.values() if v.ndim == 4]
+    linears = [v for k, v in state.items() if v.ndim == 2 and k.endswith("weight")]
+    out = {"in_channels": int(convs[0].shape[1])} if convs else {}
+    return out | ({"num_classes": int(linears[-1].shape[0])} if linears else {})
 
 
 def sidecar(weights: str | None) -> dict[str, Any]:

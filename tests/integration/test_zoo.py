@@ -114,3 +114,26 @@ def test_init_starts_a_new_task_from_a_pretrained_backbone(tmp_path, capsys):
     assert main(["train", "--data", "digits", "--model", "tinycnn", "--init", str(tmp_path / "pre.safetensors"),
                  "--epochs", "1", "--out", str(tmp_path / "t")]) == 0
     assert "--init:" in capsys.readouterr().out
+
+
+def test_weights_without_model_json_give_their_channels_and_classes(tmp_path):
+    """A checkpoint from another script (no model.json beside it) loads with the channel and class
+    counts its own tensors say, not 1 channel and 10 classes; flags still win, and a wrong flag
+    gets the error that names them."""
+    from safetensors.torch import save_file
+
+    from model_doctor.config import Config
+    from model_doctor.runtime import load_model
+    from model_doctor.weights import shape_hints
+
+    trained = build_model("tinycnn", in_channels=3, num_classes=2, image_size=8)
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    assert shape_hints(trained.state_dict()) == {"in_channels": 3, "num_classes": 2}
+    cfg = Config()
+    cfg.model.name, cfg.model.weights, cfg.runtime.device = "tinycnn", str(tmp_path / "w.safetensors"), "cpu"
+    model, meta = load_model(cfg)
+    assert (meta["in_channels"], meta["num_classes"]) == (3, 2)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in model.state_dict().items())
+    cfg.model.num_classes = 5
+    with pytest.raises(ValueError, match="pass the --num-classes"):
+        load_model(cfg)

@@ -46,8 +46,9 @@ class ModelConfig:
     name: str | None = opt(None, _MODEL_HELP, flag="--model")
     weights: str | None = opt(None, "trained weights: .safetensors or a state-dict .pt (loaded with weights_only=True)")
     in_channels: int | None = opt(None, "input channels of the model (default: 3 for colour ImageFolder images, else 1; "
-                                        "later commands read model.json)", lo=1, fix=_POSITIVE_OR_UNSET)
-    num_classes: int | None = opt(None, "number of classes (default: from the data)", lo=1, fix=_POSITIVE_OR_UNSET)
+                                        "later commands read model.json, or the weights' first conv without it)", lo=1, fix=_POSITIVE_OR_UNSET)
+    num_classes: int | None = opt(None, "number of classes (default: from the data; later commands read "
+                                        "model.json, or the weights' last linear layer without it)", lo=1, fix=_POSITIVE_OR_UNSET)
     small: bool | None = opt(None, "small-image variant of the architecture (CIFAR-style stem); default: images < 64 px")
     pretrained: bool = opt(False, "start from torchvision/timm ImageNet weights (cached locally or downloaded; never "
                                   "needed by tests)")
