@@ -116,13 +116,14 @@ def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[st
     erm, runs = M.run_erm(d, start, fit, here / "erm")
     runs = {"erm": runs, "jtt": M.run_jtt(d, start, fit, here / "jtt"), "groupdro": M.run_groupdro(d, start, fit, here / "groupdro")}
     boxes = folder / "masks-box"
-    masked = with_masks(d["train"], load_masks("png", boxes, dataset_root=boxes), 0)
+    found = load_masks("png", boxes, dataset_root=boxes)
+    masked = with_masks(d["train"], found, 0)
     pools = make_pools(masked, masked, TreatConfig().holdout, b["per_class"], seed)   # as treat splits by default
     rule = selector(d["val"], 2, "swap", held=pools.select, seed=0)
     if rule is None:
         raise RuntimeError(f"{b['per_class']} boxes per class leave none for treat's own rule; raise per_class")
     expand = scaled_expansion(30, b["size"])   # as `treat --groups` makes its pools (split seed, expansion, no select)
-    by_groups = make_pools(masked, with_masks(d["train"], load_masks("png", boxes, dataset_root=boxes), expand),
+    by_groups = make_pools(masked, with_masks(d["train"], found, expand),
                            TreatConfig().holdout, b["per_class"], Config().train.split_seed, with_select=False)
     runs |= M.run_treatment(d, erm, pools, rule, FitConfig(epochs=b["ft_epochs"], lr=FT_LR, seed=seed), seed,
                             here / "treat", by_groups)
@@ -130,8 +131,9 @@ def run_seed(b: dict, seed: int, cache: Path, root: str | None, weights: dict[st
     g_test, names = d["groups"]["test"]
     out: dict = {"held_boxes": {"counterfactual": len(pools.select) + len(pools.report),
                                 "counterfactual_groups": len(by_groups.report)}}
+    labelled = {k: M.worst_on(g_val, per_group_subset(g_val, k, seed)) for k in b["budgets"]}   # the same images for all
     for method, rs in runs.items():
-        rules = {k: M.worst_on(g_val, per_group_subset(g_val, k, seed)) for k in b["budgets"]}
+        rules = dict(labelled)
         if method not in ("groupdro", "counterfactual_groups"):   # GroupDRO needs every training image's group
             rules[0] = M.by_rule if method == "counterfactual" else M.by_average
         for k, score in rules.items():
