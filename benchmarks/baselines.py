@@ -176,7 +176,7 @@ def dfr_val(train_x, val_x, val_y, val_g, seed: int, retrains: int = 20) -> dict
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         for c in DFR_C:
-            lr = _l1_logistic(c).fit(scaler.transform(x[fit_half]), y[fit_half])
+            lr = _l1_logistic(c, seed).fit(scaler.transform(x[fit_half]), y[fit_half])
             hit = lr.predict(scaler.transform(x[score_half])) == y[score_half]
             tuning[c] = float(min(hit[g[score_half] == v].mean() for v in groups))
         best = max(tuning, key=lambda c: (tuning[c], -DFR_C.index(c)))   # ties: the first listed (weakest penalty)
@@ -184,7 +184,7 @@ def dfr_val(train_x, val_x, val_y, val_g, seed: int, retrains: int = 20) -> dict
         coefs, icpts = [], []
         for _ in range(retrains):
             idx = balanced(np.arange(len(y)))
-            lr = _l1_logistic(best).fit(final.transform(x[idx]), y[idx])
+            lr = _l1_logistic(best, seed).fit(final.transform(x[idx]), y[idx])
             coefs.append(lr.coef_)
             icpts.append(lr.intercept_)
     return {"C": best, "coef": np.mean(coefs, 0), "intercept": np.mean(icpts, 0), "mean": final.mean_,
@@ -192,16 +192,17 @@ def dfr_val(train_x, val_x, val_y, val_g, seed: int, retrains: int = 20) -> dict
             "unconverged": sum(issubclass(w.category, ConvergenceWarning) for w in caught)}
 
 
-def _l1_logistic(c: float):
+def _l1_logistic(c: float, seed: int):
     """liblinear's L1 logistic regression, spelt as this scikit-learn wants it (``penalty`` is
-    deprecated from 1.8 in favour of ``l1_ratio``)."""
+    deprecated from 1.8 in favour of ``l1_ratio``); seeded, since liblinear shuffles and an unseeded
+    fit moves DFR's figures from one run to the next."""
     import sklearn
     from sklearn.linear_model import LogisticRegression
 
     major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
     if (major, minor) >= (1, 8):
-        return LogisticRegression(l1_ratio=1.0, C=c, solver="liblinear")
-    return LogisticRegression(penalty="l1", C=c, solver="liblinear")
+        return LogisticRegression(l1_ratio=1.0, C=c, solver="liblinear", random_state=seed)
+    return LogisticRegression(penalty="l1", C=c, solver="liblinear", random_state=seed)
 
 
 def dfr_predict(fit: dict[str, Any], x) -> torch.Tensor:
