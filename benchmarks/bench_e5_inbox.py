@@ -134,6 +134,8 @@ def run_kind(kind: str, budget: dict, cache: Path, root: str, threads: int | Non
 
 
 REPORT_SPLIT_KEYS = ("refine", "erode", "expand", "holdout", "annotated_per_class")  # what decides a run's report set
+#: the swaps that paste the object otherwise than as it is (a cached ``reliance.json`` from before one existed gains it)
+PASTED = ("matched_swap_acc", "transfer_swap_acc", "silhouette_swap_acc")
 
 
 def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
@@ -146,15 +148,17 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     path = run_dir / "reliance.json"
     if path.is_file():
         out = json.loads(path.read_text())
-        if all("matched_swap_acc" in v for v in out.values()):
+        missing = [k for k in PASTED if any(k not in v for v in out.values())]
+        if not missing:
             return out
-        # measured before the colour-matched swap existed: add it, the same report images and partners
+        # measured before these swaps existed: add them, the same report images and partners
         s, cfg, original, _, pools = run_pools(run_dir, folder, arm)
         for name, model in _models(run_dir, seed, original):
             rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
-            out[name]["matched_swap_acc"] = rel["matched_swap_acc"]
-            for c, row in out[name]["per_class"].items():
-                row["matched_swap_acc"] = rel["per_class"][int(c)]["matched_swap_acc"]
+            for k in missing:
+                out[name][k] = rel[k]
+                for c, row in out[name]["per_class"].items():
+                    row[k] = rel["per_class"][int(c)][k]
         atomic_write_text(path, json.dumps(out))
         return out
     s, cfg, original, meta, pools = run_pools(run_dir, folder, arm)
@@ -162,8 +166,7 @@ def remeasure(run_dir: Path, folder: Path, arm: str, seed: int) -> dict:
     out = {}
     for name, model in _models(run_dir, seed, original):
         rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
-        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "transfer_swap_acc",
-                                          "bg_only_acc", "chance",
+        out[name] = {k: rel[k] for k in ("swap_acc", "shuffled_swap_acc", *PASTED, "bg_only_acc", "chance",
                                           "refined_share", "images", "per_class")}
         if test is not None:
             out[name]["test_pool_swap_acc"] = background_reliance(model, test[0], S.TEST_PARTNERS, backgrounds=test[1])["swap_acc"]
@@ -326,8 +329,9 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
     lines = ["| cue | annotation | original | ceiling | control | treated | treated − control | gap closed | "
              "swap acc treated − control (`treat`'s verdict on the lowest of its figures) | "
              "user's swap acc: treated / control | background-only acc: treated / control | "
-             "colour-matched swap acc (`treat` prints it since 2026-12-04): treated / control; treated − control |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "colour-matched swap acc (`treat` prints it since 2026-12-04): treated / control; treated − control | "
+             "silhouette swap acc (since 2026-12-07): treated / control; treated − control |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind, arm, ceil, rs in _cells(rows, kinds, arms):
         tr = [r["summary"]["treated"]["test_acc"] for r in rs]
         co = [r["summary"]["control"]["test_acc"] for r in rs]
@@ -342,14 +346,16 @@ def table(rows: list[dict], kinds: list[str], arms: list[str]) -> list[str]:
         head = said[0] if said else {}
         verdict = f"{_ms(sd)} (`treat`: " + ("claims " + f"{100 * head['mean']:+.1f}" if head.get("beyond_noise") else
                                             "no claim" + (f": {head['withdrawn']}" if head.get("withdrawn") else "")) + ")"
-        head = "—"   # the colour-matched swap: measured (or remeasured from the kept weights) since 2026-12-04
-        if all("matched_swap_acc" in r["reliance"][a] for r in rs for a in ("treated", "control")):
-            md = [t - c for t, c in zip(rel("treated", "matched_swap_acc"), rel("control", "matched_swap_acc"))]
-            head = f"{_ms(rel('treated', 'matched_swap_acc'))} / {_ms(rel('control', 'matched_swap_acc'))}; {_ms(md)}"
+        def pasted(k: str) -> str:   # measured (or remeasured from the kept weights) since the date the header names
+            if not all(k in r["reliance"][a] for r in rs for a in ("treated", "control")):
+                return "—"
+            d = [t - c for t, c in zip(rel("treated", k), rel("control", k))]
+            return f"{_ms(rel('treated', k))} / {_ms(rel('control', k))}; {_ms(d)}"
         lines.append(f"| {kind} | {arm} | {_ms(og)} | {100 * ceil:.1f} | {_ms(co)} | {_ms(tr)} | "
                      f"{_ms([t - c for t, c in zip(tr, co)])} | {100 * statistics.mean(gap):.0f} % | {verdict} | "
                      f"{_ms(rel('treated', 'swap_acc'))} / {_ms(rel('control', 'swap_acc'))} | "
-                     f"{_ms(rel('treated', 'bg_only_acc'))} / {_ms(rel('control', 'bg_only_acc'))} | {head} |")
+                     f"{_ms(rel('treated', 'bg_only_acc'))} / {_ms(rel('control', 'bg_only_acc'))} | "
+                     f"{pasted('matched_swap_acc')} | {pasted('silhouette_swap_acc')} |")
     return lines
 
 
@@ -416,7 +422,7 @@ def write_rows(rows: list[dict], path: Path) -> None:
     """Every arm and seed, in the format ``reliance_vs_truth.py`` reads."""
     from model_doctor.io import atomic_write_text
 
-    keep = ("swap_acc", "shuffled_swap_acc", "matched_swap_acc", "transfer_swap_acc", "bg_only_acc", "test_pool_swap_acc")
+    keep = ("swap_acc", "shuffled_swap_acc", *PASTED, "bg_only_acc", "test_pool_swap_acc")
     slim = [{"kind": r["kind"], "arm": r["arm"], "seed": r["seed"], "original": r["original"],
              "original_reliance": {k: r["reliance"]["original"][k] for k in keep if k in r["reliance"]["original"]},
              "ceiling": r["ceiling"],

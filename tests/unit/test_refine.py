@@ -586,3 +586,22 @@ def test_the_colour_transferred_swap_joins_the_figures_and_own_turns_it_off():
     assert "the lowest of the plain swap, colour-matched swap and colour-transferred swap" in head["text"]
     own = reliance_verdicts(grain, pools, object_colour="own")[0]
     assert list(own["figures"]) == ["swap_acc"] and own["beyond_noise"]
+
+
+def test_the_silhouette_swap_joins_the_figures_and_own_keeps_it():
+    """veil's shape (E5): stripes over the whole image ride on the object in every colour figure, and only
+    the silhouette swap leaves them behind; the figures then disagree and the claim is withdrawn, under
+    every --object-colour word (the silhouette keeps the object's own colour)."""
+    ds = _masked_ds(40)
+    pools = make_pools(ds, ds, holdout=0.5, per_class=None, seed=0, refine="none")
+    rel = lambda s, h: {"swap_acc": s, "matched_swap_acc": s, "transfer_swap_acc": s, "silhouette_swap_acc": h,
+                        "bg_only_acc": 0.1, "chance": 0.1}
+    veil = _runs(lambda i: rel(0.95 + 0.01 * i, 0.08 + 0.01 * i), lambda i: rel(0.0, 0.02))
+    for word in ("unknown", "own", "cue"):
+        head = reliance_verdicts(veil, pools, object_colour=word)[0]
+        assert "silhouette_swap_acc" in head["figures"] and not head["beyond_noise"], word
+        assert "no claim: the figures disagree" in head["text"] and "beyond noise" not in head["text"]
+    frame = _runs(lambda i: rel(0.6 + 0.01 * i, (0.57, 0.61, 0.57)[i]), lambda i: rel(0.05, 0.05))
+    head = reliance_verdicts(frame, pools)[0]   # within their noise: the claim stands on the lowest figure per seed
+    assert head["beyond_noise"] and head["mean"] == pytest.approx((0.52 + 0.56 + 0.52) / 3)
+    assert "colour-transferred swap and silhouette swap" in head["text"]

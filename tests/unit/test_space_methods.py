@@ -397,3 +397,61 @@ def test_shuffled_swap_accuracy_equals_naive_mixture_per_image_class_and_overall
     assert cue["swap_acc"] == 0.0 and cue["shuffled_swap_acc"] == pytest.approx(1 / k)
     assert guess["swap_acc"] > cue["swap_acc"] and abs(guess["shuffled_swap_acc"] - 1 / k) < 0.2
     assert background_reliance(Corner(True), pool)["shuffled_swap_acc"] == 1.0
+
+
+class Area(nn.Module):
+    """Reads only the object's outline: the class whose square's area is nearest the count of bright pixels."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        count = (x[:, 0] > 0.5).flatten(1).sum(1).double()
+        far = (count[:, None] - torch.tensor([9.0, 16.0, 25.0], dtype=torch.float64)).abs().float()
+        return -far * self.w + 1e-6 * x.flatten(1).sum(1, keepdim=True)  # a graph to differentiate
+
+
+def _squares(n: int) -> AnnotatedPool:
+    """Class c: a bright (side 3 + c)² square at the bottom right, with the class code c − 1 drawn on its
+    pixel (5, 5) and on the background pixel (0, 0): a cue over the whole image, the object included."""
+    y = torch.arange(n) % 3
+    x, fg = torch.zeros(n, 1, 8, 8), torch.zeros(n, 1, 8, 8)
+    for i, c in enumerate(y.tolist()):
+        fg[i, :, 8 - (3 + c):, 8 - (3 + c):] = 1
+    x[:] = fg
+    x[:, 0, 5, 5] = x[:, 0, 0, 0] = y.float() - 1.0
+    return AnnotatedPool(x, y, fg)
+
+
+def test_silhouette_swap_equals_a_naive_float64_reference_and_keeps_only_the_outline():
+    """Each pair's hit by a float64 loop: a's object filled flat with its own mean on b's background.
+    A model reading the cue drawn on the object follows it on the plain swap and loses it on the
+    silhouette swap; one reading the outline keeps it on both."""
+    import numpy as np
+
+    from model_doctor.treatment.pool import silhouette
+    from model_doctor.treatment.reliance import _swap_pairs
+
+    g = torch.Generator().manual_seed(0)
+    x, fg = torch.rand(3, 2, 5, 5, generator=g), torch.rand(3, 1, 5, 5, generator=g)
+    for i in range(3):
+        xi, wi = x[i].double().numpy(), fg[i, 0].double().numpy()
+        mu = (xi * wi).sum((1, 2)) / wi.sum()
+        assert np.allclose(silhouette(x, fg)[i].numpy(), wi * mu[:, None, None] + (1 - wi) * xi, atol=1e-6)
+    pool = _squares(12)
+    for model in (Corner(True), Area()):
+        got = background_reliance(model, pool)
+        hits = []
+        for a, b in zip(*_swap_pairs(pool.labels, 20, 0)):
+            xa, xb, fa, fb = (t.double() for t in (pool.images[a], pool.images[b], pool.foreground[a], pool.foreground[b]))
+            flat = (xa * fa).sum((1, 2), keepdim=True) / fa.sum()
+            back = (xb * (1 - fb)).sum((1, 2), keepdim=True) / (1 - fb).sum()
+            comp = fa * flat + (1 - fa) * ((1 - fb) * xb + fb * back)
+            hits.append(float(model(comp[None].float()).argmax(1)[0] == pool.labels[a]))
+        assert got["silhouette_swap_acc"] == pytest.approx(sum(hits) / len(hits))
+        assert got["per_image"]["silhouette_swap_acc_by_background"][0] is not None
+    drawn, outline = background_reliance(Corner(True), pool), background_reliance(Area(), pool)
+    assert drawn["swap_acc"] == 1.0 and drawn["silhouette_swap_acc"] < 0.5
+    assert outline["swap_acc"] == 1.0 and outline["silhouette_swap_acc"] == 1.0
+    assert background_reliance(Area(), pool, matched=False)["silhouette_swap_acc"] != drawn["swap_acc"]  # nan: skipped

@@ -148,6 +148,7 @@ def _over_seeds(runs: list[dict[str, Any]], arm: str, reliance: bool, n_classes:
         out.background_reliance = {
             **{k: spread([x[k] for x in rels]).as_dict() for k in ("swap_acc", "same_swap_acc", "balanced_swap_acc",
                                                                     "shuffled_swap_acc", "matched_swap_acc", "transfer_swap_acc",
+                                                                    "silhouette_swap_acc",
                                                                     "bg_only_acc", "bg_only_conf", "bg_grad_share")
                if all(x.get(k) == x.get(k) for x in rels)},   # nan: not measured (grey images: no colour covariance)
             "per_class": {c: {k: spread([x["per_class"][c][k] for x in rels]).mean for k in v}
@@ -177,6 +178,8 @@ def say(cfg: Config, s: TreatSummary, studies: dict[int, StudyResult], out: Path
                                       "matched to that image's object)"),
                  ("transfer_swap_acc", "background-swap accuracy (another class's background, the object's colour mean "
                                        "and covariance transferred from that image's object)"),
+                 ("silhouette_swap_acc", "background-swap accuracy (another class's background, the object filled "
+                                         "flat with its own mean colour)"),
                  ("bg_only_acc", "background-only accuracy")]
         if cfg.treat.object_colour == "cue":   # the user's word: the colour-matched figure heads
             lines.insert(0, lines.pop(3))

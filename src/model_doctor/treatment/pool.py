@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..data.base import sized
 
-__all__ = ["AnnotatedPool", "composite", "match_colour", "transfer_colour"]
+__all__ = ["AnnotatedPool", "composite", "match_colour", "transfer_colour", "silhouette"]
 
 
 class AnnotatedPool:
@@ -156,6 +156,17 @@ def match_colour(x: torch.Tensor, fg: torch.Tensor, x_ref: torch.Tensor, fg_ref:
 
     (ma, sa), (mb, sb) = stats(x, fg), stats(x_ref, fg_ref)
     return (x - ma) / sa * sb + mb
+
+
+def silhouette(x: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+    """``x`` with its foreground ``fg`` filled flat with the foreground's own per-channel mean (soft
+    mask as weights): ``fg ⊙ μ + (1 − fg) ⊙ x``. Why: every other paste moves whatever lies on the
+    object's pixels with it (stripes or noise over the whole image, a watermark); filled flat, the
+    object keeps its outline and its mean colour and loses everything drawn inside it, so a model
+    that reads the object's shape keeps its answer and one that reads what lies over the object
+    loses it. Shapes ``[B, C, H, W]`` / ``[B, 1, H, W]``."""
+    mean = (x * fg).sum((2, 3), keepdim=True) / fg.sum((2, 3), keepdim=True).clamp(min=1e-6)
+    return fg * mean + (1.0 - fg) * x
 
 
 def transfer_colour(x: torch.Tensor, fg: torch.Tensor, x_ref: torch.Tensor, fg_ref: torch.Tensor,

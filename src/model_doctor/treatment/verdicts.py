@@ -4,15 +4,17 @@ One headline claim: treated − control on the *least favourable* of the swap fi
 different ways (:data:`FIGURES`). Each figure pastes the object with the mask the treatment trained
 with, so whatever that mask keeps with the object (a rim, an in-box texture, a colour over the whole
 image) moves with it and is scored as object; the plain swap moves the object's colour with it, the
-colour-matched one does not. Where they agree, the claim stands at the smaller size; where they
+colour-matched one does not, and the silhouette swap moves only the object's outline and mean
+colour, not what is drawn inside it. Where they agree, the claim stands at the smaller size; where they
 disagree by more than their noise, no figure can say how much of the gain is the object, and the
 verdict says so in one line. Then a few registered :data:`CHECKS`, each a short function of what it
 reads (:class:`Seen`) that returns one line or nothing and says whether it withdraws the claim.
 No check carries a constant set on a benchmark table: each is the study's one significance rule
 (:func:`~model_doctor.study.beyond_noise`) applied to a figure that should agree.
 
-What no figure here can see (a cue drawn over the object's own pixels, a colour cast under
-``--object-colour own``) is said in the README once, not on every run; group-labelled or
+What no figure here can see (a cue that looks like part of the object and moves with it, such as
+a tag attached to it or a change of its outline; a colour cast under ``--object-colour own``) is
+said in the README once, not on every run; group-labelled or
 cue-shuffled images (``--groups``) are the check no cue can fool.
 """
 
@@ -33,7 +35,7 @@ __all__ = ["reliance_verdicts", "judge_reliance", "CHECKS", "Check", "Seen", "FI
 
 #: the swap figures that fail in different ways, in the order they are named
 FIGURES = {"swap_acc": "plain swap", "matched_swap_acc": "colour-matched swap",
-           "transfer_swap_acc": "colour-transferred swap"}
+           "transfer_swap_acc": "colour-transferred swap", "silhouette_swap_acc": "silhouette swap"}
 #: the figures that take the object's colour away (``--object-colour own`` turns them off)
 COLOUR_FIGURES = ("matched_swap_acc", "transfer_swap_acc")
 
@@ -75,9 +77,10 @@ def _measured(seen_t: Sequence[dict[str, Any]], seen_c: Sequence[dict[str, Any]]
 
 
 def _figures(treated: Sequence[dict[str, Any]], control: Sequence[dict[str, Any]], object_colour: str) -> list[str]:
-    """The figures the headline takes its minimum over: the plain swap, and the colour-matched and
-    colour-transferred ones where they were measured and the user did not say the object's colour is
-    its own (``cue``: they come first)."""
+    """The figures the headline takes its minimum over: the plain and the silhouette swap, and the
+    colour-matched and colour-transferred ones where they were measured and the user did not say the
+    object's colour is its own (``cue``: they come first). The silhouette keeps the object's own mean
+    colour, so ``own`` leaves it on."""
     keys = [k for k in FIGURES if _measured(treated, control, k)]
     if object_colour == "own":
         keys = [k for k in keys if k not in COLOUR_FIGURES]
