@@ -65,7 +65,10 @@ CUES = {"texture": "stripes", "colour": "RGB background colour", "pattern": "a t
         "veil": "class-coded stripes at 30 % opacity over the whole image, the object included, RGB, an eleventh kind "
                 "(issue 53) added to try the calibrated verdict, one no mask can separate and no colour match sees",
         "frame": "a 4 px border of a class-coded hue around the image, RGB, a twelfth kind (issue 53) added to try "
-                 "the calibrated verdict on a cue that rarely enters the box"}
+                 "the calibrated verdict on a cue that rarely enters the box",
+        "focus": "a Gaussian blur of class-coded width over the whole image, the object included, on coarser grey "
+                 "noise, RGB, a thirteenth kind (issue 53) added after the silhouette swap to try the verdict on a cue "
+                 "nobody tuned it on"}
 #: the learning rate of the original and of the fine-tune (treat fine-tunes at the original's rate)
 LR = "0.05"
 

@@ -71,6 +71,12 @@ inside its bounding box too; it never shows through the object itself. The backg
   class-coded hue around the canvas on dark grey noise, the object pasted over it where they meet.
   Why: a slide's mount or a scanner's edge; a background cue that rarely enters the object's box,
   the case where the swap figures should agree with the truth and a claim should stand.
+- ``focus`` (RGB; added in the thirty-first session for issue 53, after the silhouette swap and
+  written and committed before any of its results were seen): the finished image blurred by a
+  Gaussian of class-coded width (``FOCUS`` · code px, 0 to 2.7), the object's pixels included, on
+  grey noise twice as coarse as the other kinds' (σ 20) so the blur shows in the background's
+  grain. Why: one camera's or scanner's focus per source; an on-object cue with no colour and no
+  shape of its own, which nobody tuned the verdict's four figures on.
 
 Training images carry their class's cue; test images (and the ceiling's training images) a random
 class's. Annotations for ``per_class`` training images per class (the first ones drawn, so the
@@ -90,9 +96,9 @@ CANVAS = 48
 KINDS = ("texture", "colour", "pattern")
 #: kinds added after E5's table to try the defaults again on a cue they were not run on
 FRESH_KINDS = ("dots", "photo", "gradient", "mark", "watermark", "halo", "cast", "grain", "plaid", "shadow", "tone",
-               "lamp", "veil", "frame")
+               "lamp", "veil", "frame", "focus")
 #: kinds whose cue is drawn over the object's pixels too (no mask separates it)
-ON_OBJECT = ("watermark", "cast", "grain", "tone", "lamp", "veil")
+ON_OBJECT = ("watermark", "cast", "grain", "tone", "lamp", "veil", "focus")
 #: the ``photo`` kind's photos, one per class: (package, name) for :func:`model_doctor.data.waterbirds.photo`
 PHOTOS = [("skimage", "grass"), ("skimage", "gravel"), ("skimage", "brick"), ("skimage", "chelsea"), ("sklearn", "flower.jpg"),
           ("sklearn", "china.jpg"), ("skimage", "immunohistochemistry"), ("skimage", "retina"), ("skimage", "coffee"),
@@ -109,6 +115,8 @@ TONE = 0.7
 LAMP, LAMP_SIGMA = 0.8, 20.0
 #: the ``veil`` kind's stripe opacity over the finished image; the ``frame`` kind's border width (px)
 VEIL, FRAME = 0.3, 4
+#: the ``focus`` kind's blur width (px) per class code
+FOCUS = 0.3
 _PALETTE = np.array([[200, 40, 40], [40, 170, 40], [40, 60, 210], [210, 180, 30], [170, 40, 180],
                      [30, 180, 190], [230, 120, 30], [120, 120, 120], [120, 70, 20], [240, 150, 190]], np.float64)
 
@@ -205,6 +213,8 @@ def _cue(kind: str, code: int, rng: np.random.Generator, box: tuple = (0, 0, CAN
         edge = np.minimum(np.minimum(yy, xx), np.minimum(CANVAS - 1 - yy, CANVAS - 1 - xx)) < FRAME
         grey = np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
         return np.where(edge[..., None], hue, grey)
+    if kind == "focus":
+        return np.clip(rng.normal(45, 20, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind in ("watermark", "cast", "grain", "tone", "lamp", "veil"):
         return np.clip(rng.normal(45, 10, (CANVAS, CANVAS, 1)), 0, 255).repeat(3, -1)
     if kind == "mark":
@@ -271,6 +281,10 @@ def render(kind: str, obj: np.ndarray, code: int, rng: np.random.Generator) -> t
     if kind == "veil":   # over everything, the object included
         t = (_cue("texture", code, rng)[..., :1] - 45.0) / 35.0     # texture's stripes, in [-1, 1]
         img = img * (1 - VEIL) + 255.0 * (0.5 + 0.5 * t) * VEIL
+    if kind == "focus" and code:   # over everything, the object included
+        from scipy.ndimage import gaussian_filter
+
+        img = gaussian_filter(img, (FOCUS * code, FOCUS * code, 0))
     exact = alpha > 0.5
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
     return (img[..., 0] if img.shape[2] == 1 else img), exact, box

@@ -449,7 +449,7 @@ def test_waterbirds_small(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["texture", "colour", "pattern", "dots", "photo", "gradient", "mark", "watermark", "halo", "cast",
-                                  "grain", "plaid", "shadow", "tone", "veil"])
+                                  "grain", "plaid", "shadow", "tone", "veil", "focus"])
 def test_inbox_decoy_cue_shows_inside_the_box_not_through_the_object(kind):
     import numpy as np
 
