@@ -199,7 +199,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
                          + (f" {_pct(rel.get('test_pool_swap_acc'))} |" if extra else "")
                          + (f" {_pct(r.get('cells_test_acc', {}).get(arm))} |" if eq else ""))
     false_claims, false_cells, gains = [], [], {"true": 0, "said": 0}
-    calibration = {"claims": 0, "backed": 0, "worst": 0.0, "off": []}
+    calibration = {"claims": 0, "backed": 0, "worst": 0.0, "off": [], "figures": set()}
     groups: dict[tuple, list[dict]] = {}
     for r in raw:
         groups.setdefault((r["kind"], r["arm"]), []).append(r)
@@ -209,6 +209,7 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
         truth = [r["treated"]["test_acc"] - r["control"]["test_acc"] for r in rs]
         head = judged(rs)
         said, true = bool(head and head["beyond_noise"] and head["mean"] > 0), beyond(truth)
+        calibration["figures"] |= set(head.get("figures", ())) if head else set()
         if head and head["beyond_noise"]:   # calibration: every "beyond noise" backed in sign and within 25 points
             calibration["claims"] += 1
             t = statistics.mean(truth)
@@ -259,6 +260,21 @@ def _retest(r: dict) -> str:
 
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
+
+
+def _without(row: dict, figures: list[str]) -> dict:
+    """The row with ``figures`` taken out of every model's reliance dict (``--drop``)."""
+    if not figures:
+        return row
+    strip = lambda d: {k: v for k, v in d.items() if k not in figures} if isinstance(d, dict) else d
+    return {**row, **{a: strip(row[a]) for a in ("treated", "control", "original_reliance") if a in row}}
+
+
+def _figure_names(keys: set[str]) -> str:
+    """The verdict's figures a table's rows carried, by their short names, in the verdict's order."""
+    from model_doctor.treatment.verdicts import FIGURES
+
+    return ", ".join(FIGURES[k].removesuffix(" swap") for k in FIGURES if k in keys) or "—"
 
 
 def _images(r: dict) -> int:
@@ -371,12 +387,16 @@ def main(argv=None) -> int:
     ap.add_argument("inputs", nargs="+")
     ap.add_argument("--two-truths", nargs="*", default=[], metavar="JSON",
                     help="benchmarks.object_colour results: the same models under both readings of an object's colour")
+    ap.add_argument("--drop", nargs="*", default=[], metavar="FIGURE",
+                    help="judge as if the rows lacked these figures (e.g. silhouette_swap_acc): what the verdict said "
+                         "before a figure existed, on the same models")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from benchmarks._common import emit
 
-    out = ["# Reliance measure vs the truth", "",
-           f"Command: `python -m benchmarks.reliance_vs_truth {' '.join(args.inputs)}`", "",
+    out = ["# Reliance measure vs the truth" + (f", judged without {', '.join(args.drop)}" if args.drop else ""), "",
+           f"Command: `python -m benchmarks.reliance_vs_truth {' '.join(args.inputs)}"
+           + (f" --drop {' '.join(args.drop)}" if args.drop else "") + "`", "",
            "The truth is shuffled-cue test accuracy (E6, two classes: the mean accuracy of the cue-conflicting test "
            "groups, which is what a swap onto another class's background stands for); the user's figure is the "
            "held-out background-swap accuracy "
@@ -398,13 +418,14 @@ def main(argv=None) -> int:
            "verdict says \"beyond noise\" and the truth does not, the claim says in brackets whether the cue-conflicting test "
            "accuracy (the cells whose cue codes another class: what a swap onto another class's background stands for) is "
            "better beyond noise. The verdict checked is the one `treat` prints today: the library's "
-           "`model_doctor.treatment.verdicts.judge_reliance` applied to each table's per-seed figures (the lower of the "
-           "plain and the colour-matched swap where a row carries both; withdrawn where they disagree by more than their "
+           "`model_doctor.treatment.verdicts.judge_reliance` applied to each table's per-seed figures (the lowest of the "
+           "plain, colour-matched, colour-transferred and silhouette swaps a row carries; withdrawn where they disagree by more than their "
            "noise, where the random-class swap gains nothing, where the originals' figures say their cue lies on the "
            "object too, or where a treated model reads the background backwards); tables written before a figure "
-           "existed are judged on the figures they carry. The calibration table says, per table, whether every "
+           "existed are judged on the figures they carry (a figure they lack could only withdraw a claim or move it "
+           "towards no change, which these tables cannot show). The calibration table says, per table, whether every "
            "\"beyond noise\" the verdict gives is backed: the truth moved beyond noise the same way and the claimed "
-           "gain is within 25 points of the true one.The "
+           "gain is within 25 points of the true one. The "
            "last column gives the rank and distance checks with that figure in place of the plain swap, on the tables "
            "whose every model carries it. The column before it (E5 and E4b rows that carry it) measures "
            "the truth itself again on "
@@ -433,12 +454,13 @@ def main(argv=None) -> int:
                "it): Spearman (≥ 0.8) / worst treated |figure − truth| (≤ 25 pts) |",
                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     calib = ["", "## Calibration: every \"beyond noise\" the verdict gives, against the truth", "",
-             "| benchmark | claims | backed (truth beyond noise the same way, within 25 pts) | worst |claim − truth| | "
-             "claims not backed |", "|---|---|---|---|---|"]
+             "| benchmark | figures the verdict had (tables written before a figure existed lack it) | claims | "
+             "backed (truth beyond noise the same way, within 25 pts) | worst |claim − truth| | claims not backed |",
+             "|---|---|---|---|---|---|"]
     body, every = [], []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
-        rows = [row for path in paths for row in as_rows(json.loads(Path(path).read_text()))]
+        rows = [_without(row, args.drop) for path in paths for row in as_rows(json.loads(Path(path).read_text()))]
         every += rows
         lines, res = check(rows)
         name = " + ".join(Path(p).stem for p in paths)
@@ -448,7 +470,7 @@ def main(argv=None) -> int:
                        f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} | "
                        f"{res['cells']} | {_retest(res['retest'])} | {res['matched']} |")
         c = res["calibration"]
-        calib.append(f"| {name} | {c['claims']} | {c['backed']} | {100 * c['worst']:.1f} | {'; '.join(c['off']) or 'none'} |")
+        calib.append(f"| {name} | {_figure_names(c['figures'])} | {c['claims']} | {c['backed']} | {100 * c['worst']:.1f} | {'; '.join(c['off']) or 'none'} |")
         body += ["", f"## {name}", ""] + lines
     pool = ["", "Every distinct model of the tables above once, per cue (the rows' kind) and over all "
             "(`pooled`): the rank check over each cue's settings and seeds together, beside the per-table one above, "

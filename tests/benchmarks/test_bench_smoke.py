@@ -693,6 +693,9 @@ def test_reliance_vs_truth_calibration_counts_every_claim_against_the_truth():
     assert c["claims"] == 1 and c["backed"] == 0 and "claims +86.0, truth +11.0" in c["off"][0]
     backed = [row(s, 0.6 + 0.01 * s, 0.55 + 0.01 * s) for s in range(3)]       # +56 claimed, +46 true
     c = R.check(backed)[1]["calibration"]
-    assert c == {"claims": 1, "backed": 1, "worst": pytest.approx(0.10), "off": []}
+    assert c == {"claims": 1, "backed": 1, "worst": pytest.approx(0.10), "off": [], "figures": {"swap_acc"}}
+    assert R._figure_names(c["figures"] | {"silhouette_swap_acc"}) == "plain, silhouette"
+    dropped = R._without(backed[0] | {"treated": backed[0]["treated"] | {"silhouette_swap_acc": 0.0}}, ["silhouette_swap_acc"])
+    assert dropped["treated"] == backed[0]["treated"]   # --drop: judged as if the figure did not exist
     split = [row(s, 0.9 + 0.01 * s, 0.2, matched_t=0.4 + 0.02 * s) for s in range(3)]  # the figures disagree: no claim
     assert R.check(split)[1]["calibration"]["claims"] == 0

@@ -164,7 +164,8 @@ def test_the_users_word_that_colour_is_a_cue_selects_and_heads_with_the_colour_m
     lines = [x for x in printed.splitlines() if "on held-out annotated report images" in x]
     assert "the object's colour matched" in lines[0] and "another class's background)" in lines[1]
     (head,) = [v for v in s["verdict"] if v["what"] == "background reliance"]
-    assert list(head["figures"]) == ["matched_swap_acc", "swap_acc"]   # the user's figure first, the lower one claims
+    # the user's figure first, then the plain and the silhouette swap (grey images: no colour-transferred one)
+    assert list(head["figures"]) == ["matched_swap_acc", "swap_acc", "silhouette_swap_acc"]
     from model_doctor.report import write_report
 
     assert "(--object-colour cue): the colour-matched swap is the figure to read" in write_report(out).read_text()
