@@ -455,3 +455,5 @@ def test_silhouette_swap_equals_a_naive_float64_reference_and_keeps_only_the_out
     assert drawn["swap_acc"] == 1.0 and drawn["silhouette_swap_acc"] < 0.5
     assert outline["swap_acc"] == 1.0 and outline["silhouette_swap_acc"] == 1.0
     assert background_reliance(Area(), pool, matched=False)["silhouette_swap_acc"] != drawn["swap_acc"]  # nan: skipped
+    one = background_reliance(Area(), pool, pastes=("matched",))   # a per-epoch rule measures only the figure it reads
+    assert one["matched_swap_acc"] == one["matched_swap_acc"] and one["silhouette_swap_acc"] != one["silhouette_swap_acc"]

@@ -61,7 +61,8 @@ def escalate(cfg: Config, s: Setup, arms: list[tuple[str, float | None]], studie
         return cfg, studies, None
     seed_ = cfg.train.split_seed
     cue = t.object_colour == "cue"
-    swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_, matched=cue)[headline_key(t.object_colour)]
+    swaps = [background_reliance(st.arm("treated").model, s.pools.select, seed=seed_, matched=cue,
+                                   pastes=("matched",))[headline_key(t.object_colour)]
              for st in studies.values()]
     clean = background_reliance(s.original, s.pools.select, seed=seed_, matched=False)["clean_acc"]
     due = escalation(swaps, clean, t.escalate_below)

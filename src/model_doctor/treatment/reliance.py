@@ -73,6 +73,9 @@ from torch import nn
 from .pool import AnnotatedPool, composite, match_colour, silhouette, transfer_colour
 from .space import _device, background_share
 
+#: the swaps that paste the object otherwise than as it is (:func:`_swapped`'s ``paste``)
+PASTES = ("matched", "transfer", "silhouette")
+
 __all__ = ["background_reliance", "headline_key", "as_told", "wilson_interval", "bounding_boxes", "sign_test"]
 
 
@@ -128,14 +131,15 @@ def _per_class(labels: torch.Tensor, hits: dict[str, tuple[torch.Tensor, torch.T
 
 def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int = 20, seed: int = 0,
                         batch_size: int = 256, backgrounds: torch.Tensor | None = None,
-                        matched: bool = True) -> dict[str, Any]:
+                        matched: bool = True, pastes: tuple[str, ...] = PASTES) -> dict[str, Any]:
     """How much the model's predictions on annotated images depend on their background: the swap
     figures (another class's background, its own class's, a random class's, colour-matched), the
     background-only figures, the input-gradient share outside the foreground, overall, per class
     and per image (the module's docstring defines each). ``backgrounds`` (``[N]``): the class each
     image's background stands for where it is known not to be the image's own (default: the label);
-    ``matched=False`` skips the colour-matched, colour-transferred and silhouette swaps (NaN). Eval
-    mode; the training flag is restored.
+    ``matched=False`` skips the colour-matched, colour-transferred and silhouette swaps (NaN), and
+    ``pastes`` names which of them to measure otherwise (a per-epoch rule that reads one figure
+    measures only that one). Eval mode; the training flag is restored.
     """
     dev, dt = _device(model)
     was = model.training
@@ -153,7 +157,7 @@ def background_reliance(model: nn.Module, pool: AnnotatedPool, max_partners: int
         pt, swap_hit = _swapped(model, x, fg, y, ta, tb, batch_size)
         _, same_hit = _swapped(model, x, fg, y, sa, sb, batch_size)
         none = torch.full((len(ta),), float("nan"))
-        measured = {"matched": matched, "transfer": matched and x.shape[1] > 1, "silhouette": matched}
+        measured = {k: matched and k in pastes and (k != "transfer" or x.shape[1] > 1) for k in PASTES}
         pasted = {f"{k}_swap_acc": _swapped(model, x, fg, y, ta, tb, batch_size, paste=k)[1] if on else none
                   for k, on in measured.items()}
         swap_agree = float((pt == pred[ta].cpu()).double().mean()) if len(ta) else float("nan")

@@ -99,7 +99,7 @@ def selector(val: Any, num_classes: int, rule: str, *, held: AnnotatedPool | Non
 
     def by_swap(model: nn.Module) -> dict[str, Any]:
         acc = evaluate(model, val, num_classes)["acc"]
-        rel = as_told(background_reliance(model, held, seed=seed, matched=cue), object_colour)
+        rel = as_told(background_reliance(model, held, seed=seed, matched=cue, pastes=("matched",)), object_colour)
         return {"held_swap_acc": rel["swap_acc"], "held_bg_grad_share": rel["bg_grad_share"],
                 "select_score": selection_score(acc, rel, rule, floor)}
 
