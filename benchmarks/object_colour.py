@@ -126,8 +126,8 @@ def measure(folder: Path, run: Path) -> dict[str, Any]:
     _, pools, _ = annotated_pools(cfg, full, tr, masks_of(cfg, full), log=lambda *_: None)
     rel = background_reliance(model, pools.report, seed=cfg.train.split_seed)
     return {"truth": truth, "tint_shuffled": tint_shuffled, "images": len(pools.report),
-            **{k: rel[k] for k in ("swap_acc", "matched_swap_acc", "shuffled_swap_acc", "bg_only_acc", "refined_share",
-                                "chance")}}
+            **{k: rel[k] for k in ("swap_acc", "matched_swap_acc", "transfer_swap_acc", "silhouette_swap_acc",
+                                "shuffled_swap_acc", "bg_only_acc", "refined_share", "chance")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,11 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         lines[2] = lines[2].replace("`  ", " --shortcut`  " if args.shortcut == 1 else f" --shortcut {args.shortcut:g}`  ")
     lines += [" ".join(__doc__.split("\n\n")[1].split()).removesuffix(" Usage:"), "",
               "| seed | report images | truth: test acc, random class's background | test acc, random class's tint | "
-              "colour-matched swap acc | plain swap acc | background-only acc | colour-matched − truth | "
-              "plain − colour-matched (the split `treat`'s figures show) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "colour-matched swap acc | plain swap acc | silhouette swap acc | background-only acc | "
+              "colour-matched − truth | plain − colour-matched (the split `treat`'s figures show) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['images']} | {pct(r['truth'])} | {pct(r['tint_shuffled'])} | {pct(r['matched_swap_acc'])} | "
-              f"{pct(r['swap_acc'])} | {pct(r['bg_only_acc'])} | {100 * (r['matched_swap_acc'] - r['truth']):+.1f} | "
+              f"{pct(r['swap_acc'])} | {pct(r['silhouette_swap_acc'])} | {pct(r['bg_only_acc'])} | {100 * (r['matched_swap_acc'] - r['truth']):+.1f} | "
               f"{100 * (r['swap_acc'] - r['matched_swap_acc']):+.1f} |" for r in rows]
     if len(rows) > 1:
         gap = [100 * (r["matched_swap_acc"] - r["truth"]) for r in rows]

@@ -270,6 +270,22 @@ def _without(row: dict, figures: list[str]) -> dict:
     return {**row, **{a: strip(row[a]) for a in ("treated", "control", "original_reliance") if a in row}}
 
 
+def calibration_totals(results: list[tuple[str, dict]]) -> list[str]:
+    """The calibration table's bottom line, split by whether a table carried every figure the verdict reads today:
+    a table written before a figure existed is judged on fewer, which is not the verdict ``treat`` prints now."""
+    from model_doctor.treatment.verdicts import FIGURES
+
+    out = []
+    for label, keep in (("with every figure the verdict reads today", True),
+                        ("written before a figure existed (judged on the figures they carry)", False)):
+        part = [(n, c) for n, c in results if (set(FIGURES) <= c["figures"]) == keep]
+        claims, backed = sum(c["claims"] for _, c in part), sum(c["backed"] for _, c in part)
+        off = [f"{n}: {o}" for n, c in part for o in c["off"]]
+        out.append(f"- Tables {label}: {len(part)}; {backed} of {claims} claims backed"
+                   + (f"; not backed: {'; '.join(off)}." if off else "."))
+    return out
+
+
 def _figure_names(keys: set[str]) -> str:
     """The verdict's figures a table's rows carried, by their short names, in the verdict's order."""
     from model_doctor.treatment.verdicts import FIGURES
@@ -362,23 +378,32 @@ def two_truths(paths: list[str]) -> list[str]:
     background) or as a cue on the object (truth: with a random class's tint as well). The
     training images, the models and every figure are the same either way, so no figure computed
     from them can be within 25 points of both where the two truths part by more than 50; the
-    user's word (``--object-colour own|cue``) names the truth, and the figure it picks is checked."""
+    user's word (``--object-colour own|cue``) names the truth, and the lowest of the figures that
+    word leaves on (what the headline reads) is checked against it."""
+    from model_doctor.treatment.verdicts import COLOUR_FIGURES, FIGURES
+
     lines = ["", "## Same models, two truths", "",
              "Objects tinted by their class's hue (`benchmarks.object_colour`, seeds 15-17, originals as E5's). Whether "
              "the tint is the object's own colour (a yellow fruit: the truth is test accuracy on a random class's "
              "background) or a cue on the object (a stain: the truth also gives each test image a random class's tint) "
              "is not in the training images, the models or any figure measured from them; it is the user's. Where "
              "the two truths part by more than 50 points, no figure can be within 25 of both. The last two columns are "
-             "the figure each word of `--object-colour` puts first, against the truth that word names.", "",
-             "| variant | seed | truth, tint own | truth, tint a cue | plain swap | colour-matched swap | "
-             "the two truths apart | `own`: |plain − truth own| | `cue`: |colour-matched − truth cue| |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "the lowest of the figures each word of `--object-colour` leaves on (`own`: the plain and silhouette "
+             "swaps; `cue`: all four, the colour-matched first), against the truth that word names; a row written "
+             "before a figure existed (—) is judged on those it carries.", "",
+             "| variant | seed | truth, tint own | truth, tint a cue | plain swap | colour-matched swap | silhouette swap | "
+             "the two truths apart | `own`: |lowest figure − truth own| | `cue`: |lowest figure − truth cue| |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for path in paths:
         for r in json.loads(Path(path).read_text()):
             own, cue = r["truth"], r["tint_shuffled"]
+            have = [k for k in FIGURES if r.get(k) is not None and r[k] == r[k]]
+            low_own = min(r[k] for k in have if k not in COLOUR_FIGURES)
+            low_cue = min(r[k] for k in have)
             lines.append(f"| {Path(path).stem} | {r['seed']} | {100 * own:.1f} | {100 * cue:.1f} | "
-                         f"{100 * r['swap_acc']:.1f} | {100 * r['matched_swap_acc']:.1f} | {100 * abs(own - cue):.1f} | "
-                         f"{100 * abs(r['swap_acc'] - own):.1f} | {100 * abs(r['matched_swap_acc'] - cue):.1f} |")
+                         f"{100 * r['swap_acc']:.1f} | {100 * r['matched_swap_acc']:.1f} | "
+                         f"{_pct(r.get('silhouette_swap_acc'))} | {100 * abs(own - cue):.1f} | "
+                         f"{100 * abs(low_own - own):.1f} | {100 * abs(low_cue - cue):.1f} |")
     return lines
 
 
@@ -457,7 +482,7 @@ def main(argv=None) -> int:
              "| benchmark | figures the verdict had (tables written before a figure existed lack it) | claims | "
              "backed (truth beyond noise the same way, within 25 pts) | worst |claim − truth| | claims not backed |",
              "|---|---|---|---|---|---|"]
-    body, every = [], []
+    body, every, calibrated = [], [], []
     for arg in args.inputs:
         paths = arg.split("+")  # one benchmark's seeds written by separate runs: A.json+B.json
         rows = [_without(row, args.drop) for path in paths for row in as_rows(json.loads(Path(path).read_text()))]
@@ -471,12 +496,14 @@ def main(argv=None) -> int:
                        f"{res['cells']} | {_retest(res['retest'])} | {res['matched']} |")
         c = res["calibration"]
         calib.append(f"| {name} | {_figure_names(c['figures'])} | {c['claims']} | {c['backed']} | {100 * c['worst']:.1f} | {'; '.join(c['off']) or 'none'} |")
+        calibrated.append((name, c))
         body += ["", f"## {name}", ""] + lines
     pool = ["", "Every distinct model of the tables above once, per cue (the rows' kind) and over all "
             "(`pooled`): the rank check over each cue's settings and seeds together, beside the per-table one above, "
             "whose 9 models hold 6 near chance ordered by the test split's own draw.", "",
             "| cue | distinct models | Spearman (≥ 0.8) |", "|---|---|---|"]
     pool += [f"| {k} | {n} | {rho:.2f} |" for k, (n, rho) in pooled(every).items()]
+    calib += [""] + calibration_totals(calibrated)
     return emit(out + summary + calib + pool + two_truths(args.two_truths) + body, args.out)
 
 

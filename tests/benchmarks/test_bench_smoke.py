@@ -594,8 +594,13 @@ def test_two_truths_puts_each_words_figure_beside_the_truth_it_names(tmp_path):
     path.write_text(json.dumps([{"seed": 15, "truth": 0.95, "tint_shuffled": 0.11, "swap_acc": 0.99,
                                  "matched_swap_acc": 0.01}]))
     (line,) = [x for x in two_truths([str(path)]) if x.startswith("| oc |")]
-    assert line == "| oc | 15 | 95.0 | 11.0 | 99.0 | 1.0 | 84.0 | 4.0 | 10.0 |"
-    assert len(two_truths([])) == 7 and two_truths([])[-1] == "|---|---|---|---|---|---|---|---|---|"  # header only
+    assert line == "| oc | 15 | 95.0 | 11.0 | 99.0 | 1.0 | — | 84.0 | 4.0 | 10.0 |"  # written before the silhouette
+    assert len(two_truths([])) == 7 and two_truths([])[-1] == "|---|---|---|---|---|---|---|---|---|---|"  # header only
+    # each word's lowest figure: `own` the plain and silhouette swaps, `cue` all four (the transferred one lowest here)
+    path.write_text(json.dumps([{"seed": 16, "truth": 0.95, "tint_shuffled": 0.11, "swap_acc": 0.99,
+                                 "matched_swap_acc": 0.2, "transfer_swap_acc": 0.05, "silhouette_swap_acc": 0.5}]))
+    (line,) = [x for x in two_truths([str(path)]) if x.startswith("| oc |")]
+    assert line == "| oc | 16 | 95.0 | 11.0 | 99.0 | 20.0 | 50.0 | 84.0 | 45.0 | 6.0 |"
 
 
 def test_pass_through_names_runs_apart_and_keeps_the_default_runs_names():
@@ -674,6 +679,7 @@ def test_object_colour_tints_the_object_only_and_runs_small(shared_data, tmp_pat
     assert res.returncode == 0, res.stderr[-2000:]
     rows = json.loads(out.with_suffix(".json").read_text())
     assert len(rows) == 1 and rows[0]["images"] > 0 and 0 <= rows[0]["matched_swap_acc"] <= 1
+    assert 0 <= rows[0]["silhouette_swap_acc"] <= 1 and 0 <= rows[0]["transfer_swap_acc"] <= 1   # every figure kept
     assert "| 0 | " in out.read_text() and any((tmp_path / "cache").glob("object-colour/small/data-seed0/test-tint-shuffled/*/*.png"))
 
 
@@ -699,3 +705,16 @@ def test_reliance_vs_truth_calibration_counts_every_claim_against_the_truth():
     assert dropped["treated"] == backed[0]["treated"]   # --drop: judged as if the figure did not exist
     split = [row(s, 0.9 + 0.01 * s, 0.2, matched_t=0.4 + 0.02 * s) for s in range(3)]  # the figures disagree: no claim
     assert R.check(split)[1]["calibration"]["claims"] == 0
+
+
+def test_calibration_totals_split_tables_by_the_figures_they_carried():
+    """A table written before a figure existed is counted apart from those the verdict of today judges in full."""
+    from benchmarks.reliance_vs_truth import calibration_totals
+    from model_doctor.treatment.verdicts import FIGURES
+
+    full = {"claims": 2, "backed": 2, "off": [], "figures": set(FIGURES)}
+    old = {"claims": 3, "backed": 2, "off": ["grain / box (claims +72.8, truth +20.8)"], "figures": {"swap_acc"}}
+    today, before = calibration_totals([("a", full), ("b", old), ("c", dict(full, claims=1, backed=1))])
+    assert today == "- Tables with every figure the verdict reads today: 2; 3 of 3 claims backed."
+    assert before.startswith("- Tables written before a figure existed") and ": 1; 2 of 3 claims backed" in before
+    assert before.endswith("not backed: b: grain / box (claims +72.8, truth +20.8).")
