@@ -199,7 +199,8 @@ def check(rows: list[dict]) -> tuple[list[str], dict]:
                          + (f" {_pct(rel.get('test_pool_swap_acc'))} |" if extra else "")
                          + (f" {_pct(r.get('cells_test_acc', {}).get(arm))} |" if eq else ""))
     false_claims, false_cells, gains = [], [], {"true": 0, "said": 0}
-    calibration = {"claims": 0, "backed": 0, "worst": 0.0, "off": [], "figures": set()}
+    calibration = {"claims": 0, "backed": 0, "worst": 0.0, "off": [], "figures": set(),
+                   "written": _written(raw)}
     groups: dict[tuple, list[dict]] = {}
     for r in raw:
         groups.setdefault((r["kind"], r["arm"]), []).append(r)
@@ -270,6 +271,15 @@ def _without(row: dict, figures: list[str]) -> dict:
     return {**row, **{a: strip(row[a]) for a in ("treated", "control", "original_reliance") if a in row}}
 
 
+def _written(rows: list[dict]) -> set[str]:
+    """The swap figures the code that wrote every row knew, measured or not (NaN: the colour-transferred swap on
+    grey images), so a grey table of today is not counted with the tables written before a figure existed."""
+    from model_doctor.treatment.verdicts import FIGURES
+
+    arms = [r[a] for r in rows for a in ("treated", "control") if r.get(a) is not None]
+    return {k for k in FIGURES if arms and all(k in m for m in arms)}
+
+
 def calibration_totals(results: list[tuple[str, dict]]) -> list[str]:
     """The calibration table's bottom line, split by whether a table carried every figure the verdict reads today:
     a table written before a figure existed is judged on fewer, which is not the verdict ``treat`` prints now."""
@@ -278,7 +288,7 @@ def calibration_totals(results: list[tuple[str, dict]]) -> list[str]:
     out = []
     for label, keep in (("with every figure the verdict reads today", True),
                         ("written before a figure existed (judged on the figures they carry)", False)):
-        part = [(n, c) for n, c in results if (set(FIGURES) <= c["figures"]) == keep]
+        part = [(n, c) for n, c in results if (set(FIGURES) <= c.get("written", c["figures"])) == keep]
         claims, backed = sum(c["claims"] for _, c in part), sum(c["backed"] for _, c in part)
         off = [f"{n}: {o}" for n, c in part for o in c["off"]]
         out.append(f"- Tables {label}: {len(part)}; {backed} of {claims} claims backed"

@@ -699,7 +699,13 @@ def test_reliance_vs_truth_calibration_counts_every_claim_against_the_truth():
     assert c["claims"] == 1 and c["backed"] == 0 and "claims +86.0, truth +11.0" in c["off"][0]
     backed = [row(s, 0.6 + 0.01 * s, 0.55 + 0.01 * s) for s in range(3)]       # +56 claimed, +46 true
     c = R.check(backed)[1]["calibration"]
-    assert c == {"claims": 1, "backed": 1, "worst": pytest.approx(0.10), "off": [], "figures": {"swap_acc"}}
+    assert c == {"claims": 1, "backed": 1, "worst": pytest.approx(0.10), "off": [], "figures": {"swap_acc"},
+                 "written": {"swap_acc"}}
+    nan = float("nan")   # a grey table of today: the transferred swap written as NaN still counts as known
+    grey = [r | {a: r[a] | {"matched_swap_acc": 0.5, "transfer_swap_acc": nan, "silhouette_swap_acc": 0.5}
+                 for a in ("treated", "control")} for r in backed]
+    assert R.check(grey)[1]["calibration"]["written"] == {"swap_acc", "matched_swap_acc", "transfer_swap_acc",
+                                                          "silhouette_swap_acc"}
     assert R._figure_names(c["figures"] | {"silhouette_swap_acc"}) == "plain, silhouette"
     dropped = R._without(backed[0] | {"treated": backed[0]["treated"] | {"silhouette_swap_acc": 0.0}}, ["silhouette_swap_acc"])
     assert dropped["treated"] == backed[0]["treated"]   # --drop: judged as if the figure did not exist
@@ -712,7 +718,7 @@ def test_calibration_totals_split_tables_by_the_figures_they_carried():
     from benchmarks.reliance_vs_truth import calibration_totals
     from model_doctor.treatment.verdicts import FIGURES
 
-    full = {"claims": 2, "backed": 2, "off": [], "figures": set(FIGURES)}
+    full = {"claims": 2, "backed": 2, "off": [], "figures": set(FIGURES) - {"transfer_swap_acc"}, "written": set(FIGURES)}
     old = {"claims": 3, "backed": 2, "off": ["grain / box (claims +72.8, truth +20.8)"], "figures": {"swap_acc"}}
     today, before = calibration_totals([("a", full), ("b", old), ("c", dict(full, claims=1, backed=1))])
     assert today == "- Tables with every figure the verdict reads today: 2; 3 of 3 claims backed."
