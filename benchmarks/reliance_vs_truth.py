@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import statistics
 from pathlib import Path
 
@@ -280,17 +282,43 @@ def _written(rows: list[dict]) -> set[str]:
     return {k for k in FIGURES if arms and all(k in m for m in arms)}
 
 
+def recorded_command(path: str) -> str | None:
+    """The command a benchmark table records in the markdown beside its JSON (``Command: `...` ``), without the
+    flags that change where it writes or how many threads it uses, so two runs of one setting compare equal."""
+    md = Path(path).with_suffix(".md")
+    m = re.search(r"^Command: `([^`]*)`", md.read_text(), re.M) if md.is_file() else None
+    if not m:
+        return None
+    words, out = shlex.split(m.group(1)), []
+    for i, w in enumerate(words):
+        if w in ("--out", "--threads") or (i and words[i - 1] in ("--out", "--threads")):
+            continue
+        out.append(w)
+    return " ".join(out)
+
+
 def calibration_totals(results: list[tuple[str, dict]]) -> list[str]:
     """The calibration table's bottom line, split by whether a table carried every figure the verdict reads today:
-    a table written before a figure existed is judged on fewer, which is not the verdict ``treat`` prints now."""
+    a table written before a figure existed is judged on fewer, which is not the verdict ``treat`` prints now. An
+    older table whose claim is not backed names the tables with every figure that reran its recorded command (its
+    ``command``), and what the verdict said there, beside it: the record stays, and so does what replaced it."""
     from model_doctor.treatment.verdicts import FIGURES
+
+    def full(c: dict) -> bool:
+        return set(FIGURES) <= c.get("written", c["figures"])
+
+    def rerun(c: dict) -> str:
+        again = [(n, d) for n, d in results if full(d) and c.get("command") and d.get("command") == c["command"]]
+        return "".join(f" (the same command with every figure: {n}, "
+                       + (f"{d['backed']} of {d['claims']} claims backed)" if d["claims"] else "no claim)")
+                       for n, d in again)
 
     out = []
     for label, keep in (("with every figure the verdict reads today", True),
                         ("written before a figure existed (judged on the figures they carry)", False)):
-        part = [(n, c) for n, c in results if (set(FIGURES) <= c.get("written", c["figures"])) == keep]
+        part = [(n, c) for n, c in results if full(c) == keep]
         claims, backed = sum(c["claims"] for _, c in part), sum(c["backed"] for _, c in part)
-        off = [f"{n}: {o}" for n, c in part for o in c["off"]]
+        off = [f"{n}: {o}{rerun(c)}" for n, c in part for o in c["off"]]
         out.append(f"- Tables {label}: {len(part)}; {backed} of {claims} claims backed"
                    + (f"; not backed: {'; '.join(off)}." if off else "."))
     return out
@@ -306,8 +334,6 @@ def _figure_names(keys: set[str]) -> str:
 def _images(r: dict) -> int:
     """The report images a row's figure rests on, where the row says (E5, E6: ``images``, or the
     ``box<N>-`` of its arm name as ``bench_waterbirds.truth_rows`` writes it); else 0."""
-    import re
-
     if "images" in r:
         return int(r["images"])
     m = re.match(r"box(\d+)-", r["arm"]) if r["kind"].startswith("waterbirds") else None
@@ -458,7 +484,8 @@ def main(argv=None) -> int:
            "noise, where the random-class swap gains nothing, where the originals' figures say their cue lies on the "
            "object too, or where a treated model reads the background backwards); tables written before a figure "
            "existed are judged on the figures they carry (a figure they lack could only withdraw a claim or move it "
-           "towards no change, which these tables cannot show). The calibration table says, per table, whether every "
+           "towards no change, which these tables cannot show; an unbacked one names, beside it, the tables with "
+           "every figure that ran the command it records). The calibration table says, per table, whether every "
            "\"beyond noise\" the verdict gives is backed: the truth moved beyond noise the same way and the claimed "
            "gain is within 25 points of the true one. The "
            "last column gives the rank and distance checks with that figure in place of the plain swap, on the tables "
@@ -504,7 +531,7 @@ def main(argv=None) -> int:
                        f"{res['inside']} | {res['backwards']} | {res['on_test']} | "
                        f"{'—' if res['spearman_test'] is None else format(res['spearman_test'], '.2f')} | {res['true_gains']} | "
                        f"{res['cells']} | {_retest(res['retest'])} | {res['matched']} |")
-        c = res["calibration"]
+        c = dict(res["calibration"], command=recorded_command(paths[0]) if len(paths) == 1 else None)
         calib.append(f"| {name} | {_figure_names(c['figures'])} | {c['claims']} | {c['backed']} | {100 * c['worst']:.1f} | {'; '.join(c['off']) or 'none'} |")
         calibrated.append((name, c))
         body += ["", f"## {name}", ""] + lines

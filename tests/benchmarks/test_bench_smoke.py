@@ -724,3 +724,23 @@ def test_calibration_totals_split_tables_by_the_figures_they_carried():
     assert today == "- Tables with every figure the verdict reads today: 2; 3 of 3 claims backed."
     assert before.startswith("- Tables written before a figure existed") and ": 1; 2 of 3 claims backed" in before
     assert before.endswith("not backed: b: grain / box (claims +72.8, truth +20.8).")
+
+
+def test_an_unbacked_older_table_names_the_rerun_of_its_command_with_every_figure(tmp_path):
+    """A superseded record stays in the count, and its line says what the same command said with every figure."""
+    from benchmarks.reliance_vs_truth import calibration_totals, recorded_command
+    from model_doctor.treatment.verdicts import FIGURES
+
+    cmd = "python -m benchmarks.bench_e5_inbox --budget full --kinds grain --seeds 15 16 17"
+    (tmp_path / "old.md").write_text(f"# E5\n\nCommand: `{cmd} --out docs/x.md`  \n")
+    (tmp_path / "new.md").write_text(f"# E5\n\nCommand: `{cmd} --threads 2`  \n")
+    (tmp_path / "other.md").write_text(f"# E5\n\nCommand: `{cmd.replace('grain', 'halo')}`  \n")
+    assert recorded_command(str(tmp_path / "old.json")) == recorded_command(str(tmp_path / "new.json")) == cmd
+    assert recorded_command(str(tmp_path / "missing.json")) is None
+    old = {"claims": 1, "backed": 0, "off": ["grain / box (claims +72.8, truth +20.8)"], "figures": {"swap_acc"},
+           "command": cmd}
+    new = {"claims": 0, "backed": 0, "off": [], "figures": set(), "written": set(FIGURES), "command": cmd}
+    other = dict(new, claims=1, backed=1, command=recorded_command(str(tmp_path / "other.json")))
+    _, before = calibration_totals([("old", old), ("new", new), ("other", other)])
+    assert before.endswith("not backed: old: grain / box (claims +72.8, truth +20.8) "
+                           "(the same command with every figure: new, no claim).")
