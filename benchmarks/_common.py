@@ -17,6 +17,19 @@ def header(title: str, script: str, budget: str) -> list[str]:
             f"{torch.get_num_threads()} threads, CPU only  ", f"Date: {datetime.date.today().isoformat()}", ""]
 
 
+def provenance(path: Path) -> tuple[str | None, str | None]:
+    """(command, date) a table records in the ``.md`` beside its JSON (the ``Command: `...` `` and ``Date:``
+    lines ``header`` writes); None for a line, or both where no such file sits beside it."""
+    md = Path(path).with_suffix(".md")
+    command = date = None
+    for line in md.read_text().splitlines() if md.is_file() else ():
+        if command is None and line.startswith("Command:") and "`" in line:
+            command = line.split("`")[1]
+        elif date is None and line.startswith("Date:"):
+            date = line.split(":", 1)[1].strip()
+    return command, date
+
+
 #: header lines that say where and when a table was made, not what it measured
 _PROVENANCE = ("Machine: ", "Date: ")
 

@@ -26,6 +26,7 @@ import shlex
 import statistics
 from pathlib import Path
 
+from benchmarks._common import provenance
 from model_doctor.study import beyond_noise
 
 #: command flags that pick what a table covers rather than how ``treat`` runs: (flag, values it takes)
@@ -58,12 +59,7 @@ def read_table(path: Path) -> tuple[str, str, list[dict]]:
     md = path.with_suffix(".md")
     if not md.is_file():
         raise SystemExit(f"{md}: no table beside {path.name}; pass a bench_e5_inbox JSON whose .md is next to it")
-    command = date = ""
-    for line in md.read_text().splitlines():
-        if line.startswith("Command:") and "`" in line:
-            command = line.split("`")[1]
-        elif line.startswith("Date:"):
-            date = line.split(":", 1)[1].strip()
+    command, date = (x or "" for x in provenance(path))
     if "benchmarks.bench_e5_inbox" not in command:
         raise SystemExit(f"{md}: its Command line is not a bench_e5_inbox run ({command or 'none'}); "
                          "pass the tables bench_e5_inbox wrote")

@@ -285,11 +285,12 @@ def _written(rows: list[dict]) -> set[str]:
 def recorded_command(path: str) -> str | None:
     """The command a benchmark table records in the markdown beside its JSON (``Command: `...` ``), without the
     flags that change where it writes or how many threads it uses, so two runs of one setting compare equal."""
-    md = Path(path).with_suffix(".md")
-    m = re.search(r"^Command: `([^`]*)`", md.read_text(), re.M) if md.is_file() else None
-    if not m:
+    from benchmarks._common import provenance
+
+    command = provenance(Path(path))[0]
+    if command is None:
         return None
-    words, out = shlex.split(m.group(1)), []
+    words, out = shlex.split(command), []
     for i, w in enumerate(words):
         if w in ("--out", "--threads") or (i and words[i - 1] in ("--out", "--threads")):
             continue
