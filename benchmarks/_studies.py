@@ -25,6 +25,8 @@ from model_doctor.training import FitConfig, evaluate, split_train_val
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+#: where the benchmarks keep the models they train (``--cache``), resumable
+CACHE = ROOT / "runs" / "bench"
 SPLIT_NOTE = ("Fashion-MNIST here is ../shared's re-split of the public 70,000 images (per class the first 6,000 "
               "train / next 1,000 test, each split shuffled with seed 0), not the original train/test split.")
 #: training of every original: SGD momentum 0.9, wd 5e-4, cosine; best epoch on validation
@@ -47,7 +49,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--budget", choices=["small", "full"], default="full")
     ap.add_argument("--out", default=None, help="also write the markdown here (e.g. docs/results/...)")
     ap.add_argument("--root", default=str(SHARED_DATA), help="folder holding FashionMNIST/raw (default ../shared/data)")
-    ap.add_argument("--cache", default=str(ROOT / "runs" / "bench"), help="trained models, resumable")
+    ap.add_argument("--cache", default=str(CACHE), help="trained models, resumable")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="only these seeds (to split a study across processes; the cache joins them: rerun without "

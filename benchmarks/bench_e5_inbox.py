@@ -470,6 +470,12 @@ def add_pass_through(ap) -> None:
         add_option(g, dest, f"treat's (default {getattr(TreatConfig(), dest.split('.')[1])})")
 
 
+def _where(path: str) -> str:
+    """A folder as a command line shows it: relative to the checkout where it lies inside it."""
+    p = Path(path).absolute()
+    return p.relative_to(S.ROOT).as_posix() if p.is_relative_to(S.ROOT) else path
+
+
 def pass_through(args) -> tuple[list[str], str]:
     """(treat options as given, in :data:`PASS_THROUGH` order; the cache-name suffix they add)."""
     from model_doctor.config import TreatConfig
@@ -528,7 +534,8 @@ def main() -> int:
                 + (f" --ceiling-epochs {args.ceiling_epochs}" if args.ceiling_epochs else "")
                 + "".join(f" {a}" for a in extra)
                 + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "")
-                + (" --cached-only" if args.cached_only else "") + "`  ")
+                + (f" --cache {_where(args.cache)} --cached-only" if args.cached_only and Path(args.cache) != S.CACHE
+                   else " --cached-only" if args.cached_only else "") + "`  ")
     b = budget
     lines += [f"Fashion-MNIST objects (scaled 18-28 px, pasted by their own pixels) on a {D.CANVAS} px canvas whose whole "
               f"background carries a class-coded cue ({'; '.join(f'{k}: {CUES[k]}' for k in args.kinds)}), visible inside "

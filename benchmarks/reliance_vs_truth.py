@@ -284,7 +284,8 @@ def _written(rows: list[dict]) -> set[str]:
 
 def recorded_command(path: str) -> str | None:
     """The command a benchmark table records in the markdown beside its JSON (``Command: `...` ``), without the
-    flags that change where it writes or how many threads it uses, so two runs of one setting compare equal."""
+    flags that change where it writes or keeps models, how many threads it uses or whether it trains
+    (``--cached-only``: the models a cache holds, measured), so two runs of one setting compare equal."""
     from benchmarks._common import provenance
 
     command = provenance(Path(path))[0]
@@ -292,7 +293,7 @@ def recorded_command(path: str) -> str | None:
         return None
     words, out = shlex.split(command), []
     for i, w in enumerate(words):
-        if w in ("--out", "--threads") or (i and words[i - 1] in ("--out", "--threads")):
+        if w in ("--out", "--threads", "--cache", "--cached-only") or (i and words[i - 1] in ("--out", "--threads", "--cache")):
             continue
         out.append(w)
     return " ".join(out)
@@ -310,9 +311,8 @@ def calibration_totals(results: list[tuple[str, dict]]) -> list[str]:
 
     def rerun(c: dict) -> str:
         again = [(n, d) for n, d in results if full(d) and c.get("command") and d.get("command") == c["command"]]
-        return "".join(f" (the same command with every figure: {n}, "
-                       + (f"{d['backed']} of {d['claims']} claims backed)" if d["claims"] else "no claim)")
-                       for n, d in again)
+        said = [f"{n}, " + (f"{d['backed']} of {d['claims']} claims backed" if d["claims"] else "no claim") for n, d in again]
+        return f" (the same command with every figure: {'; '.join(said)})" if said else ""
 
     out = []
     for label, keep in (("with every figure the verdict reads today", True),

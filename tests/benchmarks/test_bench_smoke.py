@@ -226,7 +226,8 @@ def test_e5_inbox_small_then_reliance_check(shared_data, tmp_path):
     rows_of = lambda t: [line for line in t.splitlines() if line.startswith("| texture |")]
     again = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--lr", "0.02", *opts.split(),
                  "--ceiling-epochs", "3", "--cached-only")
-    assert "--cached-only`" in again and rows_of(again) == rows_of(text)
+    # the table names the cache it read, so its Command line regenerates it
+    assert f"--cache {tmp_path / 'cache'} --cached-only`" in again and rows_of(again) == rows_of(text)
     other = _run("bench_e5_inbox.py", tmp_path, "--root", str(shared_data), "--kinds", "texture", "--cached-only")
     assert not [line for line in rows_of(other) if "| box |" in line or "| exact |" in line]
     assert not (runs / "ceiling").exists()  # not even the default ceiling
@@ -735,7 +736,9 @@ def test_an_unbacked_older_table_names_the_rerun_of_its_command_with_every_figur
     (tmp_path / "old.md").write_text(f"# E5\n\nCommand: `{cmd} --out docs/x.md`  \n")
     (tmp_path / "new.md").write_text(f"# E5\n\nCommand: `{cmd} --threads 2`  \n")
     (tmp_path / "other.md").write_text(f"# E5\n\nCommand: `{cmd.replace('grain', 'halo')}`  \n")
+    (tmp_path / "kept.md").write_text(f"# E5\n\nCommand: `{cmd} --cache runs/x --cached-only`  \n")  # a cache's models, measured
     assert recorded_command(str(tmp_path / "old.json")) == recorded_command(str(tmp_path / "new.json")) == cmd
+    assert recorded_command(str(tmp_path / "kept.json")) == cmd
     assert recorded_command(str(tmp_path / "missing.json")) is None
     old = {"claims": 1, "backed": 0, "off": ["grain / box (claims +72.8, truth +20.8)"], "figures": {"swap_acc"},
            "command": cmd}
@@ -744,3 +747,6 @@ def test_an_unbacked_older_table_names_the_rerun_of_its_command_with_every_figur
     _, before = calibration_totals([("old", old), ("new", new), ("other", other)])
     assert before.endswith("not backed: old: grain / box (claims +72.8, truth +20.8) "
                            "(the same command with every figure: new, no claim).")
+    kept = dict(new, claims=2, backed=1, command=recorded_command(str(tmp_path / "kept.json")))
+    _, before = calibration_totals([("old", old), ("new", new), ("kept", kept)])
+    assert before.endswith("(the same command with every figure: new, no claim; kept, 1 of 2 claims backed).")
